@@ -1,0 +1,110 @@
+-- Per branch: its computes, databases and roles, and its latest size and usage counters.
+with
+
+branches as (
+
+    select * from {{ ref('stg_neon__branches') }}
+
+),
+
+endpoints as (
+
+    select * from {{ ref('stg_neon__endpoints') }}
+
+),
+
+endpoint_snapshots as (
+
+    select * from {{ ref('stg_neon__endpoint_snapshots') }}
+
+),
+
+databases as (
+
+    select * from {{ ref('stg_neon__databases') }}
+
+),
+
+roles as (
+
+    select * from {{ ref('stg_neon__roles') }}
+
+),
+
+branch_snapshots as (
+
+    select * from {{ ref('stg_neon__branch_snapshots') }}
+
+),
+
+computes as (
+
+    select
+        endpoints.branch_id,
+        count(*) as endpoint_count,
+        count(case when endpoints.endpoint_type = 'read_write' then 1 end) as read_write_endpoint_count,
+        count(case when endpoints.endpoint_type = 'read_only' then 1 end) as read_only_endpoint_count,
+        count(case when endpoint_snapshots.endpoint_state = 'active' then 1 end) as active_endpoint_count,
+        count(case when endpoint_snapshots.endpoint_state = 'idle' then 1 end) as idle_endpoint_count,
+        max(endpoints.autoscaling_limit_max_cu) as max_autoscaling_cu,
+        max(endpoint_snapshots.last_active_at) as last_compute_active_at
+    from endpoints
+    left join endpoint_snapshots
+        on endpoints.endpoint_id = endpoint_snapshots.endpoint_id
+    group by endpoints.branch_id
+
+),
+
+database_counts as (
+
+    select
+        branch_id,
+        count(*) as database_count
+    from databases
+    group by branch_id
+
+),
+
+role_counts as (
+
+    select
+        branch_id,
+        count(*) as role_count
+    from roles
+    group by branch_id
+
+),
+
+final as (
+
+    select
+        branches.branch_id,
+        branches.project_id,
+        coalesce(computes.endpoint_count, 0) as endpoint_count,
+        coalesce(computes.read_write_endpoint_count, 0) as read_write_endpoint_count,
+        coalesce(computes.read_only_endpoint_count, 0) as read_only_endpoint_count,
+        coalesce(computes.active_endpoint_count, 0) as active_endpoint_count,
+        coalesce(computes.idle_endpoint_count, 0) as idle_endpoint_count,
+        computes.max_autoscaling_cu,
+        computes.last_compute_active_at,
+        coalesce(database_counts.database_count, 0) as database_count,
+        coalesce(role_counts.role_count, 0) as role_count,
+        branch_snapshots.logical_size_bytes,
+        branch_snapshots.compute_time_seconds,
+        branch_snapshots.active_time_seconds,
+        branch_snapshots.written_data_bytes,
+        branch_snapshots.data_transfer_bytes,
+        branch_snapshots.snapshot_at
+    from branches
+    left join computes
+        on branches.branch_id = computes.branch_id
+    left join database_counts
+        on branches.branch_id = database_counts.branch_id
+    left join role_counts
+        on branches.branch_id = role_counts.branch_id
+    left join branch_snapshots
+        on branches.branch_id = branch_snapshots.branch_id
+
+)
+
+select * from final

@@ -1,0 +1,90 @@
+with
+
+branches as (
+
+    select * from {{ ref('stg_neon__branches') }}
+
+),
+
+projects as (
+
+    select * from {{ ref('stg_neon__projects') }}
+
+),
+
+lineage as (
+
+    select * from {{ ref('int_branches_lineage') }}
+
+),
+
+branch_rollup as (
+
+    select * from {{ ref('int_branches_rollup') }}
+
+),
+
+joined as (
+
+    select
+        branches.branch_id,
+        branches.project_id,
+        projects.project_name,
+        projects.org_id,
+        projects.org_name,
+        projects.region_id,
+        projects.pg_version,
+        branches.branch_name,
+        branches.branch_state,
+        branches.parent_branch_id,
+        lineage.parent_branch_name,
+        lineage.root_branch_id,
+        lineage.root_branch_name,
+        lineage.branch_depth,
+        lineage.lineage_path,
+        branches.is_default,
+        branches.is_protected,
+        branch_rollup.endpoint_count,
+        branch_rollup.read_write_endpoint_count,
+        branch_rollup.read_only_endpoint_count,
+        branch_rollup.active_endpoint_count,
+        branch_rollup.max_autoscaling_cu,
+        branch_rollup.database_count,
+        branch_rollup.role_count,
+        branch_rollup.logical_size_bytes,
+        branch_rollup.compute_time_seconds,
+        branch_rollup.active_time_seconds,
+        branch_rollup.written_data_bytes,
+        branch_rollup.data_transfer_bytes,
+        branches.created_at,
+        branches.expires_at,
+        branch_rollup.last_compute_active_at,
+        coalesce(branch_rollup.last_compute_active_at, branches.created_at) as last_activity_at,
+        branch_rollup.snapshot_at as observed_at
+    from branches
+    -- a branch whose project is gone is not part of the current estate
+    inner join projects
+        on branches.project_id = projects.project_id
+    left join lineage
+        on branches.branch_id = lineage.branch_id
+    left join branch_rollup
+        on branches.branch_id = branch_rollup.branch_id
+
+),
+
+final as (
+
+    select
+        *,
+        {{ dbt.datediff('created_at', 'observed_at', 'day') }} as age_days,
+        {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }} as days_since_activity,
+        (
+            not is_default
+            and {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }}
+            >= {{ var('stale_after_days') }}
+        ) as is_stale
+    from joined
+
+)
+
+select * from final

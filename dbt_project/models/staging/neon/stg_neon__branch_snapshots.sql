@@ -1,0 +1,50 @@
+with
+
+source as (
+
+    select * from {{ source('neon', 'branch_snapshots') }}
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (partition by branch_id order by snapshot_at desc) as recency_rank
+    from source
+
+),
+
+latest as (
+
+    select * from ranked
+    where recency_rank = 1
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        branch_id,
+        project_id,
+
+        -- strings
+        pending_state as pending_branch_state,
+
+        -- numerics
+        logical_size as logical_size_bytes,
+        compute_time_seconds,
+        active_time_seconds,
+        written_data_bytes,
+        data_transfer_bytes,
+
+        -- timestamps
+        {{ to_utc('updated_at') }} as updated_at,
+        {{ to_utc('snapshot_at') }} as snapshot_at
+
+    from latest
+
+)
+
+select * from renamed

@@ -1,0 +1,216 @@
+"""Constants for the Neon API source: endpoints, page sizes, rate limits and the shape of each table.
+
+Every number here comes from Neon's OpenAPI spec (tests/data/neon-openapi-v2.yaml) or Neon's
+documented limits; tests check the field lists against the spec so an API change shows up as a
+failing test instead of a silently missing column.
+"""
+
+DEFAULT_BASE_URL = "https://console.neon.tech/api/v2"
+
+# Largest page each list endpoint accepts (spec: `limit` maximum).
+PROJECTS_PAGE_LIMIT = 400
+BRANCHES_PAGE_LIMIT = 10_000
+OPERATIONS_PAGE_LIMIT = 1_000
+CONSUMPTION_PAGE_LIMIT = 100
+
+# Neon's documented limits: 700 requests per minute per account, bursts up to 40 requests per
+# second per route; the consumption history endpoint allows about 30 requests per minute.
+REQUESTS_PER_MINUTE = 700
+ACCOUNT_BURST = 40
+ROUTE_REQUESTS_PER_SECOND = 40
+ROUTE_BURST = 40
+CONSUMPTION_REQUESTS_PER_MINUTE = 30
+CONSUMPTION_BURST = 5
+# The client-side limiter runs slightly below the documented rate so that clock jitter between us
+# and Neon never turns into a 429.
+RATE_SAFETY = 0.97
+
+# Concurrent requests in flight. Neon's rate limit, not this number, bounds a large account;
+# it matters for latency-bound small accounts.
+CONCURRENCY = 16
+
+# Retries for 429, 5xx, timeouts, dropped connections and corrupt bodies.
+MAX_ATTEMPTS = 7
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+READ_TIMEOUT_SECONDS = 60.0
+
+# Incremental windows.
+OPERATIONS_LOOKBACK_HOURS = 24  # operations change status for a while after they are created
+CONSUMPTION_HISTORY_DAYS = 60  # daily granularity reaches back at most 60 days
+CONSUMPTION_LOOKBACK_DAYS = 2  # Neon revises consumption for about a day
+CONSUMPTION_METRICS = (
+    "compute_unit_seconds",
+    "root_branch_bytes_month",
+    "child_branch_bytes_month",
+    "instant_restore_bytes_month",
+    "public_network_transfer_bytes",
+    "private_network_transfer_bytes",
+    "extra_branches_month",
+    "snapshot_storage_bytes_month",
+)
+
+# Keys that carry credentials. They are removed from every record, at any depth, before anything
+# is written anywhere.
+CREDENTIAL_KEYS = frozenset(
+    {"password", "connection_uri", "connection_uris", "connection_string", "token", "secret"}
+)
+
+# Table shapes. Each entity is split in two: stable fields, versioned with dlt's scd2 strategy so
+# that analysts see when something was created, changed or deleted, and volatile counters, kept in
+# a daily snapshot table so that usage ticking over does not mint a new version on every run.
+# Types are dlt data types; `json` keeps free-form maps as one JSON column.
+PROJECT_COLUMNS = {
+    "id": "text",
+    "name": "text",
+    "org_id": "text",
+    "org_name": "text",
+    "platform_id": "text",
+    "region_id": "text",
+    "pg_version": "bigint",
+    "provisioner": "text",
+    "proxy_host": "text",
+    "branch_logical_size_limit": "bigint",
+    "branch_logical_size_limit_bytes": "bigint",
+    "store_passwords": "bool",
+    "creation_source": "text",
+    "created_at": "timestamp",
+    "owner_id": "text",
+    "history_retention_seconds": "bigint",
+    "maintenance_starts_at": "timestamp",
+    "hipaa_enabled_at": "timestamp",
+    "settings": "json",
+    "default_endpoint_settings": "json",
+}
+PROJECT_SNAPSHOT_COLUMNS = {
+    "active_time": "bigint",
+    "cpu_used_sec": "bigint",
+    "synthetic_storage_size": "bigint",
+    "compute_last_active_at": "timestamp",
+    "updated_at": "timestamp",
+}
+
+BRANCH_COLUMNS = {
+    "id": "text",
+    "project_id": "text",
+    "parent_id": "text",
+    "parent_lsn": "text",
+    "parent_timestamp": "timestamp",
+    "name": "text",
+    "current_state": "text",
+    "state_changed_at": "timestamp",
+    "creation_source": "text",
+    "default": "bool",
+    "protected": "bool",
+    "created_at": "timestamp",
+    "expires_at": "timestamp",
+    "ttl_interval_seconds": "bigint",
+    "last_reset_at": "timestamp",
+    "init_source": "text",
+    "restore_status": "text",
+    "restored_from": "text",
+    "restored_as": "text",
+    "created_by": "json",
+}
+BRANCH_SNAPSHOT_COLUMNS = {
+    "logical_size": "bigint",
+    "compute_time_seconds": "bigint",
+    "active_time_seconds": "bigint",
+    "cpu_used_sec": "bigint",
+    "written_data_bytes": "bigint",
+    "data_transfer_bytes": "bigint",
+    "pending_state": "text",
+    "updated_at": "timestamp",
+}
+
+ENDPOINT_COLUMNS = {
+    "id": "text",
+    "project_id": "text",
+    "branch_id": "text",
+    "region_id": "text",
+    "name": "text",
+    "host": "text",
+    "type": "text",
+    "autoscaling_limit_min_cu": "double",
+    "autoscaling_limit_max_cu": "double",
+    "suspend_timeout_seconds": "bigint",
+    "provisioner": "text",
+    "pooler_enabled": "bool",
+    "pooler_mode": "text",
+    "disabled": "bool",
+    "passwordless_access": "bool",
+    "creation_source": "text",
+    "created_at": "timestamp",
+    "compute_release_version": "text",
+    "settings": "json",
+}
+ENDPOINT_SNAPSHOT_COLUMNS = {
+    "current_state": "text",
+    "pending_state": "text",
+    "last_active": "timestamp",
+    "started_at": "timestamp",
+    "suspended_at": "timestamp",
+    "updated_at": "timestamp",
+}
+
+ORGANIZATION_COLUMNS = {
+    "id": "text",
+    "name": "text",
+    "handle": "text",
+    "plan": "text",
+    "managed_by": "text",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+    "allow_hipaa_projects": "bool",
+    "require_mfa": "bool",
+}
+REGION_COLUMNS = {
+    "region_id": "text",
+    "name": "text",
+    "default": "bool",
+    "geo_lat": "text",
+    "geo_long": "text",
+}
+DATABASE_COLUMNS = {
+    "id": "bigint",
+    "branch_id": "text",
+    "name": "text",
+    "owner_name": "text",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+}
+ROLE_COLUMNS = {
+    "branch_id": "text",
+    "name": "text",
+    "protected": "bool",
+    "authentication_method": "text",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+}
+OPERATION_COLUMNS = {
+    "id": "text",
+    "project_id": "text",
+    "branch_id": "text",
+    "endpoint_id": "text",
+    "action": "text",
+    "status": "text",
+    "error": "text",
+    "failures_count": "bigint",
+    "retry_at": "timestamp",
+    "created_at": "timestamp",
+    "updated_at": "timestamp",
+    "total_duration_ms": "bigint",
+}
+
+# Which spec schema each table's API fields come from (checked by tests/test_raw_schema.py).
+SPEC_SCHEMAS = {
+    "organizations": ("Organization", ORGANIZATION_COLUMNS),
+    "regions": ("RegionResponse", REGION_COLUMNS),
+    "projects": ("ProjectListItem", {**PROJECT_COLUMNS, **PROJECT_SNAPSHOT_COLUMNS}),
+    "project_branches": ("Branch", {**BRANCH_COLUMNS, **BRANCH_SNAPSHOT_COLUMNS}),
+    "endpoints": ("Endpoint", {**ENDPOINT_COLUMNS, **ENDPOINT_SNAPSHOT_COLUMNS}),
+    "databases": ("Database", DATABASE_COLUMNS),
+    "roles": ("Role", ROLE_COLUMNS),
+    "operations": ("Operation", OPERATION_COLUMNS),
+}

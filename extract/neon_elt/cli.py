@@ -1,0 +1,135 @@
+"""Command line: `neon-elt elt|extract|transform|demo|docs|summary` (the Makefile's targets).
+
+Every failure ends with one line on stderr that names the cause, and a non-zero exit:
+1 for a failed run (API, dbt), 2 for configuration, 3 when another run holds the warehouse.
+The published warehouse is never left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
+
+from . import config
+from .marts_summary import print_marts_summary
+from .run import StepFailed, dbt, elt
+from .warehouse import WarehouseBusy
+
+
+def _client(key: config.ApiKey, base_url: str, requests_per_minute: int) -> NeonClient:
+    return NeonClient(
+        base_url,
+        key.value,
+        key_source=key.source,
+        limiter=neon_rate_limiter(requests_per_minute),
+        stats=RunStats(),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    published = config.warehouse_path()
+    do_extract = args.command in ("elt", "extract")
+    do_transform = args.command in ("elt", "transform")
+    client = None
+    if do_extract:
+        client = _client(config.api_key(), config.base_url(), args.requests_per_minute)
+    elif not published.exists():
+        raise config.ConfigError(f"no warehouse at {published}: run `make extract` or `make elt` first")
+    elt(
+        published,
+        client,
+        do_extract=do_extract,
+        do_transform=do_transform,
+        concurrency=args.concurrency,
+        consumption=not args.no_consumption,
+    )
+    print(f"\nWarehouse published: {published}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from neon_simulator import PRESETS, Account, Simulator
+
+    published = config.warehouse_path()
+    account = Account.generate(PRESETS[args.preset])
+    with Simulator(account) as simulator:
+        print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
+        client = NeonClient(simulator.base_url, simulator.api_key, key_source="the demo simulator",
+                            limiter=neon_rate_limiter(0), stats=RunStats())
+        elt(published, client)
+    print_marts_summary(published)
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    """Generate the docs from a copy of the warehouse (so open read-only sessions are not
+    disturbed), then serve them."""
+    published = config.warehouse_path()
+    target = str(config.DBT_PROJECT_DIR / "target" / "docs")
+    with tempfile.TemporaryDirectory(dir=published.parent, prefix=".docs-") as folder:
+        copy = Path(folder) / published.name
+        if published.exists():
+            shutil.copyfile(published, copy)
+        dbt(["docs", "generate"], copy, target_path=target)
+    print(f"Docs generated from {published.name} into {target}")
+    if not args.no_serve:
+        dbt(["docs", "serve", "--port", str(args.port), "--host", "127.0.0.1", "--no-browser"],
+            published, target_path=target)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    print_marts_summary(config.warehouse_path(default=args.path or config.DEFAULT_WAREHOUSE))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="neon-elt", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("elt", "extract from the Neon API, then dbt build"),
+        ("extract", "extract from the Neon API into neon_api_data"),
+        ("transform", "dbt build (models and tests) on the warehouse"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--concurrency", type=int, default=None, help="requests in flight")
+        command.add_argument("--requests-per-minute", type=int, default=700,
+                             help="client-side rate limit (Neon allows 700)")
+        command.add_argument("--no-consumption", action="store_true",
+                             help="skip consumption history")
+        command.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="the whole pipeline against the bundled simulator")
+    demo.add_argument("--preset", default="demo")
+    demo.set_defaults(func=cmd_demo)
+    docs = sub.add_parser("docs", help="dbt docs generate, then serve")
+    docs.add_argument("--port", type=int, default=8080)
+    docs.add_argument("--no-serve", action="store_true")
+    docs.set_defaults(func=cmd_docs)
+    summary = sub.add_parser("summary", help="print a short summary of the marts")
+    summary.add_argument("path", nargs="?")
+    summary.set_defaults(func=cmd_summary)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except config.ConfigError as exc:
+        print(f"neon-elt: {exc}", file=sys.stderr)
+        return 2
+    except WarehouseBusy as exc:
+        print(f"neon-elt: {exc}", file=sys.stderr)
+        return 3
+    except StepFailed as exc:
+        print(f"neon-elt: {exc}. The published warehouse is unchanged.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("neon-elt: interrupted; the published warehouse is unchanged.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

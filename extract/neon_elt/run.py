@@ -1,0 +1,193 @@
+"""The two halves of the pipeline, run against a working copy of the warehouse.
+
+`extract` runs the dlt pipeline `neon_api_pipeline` into the dataset `neon_api_data`;
+`transform` runs `dbt build` (models and tests) over it. `elt` does both and publishes once,
+so readers see either the previous warehouse or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from urllib.parse import urlsplit, urlunsplit
+
+import dlt
+import duckdb
+from dlt.common.pipeline import LoadInfo
+
+from neon_api_source import neon_api_source
+from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats
+
+from . import config
+from .progress import Progress, summary
+from .warehouse import working_copy
+
+ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
+
+# Environment variables that carry secrets: never passed on to dbt.
+SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
+
+
+class StepFailed(Exception):
+    """A step failed; the message is the one-line cause for the user."""
+
+
+@dataclass
+class ExtractResult:
+    load_info: LoadInfo | None
+    stats: RunStats
+    table_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def load_id(self) -> str | None:
+        ids = self.load_info.loads_ids if self.load_info else []
+        return ids[-1] if ids else None
+
+
+def make_pipeline(warehouse: Path) -> dlt.Pipeline:
+    """The dlt pipeline, with its local state reset so that the state (incremental cursors) always
+    comes from the warehouse it loads into, never from a run whose warehouse was not published."""
+    pipeline = dlt.pipeline(
+        pipeline_name=config.PIPELINE_NAME,
+        destination=dlt.destinations.duckdb(str(warehouse)),
+        dataset_name=config.DATASET_NAME,
+    )
+    return pipeline.drop()
+
+
+def extract(
+    warehouse: Path,
+    client: NeonClient,
+    *,
+    concurrency: int | None = None,
+    consumption: bool = True,
+    show_progress: bool = True,
+) -> ExtractResult:
+    """Load the Neon estate into `warehouse` (a working copy)."""
+    pipeline = make_pipeline(warehouse)
+    options = {"concurrency": concurrency} if concurrency else {}
+    source = neon_api_source(
+        base_url=client.base_url, client=client, consumption=consumption, **options
+    )
+    progress = Progress(client.stats) if show_progress else None
+    try:
+        if progress:
+            with progress:
+                load_info = pipeline.run(source)
+        else:
+            load_info = pipeline.run(source)
+    except Exception as exc:  # dlt wraps the cause in step exceptions
+        raise StepFailed(f"extract failed: {root_cause(exc)}") from exc
+    trace = pipeline.last_trace
+    rows = dict(trace.last_normalize_info.row_counts) if trace and trace.last_normalize_info else {}
+    rows = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
+    return ExtractResult(load_info, client.stats, rows)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The most useful one-line message in an exception chain: ours if we raised it."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, NeonAPIError):
+            return str(current)
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    deepest = seen[-1]
+    text = str(deepest).strip().splitlines()
+    return f"{type(deepest).__name__}: {text[0]}" if text else type(deepest).__name__
+
+
+def dbt(args: Sequence[str], warehouse: Path, *, target_path: str | None = None) -> None:
+    """Run dbt on the project against `warehouse`, streaming its output."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env["NEON_DUCKDB_PATH"] = str(warehouse)
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    if target_path:
+        env["DBT_TARGET_PATH"] = target_path
+    executable = Path(sys.executable).with_name("dbt")
+    command = [str(executable), *args, "--project-dir", str(config.DBT_PROJECT_DIR),
+               "--profiles-dir", str(config.DBT_PROJECT_DIR)]
+    completed = subprocess.run(command, env=env, cwd=config.DBT_PROJECT_DIR)
+    if completed.returncode != 0:
+        raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")
+
+
+def transform(warehouse: Path) -> None:
+    """Build and test every dbt model (staging views, marts tables)."""
+    dbt(["build"], warehouse)
+
+
+def origin_of(base_url: str) -> str:
+    """Which API a warehouse is loaded from. Ports on the loopback host are ignored, so every
+    local simulator counts as one origin."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    netloc = host if host in ("127.0.0.1", "localhost", "::1") else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_origin(warehouse: Path, origin: str) -> None:
+    """Refuse to load one account's data on top of another's (the demo's on top of a real
+    account's, say): history tables would mix them for good."""
+    if not warehouse.exists():
+        return
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        known = connection.execute(f"select origin from {ORIGIN_TABLE}").fetchall()
+    except duckdb.CatalogException:  # a warehouse from before the first extract
+        known = []
+    finally:
+        connection.close()
+    if known and known[0][0] != origin:
+        raise config.ConfigError(
+            f"{warehouse.name} holds data loaded from {known[0][0]}, and this run reads {origin}. "
+            "Delete the file or set NEON_DUCKDB_PATH to another one to keep the two apart"
+        )
+
+
+def record_origin(warehouse: Path, origin: str) -> None:
+    connection = duckdb.connect(str(warehouse))
+    try:
+        connection.execute(f"create table if not exists {ORIGIN_TABLE} (origin varchar not null)")
+        connection.execute(f"delete from {ORIGIN_TABLE}")
+        connection.execute(f"insert into {ORIGIN_TABLE} values (?)", [origin])
+    finally:
+        connection.close()
+
+
+def elt(
+    published: Path,
+    client: NeonClient | None,
+    *,
+    do_extract: bool = True,
+    do_transform: bool = True,
+    concurrency: int | None = None,
+    consumption: bool = True,
+    show_progress: bool = True,
+) -> ExtractResult | None:
+    """Run the chosen steps on a working copy of `published`, then publish it."""
+    result = None
+    with working_copy(published) as working:
+        if do_extract:
+            assert client is not None
+            origin = origin_of(client.base_url)
+            check_origin(working, origin)
+            result = extract(
+                working,
+                client,
+                concurrency=concurrency,
+                consumption=consumption,
+                show_progress=show_progress,
+            )
+            record_origin(working, origin)
+            print(result.load_info)
+            print(summary(result.stats, result.load_id, result.table_rows))
+        if do_transform:
+            transform(working)
+    return result

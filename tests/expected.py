@@ -1,0 +1,65 @@
+"""What the marts should say, computed straight from a simulated account's served data."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import duckdb
+
+
+def query(warehouse, sql: str, params=None) -> list[tuple]:
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return connection.execute(sql, params or []).fetchall()
+    finally:
+        connection.close()
+
+
+def query_dicts(warehouse, sql: str) -> list[dict]:
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        cursor = connection.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        connection.close()
+
+
+def branch_facts(account) -> dict[str, dict]:
+    """Per branch id: the inventory's columns, from the account."""
+    facts = {}
+    for project in account.all_projects():
+        pid = project["id"]
+        endpoints = Counter(e["branch_id"] for e in account.endpoints(pid))
+        for branch in account.branches(pid):
+            bid = branch["id"]
+            facts[bid] = {
+                "project_id": pid,
+                "project_name": project["name"],
+                "region_id": project["region_id"],
+                "branch_name": branch["name"],
+                "parent_branch_id": branch.get("parent_id"),
+                "is_default": branch["default"],
+                "database_count": len(account.databases(pid, bid)),
+                "role_count": len(account.roles(pid, bid)),
+                "endpoint_count": endpoints[bid],
+                "logical_size_bytes": branch.get("logical_size"),
+            }
+    return facts
+
+
+def region_facts(account) -> dict[str, dict]:
+    """Per listed region id: counts and totals over the projects that live there."""
+    facts = {
+        r["region_id"]: defaultdict(int, region_name=r["name"]) for r in account.regions
+    }
+    for project in account.all_projects():
+        pid = project["id"]
+        region = facts[project["region_id"]]
+        region["project_count"] += 1
+        for branch in account.branches(pid):
+            region["branch_count"] += 1
+            region["database_count"] += len(account.databases(pid, branch["id"]))
+            region["total_logical_size_bytes"] += branch.get("logical_size") or 0
+        region["endpoint_count"] += len(account.endpoints(pid))
+    return facts

@@ -1,0 +1,57 @@
+"""The marts against the simulator: every number is computed from the account the simulator
+served, never typed in."""
+
+from __future__ import annotations
+
+from expected import branch_facts, query, query_dicts, region_facts
+
+INVENTORY_COLUMNS = (
+    "project_id", "project_name", "region_id", "branch_name", "parent_branch_id", "is_default",
+    "database_count", "role_count", "endpoint_count", "logical_size_bytes",
+)
+
+
+def test_inventory_has_one_row_per_branch_with_its_counts(demo_account, demo_warehouse):
+    expected = branch_facts(demo_account)
+    rows = query_dicts(
+        demo_warehouse,
+        f"select branch_id, {', '.join(INVENTORY_COLUMNS)} from marts.project_branch_inventory",
+    )
+    assert len(rows) == len(expected)
+    actual = {row.pop("branch_id"): row for row in rows}
+    assert actual == expected
+
+
+def test_regional_footprint_lists_every_region_even_without_projects(demo_account, demo_warehouse):
+    expected = region_facts(demo_account)
+    empty_regions = {rid for rid, facts in expected.items() if facts["project_count"] == 0}
+    assert empty_regions, "the simulator should list a region without projects"
+
+    rows = query_dicts(
+        demo_warehouse,
+        "select region_id, region_name, project_count, branch_count, database_count, "
+        "endpoint_count, total_logical_size_bytes from marts.regional_footprint",
+    )
+    actual = {row.pop("region_id"): row for row in rows}
+    assert set(actual) == set(expected)
+    for region_id, facts in expected.items():
+        assert actual[region_id] == {
+            "region_name": facts["region_name"],
+            "project_count": facts["project_count"],
+            "branch_count": facts["branch_count"],
+            "database_count": facts["database_count"],
+            "endpoint_count": facts["endpoint_count"],
+            "total_logical_size_bytes": facts["total_logical_size_bytes"],
+        }, region_id
+
+
+def test_dbt_builds_exactly_the_staging_and_marts_schemas(demo_warehouse):
+    schemas = {
+        schema
+        for (schema,) in query(
+            demo_warehouse,
+            "select distinct table_schema from information_schema.tables "
+            "where table_schema not like 'neon_api_data%'",
+        )
+    }
+    assert schemas == {"staging", "marts"}
