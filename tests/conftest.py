@@ -37,12 +37,12 @@ def fast_retry(**overrides) -> RetryPolicy:
     return RetryPolicy(**values)
 
 
-def client_for(simulator: Simulator, api_key: str | None = None, **retry) -> NeonClient:
+def client_for(simulator: Simulator, api_key: str | None = None, limiter=None, **retry) -> NeonClient:
     return NeonClient(
         simulator.base_url,
         api_key or simulator.api_key,
         key_source="the test simulator key",
-        limiter=neon_rate_limiter(0),
+        limiter=limiter or neon_rate_limiter(0),
         retry=fast_retry(**retry),
         stats=RunStats(),
     )

@@ -98,9 +98,8 @@ def neon_api_source(
         databases(estate),
         roles(estate),
         operations(estate),
+        consumption_history(estate, enabled=consumption),
     ]
-    if consumption:
-        resources.append(consumption_history(estate))
     return resources
 
 
@@ -265,6 +264,7 @@ SNAPSHOT_HINTS = {
 )
 def organizations(estate: Estate) -> Iterator[list[dict]]:
     """The organizations the key can see (taken from the projects for an organization key)."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     orgs = [pick(o, settings.ORGANIZATION_COLUMNS) for o in estate.organizations()]
     if estate.org_key:
         names = {p.get("org_id"): p.get("org_name") for p in estate.projects() if p.get("org_id")}
@@ -281,6 +281,7 @@ def organizations(estate: Estate) -> Iterator[list[dict]]:
 def regions(estate: Estate) -> Iterator[list[dict]]:
     """Regions Neon offers, listed per organization and merged. An organization key may not
     list regions: then the regions are the ones its projects live in, without names."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     found: dict[str, dict] = {}
     estate.organizations()  # decides whether this is an organization key
     scopes = [None] if estate.org_key else estate.org_scopes()
@@ -306,6 +307,7 @@ def regions(estate: Estate) -> Iterator[list[dict]]:
 )
 def projects(estate: Estate) -> Iterator[list[dict]]:
     """Projects, one version per change of a stable field."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     yield _counted(estate, "projects", [pick(p, settings.PROJECT_COLUMNS) for p in estate.projects()])
 
 
@@ -317,6 +319,7 @@ def projects(estate: Estate) -> Iterator[list[dict]]:
 )
 def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Project usage counters, one row per project and day (the day's last run wins)."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     rows = [
         _snapshot(estate, "project_id", p, settings.PROJECT_SNAPSHOT_COLUMNS) for p in estate.projects()
     ]
@@ -331,6 +334,7 @@ def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
 )
 def project_branches(estate: Estate) -> Iterator[list[dict]]:
     """Branches of every project, one version per change of a stable field."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for branches in estate.branches().values():
         if branches:
             yield _counted(estate, "project_branches", [pick(b, settings.BRANCH_COLUMNS) for b in branches])
@@ -344,6 +348,7 @@ def project_branches(estate: Estate) -> Iterator[list[dict]]:
 )
 def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Branch size and usage counters, one row per branch and day."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for project_id, branches in estate.branches().items():
         rows = [
             _snapshot(estate, "branch_id", b, settings.BRANCH_SNAPSHOT_COLUMNS, project_id=project_id)
@@ -361,6 +366,7 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
 )
 def endpoints(estate: Estate) -> Iterator[list[dict]]:
     """Computes (read-write and read-only endpoints), one version per change of a stable field."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for computes in estate.endpoints().values():
         if computes:
             yield _counted(estate, "endpoints", [pick(e, settings.ENDPOINT_COLUMNS) for e in computes])
@@ -374,6 +380,7 @@ def endpoints(estate: Estate) -> Iterator[list[dict]]:
 )
 def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Compute state and activity, one row per compute and day."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for project_id, computes in estate.endpoints().items():
         rows = [
             _snapshot(estate, "endpoint_id", e, settings.ENDPOINT_SNAPSHOT_COLUMNS, project_id=project_id)
@@ -405,6 +412,7 @@ def _per_branch(estate: Estate, table: str, route: str, key: str, columns: dict[
 )
 def databases(estate: Estate) -> Iterator[list[dict]]:
     """Databases of every branch (Neon keeps them per branch, not per project)."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     yield from _per_branch(
         estate,
         "databases",
@@ -422,6 +430,7 @@ def databases(estate: Estate) -> Iterator[list[dict]]:
 )
 def roles(estate: Estate) -> Iterator[list[dict]]:
     """Postgres roles of every branch. Passwords never leave the client."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     yield from _per_branch(
         estate,
         "roles",
@@ -444,6 +453,7 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
     newest operation seen last time minus a look-back (statuses settle for a while), so a run
     costs one request per project in the usual case.
     """
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     state = dlt.current.resource_state()
     newest: dict[str, str] = state.setdefault("newest_created_at", {})
     lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
@@ -498,10 +508,13 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
         "value": {"data_type": "bigint"},
     },
 )
-def consumption_history(estate: Estate) -> Iterator[list[dict]]:
+def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[list[dict]]:
     """Daily consumption per project and metric, incrementally by date with a look-back, since
     Neon revises the latest day. Plans without consumption history (403) and rejected ranges (406)
     are noted once and skipped; the rest of the run goes on."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+    if not enabled:
+        return
     state = dlt.current.resource_state()
     loaded_until: dict[str, str] = state.setdefault("loaded_until", {})
     today = estate.run_at.replace(hour=0, minute=0, second=0)

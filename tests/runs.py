@@ -1,0 +1,97 @@
+"""Helpers to run the pipeline against a simulator from tests."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from conftest import client_for
+from expected import query
+from neon_api_source import settings
+from neon_elt.run import ExtractResult, elt
+
+SCD2_TABLES = ("projects", "project_branches", "endpoints")
+
+
+def extract(path: Path, simulator, *, transform: bool = False, **client_options) -> ExtractResult:
+    """One run of `neon-elt extract` (or `elt` with transform=True) into `path`."""
+    client = client_for(simulator, **client_options)
+    return elt(path, client, do_transform=transform, show_progress=False)
+
+
+def current_ids(warehouse: Path, table: str, key: str = "id") -> set[str]:
+    return {row[0] for row in query(warehouse, f"select {key} from neon_api_data.{table} where _dlt_valid_to is null")}
+
+
+def versions(warehouse: Path, table: str, object_id: str) -> list[tuple]:
+    """(valid_from, valid_to) of every version of one object, oldest first."""
+    return query(
+        warehouse,
+        f"select _dlt_valid_from, _dlt_valid_to from neon_api_data.{table} where id = ? order by _dlt_valid_from",
+        [object_id],
+    )
+
+
+def table_count(warehouse: Path, table: str) -> int:
+    return query(warehouse, f"select count(*) from neon_api_data.{table}")[0][0]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def consumption_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The days a first run asks for: the last 60 days, up to the start of today (UTC)."""
+    now = now or datetime.now(UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1), today
+
+
+def expected_table_counts(account, now: datetime | None = None) -> dict[str, int]:
+    """Row counts a first extract of `account` must land, per raw table."""
+    projects = account.all_projects()
+    start, end = consumption_window(now)
+    counts = {
+        "organizations": len(account.organizations),
+        "regions": len(account.regions),
+        "projects": len(projects),
+        "project_snapshots": len(projects),
+        "project_branches": 0,
+        "branch_snapshots": 0,
+        "endpoints": 0,
+        "endpoint_snapshots": 0,
+        "databases": 0,
+        "roles": 0,
+        "operations": 0,
+        "consumption": 0,
+    }
+    for project in projects:
+        pid = project["id"]
+        branches = account.branches(pid)
+        counts["project_branches"] += len(branches)
+        counts["branch_snapshots"] += len(branches)
+        counts["endpoints"] += len(account.endpoints(pid))
+        counts["endpoint_snapshots"] += len(account.endpoints(pid))
+        counts["operations"] += len(account.operations(pid))
+        for branch in branches:
+            counts["databases"] += len(account.databases(pid, branch["id"]))
+            counts["roles"] += len(account.roles(pid, branch["id"]))
+        for frame in account.consumption(pid):
+            day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
+            if start <= day < end:
+                counts["consumption"] += len(frame["metrics"])
+    return counts
+
+
+def landed_counts(warehouse: Path) -> dict[str, int]:
+    """Rows per raw table; current versions only for the scd2 tables."""
+    counts = {}
+    for (table,) in query(
+        warehouse,
+        "select table_name from information_schema.tables where table_schema = 'neon_api_data' "
+        "and table_name not like '\\_%' escape '\\'",
+    ):
+        where = " where _dlt_valid_to is null" if table in SCD2_TABLES else ""
+        counts[table] = query(warehouse, f"select count(*) from neon_api_data.{table}{where}")[0][0]
+    return counts
