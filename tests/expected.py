@@ -20,7 +20,7 @@ def query_dicts(warehouse, sql: str) -> list[dict]:
     try:
         cursor = connection.execute(sql)
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:
         connection.close()
 

@@ -95,3 +95,35 @@ def landed_counts(warehouse: Path) -> dict[str, int]:
         where = " where _dlt_valid_to is null" if table in SCD2_TABLES else ""
         counts[table] = query(warehouse, f"select count(*) from neon_api_data.{table}{where}")[0][0]
     return counts
+
+
+def cli_env(warehouse: Path, simulator=None, api_key: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a `neon-elt` command run against a simulator, with quick retries and
+    no client-side rate limit (the simulator enforces none unless told to)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "SOURCES__"))}
+    env.update(
+        NEON_DUCKDB_PATH=str(warehouse),
+        SOURCES__NEON_API_SOURCE__REQUESTS_PER_MINUTE="0",
+        SOURCES__NEON_API_SOURCE__MAX_ATTEMPTS="4",
+        SOURCES__NEON_API_SOURCE__BACKOFF_BASE_SECONDS="0.02",
+        SOURCES__NEON_API_SOURCE__BACKOFF_MAX_SECONDS="0.2",
+        SOURCES__NEON_API_SOURCE__READ_TIMEOUT_SECONDS="3",
+    )
+    if simulator is not None:
+        env["NEON_API_BASE_URL"] = simulator.base_url
+        env["NEON_API_KEY"] = api_key or simulator.api_key
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300):
+    """`neon-elt <args>` in a child process, as a scheduler would run it."""
+    import subprocess
+    import sys
+
+    executable = Path(sys.executable).with_name("neon-elt")
+    return subprocess.run(
+        [str(executable), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )

@@ -31,8 +31,9 @@ else from `dlt.config` under the same section or from the arguments.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List, Optional
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 
@@ -43,7 +44,6 @@ from .helpers import (
     NeonClient,
     NeonForbidden,
     NeonNotFound,
-    RetryPolicy,
     RunStats,
     column_hints,
     fan_out,
@@ -61,9 +61,9 @@ SCD2 = {"disposition": "merge", "strategy": "scd2"}
 
 @dlt.source(name="neon_api", max_table_nesting=0)
 def neon_api_source(
-    api_key: Optional[str] = dlt.secrets.value,
+    api_key: str | None = dlt.secrets.value,
     base_url: str = settings.DEFAULT_BASE_URL,
-    org_ids: Optional[List[str]] = None,
+    org_ids: list[str] | None = None,
     concurrency: int = settings.CONCURRENCY,
     requests_per_minute: int = settings.REQUESTS_PER_MINUTE,
     consumption: bool = True,
@@ -106,12 +106,12 @@ def neon_api_source(
 class Estate:
     """The listings several resources share, fetched once per run and on first use."""
 
-    def __init__(self, client: NeonClient, org_ids: Optional[List[str]] = None, workers: int = 16):
+    def __init__(self, client: NeonClient, org_ids: list[str] | None = None, workers: int = 16):
         self.client = client
         self.stats: RunStats = client.stats
         self.workers = workers
         self.wanted_orgs = list(org_ids) if org_ids else None
-        self.run_at = datetime.now(timezone.utc).replace(microsecond=0)
+        self.run_at = datetime.now(UTC).replace(microsecond=0)
         self.org_key = False  # an organization API key cannot list organizations or regions
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -151,7 +151,7 @@ class Estate:
                 )
         return orgs
 
-    def org_scopes(self) -> list[Optional[str]]:
+    def org_scopes(self) -> list[str | None]:
         """The org_id values to list projects with (None: no org_id parameter)."""
         orgs = self.organizations()
         if orgs:
@@ -162,7 +162,7 @@ class Estate:
         return self._once("projects", self._fetch_projects)
 
     def _fetch_projects(self) -> list[dict]:
-        def list_org(org_id: Optional[str]) -> list[dict]:
+        def list_org(org_id: str | None) -> list[dict]:
             params: dict[str, Any] = {"limit": settings.PROJECTS_PAGE_LIMIT}
             if org_id:
                 params["org_id"] = org_id
@@ -227,7 +227,7 @@ class Estate:
         return [(pid, b["id"]) for pid, branches in self.branches().items() for b in branches]
 
 
-def _complete_listing(body: dict) -> Optional[str]:
+def _complete_listing(body: dict) -> str | None:
     """A projects page that names projects it could not fetch is incomplete: retry it rather than
     mark those projects (and their branches) as deleted."""
     missing = body.get("unavailable_project_ids")
@@ -581,4 +581,4 @@ def _parse_ts(value: str) -> datetime:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,9 +8,10 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -116,7 +117,8 @@ class _Bucket:
 
     def __init__(self, rate: float, burst: int):
         self.interval = 1.0 / rate
-        self.tolerance = (max(burst, 1) - 1) * self.interval
+        burst = max(1, burst - settings.BURST_MARGIN)
+        self.tolerance = (burst - 1) * self.interval
         self.tat = 0.0  # theoretical arrival time of the next conforming request
 
     def earliest(self, now: float) -> float:
@@ -307,7 +309,10 @@ class NeonClient:
                 body = json.loads(body_text)
             except ValueError:
                 kind = response.headers.get("Content-Type", "unknown content type")
-                raise _Transient(200, f"the body is not valid JSON ({kind}, {len(body_text)} bytes)")
+                raise _Transient(
+                    200, f"the body is not valid JSON ({kind}, {len(body_text)} bytes); is {self.base_url} "
+                    "the Neon API?"
+                ) from None
             if not isinstance(body, dict):
                 raise _Transient(200, "the body is JSON but not an object")
             reason = validate(body) if validate else None

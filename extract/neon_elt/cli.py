@@ -21,12 +21,15 @@ from .run import StepFailed, dbt, elt
 from .warehouse import WarehouseBusy
 
 
-def _client(key: config.ApiKey, base_url: str, requests_per_minute: int) -> NeonClient:
+def _client(key: config.ApiKey, base_url: str, requests_per_minute: float | None) -> NeonClient:
+    if requests_per_minute is None:
+        requests_per_minute = config.requests_per_minute()
     return NeonClient(
         base_url,
         key.value,
         key_source=key.source,
         limiter=neon_rate_limiter(requests_per_minute),
+        retry=config.retry_policy(),
         stats=RunStats(),
     )
 
@@ -45,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         client,
         do_extract=do_extract,
         do_transform=do_transform,
-        concurrency=args.concurrency,
+        concurrency=args.concurrency or config.concurrency(),
         consumption=not args.no_consumption,
     )
     print(f"\nWarehouse published: {published}")
@@ -94,8 +97,8 @@ def parser() -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=help_text)
         command.add_argument("--concurrency", type=int, default=None, help="requests in flight")
-        command.add_argument("--requests-per-minute", type=int, default=700,
-                             help="client-side rate limit (Neon allows 700)")
+        command.add_argument("--requests-per-minute", type=float, default=None,
+                             help="client-side rate limit (default 700, Neon's; 0 disables)")
         command.add_argument("--no-consumption", action="store_true",
                              help="skip consumption history")
         command.set_defaults(func=cmd_run)

@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import dlt
-
 from neon_api_source import settings as source_settings
+from neon_api_source.helpers import RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
@@ -49,8 +50,11 @@ def warehouse_path(default: str = DEFAULT_WAREHOUSE) -> Path:
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"NEON_DUCKDB_PATH={raw}: no permission to write in {parent}")
+    try:  # a real probe: permission bits say nothing for root or on read-only file systems
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".neon-elt-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"NEON_DUCKDB_PATH={raw}: cannot write in {parent} ({exc.strerror})") from None
     if path.exists() and not os.access(path, os.R_OK):
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the file is not readable")
     return path
@@ -61,8 +65,10 @@ def _secret(key: str):
     readable."""
     try:
         return dlt.secrets.get(key)
-    except Exception as exc:  # dlt wraps toml errors in several exception types
-        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except Exception as exc:  # dlt wraps the toml parser's error; the innermost one says where
+        while exc.__cause__ or exc.__context__:
+            exc = exc.__cause__ or exc.__context__
+        cause = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"cannot read .dlt/secrets.toml: {cause}") from None
 
 
@@ -80,6 +86,40 @@ def api_key() -> ApiKey:
         "no Neon API key: set NEON_API_KEY or put api_key under [sources.neon_api_source] in "
         ".dlt/secrets.toml (see README). `make demo` runs the whole pipeline without a key."
     )
+
+
+def _config(key: str, kind: type, default):
+    """A tuning value from dlt's config: `[sources.neon_api_source] <key>` in .dlt/config.toml, or
+    the environment variable `SOURCES__NEON_API_SOURCE__<KEY>`."""
+    try:
+        value = dlt.config.get(f"{SECRETS_SECTION}.{key}")
+    except Exception as exc:
+        raise ConfigError(f"cannot read .dlt/config.toml: {exc}") from None
+    if value is None or value == "":
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[sources.neon_api_source] {key} = {value!r} is not a {kind.__name__}") from None
+
+
+def retry_policy() -> RetryPolicy:
+    defaults = RetryPolicy()
+    return RetryPolicy(
+        max_attempts=_config("max_attempts", int, defaults.max_attempts),
+        backoff_base=_config("backoff_base_seconds", float, defaults.backoff_base),
+        backoff_max=_config("backoff_max_seconds", float, defaults.backoff_max),
+        connect_timeout=_config("connect_timeout_seconds", float, defaults.connect_timeout),
+        read_timeout=_config("read_timeout_seconds", float, defaults.read_timeout),
+    )
+
+
+def requests_per_minute() -> float:
+    return _config("requests_per_minute", float, source_settings.REQUESTS_PER_MINUTE)
+
+
+def concurrency() -> int:
+    return _config("concurrency", int, source_settings.CONCURRENCY)
 
 
 def base_url() -> str:

@@ -34,7 +34,7 @@ class Progress:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
         self._lines = 0
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.enabled:
             self._thread.start()
         return self

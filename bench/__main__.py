@@ -1,0 +1,248 @@
+"""`make bench`: the extract and dbt benchmarks, each a ratio against a baseline measured in the
+same run. Prints a table and writes BENCHMARKS.md.
+
+1. speed: our extract vs a plain dlt `rest_api` source (sequential, default settings) against the
+   simulator with 50 ms latency and a realistic account; target ours >= 5x faster;
+2. limits: our extract against the simulator enforcing Neon's rate limits, vs the floor those
+   limits set; target <= 1.2x the floor with zero 429s;
+3. memory: peak RSS of an extract of 5,000 projects / 25,000 branches; target < 400 MB;
+4. dbt: `dbt build` on that warehouse vs an empty dbt project built in the same run; target <= 2x.
+
+`python -m bench --quick` runs smaller accounts (a smoke test of the harness, not the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "BENCHMARKS.md"
+
+
+@dataclasses.dataclass
+class Row:
+    benchmark: str
+    ours: str
+    baseline: str
+    ratio: str
+    target: str
+    verdict: str
+    detail: str
+
+
+def _fmt_s(seconds: float) -> str:
+    return f"{seconds:.1f} s"
+
+
+def _isolated_dlt(folder: Path) -> None:
+    os.environ["DLT_DATA_DIR"] = str(folder / "dlt")
+
+
+def bench_speed(workdir: Path, preset: str) -> Row:
+    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
+    from neon_elt.run import elt
+    from neon_simulator import PRESETS, Account, Simulator
+
+    from bench.baseline import run_baseline
+
+    account = Account.generate(PRESETS[preset])
+    counts = account.counts()
+    with Simulator(account, latency=0.05) as simulator:
+        started = time.perf_counter()
+        run_baseline(simulator.base_url, simulator.api_key, str(workdir / "baseline.duckdb"))
+        baseline_seconds = time.perf_counter() - started
+        baseline_requests = simulator.stats.total
+        simulator.reset_stats()
+
+        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+        started = time.perf_counter()
+        elt(workdir / "speed.duckdb", client, do_transform=False, consumption=False, show_progress=False)
+        ours_seconds = time.perf_counter() - started
+        ours_requests = simulator.stats.total
+    ratio = baseline_seconds / ours_seconds
+    return Row(
+        f"1. extract speed, 50 ms latency, {counts['projects']} projects / {counts['branches']} branches",
+        f"{_fmt_s(ours_seconds)} ({ours_requests:,} requests)",
+        f"{_fmt_s(baseline_seconds)} ({baseline_requests:,} requests, dlt rest_api)",
+        f"{ratio:.1f}x faster",
+        ">= 5x faster",
+        "met" if ratio >= 5 else "MISSED",
+        "same endpoints (organizations, regions, projects, branches, computes, databases, roles, "
+        "operations); consumption left out of both",
+    )
+
+
+def bench_limits(workdir: Path, preset: str) -> Row:
+    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
+    from neon_elt.run import elt
+    from neon_simulator import PRESETS, Account, RateLimits, Simulator
+
+    account = Account.generate(PRESETS[preset])
+    limits = RateLimits.neon()
+    with Simulator(account, latency=0.05, rate_limits=limits) as simulator:
+        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats())
+        started = time.perf_counter()
+        elt(workdir / "limits.duckdb", client, do_transform=False, show_progress=False)
+        seconds = time.perf_counter() - started
+        served = simulator.stats
+    consumption = served.by_route.get("/consumption_history/v2/projects", 0)
+    floor = limits.floor_seconds(served.total, consumption)
+    ratio = seconds / floor if floor else float("inf")
+    throttled = served.rate_limited
+    return Row(
+        f"2. extract under Neon's limits (700/min, burst 40), {served.total:,} requests",
+        f"{_fmt_s(seconds)}, {throttled} x 429",
+        f"{_fmt_s(floor)} floor = (requests - burst) / (700/min)",
+        f"{ratio:.2f}x the floor",
+        "<= 1.2x, zero 429s",
+        "met" if ratio <= 1.2 and throttled == 0 else "MISSED",
+        f"simulator enforces the limits; {consumption} consumption requests (own 30/min limit)",
+    )
+
+
+def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
+    """The extract runs in a child process (its peak RSS alone), the simulator in another."""
+    url_file = workdir / "large.url"
+    simulator = subprocess.Popen(
+        [sys.executable, "-m", "neon_simulator", "--port", "0", "--preset", preset,
+         "--rate-limits", "off", "--url-file", str(url_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        key = _read_key(simulator)
+        warehouse = workdir / "large" / "neon_api.duckdb"
+        warehouse.parent.mkdir()
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.extract_child", url_file.read_text().strip(), str(warehouse)],
+            env={**os.environ, "NEON_BENCH_KEY": key}, capture_output=True, text=True, cwd=ROOT,
+        )
+        if child.returncode != 0:
+            raise RuntimeError(f"extract child failed:\n{child.stdout}\n{child.stderr}")
+        peak_mb, seconds, requests, branches = child.stdout.strip().splitlines()[-1].split()
+    finally:
+        simulator.terminate()
+        simulator.wait()
+    peak = float(peak_mb)
+    row = Row(
+        f"3. extract memory, {preset} account ({int(branches):,} branches)",
+        f"{peak:.0f} MB peak RSS",
+        "400 MB budget",
+        f"{peak / 400:.2f}x the budget",
+        "< 400 MB",
+        "met" if peak < 400 else "MISSED",
+        f"{int(requests):,} requests in {float(seconds):.0f} s, no latency, no limits",
+    )
+    return row, warehouse
+
+
+def _read_key(simulator: subprocess.Popen) -> str:
+    assert simulator.stdout is not None
+    for line in simulator.stdout:
+        if line.startswith("API key: "):
+            return line.split(": ", 1)[1].strip()
+    raise RuntimeError("the simulator did not start")
+
+
+def bench_dbt(workdir: Path, warehouse: Path) -> Row:
+    from neon_elt.run import dbt
+
+    env_target = workdir / "dbt-target"
+    started = time.perf_counter()
+    dbt(["build", "--quiet"], warehouse, target_path=str(env_target))
+    build_seconds = time.perf_counter() - started
+
+    empty = workdir / "empty_dbt"
+    empty.mkdir()
+    (empty / "dbt_project.yml").write_text("name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n")
+    (empty / "profiles.yml").write_text(
+        "empty:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
+        f"      path: {workdir / 'empty.duckdb'}\n"
+    )
+    dbt_exe = Path(sys.executable).with_name("dbt")
+    started = time.perf_counter()
+    subprocess.run(
+        [str(dbt_exe), "build", "--quiet", "--project-dir", str(empty), "--profiles-dir", str(empty)],
+        check=True, cwd=empty, env={**os.environ, "DBT_TARGET_PATH": str(workdir / "empty-target")},
+    )
+    floor = time.perf_counter() - started
+    ratio = build_seconds / floor
+    return Row(
+        "4. dbt build (all models and tests) on that warehouse",
+        _fmt_s(build_seconds),
+        f"{_fmt_s(floor)} (empty dbt project)",
+        f"{ratio:.2f}x the floor",
+        "<= 2x",
+        "met" if ratio <= 2 else "MISSED",
+        "dbt start-up and parsing dominate the floor",
+    )
+
+
+def render(rows: list[Row], quick: bool) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"`make bench` on {datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}" + (" (quick mode: small accounts)" if quick else "") + ".",
+        "Every figure is a ratio against a baseline measured in the same run, against the bundled",
+        "simulator (`extract/neon_simulator`).",
+        "",
+        "| benchmark | ours | baseline | ratio | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |")
+    lines.append("")
+    for row in rows:
+        lines.append(f"- {row.benchmark.split(',')[0]}: {row.detail}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small accounts; does not write BENCHMARKS.md")
+    parser.add_argument("--only", choices=("speed", "limits", "memory", "dbt"), action="append")
+    args = parser.parse_args(argv)
+    wanted = set(args.only or ("speed", "limits", "memory", "dbt"))
+    speed_preset, limits_preset, large_preset = (
+        ("demo", "tiny", "demo") if args.quick else ("realistic", "realistic", "large")
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="neon-bench-"))
+    _isolated_dlt(workdir)
+    rows: list[Row] = []
+    try:
+        if "speed" in wanted:
+            rows.append(bench_speed(workdir, speed_preset))
+            print(rows[-1], flush=True)
+        if "limits" in wanted:
+            rows.append(bench_limits(workdir, limits_preset))
+            print(rows[-1], flush=True)
+        if wanted & {"memory", "dbt"}:
+            row, warehouse = bench_memory(workdir, large_preset)
+            if "memory" in wanted:
+                rows.append(row)
+                print(rows[-1], flush=True)
+            if "dbt" in wanted:
+                rows.append(bench_dbt(workdir, warehouse))
+                print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = render(rows, args.quick)
+    print("\n" + report)
+    if not args.quick and not args.only:
+        REPORT.write_text(report)
+        print(f"written to {REPORT.relative_to(ROOT)}")
+    return 0 if all(r.verdict == "met" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
