@@ -8,6 +8,10 @@ import dataclasses
 
 import pytest
 from expected import query
+from neon_api_source import settings
+from neon_api_source.helpers import RateLimiter
+from neon_elt.run import StepFailed
+from neon_simulator import PRESETS, Account, AccountSpec, Faults, RateLimits, Simulator
 from runs import (
     current_ids,
     expected_table_counts,
@@ -17,11 +21,6 @@ from runs import (
     table_count,
     versions,
 )
-
-from neon_api_source import settings
-from neon_api_source.helpers import RateLimiter
-from neon_elt.run import StepFailed
-from neon_simulator import PRESETS, Account, AccountSpec, Faults, RateLimits, Simulator
 
 
 def fresh(preset: str = "demo", **changes) -> Account:

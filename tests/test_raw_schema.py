@@ -4,9 +4,8 @@ shows up here as a failing test, not as a silently empty column."""
 from __future__ import annotations
 
 import pytest
-from spec import dlt_type, schema
-
 from neon_api_source import settings
+from spec import dlt_type, schema
 
 
 @pytest.mark.parametrize("table", sorted(settings.SPEC_SCHEMAS))

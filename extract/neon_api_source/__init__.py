@@ -30,12 +30,15 @@ else from `dlt.config` under the same section or from the arguments.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
+import pyarrow
+import pyarrow.compute
 
 from . import settings
 from .helpers import (
@@ -51,7 +54,6 @@ from .helpers import (
     paginate_cursor,
     paginate_next,
     pick,
-    scrub,
 )
 
 __all__ = ["neon_api_source", "NeonClient", "NeonAPIError", "RunStats"]
@@ -185,9 +187,9 @@ class Estate:
     def project_ids(self) -> list[str]:
         return [p["id"] for p in self.projects()]
 
-    def branches(self) -> dict[str, list[dict]]:
-        """Branches per project id."""
-        return self._once("branches", lambda: self._per_project(self._fetch_branches))
+    def branches(self) -> Iterator[tuple[str, list[dict]]]:
+        """(project id, its branches) for every project."""
+        return self._decoded("branches", self._fetch_branches)
 
     def _fetch_branches(self, project_id: str) -> list[dict]:
         found: list[dict] = []
@@ -201,17 +203,24 @@ class Estate:
             found.extend(page)
         return found
 
-    def endpoints(self) -> dict[str, list[dict]]:
-        """Computes per project id."""
-        return self._once("endpoints", lambda: self._per_project(self._fetch_endpoints))
+    def endpoints(self) -> Iterator[tuple[str, list[dict]]]:
+        """(project id, its computes) for every project."""
+        return self._decoded("endpoints", self._fetch_endpoints)
 
     def _fetch_endpoints(self, project_id: str) -> list[dict]:
         body = self.client.get("/projects/{project_id}/endpoints", project_id=project_id)
         return body.get("endpoints") or []
 
-    def _per_project(self, fetch) -> dict[str, list[dict]]:
-        def one(project_id: str) -> tuple[str, list[dict]]:
-            return project_id, self.children(fetch, project_id)
+    def _decoded(self, name: str, fetch) -> Iterator[tuple[str, list[dict]]]:
+        """A per-project listing, fetched once and kept as compact JSON: three readers share it
+        (versions, snapshots, and the per-branch requests), and decoded dicts of a large account
+        would take several times the memory."""
+        for project_id, blob in self._once(name, lambda: self._per_project(fetch)).items():
+            yield project_id, json.loads(blob)
+
+    def _per_project(self, fetch) -> dict[str, str]:
+        def one(project_id: str) -> tuple[str, str]:
+            return project_id, json.dumps(self.children(fetch, project_id), separators=(",", ":"))
 
         return dict(fan_out(one, self.project_ids(), self.workers))
 
@@ -224,7 +233,7 @@ class Estate:
             return []
 
     def branch_keys(self) -> list[tuple[str, str]]:
-        return [(pid, b["id"]) for pid, branches in self.branches().items() for b in branches]
+        return [(pid, b["id"]) for pid, branches in self.branches() for b in branches]
 
 
 def _complete_listing(body: dict) -> str | None:
@@ -335,7 +344,7 @@ def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
 def project_branches(estate: Estate) -> Iterator[list[dict]]:
     """Branches of every project, one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for branches in estate.branches().values():
+    for _, branches in estate.branches():
         if branches:
             yield _counted(estate, "project_branches", [pick(b, settings.BRANCH_COLUMNS) for b in branches])
 
@@ -349,7 +358,7 @@ def project_branches(estate: Estate) -> Iterator[list[dict]]:
 def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Branch size and usage counters, one row per branch and day."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for project_id, branches in estate.branches().items():
+    for project_id, branches in estate.branches():
         rows = [
             _snapshot(estate, "branch_id", b, settings.BRANCH_SNAPSHOT_COLUMNS, project_id=project_id)
             for b in branches
@@ -367,7 +376,7 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
 def endpoints(estate: Estate) -> Iterator[list[dict]]:
     """Computes (read-write and read-only endpoints), one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for computes in estate.endpoints().values():
+    for _, computes in estate.endpoints():
         if computes:
             yield _counted(estate, "endpoints", [pick(e, settings.ENDPOINT_COLUMNS) for e in computes])
 
@@ -381,7 +390,7 @@ def endpoints(estate: Estate) -> Iterator[list[dict]]:
 def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Compute state and activity, one row per compute and day."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for project_id, computes in estate.endpoints().items():
+    for project_id, computes in estate.endpoints():
         rows = [
             _snapshot(estate, "endpoint_id", e, settings.ENDPOINT_SNAPSHOT_COLUMNS, project_id=project_id)
             for e in computes
@@ -508,7 +517,7 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
         "value": {"data_type": "bigint"},
     },
 )
-def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[list[dict]]:
+def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     """Daily consumption per project and metric, incrementally by date with a look-back, since
     Neon revises the latest day. Plans without consumption history (403) and rejected ranges (406)
     are noted once and skipped; the rest of the run goes on."""
@@ -542,10 +551,11 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[list[d
         latest = loaded_until.get(org_id, "")
         try:
             for page in paginate_cursor(estate.client, CONSUMPTION_ROUTE, "projects", params):
-                rows = list(_consumption_rows(org_id, page))
-                if rows:
-                    latest = max([latest] + [r["timeframe_start"] for r in rows])
-                    yield _counted(estate, "consumption", rows)
+                rows = _consumption_table(org_id, page)
+                if rows.num_rows:
+                    latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
+                    estate.stats.count_rows("consumption", rows.num_rows)
+                    yield rows
         except NeonAPIError as exc:
             if exc.status not in (403, 404, 406):
                 raise
@@ -555,25 +565,50 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[list[d
             loaded_until[org_id] = latest
 
 
-def _consumption_rows(org_id: str, page: list[dict]) -> Iterator[dict]:
+CONSUMPTION_SCHEMA = pyarrow.schema(
+    [
+        ("org_id", pyarrow.string()),
+        pyarrow.field("project_id", pyarrow.string(), nullable=False),
+        ("period_id", pyarrow.string()),
+        ("period_plan", pyarrow.string()),
+        ("period_start", pyarrow.timestamp("us", tz="UTC")),
+        ("period_end", pyarrow.timestamp("us", tz="UTC")),
+        pyarrow.field("timeframe_start", pyarrow.timestamp("us", tz="UTC"), nullable=False),
+        ("timeframe_end", pyarrow.timestamp("us", tz="UTC")),
+        pyarrow.field("metric_name", pyarrow.string(), nullable=False),
+        ("value", pyarrow.int64()),
+    ]
+)
+
+
+def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
+    """One page of consumption, flattened to one row per project, day and metric. An Arrow table
+    rather than dicts: a large account has about a million of these rows, and dlt writes Arrow
+    straight to parquet instead of normalizing row by row."""
+    columns: dict[str, list] = {name: [] for name in CONSUMPTION_SCHEMA.names}
     for project in page:
         for period in project.get("periods") or []:
+            period_values = (
+                period.get("period_id"),
+                period.get("period_plan"),
+                _ts_or_none(period.get("period_start")),
+                _ts_or_none(period.get("period_end")),
+            )
             for frame in period.get("consumption") or []:
+                start, end = _ts_or_none(frame.get("timeframe_start")), _ts_or_none(frame.get("timeframe_end"))
                 for metric in frame.get("metrics") or []:
-                    yield scrub(
-                        {
-                            "org_id": org_id,
-                            "project_id": project["project_id"],
-                            "period_id": period.get("period_id"),
-                            "period_plan": period.get("period_plan"),
-                            "period_start": period.get("period_start"),
-                            "period_end": period.get("period_end"),
-                            "timeframe_start": frame.get("timeframe_start"),
-                            "timeframe_end": frame.get("timeframe_end"),
-                            "metric_name": metric["metric_name"],
-                            "value": metric["value"],
-                        }
-                    )
+                    for name, value in zip(
+                        CONSUMPTION_SCHEMA.names,
+                        (org_id, project["project_id"], *period_values, start, end,
+                         metric["metric_name"], metric["value"]),
+                        strict=True,
+                    ):
+                        columns[name].append(value)
+    return pyarrow.Table.from_pydict(columns, schema=CONSUMPTION_SCHEMA)
+
+
+def _ts_or_none(value: str | None) -> datetime | None:
+    return _parse_ts(value) if value else None
 
 
 def _parse_ts(value: str) -> datetime:

@@ -25,11 +25,13 @@ ROUTE_LABELS = {
 class Progress:
     """Redraws one status line per resource on stderr while the extract runs (TTY only)."""
 
-    def __init__(self, stats: RunStats, stream: TextIO = sys.stderr, interval: float = 0.5):
+    def __init__(
+        self, stats: RunStats, stream: TextIO = sys.stderr, interval: float = 0.5, enabled: bool = True
+    ):
         self.stats = stats
         self.stream = stream
         self.interval = interval
-        self.enabled = stream.isatty()
+        self.enabled = enabled and stream.isatty()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
         self._lines = 0

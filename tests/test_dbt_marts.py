@@ -1,0 +1,244 @@
+"""The new marts (projects, stale_branches, daily_consumption, branch_history) and the regional
+shares, against numbers computed here from the account the simulator served. Nothing is typed
+in: staleness is recomputed from the computes' `last_active` values, with the mart's own
+`observed_at` as the reference time and `stale_after_days` read from dbt_project.yml."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expected import query, query_dicts
+from neon_api_source import settings
+
+REPO = Path(__file__).resolve().parents[1]
+STALE_AFTER_DAYS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
+    "stale_after_days"
+]
+
+
+def parse(value: str) -> datetime:
+    """An API timestamp as a naive UTC datetime, as the marts hold it."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+
+
+@pytest.fixture(scope="module")
+def observed_at(demo_warehouse) -> datetime:
+    """When the run read the counters: the reference time of every age in the marts."""
+    (moments,) = query(demo_warehouse, "select distinct observed_at from marts.project_branch_inventory")
+    assert len(moments) == 1
+    return moments[0]
+
+
+@pytest.fixture(scope="module")
+def branch_activity(demo_account, observed_at) -> dict[str, dict]:
+    """Per branch id: its last activity, idle days and staleness, from the served data."""
+    facts = {}
+    for project in demo_account.all_projects():
+        pid = project["id"]
+        last_active = defaultdict(list)
+        for endpoint in demo_account.endpoints(pid):
+            if "last_active" in endpoint:
+                last_active[endpoint["branch_id"]].append(parse(endpoint["last_active"]))
+        for branch in demo_account.branches(pid):
+            bid = branch["id"]
+            last = max(last_active[bid]) if last_active[bid] else parse(branch["created_at"])
+            idle_days = (observed_at.date() - last.date()).days
+            facts[bid] = {
+                "project_id": pid,
+                "last_activity_at": last,
+                "days_since_activity": idle_days,
+                "is_stale": not branch["default"] and idle_days >= STALE_AFTER_DAYS,
+                "logical_size_bytes": branch.get("logical_size"),
+                "endpoint_count": sum(1 for e in demo_account.endpoints(pid) if e["branch_id"] == bid),
+            }
+    return facts
+
+
+def consumption_frames(account, observed_at) -> dict[tuple[str, date, str], int]:
+    """(project, UTC day, metric) -> value, over the days the extract asks Neon for: from
+    CONSUMPTION_HISTORY_DAYS back to the run's day, which Neon leaves out (the spec rounds `to`
+    down to the day, so the running day arrives with the next run)."""
+    first_day = observed_at.date() - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1)
+    values = {}
+    for project in account.all_projects():
+        for frame in account.consumption(project["id"]):
+            day = parse(frame["timeframe_start"]).date()
+            if first_day <= day < observed_at.date():
+                for metric, value in frame["metrics"].items():
+                    values[(project["id"], day, metric)] = value
+    return values
+
+
+def test_staleness_in_the_inventory_follows_the_computes_last_activity(demo_warehouse, branch_activity):
+    rows = query_dicts(
+        demo_warehouse,
+        "select branch_id, last_activity_at, days_since_activity, is_stale "
+        "from marts.project_branch_inventory",
+    )
+    actual = {row.pop("branch_id"): row for row in rows}
+    expected = {
+        bid: {k: facts[k] for k in ("last_activity_at", "days_since_activity", "is_stale")}
+        for bid, facts in branch_activity.items()
+    }
+    assert actual == expected
+    assert any(f["is_stale"] for f in expected.values()), "the demo account should have stale branches"
+    assert not all(f["is_stale"] for f in expected.values())
+
+
+def test_stale_branches_is_the_clean_up_list_biggest_first(demo_warehouse, branch_activity):
+    rows = query_dicts(
+        demo_warehouse,
+        "select cleanup_rank, branch_id, project_id, logical_size_bytes, cumulative_logical_size_bytes, "
+        "days_since_activity, endpoint_count from marts.stale_branches",
+    )
+    stale = {bid: f for bid, f in branch_activity.items() if f["is_stale"]}
+    assert {r["branch_id"] for r in rows} == set(stale)
+    assert len(rows) == len(stale)
+
+    # the table comes ordered, and cleanup_rank is that order: biggest first, NULL sizes last
+    assert [r["cleanup_rank"] for r in rows] == list(range(1, len(rows) + 1))
+    expected_order = sorted(
+        stale, key=lambda bid: (stale[bid]["logical_size_bytes"] is None, -(stale[bid]["logical_size_bytes"] or 0), bid)
+    )
+    assert [r["branch_id"] for r in rows] == expected_order
+
+    running = 0
+    for row in rows:
+        facts = stale[row["branch_id"]]
+        running += facts["logical_size_bytes"] or 0
+        assert row["cumulative_logical_size_bytes"] == running
+        assert row["project_id"] == facts["project_id"]
+        assert row["logical_size_bytes"] == facts["logical_size_bytes"]
+        assert row["days_since_activity"] == facts["days_since_activity"] >= STALE_AFTER_DAYS
+        assert row["endpoint_count"] == facts["endpoint_count"]
+
+
+def test_projects_has_one_row_per_project_with_its_counts(demo_account, demo_warehouse, branch_activity):
+    rows = query_dicts(demo_warehouse, "select * from marts.projects")
+    actual = {row["project_id"]: row for row in rows}
+    projects = demo_account.all_projects()
+    assert len(rows) == len(projects) == len(actual)
+    for project in projects:
+        pid = project["id"]
+        branches = demo_account.branches(pid)
+        endpoints = demo_account.endpoints(pid)
+        types = Counter(e["type"] for e in endpoints)
+        states = Counter(e["current_state"] for e in endpoints)
+        last_active = [parse(e["last_active"]) for e in endpoints if "last_active" in e]
+        (default,) = [b for b in branches if b["default"]]
+        stale = [b for b in branches if branch_activity[b["id"]]["is_stale"]]
+        sizes = [b.get("logical_size") for b in branches]
+        expected = {
+            "project_name": project["name"],
+            "org_id": project.get("org_id"),
+            "region_id": project["region_id"],
+            "pg_version": project["pg_version"],
+            "default_branch_id": default["id"],
+            "default_branch_name": default["name"],
+            "branch_count": len(branches),
+            "stale_branch_count": len(stale),
+            "endpoint_count": len(endpoints),
+            "read_write_endpoint_count": types["read_write"],
+            "read_only_endpoint_count": types["read_only"],
+            "active_endpoint_count": states["active"],
+            "idle_endpoint_count": states["idle"],
+            "database_count": sum(len(demo_account.databases(pid, b["id"])) for b in branches),
+            "role_count": sum(len(demo_account.roles(pid, b["id"])) for b in branches),
+            "logical_size_bytes": sum(s or 0 for s in sizes),
+            "stale_logical_size_bytes": sum(b.get("logical_size") or 0 for b in stale),
+            "synthetic_storage_size_bytes": project.get("synthetic_storage_size"),
+            "compute_time_seconds": sum(b["compute_time_seconds"] for b in branches),
+            "last_compute_active_at": max(last_active) if last_active else None,
+            "operation_count": len(demo_account.operations(pid)),
+            "failed_operation_count": sum(
+                1 for op in demo_account.operations(pid) if op["status"] in ("failed", "error")
+            ),
+            "created_at": parse(project["created_at"]),
+        }
+        assert {k: actual[pid][k] for k in expected} == expected, pid
+
+
+def test_projects_sum_the_last_30_days_of_consumption(demo_account, demo_warehouse, observed_at):
+    frames = consumption_frames(demo_account, observed_at)
+    window = {observed_at.date() - timedelta(days=n) for n in range(30)}
+    expected = {}
+    for project in demo_account.all_projects():
+        days = [v for (pid, day, metric), v in frames.items()
+                if pid == project["id"] and day in window and metric == "compute_unit_seconds"]
+        last = [day for (pid, day, _metric) in frames if pid == project["id"]]
+        expected[project["id"]] = (sum(days) if days else None, max(last) if last else None)
+    actual = {
+        pid: (compute, last)
+        for pid, compute, last in query(
+            demo_warehouse,
+            "select project_id, compute_unit_seconds_last_30_days, last_consumption_date from marts.projects",
+        )
+    }
+    assert actual == expected
+    assert any(v[0] for v in expected.values()), "some project should have consumption"
+    assert any(v[0] is None for v in expected.values()), "a project without a plan has none"
+
+
+def test_daily_consumption_has_one_row_per_project_day_and_metric(demo_account, demo_warehouse, observed_at):
+    expected = consumption_frames(demo_account, observed_at)
+    rows = query(
+        demo_warehouse,
+        "select project_id, consumption_date, metric_name, metric_value, metric_unit, is_deleted_project "
+        "from marts.daily_consumption",
+    )
+    assert len(rows) == len(expected)
+    assert {(pid, day, metric): value for pid, day, metric, value, _unit, _gone in rows} == expected
+    units = {metric: unit for _pid, _day, metric, _value, unit, _gone in rows}
+    assert set(units) == set(settings.CONSUMPTION_METRICS) and None not in units.values()
+    assert not any(gone for *_rest, gone in rows)
+
+
+def test_regional_shares_add_up_to_the_account(demo_account, demo_warehouse):
+    projects = demo_account.all_projects()
+    size = {p["id"]: sum(b.get("logical_size") or 0 for b in demo_account.branches(p["id"])) for p in projects}
+    per_region = defaultdict(list)
+    for project in projects:
+        per_region[project["region_id"]].append(project)
+    rows = query_dicts(
+        demo_warehouse,
+        "select region_id, share_of_projects, share_of_logical_size, pg_version_mix, "
+        "geo_latitude, geo_longitude from marts.regional_footprint",
+    )
+    regions = {r["region_id"]: r for r in demo_account.regions}
+    assert {row["region_id"] for row in rows} == set(regions)
+    for row in rows:
+        mine = per_region[row["region_id"]]
+        assert math.isclose(row["share_of_projects"], len(mine) / len(projects))
+        assert math.isclose(row["share_of_logical_size"], sum(size[p["id"]] for p in mine) / sum(size.values()))
+        versions = Counter(p["pg_version"] for p in mine)
+        mix = ", ".join(f"pg{v}: {n}" for v, n in sorted(versions.items())) or None
+        assert row["pg_version_mix"] == mix
+        assert row["geo_latitude"] == float(regions[row["region_id"]]["geo_lat"])
+        assert row["geo_longitude"] == float(regions[row["region_id"]]["geo_long"])
+    assert math.isclose(sum(r["share_of_projects"] for r in rows), 1.0)
+    assert math.isclose(sum(r["share_of_logical_size"] for r in rows), 1.0)
+
+
+def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_account, demo_warehouse):
+    branches = {b["id"] for p in demo_account.all_projects() for b in demo_account.branches(p["id"])}
+    rows = query_dicts(
+        demo_warehouse,
+        "select branch_id, change_type, recorded_at, valid_from, valid_to, version_number, "
+        "is_current_version, changed_columns, created_at from marts.branch_history",
+    )
+    assert len(rows) == len(branches)
+    assert {r["branch_id"] for r in rows} == branches
+    load_times = {r["valid_from"] for r in rows}
+    assert len(load_times) == 1, "one run, one load"
+    for row in rows:
+        assert row["change_type"] == "created"
+        assert row["recorded_at"] == row["valid_from"]
+        assert row["valid_to"] is None and row["is_current_version"] and row["version_number"] == 1
+        assert row["changed_columns"] is None
+        assert row["created_at"] <= row["recorded_at"]

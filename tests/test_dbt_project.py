@@ -1,0 +1,258 @@
+"""Structural rules of the dbt project, checked on the manifest of the session's `dbt build`.
+
+These are the rules of dbt Labs' dbt-project-evaluator that matter here (it cannot be installed
+offline): every model and column documented, every model tested, sources with freshness, only
+staging reads sources, marts contracted, naming and folder conventions. Column lists are compared
+with the warehouse itself, so a YAML file that forgets a column (or keeps a dropped one) fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from expected import query
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "tests" / "data" / "neon-openapi-v2.yaml"
+PROJECT = "neon_elt"
+LAYERS = {
+    "staging": ("models/staging/neon/", "stg_neon__", "staging", "_neon__models.yml"),
+    "intermediate": ("models/intermediate/", "int_", "staging", "_intermediate__models.yml"),
+    "marts": ("models/marts/", "", "marts", "_marts__models.yml"),
+}
+# dlt's bookkeeping tables and the runner's origin marker are not Neon data.
+NOT_SOURCES = {"_dlt_loads", "_dlt_pipeline_state", "_dlt_version", "_neon_elt_origin"}
+
+
+@pytest.fixture(scope="module")
+def manifest(demo_warehouse) -> dict:
+    """The manifest written by the session's build of the demo warehouse."""
+    path = Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json"
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def models(manifest) -> dict[str, dict]:
+    return {
+        node["name"]: node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["package_name"] == PROJECT
+    }
+
+
+@pytest.fixture(scope="module")
+def data_tests(manifest) -> list[dict]:
+    return [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
+
+
+@pytest.fixture(scope="module")
+def warehouse_columns(demo_warehouse) -> dict[tuple[str, str], list[str]]:
+    """(schema, relation) -> its column names, as built."""
+    columns = defaultdict(list)
+    for schema, table, column in query(
+        demo_warehouse,
+        "select table_schema, table_name, column_name from information_schema.columns "
+        "order by table_schema, table_name, ordinal_position",
+    ):
+        columns[(schema, table)].append(column)
+    return columns
+
+
+def layer_of(model: dict) -> str:
+    for layer, (folder, *_rest) in LAYERS.items():
+        if model["original_file_path"].startswith(folder):
+            return layer
+    raise AssertionError(f"{model['name']} lives outside the three layers: {model['original_file_path']}")
+
+
+def attached_tests(data_tests: list[dict], model: dict) -> list[dict]:
+    return [t for t in data_tests if t.get("attached_node") == model["unique_id"]]
+
+
+def test_models_live_in_their_layer_with_the_layer_s_name_schema_and_materialization(models):
+    assert models
+    for name, model in models.items():
+        folder, prefix, schema, yaml_file = LAYERS[layer_of(model)]
+        assert name.startswith(prefix), f"{name} in {folder} should start with {prefix!r}"
+        assert model["schema"] == schema, f"{name} builds into {model['schema']}, not {schema}"
+        assert model["patch_path"] == f"{PROJECT}://{folder}{yaml_file}", (
+            f"{name} is described in {model['patch_path']}, not in the folder's {yaml_file}"
+        )
+        if layer_of(model) == "marts":
+            assert not name.startswith(("stg_", "int_")), name
+            assert model["config"]["materialized"] == "table", f"mart {name} is not a table"
+        else:
+            assert model["config"]["materialized"] == "view", name
+
+
+def test_every_model_and_every_column_is_described(models, warehouse_columns):
+    for name, model in models.items():
+        assert model["description"].strip(), f"{name} has no description"
+        built = warehouse_columns[(model["schema"], model["alias"])]
+        assert built, f"{name} is not in the warehouse"
+        documented = list(model["columns"])
+        assert sorted(documented) == sorted(built), (
+            f"{name}: YAML columns differ from the built ones; "
+            f"missing {sorted(set(built) - set(documented))}, stale {sorted(set(documented) - set(built))}"
+        )
+        undescribed = [c for c, spec in model["columns"].items() if not spec["description"].strip()]
+        assert not undescribed, f"{name}: columns without a description: {undescribed}"
+
+
+def test_every_mart_states_its_grain(models):
+    for name, model in models.items():
+        if layer_of(model) == "marts":
+            assert model["description"].lstrip().startswith("One row per"), (
+                f"mart {name} should start its description with its grain (`One row per …`)"
+            )
+
+
+def test_marts_have_an_enforced_contract_with_every_data_type(models):
+    marts = {n: m for n, m in models.items() if layer_of(m) == "marts"}
+    assert {"project_branch_inventory", "regional_footprint", "projects", "branch_history",
+            "daily_consumption", "stale_branches"} <= set(marts)
+    for name, model in marts.items():
+        assert model["contract"]["enforced"], f"mart {name} has no enforced contract"
+        untyped = [c for c, spec in model["columns"].items() if not spec.get("data_type")]
+        assert not untyped, f"{name}: columns without data_type: {untyped}"
+
+
+def test_every_source_table_and_column_is_described_and_declared(manifest, warehouse_columns):
+    sources = {s["name"]: s for s in manifest["sources"].values() if s["source_name"] == "neon"}
+    raw_tables = {t for (schema, t) in warehouse_columns if schema == "neon_api_data"} - NOT_SOURCES
+    assert set(sources) == raw_tables, "every raw table is declared as a source, and only those"
+    for name, source in sources.items():
+        assert source["description"].strip(), f"source table {name} has no description"
+        built = warehouse_columns[("neon_api_data", name)]
+        assert sorted(source["columns"]) == sorted(built), (
+            f"source {name}: missing {sorted(set(built) - set(source['columns']))}, "
+            f"stale {sorted(set(source['columns']) - set(built))}"
+        )
+        undescribed = [c for c, spec in source["columns"].items() if not spec["description"].strip()]
+        assert not undescribed, f"source {name}: columns without a description: {undescribed}"
+
+
+def test_every_source_has_freshness_on_the_load_time(manifest):
+    for source in manifest["sources"].values():
+        assert source["loaded_at_field"], f"{source['name']} has no loaded_at_field"
+        freshness = source["freshness"]
+        assert freshness["warn_after"]["count"] and freshness["warn_after"]["period"], source["name"]
+        assert freshness["error_after"]["count"] and freshness["error_after"]["period"], source["name"]
+
+
+def test_only_staging_reads_sources_and_staging_reads_nothing_else(models):
+    for name, model in models.items():
+        parents = model["depends_on"]["nodes"]
+        reads_source = any(p.startswith("source.") for p in parents)
+        if layer_of(model) == "staging":
+            assert parents and all(p.startswith("source.") for p in parents), (
+                f"staging model {name} should read exactly its raw table: {parents}"
+            )
+            assert len(parents) == 1, f"{name} reads several raw tables: {parents}"
+        else:
+            assert not reads_source, f"{name} reads a source directly; go through staging"
+
+
+def test_every_model_has_at_least_one_test(models, data_tests, manifest):
+    unit_tested = {u["depends_on"]["nodes"][0] for u in manifest["unit_tests"].values()}
+    for name, model in models.items():
+        assert attached_tests(data_tests, model) or model["unique_id"] in unit_tested, f"{name} is untested"
+
+
+def test_every_model_has_a_key_tested_unique_and_not_null(models, data_tests):
+    for name, model in models.items():
+        tests = attached_tests(data_tests, model)
+        by_column = defaultdict(set)
+        for t in tests:
+            by_column[t.get("column_name")].add(t["test_metadata"]["name"])
+        single = [c for c, kinds in by_column.items() if c and {"unique", "not_null"} <= kinds]
+        composite = [t for t in tests if t["test_metadata"]["name"] == "is_composite_key"]
+        assert single or composite, f"{name} has no key tested for unique and not_null"
+
+
+def test_every_mart_is_tied_to_its_parents_by_relationships(models, data_tests):
+    for name, model in models.items():
+        if layer_of(model) != "marts":
+            continue
+        relationships = [t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "relationships"]
+        assert relationships, f"mart {name} has no relationships test"
+
+
+def test_custom_generic_tests_guard_the_marts(data_tests):
+    applied = {(t["test_metadata"]["name"], t["attached_node"].split(".")[-1]) for t in data_tests}
+    assert ("exactly_one_per_group", "project_branch_inventory") in applied  # one default branch
+    assert ("is_acyclic_tree", "project_branch_inventory") in applied  # lineage: no cycles, parents exist
+    assert ("reconciles_with", "regional_footprint") in applied  # totals match the inventory
+    for test in data_tests:
+        if test["test_metadata"]["name"] in {"exactly_one_per_group", "is_acyclic_tree", "reconciles_with",
+                                             "is_composite_key"}:
+            assert test["test_metadata"]["namespace"] is None, "a project test, not a package's"
+
+
+def _accepted_values(data_tests, model: str, column: str) -> dict:
+    found = [
+        t for t in data_tests
+        if t["test_metadata"]["name"] == "accepted_values"
+        and t["attached_node"] == f"model.{PROJECT}.{model}"
+        and t["column_name"] == column
+    ]
+    assert len(found) == 1, f"{model}.{column} should have one accepted_values test"
+    return found[0]
+
+
+def test_enumerations_come_from_neon_s_spec_and_only_closed_ones_fail_the_build(data_tests):
+    schemas = yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+    cases = {
+        # (model, column): (spec enum, or None when the spec only describes the values; severity)
+        ("stg_neon__endpoints", "endpoint_type"): (schemas["EndpointType"]["enum"], "ERROR"),
+        ("stg_neon__endpoint_snapshots", "endpoint_state"): (schemas["EndpointState"]["enum"], "WARN"),
+        ("stg_neon__operations", "operation_status"): (schemas["OperationStatus"]["enum"], "WARN"),
+        ("stg_neon__operations", "operation_action"): (schemas["OperationAction"]["enum"], "WARN"),
+        ("stg_neon__branches", "branch_state"): (None, "WARN"),
+    }
+    for (model, column), (enum, severity) in cases.items():
+        test = _accepted_values(data_tests, model, column)
+        values = test["test_metadata"]["kwargs"]["values"]
+        if enum is None:  # BranchState: the values are named in the description
+            description = schemas["BranchState"]["description"]
+            assert all(f"'{v}'" in description for v in values), values
+        else:
+            assert sorted(values) == sorted(enum), f"{model}.{column} differs from Neon's spec"
+        assert test["config"]["severity"].upper() == severity, f"{model}.{column}"
+
+
+def test_unit_tests_cover_the_tricky_logic(manifest):
+    covered = defaultdict(list)
+    for unit in manifest["unit_tests"].values():
+        covered[unit["model"]].append(unit["name"])
+        assert unit["description"].strip(), f"unit test {unit['name']} has no description"
+    assert sum(len(names) for names in covered.values()) >= 5
+    for model in ("int_branches_lineage", "int_branches_rollup", "regional_footprint",
+                  "stg_neon__branches", "int_consumption_pivoted_to_project_days"):
+        assert covered[model], f"{model} has no unit test"
+
+
+def test_exposures_name_what_analysts_use_and_depend_on_marts(manifest, models):
+    exposures = manifest["exposures"].values()
+    assert len(exposures) >= 3
+    marts = {m["unique_id"] for m in models.values() if layer_of(m) == "marts"}
+    for exposure in exposures:
+        assert exposure["description"].strip() and exposure["owner"]
+        assert exposure["depends_on"]["nodes"] and set(exposure["depends_on"]["nodes"]) <= marts, exposure["name"]
+    assert any(e["depends_on"]["nodes"] == [f"model.{PROJECT}.stale_branches"] for e in exposures)
+
+
+def test_the_docs_have_an_overview_page(manifest):
+    overview = manifest["docs"].get(f"doc.{PROJECT}.__overview__")
+    assert overview and "staging" in overview["block_contents"] and "marts" in overview["block_contents"]
+
+
+def test_persist_docs_is_on_for_every_model(models):
+    for name, model in models.items():
+        assert model["config"]["persist_docs"] == {"relation": True, "columns": True}, name

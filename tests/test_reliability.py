@@ -1,0 +1,384 @@
+"""Unattended runs: API faults, bad input, reruns, interruptions, analysts reading during a load,
+and secrets. Commands run as a scheduler runs them (`neon-elt` in a child process) wherever the
+exit code and the one-line message matter."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import psutil
+import pyarrow.parquet
+import pytest
+from conftest import REPO
+from expected import query
+from neon_simulator import PRESETS, Account, Faults, Simulator
+from runs import cli_env, extract, file_digest, run_cli
+
+# Columns whose values depend on when a run happened rather than on what the API served.
+RUN_TIME_COLUMN = re.compile(r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id")
+
+
+def marts(warehouse: Path) -> dict[str, list[tuple]]:
+    """Every mart, as sorted rows of its columns that do not depend on the run's time."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = [t for (t,) in connection.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
+        ).fetchall()]
+        result = {}
+        for table in tables:
+            columns = [c for (c,) in connection.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]
+            ).fetchall() if not RUN_TIME_COLUMN.search(c)]
+            rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
+            result[table] = sorted(rows, key=repr)
+        return result
+    finally:
+        connection.close()
+
+
+def last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def published(demo_warehouse, tmp_path) -> Path:
+    """A copy of the session's demo warehouse to run against (same account, same origin)."""
+    path = tmp_path / "neon_api.duckdb"
+    shutil.copyfile(demo_warehouse, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- faults
+
+
+def test_faults_at_15_percent_leave_the_marts_equal_to_a_clean_run(demo_account, demo_warehouse, tmp_path):
+    faults = Faults.mixed(0.15, seed=3)
+    with Simulator(demo_account, faults=faults) as simulator:
+        result = extract(tmp_path / "neon_api.duckdb", simulator, transform=True)
+        injected = sum(simulator.stats.faults.values())
+    assert injected >= 0.1 * result.stats.total_requests
+    assert result.stats.retries >= injected
+    assert marts(tmp_path / "neon_api.duckdb") == marts(demo_warehouse)
+
+
+def test_a_fault_that_outlasts_the_retries_fails_cleanly_and_the_next_run_recovers(demo_account, published, tmp_path):
+    before = file_digest(published)
+    route = "/projects/{project_id}/branches/{branch_id}/roles"
+    with Simulator(demo_account, faults=Faults(persistent={route: 503})) as simulator:
+        failed = run_cli("elt", env=cli_env(published, simulator), cwd=tmp_path)
+    assert failed.returncode == 1
+    message = last_line(failed.stderr)
+    assert message.startswith("neon-elt: ") and route in message and "503" in message
+    assert file_digest(published) == before
+    assert query(published, "select count(*) from marts.project_branch_inventory")[0][0] > 0
+
+    with Simulator(demo_account) as simulator:
+        recovered = run_cli("elt", env=cli_env(published, simulator), cwd=tmp_path)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "skipped: consumption" in recovered.stdout  # the 403 of a plan without it: a warning
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_wrong_key_fails_at_once_and_says_where_the_key_came_from(demo_account, published, tmp_path):
+    before = file_digest(published)
+    with Simulator(demo_account) as simulator:
+        started = time.monotonic()
+        result = run_cli("elt", env=cli_env(published, simulator, api_key="napi_not_the_key"), cwd=tmp_path)
+        elapsed = time.monotonic() - started
+        requests = simulator.stats.total
+    assert result.returncode == 1
+    message = last_line(result.stderr)
+    assert "401" in message and "NEON_API_KEY environment variable" in message
+    assert requests == 1  # no retries
+    assert elapsed < 15
+    assert file_digest(published) == before
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unreachable", "wrong path", "not json", "directory", "unwritable", "malformed secrets"],
+)
+def test_bad_input_gets_one_clear_line_a_non_zero_exit_and_no_writes(case, demo_account, published, tmp_path):
+    before = file_digest(published)
+    cwd = tmp_path / "run"
+    cwd.mkdir()
+    faults = Faults(not_json_rate=1.0) if case == "not json" else None
+    with Simulator(demo_account, faults=faults) as simulator:
+        env = cli_env(published, simulator)
+        expected = {
+            "unreachable": "cannot connect",
+            "wrong path": "404",
+            "not json": "not valid JSON",
+            "directory": "is a directory",
+            "unwritable": "cannot write in",
+            "malformed secrets": "cannot read .dlt/secrets.toml",
+        }[case]
+        if case == "unreachable":
+            env["NEON_API_BASE_URL"] = f"http://127.0.0.1:{_closed_port()}/api/v2"
+        elif case == "wrong path":
+            env["NEON_API_BASE_URL"] = simulator.base_url.removesuffix("/api/v2") + "/v2"
+        elif case == "directory":
+            env["NEON_DUCKDB_PATH"] = str(tmp_path)
+        elif case == "unwritable":
+            env["NEON_DUCKDB_PATH"] = "/proc/neon_api.duckdb"
+        elif case == "malformed secrets":
+            del env["NEON_API_KEY"]
+            (cwd / ".dlt").mkdir()
+            (cwd / ".dlt" / "secrets.toml").write_text('[sources.neon_api_source\napi_key = "napi_')
+        result = run_cli("elt", env=env, cwd=cwd, timeout=120)
+    assert result.returncode != 0
+    message = last_line(result.stderr)
+    assert message.startswith("neon-elt: ") and expected in message, result.stderr
+    assert file_digest(published) == before
+    assert not list(tmp_path.glob(".*.building"))
+
+
+# ---------------------------------------------------------------------------------------- reruns
+
+
+def test_three_runs_in_a_row_give_identical_marts_and_a_deleted_project_leaves(tmp_path):
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=11))
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        snapshots = []
+        for _ in range(3):
+            result = run_cli("elt", env=cli_env(warehouse, simulator), cwd=tmp_path)
+            assert result.returncode == 0, result.stderr
+            snapshots.append(marts(warehouse))
+        assert snapshots[0] == snapshots[1] == snapshots[2]
+
+        gone = account.all_projects()[0]["id"]
+        gone_branches = {b["id"] for b in account.branches(gone)}
+        account.delete_project(gone)
+        result = run_cli("elt", env=cli_env(warehouse, simulator), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+
+    inventory = {r[0] for r in query(warehouse, "select project_id from marts.project_branch_inventory")}
+    assert gone not in inventory
+    assert inventory == {p["id"] for p in account.all_projects()}
+    # the history keeps the project's branches, marked as deleted
+    history = query(
+        warehouse,
+        "select distinct branch_id from marts.branch_history where project_id = ? and is_deleted",
+        [gone],
+    )
+    assert {r[0] for r in history} == gone_branches
+
+
+def _children_running(process: subprocess.Popen, name: str) -> bool:
+    try:
+        children = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return False
+    return any(name in " ".join(child.cmdline()) for child in children if child.is_running())
+
+
+@pytest.mark.parametrize("moment", ["mid-extract", "mid-dbt"])
+def test_a_killed_run_leaves_the_warehouse_as_it_was(moment, demo_account, published, tmp_path):
+    before = file_digest(published)
+    latency = 0.3 if moment == "mid-extract" else 0.0
+    with Simulator(demo_account, latency=latency) as simulator:
+        env = cli_env(published, simulator)
+        executable = Path(sys.executable).with_name("neon-elt")
+        process = subprocess.Popen(
+            [str(executable), "elt"], env=env, cwd=tmp_path, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        if moment == "mid-extract":
+            while simulator.stats.total < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        else:
+            while not _children_running(process, "dbt") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2)  # dbt is building
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert file_digest(published) == before
+
+        result = run_cli("elt", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.glob(".*.building"))
+
+
+# --------------------------------------------------------------------------- analysts during loads
+
+READER = """
+import sys, duckdb
+path = sys.argv[1]
+def count(c):
+    return c.execute("select count(*) from marts.project_branch_inventory").fetchone()[0]
+held = duckdb.connect(path, read_only=True)
+print(count(held), flush=True)
+sys.stdin.readline()                       # the load happens meanwhile
+print(count(held), flush=True)             # the open session still reads the old, complete data
+fresh = duckdb.connect(path, read_only=True)
+print(count(fresh), flush=True)            # a new connection reads the new data
+"""
+
+CONSISTENT = """
+select
+    (select count(*) from marts.project_branch_inventory),
+    (select count(*) from neon_api_data.project_branches b
+     join neon_api_data.projects p on p.id = b.project_id
+     where b._dlt_valid_to is null and p._dlt_valid_to is null)
+"""
+
+
+def _free_port() -> int:
+    return _closed_port()
+
+
+def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, published, tmp_path):
+    readers = [
+        subprocess.Popen([sys.executable, "-c", READER, str(published)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    old_count = [int(r.stdout.readline()) for r in readers][0]
+
+    port = _free_port()
+    docs_env = cli_env(published, None, DBT_TARGET_PATH=str(tmp_path / "docs-target"))
+    docs = subprocess.Popen(
+        [str(Path(sys.executable).with_name("neon-elt")), "docs", "--port", str(port)],
+        env=docs_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", docs)
+        project = demo_account.all_projects()[0]["id"]
+        account = demo_account
+        account_branches = len(account.branches(project))
+        with Simulator(account) as simulator:
+            load = subprocess.Popen(
+                [str(Path(sys.executable).with_name("neon-elt")), "elt"],
+                env=cli_env(published, simulator), cwd=tmp_path, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )
+            observations = 0
+            while load.poll() is None:
+                marts_rows, raw_rows = query(published, CONSISTENT)[0]
+                assert marts_rows == raw_rows  # never new raw data with old marts, or half a build
+                for page in ("", "manifest.json", "catalog.json"):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=10) as response:
+                        assert response.status == 200
+                observations += 1
+                time.sleep(0.2)
+            stdout, stderr = load.communicate()
+        assert load.returncode == 0, stderr
+        assert observations > 5
+    finally:
+        os.killpg(docs.pid, signal.SIGTERM)
+        docs.wait()
+
+    new_count = query(published, "select count(*) from marts.project_branch_inventory")[0][0]
+    for reader in readers:
+        held, fresh = reader.communicate("go\n")[0].split()
+        assert int(held) == old_count and int(fresh) == new_count
+    assert account_branches  # the account was served unchanged: counts equal across the load
+    assert new_count == old_count
+
+
+def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "dbt docs serve exited"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+# --------------------------------------------------------------------------------------- secrets
+
+
+def test_no_file_a_run_produces_holds_the_key_or_a_password(tmp_path):
+    account = Account.generate(dataclasses.replace(PRESETS["tiny"], serve_secrets=True))
+    secrets = account.served_secrets() | {account.personal_api_key}
+    assert len(secrets) > 1
+    warehouse = tmp_path / "neon_api.duckdb"
+    dlt_dir = tmp_path / "dlt"
+    target, logs = tmp_path / "dbt-target", tmp_path / "dbt-logs"
+    with Simulator(account) as simulator:
+        env = cli_env(warehouse, simulator, DLT_DATA_DIR=str(dlt_dir), DBT_TARGET_PATH=str(target),
+                      DBT_LOG_PATH=str(logs))
+        result = run_cli("elt", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    leaks = [f"stdout/stderr: {s}" for s in secrets if s in result.stdout + result.stderr]
+    for folder in (dlt_dir, target, logs):
+        assert folder.exists()
+        for path in folder.rglob("*"):
+            if path.is_file():
+                data = _readable_bytes(path)
+                leaks += [f"{path}: {s}" for s in secrets if s.encode() in data]
+    leaks += [f"{warehouse}: {s}" for s in secrets if _warehouse_contains(warehouse, s)]
+    assert not leaks
+
+
+def _readable_bytes(path: Path) -> bytes:
+    """The file's content as text would show it: gzip and parquet are opened, not byte-scanned."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if data[:4] == b"PAR1":
+        data = repr(pyarrow.parquet.read_table(path).to_pylist()).encode()
+    return data
+
+
+def _warehouse_contains(warehouse: Path, secret: str) -> bool:
+    """Searches every column of every table and view as text: DuckDB compresses strings on disk,
+    so a byte scan of the file could miss them."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = connection.execute(
+            "select table_schema, table_name from information_schema.tables"
+        ).fetchall()
+        for schema, table in tables:
+            hit = connection.execute(
+                f'select count(*) from "{schema}"."{table}" as t where cast(t as varchar) like ?',
+                [f"%{secret}%"],
+            ).fetchone()[0]
+            if hit:
+                return True
+        return secret.encode() in warehouse.read_bytes()
+    finally:
+        connection.close()
+
+
+def test_a_warehouse_never_mixes_two_apis(demo_account, tmp_path):
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(demo_account) as simulator:
+        first = run_cli("extract", env=cli_env(warehouse, simulator), cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        before = file_digest(warehouse)
+        other = cli_env(warehouse, simulator, NEON_API_BASE_URL=simulator.base_url.replace("127.0.0.1", "localhost"))
+        second = run_cli("extract", env=other, cwd=tmp_path)
+    assert second.returncode == 2
+    assert "holds data loaded from http://127.0.0.1/api/v2" in last_line(second.stderr)
+    assert file_digest(warehouse) == before
