@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 
 import duckdb
+
+# Columns whose values depend on when a run happened rather than on what the API served.
+RUN_TIME_COLUMN = re.compile(r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id|recorded_at")
 
 
 def query(warehouse, sql: str, params=None) -> list[tuple]:
@@ -63,3 +67,23 @@ def region_facts(account) -> dict[str, dict]:
             region["total_logical_size_bytes"] += branch.get("logical_size") or 0
         region["endpoint_count"] += len(account.endpoints(pid))
     return facts
+
+
+def marts(warehouse) -> dict[str, list[tuple]]:
+    """Every mart, as sorted rows of its columns that do not depend on the run's time."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = [t for (t,) in connection.execute(
+            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
+        ).fetchall()]
+        result = {}
+        for table in tables:
+            columns = [c for (c,) in connection.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]
+            ).fetchall() if not RUN_TIME_COLUMN.search(c)]
+            rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
+            result[table] = sorted(rows, key=repr)
+        return result
+    finally:
+        connection.close()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from expected import query, query_dicts
 from neon_api_source import settings
 
@@ -95,13 +94,13 @@ def test_stale_branches_is_the_clean_up_list_biggest_first(demo_warehouse, branc
     rows = query_dicts(
         demo_warehouse,
         "select cleanup_rank, branch_id, project_id, logical_size_bytes, cumulative_logical_size_bytes, "
-        "days_since_activity, endpoint_count from marts.stale_branches",
+        "days_since_activity, endpoint_count from marts.stale_branches order by cleanup_rank",
     )
     stale = {bid: f for bid, f in branch_activity.items() if f["is_stale"]}
     assert {r["branch_id"] for r in rows} == set(stale)
     assert len(rows) == len(stale)
 
-    # the table comes ordered, and cleanup_rank is that order: biggest first, NULL sizes last
+    # cleanup_rank is the clean-up order: biggest first, NULL sizes last, ties by branch id
     assert [r["cleanup_rank"] for r in rows] == list(range(1, len(rows) + 1))
     expected_order = sorted(
         stale, key=lambda bid: (stale[bid]["logical_size_bytes"] is None, -(stale[bid]["logical_size_bytes"] or 0), bid)
@@ -230,7 +229,7 @@ def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_ac
     rows = query_dicts(
         demo_warehouse,
         "select branch_id, change_type, recorded_at, valid_from, valid_to, version_number, "
-        "is_current_version, changed_columns, created_at from marts.branch_history",
+        "is_current_version, is_deleted, changed_columns, created_at from marts.branch_history",
     )
     assert len(rows) == len(branches)
     assert {r["branch_id"] for r in rows} == branches
@@ -240,5 +239,6 @@ def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_ac
         assert row["change_type"] == "created"
         assert row["recorded_at"] == row["valid_from"]
         assert row["valid_to"] is None and row["is_current_version"] and row["version_number"] == 1
+        assert not row["is_deleted"]
         assert row["changed_columns"] is None
         assert row["created_at"] <= row["recorded_at"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
-import re
 import shutil
 import signal
 import socket
@@ -22,32 +21,9 @@ import psutil
 import pyarrow.parquet
 import pytest
 from conftest import REPO
-from expected import query
+from expected import marts, query
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, file_digest, run_cli
-
-# Columns whose values depend on when a run happened rather than on what the API served.
-RUN_TIME_COLUMN = re.compile(r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id")
-
-
-def marts(warehouse: Path) -> dict[str, list[tuple]]:
-    """Every mart, as sorted rows of its columns that do not depend on the run's time."""
-    connection = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        tables = [t for (t,) in connection.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
-        ).fetchall()]
-        result = {}
-        for table in tables:
-            columns = [c for (c,) in connection.execute(
-                "select column_name from information_schema.columns "
-                "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]
-            ).fetchall() if not RUN_TIME_COLUMN.search(c)]
-            rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
-            result[table] = sorted(rows, key=repr)
-        return result
-    finally:
-        connection.close()
 
 
 def last_line(stderr: str) -> str:

@@ -32,3 +32,15 @@ def safe_cast(field, type_):
 
 def type_string():
     return "varchar"
+
+
+def type_bigint():
+    return "bigint"
+
+
+def type_int():
+    return "integer"
+
+
+def type_timestamp():
+    return "timestamp"

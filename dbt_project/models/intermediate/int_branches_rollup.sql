@@ -1,4 +1,5 @@
--- Per branch: its computes, databases and roles, and its latest size and usage counters.
+-- Per current branch: its computes, databases and roles, its latest size and usage counters, and
+-- how recently it was active, which decides whether it is stale.
 with
 
 branches as (
@@ -47,7 +48,8 @@ computes as (
         count(case when endpoint_snapshots.endpoint_state = 'active' then 1 end) as active_endpoint_count,
         count(case when endpoint_snapshots.endpoint_state = 'idle' then 1 end) as idle_endpoint_count,
         max(endpoints.autoscaling_limit_max_cu) as max_autoscaling_cu,
-        max(endpoint_snapshots.last_active_at) as last_compute_active_at
+        max(endpoint_snapshots.last_active_at) as last_compute_active_at,
+        {{ dbt.listagg('endpoints.endpoint_id', "', '", 'order by endpoints.endpoint_id') }} as endpoint_ids
     from endpoints
     left join endpoint_snapshots
         on endpoints.endpoint_id = endpoint_snapshots.endpoint_id
@@ -75,18 +77,19 @@ role_counts as (
 
 ),
 
-final as (
+joined as (
 
     select
         branches.branch_id,
         branches.project_id,
+        branches.is_default,
         coalesce(computes.endpoint_count, 0) as endpoint_count,
         coalesce(computes.read_write_endpoint_count, 0) as read_write_endpoint_count,
         coalesce(computes.read_only_endpoint_count, 0) as read_only_endpoint_count,
         coalesce(computes.active_endpoint_count, 0) as active_endpoint_count,
         coalesce(computes.idle_endpoint_count, 0) as idle_endpoint_count,
         computes.max_autoscaling_cu,
-        computes.last_compute_active_at,
+        computes.endpoint_ids,
         coalesce(database_counts.database_count, 0) as database_count,
         coalesce(role_counts.role_count, 0) as role_count,
         branch_snapshots.logical_size_bytes,
@@ -94,7 +97,11 @@ final as (
         branch_snapshots.active_time_seconds,
         branch_snapshots.written_data_bytes,
         branch_snapshots.data_transfer_bytes,
-        branch_snapshots.snapshot_at
+        computes.last_compute_active_at,
+        -- a branch whose computes never ran counts as active when it was created
+        coalesce(computes.last_compute_active_at, branches.created_at) as last_activity_at,
+        branches.created_at,
+        branch_snapshots.snapshot_at as observed_at
     from branches
     left join computes
         on branches.branch_id = computes.branch_id
@@ -104,6 +111,42 @@ final as (
         on branches.branch_id = role_counts.branch_id
     left join branch_snapshots
         on branches.branch_id = branch_snapshots.branch_id
+
+),
+
+final as (
+
+    select
+        branch_id,
+        project_id,
+        endpoint_count,
+        read_write_endpoint_count,
+        read_only_endpoint_count,
+        active_endpoint_count,
+        idle_endpoint_count,
+        max_autoscaling_cu,
+        endpoint_ids,
+        database_count,
+        role_count,
+        logical_size_bytes,
+        compute_time_seconds,
+        active_time_seconds,
+        written_data_bytes,
+        data_transfer_bytes,
+        last_compute_active_at,
+        last_activity_at,
+        observed_at,
+        cast({{ dbt.datediff('created_at', 'observed_at', 'day') }} as {{ dbt.type_bigint() }}) as age_days,
+        cast(
+            {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }} as {{ dbt.type_bigint() }}
+        ) as days_since_activity,
+        coalesce(
+            not is_default
+            and {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }}
+            >= {{ var('stale_after_days', 14) }},
+            false
+        ) as is_stale
+    from joined
 
 )
 

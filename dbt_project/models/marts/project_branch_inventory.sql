@@ -24,7 +24,7 @@ branch_rollup as (
 
 ),
 
-joined as (
+final as (
 
     select
         branches.branch_id,
@@ -42,13 +42,16 @@ joined as (
         lineage.root_branch_name,
         lineage.branch_depth,
         lineage.lineage_path,
+        lineage.child_branch_count,
         branches.is_default,
         branches.is_protected,
         branch_rollup.endpoint_count,
         branch_rollup.read_write_endpoint_count,
         branch_rollup.read_only_endpoint_count,
         branch_rollup.active_endpoint_count,
+        branch_rollup.idle_endpoint_count,
         branch_rollup.max_autoscaling_cu,
+        branch_rollup.endpoint_ids,
         branch_rollup.database_count,
         branch_rollup.role_count,
         branch_rollup.logical_size_bytes,
@@ -59,8 +62,11 @@ joined as (
         branches.created_at,
         branches.expires_at,
         branch_rollup.last_compute_active_at,
-        coalesce(branch_rollup.last_compute_active_at, branches.created_at) as last_activity_at,
-        branch_rollup.snapshot_at as observed_at
+        branch_rollup.last_activity_at,
+        branch_rollup.observed_at,
+        branch_rollup.age_days,
+        branch_rollup.days_since_activity,
+        branch_rollup.is_stale
     from branches
     -- a branch whose project is gone is not part of the current estate
     inner join projects
@@ -69,21 +75,6 @@ joined as (
         on branches.branch_id = lineage.branch_id
     left join branch_rollup
         on branches.branch_id = branch_rollup.branch_id
-
-),
-
-final as (
-
-    select
-        *,
-        {{ dbt.datediff('created_at', 'observed_at', 'day') }} as age_days,
-        {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }} as days_since_activity,
-        (
-            not is_default
-            and {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }}
-            >= {{ var('stale_after_days') }}
-        ) as is_stale
-    from joined
 
 )
 

@@ -12,10 +12,26 @@ project_rollup as (
 
 ),
 
+unlisted_regions as (
+
+    -- a region that holds projects but that Neon no longer lists, so that the totals always add up
+    -- to the whole account
+    select distinct
+        project_rollup.region_id,
+        project_rollup.region_id as region_name,
+        split_part(project_rollup.region_id, '-', 1) as cloud_provider,
+        cast(null as double precision) as geo_latitude,
+        cast(null as double precision) as geo_longitude,
+        false as is_default_region
+    from project_rollup
+    left join listed_regions
+        on project_rollup.region_id = listed_regions.region_id
+    where listed_regions.region_id is null
+
+),
+
 regions as (
 
-    -- every region the API lists, plus any region that holds projects but is no longer listed,
-    -- so that the totals always add up to the whole account
     select
         region_id,
         region_name,
@@ -27,17 +43,14 @@ regions as (
 
     union all
 
-    select distinct
-        project_rollup.region_id,
-        project_rollup.region_id as region_name,
-        split_part(project_rollup.region_id, '-', 1) as cloud_provider,
-        cast(null as double) as geo_latitude,
-        cast(null as double) as geo_longitude,
-        false as is_default_region
-    from project_rollup
-    left join listed_regions
-        on project_rollup.region_id = listed_regions.region_id
-    where listed_regions.region_id is null
+    select
+        region_id,
+        region_name,
+        cloud_provider,
+        geo_latitude,
+        geo_longitude,
+        is_default_region
+    from unlisted_regions
 
 ),
 
@@ -46,13 +59,14 @@ per_region as (
     select
         region_id,
         count(*) as project_count,
-        cast(sum(branch_count) as bigint) as branch_count,
-        cast(sum(database_count) as bigint) as database_count,
-        cast(sum(endpoint_count) as bigint) as endpoint_count,
-        cast(sum(active_endpoint_count) as bigint) as active_endpoint_count,
-        cast(sum(idle_endpoint_count) as bigint) as idle_endpoint_count,
-        cast(sum(logical_size_bytes) as bigint) as total_logical_size_bytes,
-        cast(sum(compute_time_seconds) as bigint) as total_compute_time_seconds
+        cast(sum(branch_count) as {{ dbt.type_bigint() }}) as branch_count,
+        cast(sum(database_count) as {{ dbt.type_bigint() }}) as database_count,
+        cast(sum(endpoint_count) as {{ dbt.type_bigint() }}) as endpoint_count,
+        cast(sum(active_endpoint_count) as {{ dbt.type_bigint() }}) as active_endpoint_count,
+        cast(sum(idle_endpoint_count) as {{ dbt.type_bigint() }}) as idle_endpoint_count,
+        cast(sum(logical_size_bytes) as {{ dbt.type_bigint() }}) as total_logical_size_bytes,
+        cast(sum(synthetic_storage_size_bytes) as {{ dbt.type_bigint() }}) as total_synthetic_storage_size_bytes,
+        cast(sum(compute_time_seconds) as {{ dbt.type_bigint() }}) as total_compute_time_seconds
     from project_rollup
     group by region_id
 
@@ -74,7 +88,8 @@ pg_version_mix as (
     select
         region_id,
         {{ dbt.listagg(
-            "'pg' || cast(pg_version as varchar) || ': ' || cast(project_count as varchar)",
+            "'pg' || cast(pg_version as " ~ dbt.type_string() ~ ") || ': ' || cast(project_count as "
+            ~ dbt.type_string() ~ ")",
             "', '",
             "order by pg_version"
         ) }} as pg_version_mix
@@ -87,7 +102,8 @@ account as (
 
     select
         count(*) as project_count,
-        cast(sum(logical_size_bytes) as bigint) as logical_size_bytes
+        sum(logical_size_bytes) as logical_size_bytes,
+        sum(compute_time_seconds) as compute_time_seconds
     from project_rollup
 
 ),
@@ -109,10 +125,14 @@ final as (
         coalesce(per_region.idle_endpoint_count, 0) as idle_endpoint_count,
         pg_version_mix.pg_version_mix,
         coalesce(per_region.total_logical_size_bytes, 0) as total_logical_size_bytes,
+        coalesce(per_region.total_synthetic_storage_size_bytes, 0) as total_synthetic_storage_size_bytes,
         coalesce(per_region.total_compute_time_seconds, 0) as total_compute_time_seconds,
-        coalesce(per_region.project_count, 0) * 1.0 / nullif(account.project_count, 0) as share_of_projects,
-        coalesce(per_region.total_logical_size_bytes, 0) * 1.0
-        / nullif(account.logical_size_bytes, 0) as share_of_logical_size
+        cast(coalesce(per_region.project_count, 0) as double precision)
+        / nullif(account.project_count, 0) as share_of_projects,
+        cast(coalesce(per_region.total_logical_size_bytes, 0) as double precision)
+        / nullif(account.logical_size_bytes, 0) as share_of_logical_size,
+        cast(coalesce(per_region.total_compute_time_seconds, 0) as double precision)
+        / nullif(account.compute_time_seconds, 0) as share_of_compute_time
     from regions
     cross join account
     left join per_region

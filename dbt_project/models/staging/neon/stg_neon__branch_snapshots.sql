@@ -1,3 +1,4 @@
+-- The latest snapshot of each branch's size and usage counters.
 with
 
 source as (
@@ -36,12 +37,14 @@ renamed as (
         logical_size as logical_size_bytes,
         compute_time_seconds,
         active_time_seconds,
+        cpu_used_sec as cpu_used_seconds,
         written_data_bytes,
         data_transfer_bytes,
 
-        -- timestamps
-        {{ to_utc('updated_at') }} as updated_at,
-        {{ to_utc('snapshot_at') }} as snapshot_at
+        -- dates and timestamps
+        snapshot_date,
+        {{ to_utc('snapshot_at') }} as snapshot_at,
+        {{ to_utc('updated_at') }} as updated_at
 
     from latest
 

@@ -1,3 +1,4 @@
+-- Every version of every branch that dlt's scd2 history holds, current and retired ones.
 with
 
 source as (
@@ -10,7 +11,7 @@ renamed as (
 
     select
         -- ids
-        _dlt_id as branch_version_id,
+        id || '@' || cast({{ to_utc('_dlt_valid_from') }} as {{ dbt.type_string() }}) as branch_version_id,
         id as branch_id,
         project_id,
         parent_id as parent_branch_id,
@@ -18,6 +19,12 @@ renamed as (
         -- strings
         name as branch_name,
         current_state as branch_state,
+        creation_source,
+        init_source,
+        restore_status,
+
+        -- numerics
+        ttl_interval_seconds,
 
         -- booleans
         coalesce("default", false) as is_default,
@@ -26,7 +33,9 @@ renamed as (
 
         -- timestamps
         {{ to_utc('created_at') }} as created_at,
+        {{ to_utc('state_changed_at') }} as state_changed_at,
         {{ to_utc('expires_at') }} as expires_at,
+        {{ to_utc('last_reset_at') }} as last_reset_at,
         {{ to_utc('_dlt_valid_from') }} as valid_from,
         {{ to_utc('_dlt_valid_to') }} as valid_to
 

@@ -1,3 +1,4 @@
+-- The latest snapshot of each compute's state and activity.
 with
 
 source as (
@@ -33,12 +34,13 @@ renamed as (
         current_state as endpoint_state,
         pending_state as pending_endpoint_state,
 
-        -- timestamps
+        -- dates and timestamps
+        snapshot_date,
+        {{ to_utc('snapshot_at') }} as snapshot_at,
         {{ to_utc('last_active') }} as last_active_at,
         {{ to_utc('started_at') }} as started_at,
         {{ to_utc('suspended_at') }} as suspended_at,
-        {{ to_utc('updated_at') }} as updated_at,
-        {{ to_utc('snapshot_at') }} as snapshot_at
+        {{ to_utc('updated_at') }} as updated_at
 
     from latest
 

@@ -1,3 +1,4 @@
+-- The latest snapshot of each project's usage counters.
 with
 
 source as (
@@ -33,10 +34,11 @@ renamed as (
         cpu_used_sec as cpu_used_seconds,
         synthetic_storage_size as synthetic_storage_size_bytes,
 
-        -- timestamps
+        -- dates and timestamps
+        snapshot_date,
+        {{ to_utc('snapshot_at') }} as snapshot_at,
         {{ to_utc('compute_last_active_at') }} as compute_last_active_at,
-        {{ to_utc('updated_at') }} as updated_at,
-        {{ to_utc('snapshot_at') }} as snapshot_at
+        {{ to_utc('updated_at') }} as updated_at
 
     from latest
 

@@ -1,3 +1,4 @@
+-- The current version of each project (dlt's scd2 history: `_dlt_valid_to` is NULL on it).
 with
 
 source as (

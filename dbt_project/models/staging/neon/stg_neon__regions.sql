@@ -17,8 +17,8 @@ renamed as (
         split_part(region_id, '-', 1) as cloud_provider,
 
         -- numerics: Neon sends coordinates as strings, empty when unknown
-        cast(nullif(geo_lat, '') as double) as geo_latitude,
-        cast(nullif(geo_long, '') as double) as geo_longitude,
+        cast(nullif(geo_lat, '') as double precision) as geo_latitude,
+        cast(nullif(geo_long, '') as double precision) as geo_longitude,
 
         -- booleans
         coalesce("default", false) as is_default_region,

@@ -1,0 +1,14 @@
+{#- The metrics the extract asks Neon's consumption history for (extract/neon_api_source/settings.py),
+    in the order Neon's spec lists them: the columns of the consumption pivot. -#}
+{% macro neon_consumption_metrics() -%}
+    {{ return([
+        'compute_unit_seconds',
+        'root_branch_bytes_month',
+        'child_branch_bytes_month',
+        'instant_restore_bytes_month',
+        'public_network_transfer_bytes',
+        'private_network_transfer_bytes',
+        'extra_branches_month',
+        'snapshot_storage_bytes_month',
+    ]) }}
+{%- endmacro %}

@@ -1,0 +1,60 @@
+with
+
+consumption as (
+
+    select * from {{ ref('stg_neon__consumption') }}
+
+),
+
+projects as (
+
+    select * from {{ ref('stg_neon__projects') }}
+
+),
+
+metric_units as (
+
+    -- the unit of each metric in Neon's spec; a byte-month is a byte stored for a whole month
+    select
+        units.metric_name,
+        units.metric_unit
+    from (
+        values
+        ('compute_unit_seconds', 'CU-seconds'),
+        ('root_branch_bytes_month', 'byte-months'),
+        ('child_branch_bytes_month', 'byte-months'),
+        ('instant_restore_bytes_month', 'byte-months'),
+        ('snapshot_storage_bytes_month', 'byte-months'),
+        ('public_network_transfer_bytes', 'bytes'),
+        ('private_network_transfer_bytes', 'bytes'),
+        ('extra_branches_month', 'branch-months')
+    ) as units (metric_name, metric_unit)
+
+),
+
+final as (
+
+    select
+        consumption.project_id,
+        projects.project_name,
+        consumption.org_id,
+        projects.region_id,
+        consumption.consumption_date,
+        consumption.metric_name,
+        consumption.metric_value,
+        metric_units.metric_unit,
+        consumption.billing_period_id,
+        consumption.billing_plan,
+        consumption.billing_period_start,
+        consumption.billing_period_end,
+        projects.project_id is null as is_deleted_project
+    from consumption
+    -- consumption history outlives a deleted project: keep its days, without the project's details
+    left join projects
+        on consumption.project_id = projects.project_id
+    left join metric_units
+        on consumption.metric_name = metric_units.metric_name
+
+)
+
+select * from final

@@ -1,0 +1,119 @@
+with
+
+projects as (
+
+    select * from {{ ref('stg_neon__projects') }}
+
+),
+
+regions as (
+
+    select * from {{ ref('stg_neon__regions') }}
+
+),
+
+project_rollup as (
+
+    select * from {{ ref('int_projects_rollup') }}
+
+),
+
+consumption_days as (
+
+    select * from {{ ref('int_consumption_pivoted_to_project_days') }}
+
+),
+
+recent_consumption as (
+
+    -- the 30 UTC days up to and including the day the project was observed
+    select
+        consumption_days.project_id,
+        cast(sum(consumption_days.compute_unit_seconds) as {{ dbt.type_bigint() }})
+            as compute_unit_seconds_last_30_days,
+        cast(sum(consumption_days.root_branch_bytes_month) as {{ dbt.type_bigint() }})
+            as root_branch_bytes_month_last_30_days,
+        cast(sum(consumption_days.child_branch_bytes_month) as {{ dbt.type_bigint() }})
+            as child_branch_bytes_month_last_30_days,
+        cast(sum(consumption_days.public_network_transfer_bytes) as {{ dbt.type_bigint() }})
+            as public_network_transfer_bytes_last_30_days
+    from consumption_days
+    inner join project_rollup
+        on consumption_days.project_id = project_rollup.project_id
+    where
+        consumption_days.consumption_date
+        >= cast({{ dbt.dateadd('day', -29, 'project_rollup.observed_at') }} as date)
+        and consumption_days.consumption_date <= cast(project_rollup.observed_at as date)
+    group by consumption_days.project_id
+
+),
+
+latest_consumption as (
+
+    select
+        project_id,
+        max(consumption_date) as last_consumption_date
+    from consumption_days
+    group by project_id
+
+),
+
+final as (
+
+    select
+        projects.project_id,
+        projects.project_name,
+        projects.org_id,
+        projects.org_name,
+        projects.region_id,
+        regions.region_name,
+        projects.pg_version,
+        projects.creation_source,
+        projects.created_at,
+        cast(
+            {{ dbt.datediff('projects.created_at', 'project_rollup.observed_at', 'day') }} as {{ dbt.type_bigint() }}
+        ) as age_days,
+        project_rollup.default_branch_id,
+        project_rollup.default_branch_name,
+        project_rollup.branch_count,
+        project_rollup.stale_branch_count,
+        project_rollup.endpoint_count,
+        project_rollup.read_write_endpoint_count,
+        project_rollup.read_only_endpoint_count,
+        project_rollup.active_endpoint_count,
+        project_rollup.idle_endpoint_count,
+        project_rollup.database_count,
+        project_rollup.role_count,
+        project_rollup.logical_size_bytes,
+        project_rollup.stale_logical_size_bytes,
+        project_rollup.synthetic_storage_size_bytes,
+        projects.branch_logical_size_limit_bytes,
+        projects.history_retention_seconds,
+        project_rollup.compute_time_seconds,
+        project_rollup.active_time_seconds,
+        project_rollup.cpu_used_seconds,
+        project_rollup.written_data_bytes,
+        project_rollup.data_transfer_bytes,
+        project_rollup.last_compute_active_at,
+        project_rollup.operation_count,
+        project_rollup.failed_operation_count,
+        project_rollup.last_operation_at,
+        recent_consumption.compute_unit_seconds_last_30_days,
+        recent_consumption.root_branch_bytes_month_last_30_days,
+        recent_consumption.child_branch_bytes_month_last_30_days,
+        recent_consumption.public_network_transfer_bytes_last_30_days,
+        latest_consumption.last_consumption_date,
+        project_rollup.observed_at
+    from projects
+    inner join project_rollup
+        on projects.project_id = project_rollup.project_id
+    left join regions
+        on projects.region_id = regions.region_id
+    left join recent_consumption
+        on projects.project_id = recent_consumption.project_id
+    left join latest_consumption
+        on projects.project_id = latest_consumption.project_id
+
+)
+
+select * from final
