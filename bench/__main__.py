@@ -155,10 +155,11 @@ def _read_key(simulator: subprocess.Popen) -> str:
 
 def bench_dbt(workdir: Path, warehouse: Path) -> Row:
     from neon_elt.run import dbt
+    from neon_elt.targets import DuckDBBuild
 
     env_target = workdir / "dbt-target"
     started = time.perf_counter()
-    dbt(["build", "--quiet"], warehouse, target_path=str(env_target))
+    dbt(["build", "--quiet"], DuckDBBuild(warehouse), target_path=str(env_target))
     build_seconds = time.perf_counter() - started
 
     empty = workdir / "empty_dbt"

@@ -8,6 +8,7 @@ The published warehouse is never left half-written.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
 
-from . import config
+from . import config, targets
 from .marts_summary import print_marts_summary
 from .run import StepFailed, dbt, elt
 from .warehouse import WarehouseBusy
@@ -35,56 +36,69 @@ def _client(key: config.ApiKey, base_url: str, requests_per_minute: float | None
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    published = config.warehouse_path()
+    target = targets.from_config(args.target)
     do_extract = args.command in ("elt", "extract")
     do_transform = args.command in ("elt", "transform")
     client = None
     if do_extract:
         client = _client(config.api_key(), config.base_url(), args.requests_per_minute)
-    elif not published.exists():
-        raise config.ConfigError(f"no warehouse at {published}: run `make extract` or `make elt` first")
+    elif not target.exists():
+        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make extract` or `make elt` first")
     elt(
-        published,
+        target,
         client,
         do_extract=do_extract,
         do_transform=do_transform,
         concurrency=args.concurrency or config.concurrency(),
         consumption=not args.no_consumption,
     )
-    print(f"\nWarehouse published: {published}")
+    print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from neon_simulator import PRESETS, Account, Simulator
 
-    published = config.warehouse_path()
+    target = targets.from_config(args.target)
     account = Account.generate(PRESETS[args.preset])
     with Simulator(account) as simulator:
         print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
         client = NeonClient(simulator.base_url, simulator.api_key, key_source="the demo simulator",
                             limiter=neon_rate_limiter(0), stats=RunStats())
-        elt(published, client)
-    print_marts_summary(published)
+        elt(target, client)
+    print_marts_summary(target)
 
 
 def cmd_docs(args: argparse.Namespace) -> None:
-    """Generate the docs from a copy of the warehouse (so open read-only sessions are not
-    disturbed), then serve them."""
-    published = config.warehouse_path()
-    target = str(config.DBT_PROJECT_DIR / "target" / "docs")
-    with tempfile.TemporaryDirectory(dir=published.parent, prefix=".docs-") as folder:
-        copy = Path(folder) / published.name
-        if published.exists():
-            shutil.copyfile(published, copy)
-        dbt(["docs", "generate"], copy, target_path=target)
-    print(f"Docs generated from {published.name} into {target}")
-    if not args.no_serve:
+    """Generate the docs (for DuckDB from a copy of the warehouse, so that open read-only
+    sessions and scheduled runs are not disturbed), then serve them."""
+    target = targets.from_config(args.target)
+    docs_path = str(Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "docs")
+    if isinstance(target, targets.DuckDBTarget):
+        with tempfile.TemporaryDirectory(dir=target.path.parent, prefix=".docs-") as folder:
+            copy = Path(folder) / target.path.name
+            if target.path.exists():
+                shutil.copyfile(target.path, copy)
+            dbt(["docs", "generate"], targets.DuckDBBuild(copy), target_path=docs_path)
+    else:
+        dbt(["docs", "generate"], target.direct(), target_path=docs_path)
+    print(f"Docs generated from {target.describe()} into {docs_path}")
+    if not args.no_serve:  # serving reads the generated files only
         dbt(["docs", "serve", "--port", str(args.port), "--host", "127.0.0.1", "--no-browser"],
-            published, target_path=target)
+            target.direct(), target_path=docs_path)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    print_marts_summary(config.warehouse_path(default=args.path or config.DEFAULT_WAREHOUSE))
+    print_marts_summary(targets.from_config(args.target))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from . import report
+
+    target = targets.from_config(args.target)
+    if not target.exists():
+        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+    output = report.write(target, Path(args.output))
+    print(f"Report written: {output}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -102,17 +116,29 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--no-consumption", action="store_true",
                              help="skip consumption history")
         command.set_defaults(func=cmd_run)
+        target_option(command)
     demo = sub.add_parser("demo", help="the whole pipeline against the bundled simulator")
     demo.add_argument("--preset", default="demo")
     demo.set_defaults(func=cmd_demo)
+    target_option(demo)
     docs = sub.add_parser("docs", help="dbt docs generate, then serve")
     docs.add_argument("--port", type=int, default=8080)
     docs.add_argument("--no-serve", action="store_true")
     docs.set_defaults(func=cmd_docs)
+    target_option(docs)
     summary = sub.add_parser("summary", help="print a short summary of the marts")
-    summary.add_argument("path", nargs="?")
     summary.set_defaults(func=cmd_summary)
+    target_option(summary)
+    report = sub.add_parser("report", help="write a self-contained HTML report of the marts")
+    report.add_argument("--output", default="reports/neon_estate_report.html")
+    report.set_defaults(func=cmd_report)
+    target_option(report)
     return top
+
+
+def target_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--target", choices=("duckdb", "postgres"), default=None,
+                         help="the warehouse (default: NEON_ELT_TARGET, else duckdb)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 import dlt
 from neon_api_source import settings as source_settings
@@ -133,3 +135,78 @@ def base_url() -> str:
     if not value.startswith(("http://", "https://")):
         raise ConfigError(f"NEON_API_BASE_URL={value!r} is not an http(s) URL")
     return value
+
+
+# --------------------------------------------------------------------------------------- targets
+
+
+def target_name() -> str:
+    """`duckdb` (default) or `postgres`, from NEON_ELT_TARGET (the Makefile's TARGET=)."""
+    return (os.environ.get("NEON_ELT_TARGET") or "duckdb").strip().lower()
+
+
+@dataclass(frozen=True)
+class PostgresCredentials:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    source: str
+
+    @property
+    def url(self) -> str:
+        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL for messages: never the password."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def __repr__(self) -> str:
+        return f"PostgresCredentials({self.safe_url!r}, from {self.source})"
+
+
+def postgres_credentials() -> PostgresCredentials:
+    """PostgreSQL connection for TARGET=postgres, from the first of: NEON_POSTGRES_URL (a libpq
+    URL), `[destination.postgres] credentials` in .dlt/secrets.toml (dlt's own name, a URL or its
+    parts), or libpq's variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE."""
+    url = os.environ.get("NEON_POSTGRES_URL", "").strip()
+    if url:
+        return _parse_postgres_url(url, "NEON_POSTGRES_URL")
+    secret = _secret("destination.postgres.credentials")
+    if isinstance(secret, str) and secret.strip():
+        return _parse_postgres_url(secret.strip(), "[destination.postgres] credentials")
+    if hasattr(secret, "get"):
+        return PostgresCredentials(
+            host=str(secret.get("host") or "localhost"),
+            port=int(secret.get("port") or 5432),
+            user=str(secret.get("username") or secret.get("user") or getpass.getuser()),
+            password=str(secret.get("password") or ""),
+            database=str(secret.get("database") or secret.get("dbname") or "postgres"),
+            source="[destination.postgres] credentials",
+        )
+    user = os.environ.get("PGUSER") or getpass.getuser()
+    return PostgresCredentials(
+        host=os.environ.get("PGHOST") or "localhost",
+        port=int(os.environ.get("PGPORT") or 5432),
+        user=user,
+        password=os.environ.get("PGPASSWORD") or "",
+        database=os.environ.get("PGDATABASE") or user,
+        source="the PG* environment variables",
+    )
+
+
+def _parse_postgres_url(url: str, source: str) -> PostgresCredentials:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
+        raise ConfigError(f"{source} is not a postgresql:// URL with a host")
+    return PostgresCredentials(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=unquote(parts.username or getpass.getuser()),
+        password=unquote(parts.password or ""),
+        database=unquote(parts.path.lstrip("/") or parts.username or "postgres"),
+        source=source,
+    )

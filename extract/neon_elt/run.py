@@ -1,8 +1,8 @@
-"""The two halves of the pipeline, run against a working copy of the warehouse.
+"""The two halves of the pipeline, run in a build of the target warehouse (targets.py).
 
 `extract` runs the dlt pipeline `neon_api_pipeline` into the dataset `neon_api_data`;
-`transform` runs `dbt build` (models and tests) over it. `elt` does both and publishes once,
-so readers see either the previous warehouse or the new one, never a mix.
+`transform` runs `dbt build` (models and tests) over it. `elt` does both in one build, so with
+DuckDB readers see either the previous warehouse or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -15,21 +15,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dlt
-import duckdb
 import pyarrow
 from dlt.common.pipeline import LoadInfo
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from neon_api_source import neon_api_source
 from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats
 
 from . import config
 from .progress import Progress, summary
-from .warehouse import working_copy
+from .targets import DuckDBTarget, PostgresTarget
 
-ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
+Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
 # Environment variables that carry secrets: never passed on to dbt.
 SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
@@ -51,26 +50,22 @@ class ExtractResult:
         return ids[-1] if ids else None
 
 
-# Memory, measured on a 5,000-project account (make bench): the load step runs one job at a time
-# in a DuckDB with a small memory budget (it spills to disk past it), and Arrow allocates from the
-# system heap, which hands memory back, instead of its own pool, which keeps it.
-DUCKDB_LOAD_CONFIG = {"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": False}
-# Small loads (every test, most accounts) run their jobs four at a time; past this many rows, one
+# Memory, measured on a 5,000-project account (make bench): Arrow allocates from the system heap,
+# which hands memory back, instead of its own pool, which keeps it; and small loads (every test, most accounts) run their jobs four at a time; past this many rows, one
 # at a time keeps a 5,000-project account under 400 MB.
 PARALLEL_LOAD_MAX_ROWS = 100_000
 
 
-def make_pipeline(warehouse: Path) -> dlt.Pipeline:
+def make_pipeline(build: Build) -> dlt.Pipeline:
     """The dlt pipeline, with its local state reset so that the state (incremental cursors) always
     comes from the warehouse it loads into, never from a run whose warehouse was not published."""
     # Arrow items (consumption) get dlt's load id and row id like every other row.
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-    credentials = DuckDbCredentials(str(warehouse), global_config=DUCKDB_LOAD_CONFIG)
     pipeline = dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
-        destination=dlt.destinations.duckdb(credentials),
+        destination=build.destination(),
         dataset_name=config.DATASET_NAME,
     )
     pipeline = pipeline.drop()
@@ -79,17 +74,16 @@ def make_pipeline(warehouse: Path) -> dlt.Pipeline:
 
 
 def extract(
-    warehouse: Path,
+    build: Build,
     client: NeonClient,
     *,
     concurrency: int | None = None,
     consumption: bool = True,
     show_progress: bool = True,
 ) -> ExtractResult:
-    """Load the Neon estate into `warehouse` (a working copy): dlt's extract, normalize and load
-    steps, run one by one so that the listings held during the extract are freed before DuckDB
-    loads."""
-    pipeline = make_pipeline(warehouse)
+    """Load the Neon estate into the build: dlt's extract, normalize and load steps, run one by
+    one so that the listings held during the extract are freed before the destination loads."""
+    pipeline = make_pipeline(build)
     options = {"concurrency": concurrency} if concurrency else {}
     source = neon_api_source(base_url=client.base_url, client=client, consumption=consumption, **options)
     try:
@@ -132,24 +126,20 @@ def root_cause(exc: BaseException) -> str:
     return f"{type(deepest).__name__}: {text[0]}" if text else type(deepest).__name__
 
 
-def dbt(args: Sequence[str], warehouse: Path, *, target_path: str | None = None) -> None:
-    """Run dbt on the project against `warehouse`, streaming its output."""
+def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) -> None:
+    """Run dbt on the project against the build, streaming its output. The API key never reaches
+    dbt's environment; database credentials reach it as variables its profile reads."""
     env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
-    env["NEON_DUCKDB_PATH"] = str(warehouse)
+    env.update(build.dbt_env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if target_path:
         env["DBT_TARGET_PATH"] = target_path
     executable = Path(sys.executable).with_name("dbt")
     command = [str(executable), *args, "--project-dir", str(config.DBT_PROJECT_DIR),
-               "--profiles-dir", str(config.DBT_PROJECT_DIR)]
+               "--profiles-dir", str(config.DBT_PROJECT_DIR), "--target", build.dbt_target]
     completed = subprocess.run(command, env=env, cwd=config.DBT_PROJECT_DIR)
     if completed.returncode != 0:
         raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")
-
-
-def transform(warehouse: Path) -> None:
-    """Build and test every dbt model (staging views, marts tables)."""
-    dbt(["build"], warehouse)
 
 
 def origin_of(base_url: str) -> str:
@@ -161,42 +151,18 @@ def origin_of(base_url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def read_origin(warehouse: Path) -> str | None:
-    """Which API the warehouse was loaded from, if it was loaded yet."""
-    if not warehouse.exists():
-        return None
-    connection = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        rows = connection.execute(f"select origin from {ORIGIN_TABLE}").fetchall()
-    except duckdb.CatalogException:  # a warehouse from before the first extract
-        rows = []
-    finally:
-        connection.close()
-    return rows[0][0] if rows else None
-
-
-def check_origin(warehouse: Path, previous: str | None, origin: str) -> None:
+def check_origin(target_name: str, previous: str | None, origin: str) -> None:
     """Refuse to load one account's data on top of another's (the demo's on top of a real
     account's, say): history tables would mix them for good."""
     if previous is not None and previous != origin:
         raise config.ConfigError(
-            f"{warehouse.name} holds data loaded from {previous}, and this run reads {origin}. "
+            f"{target_name} holds data loaded from {previous}, and this run reads {origin}. "
             "Delete the file or set NEON_DUCKDB_PATH to another one to keep the two apart"
         )
 
 
-def record_origin(warehouse: Path, origin: str) -> None:
-    connection = duckdb.connect(str(warehouse))
-    try:
-        connection.execute(f"create table if not exists {ORIGIN_TABLE} (origin varchar not null)")
-        connection.execute(f"delete from {ORIGIN_TABLE}")
-        connection.execute(f"insert into {ORIGIN_TABLE} values (?)", [origin])
-    finally:
-        connection.close()
-
-
 def elt(
-    published: Path,
+    target: DuckDBTarget | PostgresTarget | Path,
     client: NeonClient | None,
     *,
     do_extract: bool = True,
@@ -205,25 +171,27 @@ def elt(
     consumption: bool = True,
     show_progress: bool = True,
 ) -> ExtractResult | None:
-    """Run the chosen steps on a working copy of `published`, then publish it."""
+    """Run the chosen steps in one build of the target (a DuckDB file path means that file)."""
+    if isinstance(target, Path):
+        target = DuckDBTarget(target)
     result = None
-    with working_copy(published) as working:
+    with target.build() as build:
         if do_extract:
             assert client is not None
             origin = origin_of(client.base_url)
-            previous = read_origin(working)
+            previous = build.read_origin()
             result = extract(
-                working,
+                build,
                 client,
                 concurrency=concurrency,
                 consumption=consumption,
                 show_progress=show_progress,
             )
             # checked after the extract, so that a wrong URL or key is reported as such first
-            check_origin(working, previous, origin)
-            record_origin(working, origin)
+            check_origin(Path(target.describe()).name, previous, origin)
+            build.record_origin(origin)
             print(result.load_info)
             print(summary(result.stats, result.load_id, result.table_rows))
         if do_transform:
-            transform(working)
+            dbt(["build"], build)
     return result

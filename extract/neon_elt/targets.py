@@ -1,0 +1,167 @@
+"""Where the warehouse lives: a DuckDB file (the default) or a shared PostgreSQL database.
+
+A target opens a *build* for a run: what dlt loads into and what dbt builds in.
+
+- DuckDB: the build is a private working copy of the file, published with an atomic rename when
+  the run succeeds (see warehouse.py), so readers never see a half-built warehouse.
+- PostgreSQL: the build is the database itself. PostgreSQL lets readers and the writer work at
+  once; dlt loads each table in a transaction and dbt swaps each mart in with a rename, so a reader
+  sees a whole table, old or new (a failed run can leave some marts newer than others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+
+from . import config
+from .warehouse import working_copy
+
+# Memory, measured on a 5,000-project account (make bench): DuckDB loads within a small budget and
+# spills to disk past it.
+DUCKDB_LOAD_CONFIG = {"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": False}
+ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
+
+
+@dataclass
+class DuckDBBuild:
+    """A working copy of the DuckDB warehouse."""
+
+    path: Path
+    dbt_target: str = "duckdb"
+
+    def destination(self) -> Any:
+        return dlt.destinations.duckdb(DuckDbCredentials(str(self.path), global_config=DUCKDB_LOAD_CONFIG))
+
+    def dbt_env(self) -> dict[str, str]:
+        return {"NEON_DUCKDB_PATH": str(self.path)}
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Query results as dicts, over a read-only connection."""
+        connection = duckdb.connect(str(self.path), read_only=True)
+        try:
+            cursor = connection.execute(sql)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+    def read_origin(self) -> str | None:
+        """Which API this warehouse was loaded from, if it was loaded yet."""
+        if not self.path.exists():
+            return None
+        connection = duckdb.connect(str(self.path), read_only=True)
+        try:
+            rows = connection.execute(f"select origin from {ORIGIN_TABLE}").fetchall()
+        except duckdb.CatalogException:  # a warehouse from before the first extract
+            rows = []
+        finally:
+            connection.close()
+        return rows[0][0] if rows else None
+
+    def record_origin(self, origin: str) -> None:
+        connection = duckdb.connect(str(self.path))
+        try:
+            connection.execute(f"create table if not exists {ORIGIN_TABLE} (origin varchar not null)")
+            connection.execute(f"delete from {ORIGIN_TABLE}")
+            connection.execute(f"insert into {ORIGIN_TABLE} values (?)", [origin])
+        finally:
+            connection.close()
+
+
+class DuckDBTarget:
+    name = "duckdb"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def direct(self) -> DuckDBBuild:
+        """The published file itself, for readers (docs, report); never written through."""
+        return DuckDBBuild(self.path)
+
+    @contextmanager
+    def build(self) -> Iterator[DuckDBBuild]:
+        """A working copy, published if the block succeeds and thrown away if it raises."""
+        with working_copy(self.path) as working:
+            yield DuckDBBuild(working)
+
+
+@dataclass
+class PostgresBuild:
+    credentials: config.PostgresCredentials
+    dbt_target: str = "postgres"
+
+    def destination(self) -> Any:
+        return dlt.destinations.postgres(credentials=self.credentials.url)
+
+    def dbt_env(self) -> dict[str, str]:
+        c = self.credentials
+        return {
+            "NEON_PG_HOST": c.host,
+            "NEON_PG_PORT": str(c.port),
+            "NEON_PG_USER": c.user,
+            "NEON_PG_PASSWORD": c.password,
+            "NEON_PG_DATABASE": c.database,
+        }
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """Query results as dicts, in a read-only transaction."""
+        import psycopg2
+        import psycopg2.extras
+
+        connection = psycopg2.connect(self.credentials.url)
+        try:
+            connection.set_session(readonly=True)
+            with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                cursor.execute(sql)
+                return [dict(row) for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+    def read_origin(self) -> str | None:
+        return None  # the guard against mixing accounts is DuckDB's only, for now
+
+    def record_origin(self, origin: str) -> None:
+        pass
+
+
+class PostgresTarget:
+    name = "postgres"
+
+    def __init__(self, credentials: config.PostgresCredentials):
+        self.credentials = credentials
+
+    def describe(self) -> str:
+        return self.credentials.safe_url
+
+    def exists(self) -> bool:
+        return True
+
+    def direct(self) -> PostgresBuild:
+        return PostgresBuild(self.credentials)
+
+    @contextmanager
+    def build(self) -> Iterator[PostgresBuild]:
+        yield PostgresBuild(self.credentials)
+
+
+def from_config(name: str | None = None) -> DuckDBTarget | PostgresTarget:
+    name = (name or config.target_name()).lower()
+    if name == "duckdb":
+        return DuckDBTarget(config.warehouse_path())
+    if name == "postgres":
+        return PostgresTarget(config.postgres_credentials())
+    raise config.ConfigError(f"unknown target {name!r}: use duckdb or postgres")
