@@ -27,8 +27,13 @@ env: $(STAMP) ## create or refresh the Python environment (.venv)
 # Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
 PORT ?= 8080
 NEON := $(BIN)/neon-elt
+# TARGET=postgres loads and builds into PostgreSQL (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
+TARGET ?= duckdb
+export NEON_ELT_TARGET := $(TARGET)
+# Debian packages the PostgreSQL and report tests need; `make system-deps` installs them.
+SYSTEM_PACKAGES := postgresql chromium
 
-.PHONY: elt extract transform demo docs simulator test lint bench clean
+.PHONY: elt extract transform demo docs report simulator test system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
 	@$(NEON) elt
 
@@ -44,11 +49,22 @@ demo: $(STAMP) ## the whole pipeline against the bundled Neon API simulator (no 
 docs: $(STAMP) ## dbt docs generate, then serve on 127.0.0.1:$(PORT)
 	@$(NEON) docs --port $(PORT)
 
+report: $(STAMP) ## write reports/neon_estate_report.html from the marts (self-contained, no network)
+	@$(NEON) report
+
 simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRESET=)
 	@$(BIN)/neon-simulator --port $(PORT) --preset $${PRESET:-demo}
 
 test: $(STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
 	@$(BIN)/pytest
+
+system-deps: ## install Debian's postgresql and chromium (as root, or with sudo) for the whole test suite
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		echo "installing Debian packages: $$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 lint: $(STAMP) ## sqlfluff over the dbt models, ruff over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
@@ -58,4 +74,4 @@ bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench
 
 clean: ## remove the environment, build output and the demo warehouse
-	rm -rf $(VENV) .tools dbt_project/target dbt_project/logs
+	rm -rf $(VENV) .tools dbt_project/target dbt_project/logs reports/*.html

@@ -1,0 +1,247 @@
+"""`make report`: one self-contained HTML page drawn from the marts.
+
+Charts are Vega-Lite specifications rendered to SVG here (vl-convert, no browser, no network) and
+inlined, so the page opens anywhere without a connection and without JavaScript.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import vl_convert
+
+VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
+GIB = 2**30
+
+
+def _svg(spec: dict[str, Any]) -> str:
+    spec = {"$schema": VEGA_LITE, "config": {"font": "sans-serif", "view": {"stroke": None}}, **spec}
+    return vl_convert.vegalite_to_svg(spec)
+
+
+def _plain(value: Any) -> Any:
+    """Decimals (PostgreSQL's numeric sums) as int or float, so charts and arithmetic treat them alike."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    safe = []
+    for row in rows:
+        safe.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
+    return safe
+
+
+def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
+    used = [r for r in regions if r["project_count"]]
+    bars = _svg({
+        "title": "Projects and branches per region",
+        "data": {"values": _json_safe(regions)},
+        "transform": [{"fold": ["project_count", "branch_count"], "as": ["what", "count"]}],
+        "mark": "bar",
+        "encoding": {
+            "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
+            "x": {"field": "count", "type": "quantitative", "title": None},
+            "color": {"field": "what", "type": "nominal", "title": None},
+            "yOffset": {"field": "what"},
+        },
+        "width": 520,
+    })
+    located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
+    world = _svg({
+        "title": "Where the projects run (circle area: logical size)",
+        "width": 620,
+        "height": 320,
+        "projection": {"type": "equirectangular"},
+        "layer": [
+            {
+                "data": {"graticule": {"step": [30, 30]}},
+                "mark": {"type": "geoshape", "stroke": "#ddd", "fill": None},
+            },
+            {
+                "data": {"values": _json_safe(located)},
+                "mark": {"type": "circle", "opacity": 0.7},
+                "encoding": {
+                    "longitude": {"field": "geo_longitude", "type": "quantitative"},
+                    "latitude": {"field": "geo_latitude", "type": "quantitative"},
+                    "size": {"field": "total_logical_size_bytes", "type": "quantitative", "title": "bytes"},
+                    "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
+                    "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
+                },
+            },
+        ],
+    })
+    return [
+        ("regions", "Regional footprint", bars),
+        ("regions-map", "Regional footprint on the globe", world),
+    ]
+
+
+def age_chart(branches: list[dict]) -> tuple[str, str, str]:
+    return ("branch-ages", "Branch age distribution", _svg({
+        "title": "Branches by age (days)",
+        "data": {"values": _json_safe(branches)},
+        "mark": "bar",
+        "encoding": {
+            "x": {"field": "age_days", "type": "quantitative", "bin": {"maxbins": 20}, "title": "age in days"},
+            "y": {"aggregate": "count", "type": "quantitative", "title": "branches"},
+            "color": {"field": "status", "type": "nominal", "title": None},
+        },
+        "width": 560,
+    }))
+
+
+def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
+    top = stale[:15]
+    return ("stale-branches", "Stale branches: storage reclaimable", _svg({
+        "title": "Largest stale branches (GiB reclaimable)",
+        "data": {"values": _json_safe(top)},
+        "transform": [{"calculate": "datum.logical_size_bytes / 1073741824", "as": "gib"},
+                      {"calculate": "datum.project_name + ' / ' + datum.branch_name", "as": "branch"}],
+        "mark": "bar",
+        "encoding": {
+            "y": {"field": "branch", "type": "nominal", "sort": "-x", "title": None},
+            "x": {"field": "gib", "type": "quantitative", "title": "GiB"},
+        },
+        "width": 520,
+    }))
+
+
+def project_chart(projects: list[dict]) -> tuple[str, str, str]:
+    top = projects[:20]
+    return ("projects", "Storage and compute by project", _svg({
+        "title": "Largest projects: storage (GiB) and compute (hours)",
+        "data": {"values": _json_safe(top)},
+        "transform": [
+            {"calculate": "datum.logical_size_bytes / 1073741824", "as": "storage GiB"},
+            {"calculate": "datum.compute_time_seconds / 3600", "as": "compute hours"},
+            {"fold": ["storage GiB", "compute hours"], "as": ["measure", "value"]},
+        ],
+        "mark": "bar",
+        "encoding": {
+            "y": {"field": "project_name", "type": "nominal", "sort": {"field": "logical_size_bytes", "order": "descending"},
+                  "title": None},
+            "x": {"field": "value", "type": "quantitative", "title": None},
+            "column": {"field": "measure", "type": "nominal", "title": None},
+        },
+        "resolve": {"scale": {"x": "independent"}},
+        "width": 260,
+    }))
+
+
+def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
+    return ("consumption", "Daily consumption", _svg({
+        "title": "Daily consumption, all projects",
+        "data": {"values": _json_safe(daily)},
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "consumption_date", "type": "temporal", "title": None},
+            "y": {"field": "total", "type": "quantitative", "title": None},
+            "row": {"field": "metric_name", "type": "nominal", "title": None},
+        },
+        "resolve": {"scale": {"y": "independent"}},
+        "width": 560,
+        "height": 90,
+    }))
+
+
+def build(target: Any) -> str:
+    direct = target.direct()
+
+    class reader:  # noqa: N801 - reads like the target it wraps
+        @staticmethod
+        def rows(sql: str) -> list[dict[str, Any]]:
+            return [{k: _plain(v) for k, v in row.items()} for row in direct.rows(sql)]
+
+    regions = reader.rows("select * from marts.regional_footprint order by project_count desc")
+    branches = reader.rows("""
+            select age_days, case when is_stale then 'stale' when is_default then 'default'
+                                  else 'in use' end as status
+        from marts.project_branch_inventory""")
+    stale = reader.rows("select * from marts.stale_branches order by cleanup_rank")
+    projects = reader.rows("select * from marts.projects order by logical_size_bytes desc")
+    daily = reader.rows("""
+        select consumption_date, metric_name, sum(metric_value) as total
+        from marts.daily_consumption
+        group by consumption_date, metric_name
+        order by consumption_date""")
+
+    charts = regional_charts(regions) + [age_chart(branches), stale_chart(stale), project_chart(projects)]
+    if daily:
+        charts.append(consumption_chart(daily))
+
+    reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
+    figures = "\n".join(
+        f'<section><h2>{html.escape(title)}</h2>'
+        f'<figure class="chart" data-chart="{key}">{svg}</figure></section>'
+        for key, title, svg in charts
+    )
+    stale_rows = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            r["cleanup_rank"], r["project_name"], r["branch_name"], r["age_days"], r["days_since_activity"],
+            f"{(r['logical_size_bytes'] or 0) / GIB:.2f}", r["endpoint_count"],
+        )) + "</tr>"
+        for r in stale
+    )
+    totals = (
+        f"{sum(r['project_count'] for r in regions)} projects, {len(branches)} branches, "
+        f"{len(stale)} stale ({reclaimable / GIB:.2f} GiB reclaimable), "
+        f"{sum(1 for r in regions if r['project_count'])} of {len(regions)} regions in use"
+    )
+    return PAGE.format(
+        generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        warehouse=html.escape(target.describe()),
+        totals=html.escape(totals),
+        figures=figures,
+        stale_rows=stale_rows or '<tr><td colspan="7">No stale branches.</td></tr>',
+        consumption_note="" if daily else "<p>No consumption history was loaded (plans without it).</p>",
+    )
+
+
+def write(target: Any, output: Path) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(build(target), encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Neon estate report</title>
+<style>
+  body {{ font-family: sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+  h1 {{ margin-bottom: 0.2rem; }}
+  .meta {{ color: #666; margin-top: 0; }}
+  section {{ margin: 2rem 0; }}
+  figure.chart {{ margin: 0; overflow-x: auto; }}
+  table {{ border-collapse: collapse; font-size: 0.9rem; }}
+  th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
+  td:nth-child(n+4) {{ text-align: right; }}
+</style>
+</head>
+<body>
+<h1>Neon estate report</h1>
+<p class="meta">Generated {generated} from {warehouse}. {totals}.</p>
+{figures}
+{consumption_note}
+<section>
+<h2>Clean-up list</h2>
+<table>
+<thead><tr><th>#</th><th>project</th><th>branch</th><th>age (days)</th><th>idle (days)</th>
+<th>GiB</th><th>computes</th></tr></thead>
+<tbody>
+{stale_rows}
+</tbody>
+</table>
+</section>
+</body>
+</html>
+"""
