@@ -9,7 +9,6 @@ import time
 
 import pytest
 from conftest import client_for
-
 from neon_api_source.helpers import (
     NeonAuthError,
     PaginationError,
