@@ -5,6 +5,10 @@
 | API key            | `NEON_API_KEY`       | `[sources.neon_api_source] api_key` (secrets)| none               |
 | API base URL       | `NEON_API_BASE_URL`  | `[sources.neon_api_source] base_url`         | Neon's public API  |
 | warehouse file     | `NEON_DUCKDB_PATH`   |                                              | `neon_api.duckdb`  |
+| stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
+| warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
+| PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
+| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, … | Neon's limits |
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dlt
 from neon_api_source import settings as source_settings
@@ -124,6 +128,21 @@ def concurrency() -> int:
     return _config("concurrency", int, source_settings.CONCURRENCY)
 
 
+def stale_after_days(option: int | None = None) -> int | None:
+    """dbt's `stale_after_days` for this run: the command-line option, else NEON_STALE_AFTER_DAYS,
+    else None (the project's default in dbt_project.yml, 14)."""
+    raw = option if option is not None else os.environ.get("NEON_STALE_AFTER_DAYS", "").strip() or None
+    if raw is None:
+        return None
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise ConfigError(f"stale_after_days must be a whole number of days, 1 or more (got {raw!r})")
+    return days
+
+
 def base_url() -> str:
     value = os.environ.get("NEON_API_BASE_URL", "").strip()
     if not value:
@@ -153,11 +172,13 @@ class PostgresCredentials:
     password: str
     database: str
     source: str
+    sslmode: str = "prefer"  # libpq's default; a Neon database wants `require` (its URLs say so)
 
     @property
     def url(self) -> str:
         auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+        return (f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+                f"?sslmode={quote(self.sslmode, safe='')}")
 
     @property
     def safe_url(self) -> str:
@@ -186,6 +207,7 @@ def postgres_credentials() -> PostgresCredentials:
             password=str(secret.get("password") or ""),
             database=str(secret.get("database") or secret.get("dbname") or "postgres"),
             source="[destination.postgres] credentials",
+            sslmode=str(secret.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"),
         )
     user = os.environ.get("PGUSER") or getpass.getuser()
     return PostgresCredentials(
@@ -195,6 +217,7 @@ def postgres_credentials() -> PostgresCredentials:
         password=os.environ.get("PGPASSWORD") or "",
         database=os.environ.get("PGDATABASE") or user,
         source="the PG* environment variables",
+        sslmode=os.environ.get("PGSSLMODE") or "prefer",
     )
 
 
@@ -209,4 +232,5 @@ def _parse_postgres_url(url: str, source: str) -> PostgresCredentials:
         password=unquote(parts.password or ""),
         database=unquote(parts.path.lstrip("/") or parts.username or "postgres"),
         source=source,
+        sslmode=(parse_qs(parts.query).get("sslmode") or [os.environ.get("PGSSLMODE") or "prefer"])[0],
     )

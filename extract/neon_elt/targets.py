@@ -115,6 +115,7 @@ class PostgresBuild:
             "NEON_PG_USER": c.user,
             "NEON_PG_PASSWORD": c.password,
             "NEON_PG_DATABASE": c.database,
+            "NEON_PG_SSLMODE": c.sslmode,
         }
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
