@@ -59,5 +59,5 @@ def demo_warehouse(demo_account, session_dir) -> Path:
     path = session_dir / "demo" / "neon_api.duckdb"
     path.parent.mkdir()
     with Simulator(demo_account) as simulator:
-        elt(path, client_for(simulator), show_progress=False)
+        elt(path, client_for(simulator), show_progress=False, unit_tests=True)
     return path

@@ -242,3 +242,31 @@ def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_ac
         assert not row["is_deleted"]
         assert row["changed_columns"] is None
         assert row["created_at"] <= row["recorded_at"]
+
+
+def test_the_stale_threshold_is_a_run_option(demo_warehouse, demo_account, branch_activity, tmp_path):
+    """`--stale-after-days N` (or NEON_STALE_AFTER_DAYS) rebuilds the marts with that threshold:
+    N is the median idle time of the non-default branches, so both sides of the line are filled."""
+    import shutil
+    import statistics
+
+    from runs import cli_env, run_cli
+
+    idle = sorted(f["days_since_activity"] for f in branch_activity.values() if f["days_since_activity"])
+    days = max(1, int(statistics.median(idle)))
+    days += days == STALE_AFTER_DAYS  # a threshold other than the project's default
+    warehouse = tmp_path / "neon_api.duckdb"
+    shutil.copyfile(demo_warehouse, warehouse)
+    defaults = {b["id"] for p in demo_account.all_projects() for b in demo_account.branches(p["id"]) if b["default"]}
+
+    result = run_cli("transform", "--stale-after-days", str(days), env=cli_env(warehouse), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stale = {bid for (bid,) in query(warehouse, "select branch_id from marts.stale_branches")}
+    assert stale == {
+        bid for bid, f in branch_activity.items() if bid not in defaults and f["days_since_activity"] >= days
+    }
+    assert stale and set(branch_activity) - defaults - stale  # both sides of the line are filled
+
+    refused = run_cli("transform", "--stale-after-days", "0", env=cli_env(warehouse), cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "stale_after_days must be a whole number of days" in refused.stderr

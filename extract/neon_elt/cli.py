@@ -51,8 +51,14 @@ def cmd_run(args: argparse.Namespace) -> None:
         do_transform=do_transform,
         concurrency=args.concurrency or config.concurrency(),
         consumption=not args.no_consumption,
+        dbt_vars=_dbt_vars(args),
     )
     print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
+
+
+def _dbt_vars(args: argparse.Namespace) -> dict | None:
+    days = config.stale_after_days(args.stale_after_days)
+    return {"stale_after_days": days} if days is not None else None
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -64,7 +70,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
         client = NeonClient(simulator.base_url, simulator.api_key, key_source="the demo simulator",
                             limiter=neon_rate_limiter(0), stats=RunStats())
-        elt(target, client)
+        elt(target, client, dbt_vars=_dbt_vars(args))
     print_marts_summary(target)
 
 
@@ -117,10 +123,12 @@ def parser() -> argparse.ArgumentParser:
                              help="skip consumption history")
         command.set_defaults(func=cmd_run)
         target_option(command)
+        stale_option(command)
     demo = sub.add_parser("demo", help="the whole pipeline against the bundled simulator")
     demo.add_argument("--preset", default="demo")
     demo.set_defaults(func=cmd_demo)
     target_option(demo)
+    stale_option(demo)
     docs = sub.add_parser("docs", help="dbt docs generate, then serve")
     docs.add_argument("--port", type=int, default=8080)
     docs.add_argument("--no-serve", action="store_true")
@@ -139,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
 def target_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--target", choices=("duckdb", "postgres"), default=None,
                          help="the warehouse (default: NEON_ELT_TARGET, else duckdb)")
+
+
+def stale_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--stale-after-days", type=int, default=None, metavar="DAYS",
+                         help="a non-default branch idle this long is stale "
+                              "(default: NEON_STALE_AFTER_DAYS, else 14)")
 
 
 def main(argv: list[str] | None = None) -> int:

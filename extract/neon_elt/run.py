@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -170,8 +171,13 @@ def elt(
     concurrency: int | None = None,
     consumption: bool = True,
     show_progress: bool = True,
+    dbt_vars: dict[str, Any] | None = None,
+    unit_tests: bool = False,
 ) -> ExtractResult | None:
-    """Run the chosen steps in one build of the target (a DuckDB file path means that file)."""
+    """Run the chosen steps in one build of the target (a DuckDB file path means that file).
+
+    dbt's unit tests check the models' logic on fixed inputs, not the data, so scheduled runs
+    leave them out, as dbt recommends for production; the test suite runs them (unit_tests=True)."""
     if isinstance(target, Path):
         target = DuckDBTarget(target)
     result = None
@@ -193,5 +199,6 @@ def elt(
             print(result.load_info)
             print(summary(result.stats, result.load_id, result.table_rows))
         if do_transform:
-            dbt(["build"], build)
+            args = ["build"] + ([] if unit_tests else ["--exclude-resource-type", "unit_test"])
+            dbt(args + (["--vars", json.dumps(dbt_vars)] if dbt_vars else []), build)
     return result
