@@ -69,8 +69,14 @@ def region_facts(account) -> dict[str, dict]:
     return facts
 
 
-def marts(warehouse) -> dict[str, list[tuple]]:
+def marts(warehouse, normal=None) -> dict[str, list[tuple]]:
     """Every mart, as sorted rows of its columns that do not depend on the run's time."""
+    return {table: rows for table, (_, rows) in mart_columns_and_rows(warehouse, normal).items()}
+
+
+def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Per mart: the columns that do not depend on the run's time, and its rows sorted, each
+    value passed through `normal` when given."""
     connection = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = [t for (t,) in connection.execute(
@@ -83,7 +89,9 @@ def marts(warehouse) -> dict[str, list[tuple]]:
                 "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]
             ).fetchall() if not RUN_TIME_COLUMN.search(c)]
             rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
-            result[table] = sorted(rows, key=repr)
+            if normal is not None:
+                rows = [tuple(map(normal, row)) for row in rows]
+            result[table] = (columns, sorted(rows, key=repr))
         return result
     finally:
         connection.close()

@@ -7,10 +7,9 @@ import datetime
 import decimal
 import os
 
-import duckdb
 import psycopg2
 import pytest
-from expected import RUN_TIME_COLUMN
+from expected import mart_columns_and_rows
 from neon_elt import config
 from neon_elt.report import build as build_report
 from neon_elt.targets import PostgresTarget
@@ -55,25 +54,6 @@ def _normal(value):
     return value
 
 
-def _marts_duckdb(path) -> dict[str, tuple[list[str], list[tuple]]]:
-    connection = duckdb.connect(str(path), read_only=True)
-    try:
-        tables = [t for (t,) in connection.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts'"
-        ).fetchall()]
-        result = {}
-        for table in tables:
-            columns = [c for (c,) in connection.execute(
-                "select column_name from information_schema.columns where table_schema = 'marts' "
-                "and table_name = ? order by ordinal_position", [table]).fetchall()
-                if not RUN_TIME_COLUMN.search(c)]
-            rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
-            result[table] = (columns, sorted((tuple(map(_normal, r)) for r in rows), key=repr))
-        return result
-    finally:
-        connection.close()
-
-
 def _marts_postgres(url, layout) -> dict[str, tuple[list[str], list[tuple]]]:
     connection = psycopg2.connect(url)
     try:
@@ -99,7 +79,7 @@ def test_the_password_is_never_printed(postgres_run):
 
 def test_postgres_marts_equal_the_duckdb_marts_row_for_row(postgres_run, postgres_url, demo_warehouse):
     assert postgres_run.returncode == 0
-    duck = _marts_duckdb(demo_warehouse)
+    duck = mart_columns_and_rows(demo_warehouse, _normal)
     assert duck and all(rows for _, rows in duck.values())
     assert _marts_postgres(postgres_url, duck) == duck
 
