@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -154,12 +156,15 @@ def _read_key(simulator: subprocess.Popen) -> str:
 
 
 def bench_dbt(workdir: Path, warehouse: Path) -> Row:
+    import duckdb
     from neon_elt.run import dbt
     from neon_elt.targets import DuckDBBuild
 
     env_target = workdir / "dbt-target"
     started = time.perf_counter()
-    dbt(["build", "--quiet"], DuckDBBuild(warehouse), target_path=str(env_target))
+    # as `make elt` runs it: models and data tests; unit tests belong to `make test`
+    dbt(["build", "--quiet", "--exclude-resource-type", "unit_test"], DuckDBBuild(warehouse),
+        target_path=str(env_target))
     build_seconds = time.perf_counter() - started
 
     empty = workdir / "empty_dbt"
@@ -177,14 +182,23 @@ def bench_dbt(workdir: Path, warehouse: Path) -> Row:
     )
     floor = time.perf_counter() - started
     ratio = build_seconds / floor
+    results = json.loads((env_target / "run_results.json").read_text())
+    kinds = Counter(r["unique_id"].split(".")[0] for r in results["results"])
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        consumption_rows = connection.execute("select count(*) from marts.daily_consumption").fetchone()[0]
+    finally:
+        connection.close()
     return Row(
-        "4. dbt build (all models and tests) on that warehouse",
+        "4. dbt build (models and data tests, as make elt runs it) on that warehouse",
         _fmt_s(build_seconds),
         f"{_fmt_s(floor)} (empty dbt project)",
         f"{ratio:.2f}x the floor",
         "<= 2x",
         "met" if ratio <= 2 else "MISSED",
-        "dbt start-up and parsing dominate the floor",
+        f"of it, {results['elapsed_time']:.1f} s executing {kinds['model']} models and {kinds['test']} data "
+        f"tests on 4 threads (daily_consumption alone writes {consumption_rows:,} rows); the rest is "
+        "dbt's start-up and the parse of the project, as in the floor",
     )
 
 
@@ -204,7 +218,7 @@ def render(rows: list[Row], quick: bool) -> str:
         lines.append(f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |")
     lines.append("")
     for row in rows:
-        lines.append(f"- {row.benchmark.split(',')[0]}: {row.detail}.")
+        lines.append(f"- {row.benchmark.split(', ')[0].split(' (')[0]}: {row.detail}.")
     return "\n".join(lines) + "\n"
 
 
