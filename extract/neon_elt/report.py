@@ -54,7 +54,7 @@ def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
     })
     located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
     world = _svg({
-        "title": "Where the projects run (circle area: logical size)",
+        "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
         "width": 620,
         "height": 320,
         "projection": {"type": "equirectangular"},
@@ -73,6 +73,17 @@ def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
                     "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
                     "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
                 },
+            },
+            {
+                # no coastlines (they would need a map file from the network): each point is named
+                "data": {"values": _json_safe(located)},
+                "mark": {"type": "text", "align": "left", "dx": 9, "fontSize": 10, "color": "#333"},
+                "encoding": {
+                    "longitude": {"field": "geo_longitude", "type": "quantitative"},
+                    "latitude": {"field": "geo_latitude", "type": "quantitative"},
+                    "text": {"field": "label", "type": "nominal"},
+                },
+                "transform": [{"calculate": "datum.region_id + ' (' + datum.project_count + ')'", "as": "label"}],
             },
         ],
     })
