@@ -3,6 +3,8 @@ served, never typed in."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from expected import branch_facts, query, query_dicts, region_facts
 
 INVENTORY_COLUMNS = (
@@ -55,3 +57,37 @@ def test_dbt_builds_exactly_the_staging_and_marts_schemas(demo_warehouse):
         )
     }
     assert schemas == {"staging", "marts"}
+
+
+READ_THROUGH_DLT = """
+import dlt
+pipeline = dlt.pipeline(
+    "neon_api_pipeline", destination=dlt.destinations.duckdb("neon_api.duckdb"), dataset_name="neon_api_data"
+)
+dataset = pipeline.dataset()
+print(len(dataset.projects.df()))
+print(len(dataset.project_branches.df()))
+"""
+
+
+def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse, tmp_path):
+    """The README's way in for users of dltHub's page: the pipeline's dataset as DataFrames, run
+    from the folder that holds neon_api.duckdb, and `dlt pipeline neon_api_pipeline info`."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copyfile(demo_warehouse, tmp_path / "neon_api.duckdb")
+    env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    read = subprocess.run([sys.executable, "-c", READ_THROUGH_DLT], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert read.returncode == 0, read.stderr[-2000:]
+    projects, branches = map(int, read.stdout.split())
+    assert projects == len(demo_account.all_projects())  # one run: one version per project
+    assert branches == sum(len(demo_account.branches(p["id"])) for p in demo_account.all_projects())
+
+    info = subprocess.run([str(Path(sys.executable).with_name("dlt")), "pipeline", "neon_api_pipeline", "info"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0, info.stderr[-2000:]
+    assert "dataset_name: neon_api_data" in info.stdout
