@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import REPO
 from expected import branch_facts, query, query_dicts, region_facts
 
 INVENTORY_COLUMNS = (
@@ -59,10 +60,14 @@ def test_dbt_builds_exactly_the_staging_and_marts_schemas(demo_warehouse):
     assert schemas == {"staging", "marts"}
 
 
+# The README names the file relative to the repository root, where the pipeline ran: dlt resolves
+# a relative path against the run's folder. Here the copy is named by its full path, as the README
+# says to do from anywhere else.
 READ_THROUGH_DLT = """
+import sys
 import dlt
 pipeline = dlt.pipeline(
-    "neon_api_pipeline", destination=dlt.destinations.duckdb("neon_api.duckdb"), dataset_name="neon_api_data"
+    "neon_api_pipeline", destination=dlt.destinations.duckdb(sys.argv[1]), dataset_name="neon_api_data"
 )
 dataset = pipeline.dataset()
 print(len(dataset.projects.df()))
@@ -71,16 +76,18 @@ print(len(dataset.project_branches.df()))
 
 
 def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse, tmp_path):
-    """The README's way in for users of dltHub's page: the pipeline's dataset as DataFrames, run
-    from the folder that holds neon_api.duckdb, and `dlt pipeline neon_api_pipeline info`."""
+    """The README's way in for users of dltHub's page: the pipeline's dataset as DataFrames, and
+    `dlt pipeline neon_api_pipeline info`."""
     import os
     import shutil
     import subprocess
     import sys
 
     shutil.copyfile(demo_warehouse, tmp_path / "neon_api.duckdb")
+    repo_files = set(REPO.iterdir())
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
-    read = subprocess.run([sys.executable, "-c", READ_THROUGH_DLT], cwd=tmp_path, env=env,
+    warehouse = tmp_path / "neon_api.duckdb"
+    read = subprocess.run([sys.executable, "-c", READ_THROUGH_DLT, str(warehouse)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert read.returncode == 0, read.stderr[-2000:]
     projects, branches = map(int, read.stdout.split())
@@ -91,3 +98,4 @@ def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert info.returncode == 0, info.stderr[-2000:]
     assert "dataset_name: neon_api_data" in info.stdout
+    assert set(REPO.iterdir()) == repo_files  # nothing, no empty database either, lands in the repository
