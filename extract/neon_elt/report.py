@@ -164,19 +164,17 @@ def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
 def build(target: Any) -> str:
     direct = target.direct()
 
-    class reader:  # noqa: N801 - reads like the target it wraps
-        @staticmethod
-        def rows(sql: str) -> list[dict[str, Any]]:
-            return [{k: _plain(v) for k, v in row.items()} for row in direct.rows(sql)]
+    def rows(sql: str) -> list[dict[str, Any]]:
+        return [{k: _plain(v) for k, v in row.items()} for row in direct.rows(sql)]
 
-    regions = reader.rows("select * from marts.regional_footprint order by project_count desc")
-    branches = reader.rows("""
+    regions = rows("select * from marts.regional_footprint order by project_count desc")
+    branches = rows("""
             select age_days, case when is_stale then 'stale' when is_default then 'default'
                                   else 'in use' end as status
         from marts.project_branch_inventory""")
-    stale = reader.rows("select * from marts.stale_branches order by cleanup_rank")
-    projects = reader.rows("select * from marts.projects order by logical_size_bytes desc")
-    daily = reader.rows("""
+    stale = rows("select * from marts.stale_branches order by cleanup_rank")
+    projects = rows("select * from marts.projects order by logical_size_bytes desc")
+    daily = rows("""
         select consumption_date, metric_name, sum(metric_value) as total
         from marts.daily_consumption
         group by consumption_date, metric_name
