@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import socket
 
 import psycopg2
 import pytest
@@ -89,3 +90,68 @@ def test_the_report_reads_postgres_too(postgres_run, postgres_url, monkeypatch):
     page = build_report(PostgresTarget(config.postgres_credentials()))
     assert page.count('<figure class="chart"') >= 5
     assert PASSWORD not in page
+
+
+def _pg_env(postgres_url, folder, simulator=None, **extra):
+    return cli_env(
+        folder / "unused.duckdb", simulator,
+        NEON_ELT_TARGET="postgres", NEON_POSTGRES_URL=postgres_url,
+        DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "target"), **extra,
+    )
+
+
+def _inventory_rows(url) -> int:
+    connection = psycopg2.connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select count(*) from marts.project_branch_inventory")
+            return cursor.fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_second_run_on_the_same_database_stops_at_once(postgres_run, postgres_url, tmp_path):
+    """A run holds an advisory lock on the database; an overlapping run exits 3 and writes nothing."""
+    from neon_elt.targets import ADVISORY_LOCK_KEY
+
+    assert postgres_run.returncode == 0
+    holder = psycopg2.connect(postgres_url)
+    try:
+        holder.autocommit = True
+        with holder.cursor() as cursor:
+            cursor.execute("select pg_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+        busy = run_cli("transform", env=_pg_env(postgres_url, tmp_path), cwd=tmp_path)
+    finally:
+        holder.close()
+    assert busy.returncode == 3
+    assert "another run is writing postgresql://neon_elt@127.0.0.1" in busy.stderr
+    assert PASSWORD not in busy.stdout + busy.stderr
+    assert "dbt" not in busy.stdout  # stopped before dbt started
+
+
+def test_a_postgres_warehouse_never_mixes_two_apis(postgres_run, postgres_url, demo_account, tmp_path):
+    """The guard DuckDB has, checked before anything is loaded (PostgreSQL has no working copy)."""
+    assert postgres_run.returncode == 0
+    before = _inventory_rows(postgres_url)
+    with Simulator(demo_account) as simulator:
+        other = simulator.base_url.replace("127.0.0.1", "localhost")
+        mixed = run_cli("elt", env=_pg_env(postgres_url, tmp_path, simulator, NEON_API_BASE_URL=other),
+                        cwd=tmp_path)
+        requests = simulator.stats.total
+    assert mixed.returncode == 2
+    assert "holds data loaded from http://127.0.0.1/api/v2" in mixed.stderr
+    assert requests <= 2  # the key check at most: nothing was extracted, nothing loaded
+    assert _inventory_rows(postgres_url) == before
+
+
+def test_an_unreachable_postgres_fails_with_one_line_and_no_password(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
+    url = f"postgresql://analyst:{PASSWORD}@127.0.0.1:{port}/warehouse"
+    failed = run_cli("transform", env=_pg_env(url, tmp_path), cwd=tmp_path)
+    assert failed.returncode == 2
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(f"neon-elt: cannot connect to PostgreSQL at postgresql://analyst@127.0.0.1:{port}/warehouse")
+    assert "NEON_POSTGRES_URL" in lines[-1]
+    assert PASSWORD not in failed.stdout + failed.stderr

@@ -152,13 +152,12 @@ def origin_of(base_url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def check_origin(target_name: str, previous: str | None, origin: str) -> None:
+def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:
     """Refuse to load one account's data on top of another's (the demo's on top of a real
     account's, say): history tables would mix them for good."""
     if previous is not None and previous != origin:
         raise config.ConfigError(
-            f"{target_name} holds data loaded from {previous}, and this run reads {origin}. "
-            "Delete the file or set NEON_DUCKDB_PATH to another one to keep the two apart"
+            f"{target_name} holds data loaded from {previous}, and this run reads {origin}. {remedy}"
         )
 
 
@@ -186,6 +185,9 @@ def elt(
             assert client is not None
             origin = origin_of(client.base_url)
             previous = build.read_origin()
+            name = target.describe() if target.name == "postgres" else Path(target.describe()).name
+            if not build.isolated:  # loads land in place: refuse before loading anything
+                check_origin(name, previous, origin, build.mixing_remedy)
             result = extract(
                 build,
                 client,
@@ -193,8 +195,9 @@ def elt(
                 consumption=consumption,
                 show_progress=show_progress,
             )
-            # checked after the extract, so that a wrong URL or key is reported as such first
-            check_origin(Path(target.describe()).name, previous, origin)
+            # in a working copy, checked after the extract, so that a wrong URL or key is
+            # reported as such first
+            check_origin(name, previous, origin, build.mixing_remedy)
             build.record_origin(origin)
             print(result.load_info)
             print(summary(result.stats, result.load_id, result.table_rows))

@@ -22,12 +22,14 @@ import duckdb
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from . import config
-from .warehouse import working_copy
+from .warehouse import WarehouseBusy, working_copy
 
 # Memory, measured on a 5,000-project account (make bench): DuckDB loads within a small budget and
 # spills to disk past it.
 DUCKDB_LOAD_CONFIG = {"memory_limit": "96MB", "threads": 1, "preserve_insertion_order": False}
 ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
+# pg_advisory_lock key of a run on a PostgreSQL warehouse: a fixed 64-bit number, "neon-elt" in hex.
+ADVISORY_LOCK_KEY = 0x6E656F6E2D656C74
 
 
 @dataclass
@@ -65,6 +67,9 @@ class DuckDBBuild:
         finally:
             connection.close()
         return rows[0][0] if rows else None
+
+    isolated = True  # a working copy: nothing reaches readers before it is published
+    mixing_remedy = "Delete the file or set NEON_DUCKDB_PATH to another one to keep the two apart"
 
     def record_origin(self, origin: str) -> None:
         connection = duckdb.connect(str(self.path))
@@ -132,11 +137,45 @@ class PostgresBuild:
         finally:
             connection.close()
 
+    isolated = False  # loads land in place, so the origin is checked before any load
+    mixing_remedy = ("Use another database (NEON_POSTGRES_URL), or drop the schemas neon_api_data, "
+                     "staging and marts, to keep the two apart")
+
+    def _connect(self):
+        import psycopg2
+
+        try:
+            return psycopg2.connect(self.credentials.url, connect_timeout=10)
+        except psycopg2.OperationalError as exc:
+            cause = (str(exc).strip().splitlines() or ["unknown error"])[0]
+            raise config.ConfigError(
+                f"cannot connect to PostgreSQL at {self.credentials.safe_url} "
+                f"(credentials from {self.credentials.source}): {cause}"
+            ) from None
+
     def read_origin(self) -> str | None:
-        return None  # the guard against mixing accounts is DuckDB's only, for now
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("select to_regclass(%s)", [ORIGIN_TABLE])
+                if cursor.fetchone()[0] is None:  # before the first extract
+                    return None
+                cursor.execute(f"select origin from {ORIGIN_TABLE}")
+                row = cursor.fetchone()
+                return row[0] if row else None
+        finally:
+            connection.close()
 
     def record_origin(self, origin: str) -> None:
-        pass
+        connection = self._connect()
+        try:
+            with connection, connection.cursor() as cursor:  # one transaction
+                cursor.execute(f"create schema if not exists {config.DATASET_NAME}")
+                cursor.execute(f"create table if not exists {ORIGIN_TABLE} (origin text not null)")
+                cursor.execute(f"delete from {ORIGIN_TABLE}")
+                cursor.execute(f"insert into {ORIGIN_TABLE} values (%s)", [origin])
+        finally:
+            connection.close()
 
 
 class PostgresTarget:
@@ -156,7 +195,21 @@ class PostgresTarget:
 
     @contextmanager
     def build(self) -> Iterator[PostgresBuild]:
-        yield PostgresBuild(self.credentials)
+        """The database itself, while this run holds an advisory lock on it: a second scheduled
+        run stops at once instead of loading over the first (as DuckDB's lock file does)."""
+        build = PostgresBuild(self.credentials)
+        connection = build._connect()
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("select pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                if not cursor.fetchone()[0]:
+                    raise WarehouseBusy(
+                        f"another run is writing {self.credentials.safe_url}; try again when it ends"
+                    )
+            yield build
+        finally:
+            connection.close()  # ends the session, which releases the lock
 
 
 def from_config(name: str | None = None) -> DuckDBTarget | PostgresTarget:
