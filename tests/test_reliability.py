@@ -173,7 +173,13 @@ def _children_running(process: subprocess.Popen, name: str) -> bool:
         children = psutil.Process(process.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return False
-    return any(name in " ".join(child.cmdline()) for child in children if child.is_running())
+    for child in children:
+        try:
+            if name in " ".join(child.cmdline()):
+                return True
+        except psutil.Error:  # a child that just ended (gone, or a zombie not yet reaped)
+            continue
+    return False
 
 
 @pytest.mark.parametrize("moment", ["mid-extract", "mid-dbt"])
