@@ -6,6 +6,8 @@ in: staleness is recomputed from the computes' `last_active` values, with the ma
 from __future__ import annotations
 
 import math
+import shutil
+import statistics
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import yaml
 from expected import query, query_dicts
 from neon_api_source import settings
+from runs import cli_env, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 STALE_AFTER_DAYS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
@@ -247,11 +250,6 @@ def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_ac
 def test_the_stale_threshold_is_a_run_option(demo_warehouse, demo_account, branch_activity, tmp_path):
     """`--stale-after-days N` (or NEON_STALE_AFTER_DAYS) rebuilds the marts with that threshold:
     N is the median idle time of the non-default branches, so both sides of the line are filled."""
-    import shutil
-    import statistics
-
-    from runs import cli_env, run_cli
-
     idle = sorted(f["days_since_activity"] for f in branch_activity.values() if f["days_since_activity"])
     days = max(1, int(statistics.median(idle)))
     days += days == STALE_AFTER_DAYS  # a threshold other than the project's default

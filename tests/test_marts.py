@@ -3,6 +3,10 @@ served, never typed in."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO
@@ -78,11 +82,6 @@ print(len(dataset.project_branches.df()))
 def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse, tmp_path):
     """The README's way in for users of dltHub's page: the pipeline's dataset as DataFrames, and
     `dlt pipeline neon_api_pipeline info`."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-
     shutil.copyfile(demo_warehouse, tmp_path / "neon_api.duckdb")
     repo_files = set(REPO.iterdir())
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}

@@ -26,6 +26,14 @@ pytestmark = pytest.mark.skipif(
 PASSWORD = "never-printed-8c1f"
 
 
+def _pg_env(postgres_url, folder, simulator=None, **extra):
+    return cli_env(
+        folder / "unused.duckdb", simulator,
+        NEON_ELT_TARGET="postgres", NEON_POSTGRES_URL=postgres_url,
+        DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "target"), **extra,
+    )
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     with postgres_server() as url:
@@ -37,12 +45,7 @@ def postgres_url():
 def postgres_run(postgres_url, demo_account, tmp_path_factory):
     folder = tmp_path_factory.mktemp("postgres-run")
     with Simulator(demo_account) as simulator:
-        env = cli_env(
-            folder / "unused.duckdb", simulator,
-            NEON_ELT_TARGET="postgres", NEON_POSTGRES_URL=postgres_url,
-            DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "target"),
-        )
-        return run_cli("elt", env=env, cwd=folder)
+        return run_cli("elt", env=_pg_env(postgres_url, folder, simulator), cwd=folder)
 
 
 def _normal(value):
@@ -91,13 +94,6 @@ def test_the_report_reads_postgres_too(postgres_run, postgres_url, monkeypatch):
     assert page.count('<figure class="chart"') >= 5
     assert PASSWORD not in page
 
-
-def _pg_env(postgres_url, folder, simulator=None, **extra):
-    return cli_env(
-        folder / "unused.duckdb", simulator,
-        NEON_ELT_TARGET="postgres", NEON_POSTGRES_URL=postgres_url,
-        DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "target"), **extra,
-    )
 
 
 def _inventory_rows(url) -> int:

@@ -185,9 +185,8 @@ def elt(
             assert client is not None
             origin = origin_of(client.base_url)
             previous = build.read_origin()
-            name = target.describe() if target.name == "postgres" else Path(target.describe()).name
             if not build.isolated:  # loads land in place: refuse before loading anything
-                check_origin(name, previous, origin, build.mixing_remedy)
+                check_origin(target.describe(), previous, origin, build.mixing_remedy)
             result = extract(
                 build,
                 client,
@@ -197,7 +196,7 @@ def elt(
             )
             # in a working copy, checked after the extract, so that a wrong URL or key is
             # reported as such first
-            check_origin(name, previous, origin, build.mixing_remedy)
+            check_origin(target.describe(), previous, origin, build.mixing_remedy)
             build.record_origin(origin)
             print(result.load_info)
             print(summary(result.stats, result.load_id, result.table_rows))

@@ -125,10 +125,9 @@ class PostgresBuild:
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """Query results as dicts, in a read-only transaction."""
-        import psycopg2
         import psycopg2.extras
 
-        connection = psycopg2.connect(self.credentials.url)
+        connection = self._connect()
         try:
             connection.set_session(readonly=True)
             with connection.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
