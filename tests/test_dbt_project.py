@@ -164,17 +164,14 @@ def test_every_model_has_at_least_one_test(models, data_tests, manifest):
 
 
 def test_every_model_has_a_key_tested_unique_and_not_null(models, data_tests):
-    """Staging and marts keys: unique and not_null. Intermediate keys come straight from a staging
-    key (already not_null), so there unique alone guards against a join that fans out."""
+    """Every model's key, in every layer, is tested unique and not null by the project's
+    primary_key test: on the key column, or on the model with `columns` for a key of several."""
     for name, model in models.items():
-        tests = attached_tests(data_tests, model)
-        by_column = defaultdict(set)
-        for t in tests:
-            by_column[t.get("column_name")].add(t["test_metadata"]["name"])
-        required = {"unique"} if layer_of(model) == "intermediate" else {"unique", "not_null"}
-        single = [c for c, kinds in by_column.items() if c and required <= kinds]
-        composite = [t for t in tests if t["test_metadata"]["name"] == "is_composite_key"]
-        assert single or composite, f"{name} has no key tested for {' and '.join(sorted(required))}"
+        keys = [t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "primary_key"]
+        assert keys, f"{name} has no key tested unique and not null (primary_key)"
+        for key in keys:
+            columns = key["test_metadata"]["kwargs"].get("columns") or [key["column_name"]]
+            assert all(columns), f"{name}: primary_key names no column"
 
 
 def test_every_mart_is_tied_to_its_parents_by_relationships(models, data_tests):
@@ -192,7 +189,7 @@ def test_custom_generic_tests_guard_the_marts(data_tests):
     assert ("reconciles_with", "regional_footprint") in applied  # totals match the inventory
     for test in data_tests:
         if test["test_metadata"]["name"] in {"exactly_one_per_group", "is_acyclic_tree", "reconciles_with",
-                                             "is_composite_key"}:
+                                             "primary_key"}:
             assert test["test_metadata"]["namespace"] is None, "a project test, not a package's"
 
 

@@ -35,7 +35,8 @@ missing_parents as (
 reachable as (
 
     select
-        node_id,
+        node_id,{% if group_column %}
+        group_id,{% endif %}
         0 as depth
     from nodes
     where parent_id is null
@@ -43,11 +44,14 @@ reachable as (
     union all
 
     select
-        child.node_id,
+        child.node_id,{% if group_column %}
+        child.group_id,{% endif %}
         reachable.depth + 1 as depth
     from nodes as child
     inner join reachable
-        on child.parent_id = reachable.node_id
+        on
+            child.parent_id = reachable.node_id
+            {% if group_column %}and child.group_id = reachable.group_id{% endif %}
     -- ends the walk should the same node id appear twice in a tree
     where reachable.depth < 1000
 
@@ -60,7 +64,9 @@ unreachable as (
         'not reached from a root: in a cycle or below a missing parent' as problem
     from nodes
     left join reachable
-        on nodes.node_id = reachable.node_id
+        on
+            nodes.node_id = reachable.node_id
+            {% if group_column %}and nodes.group_id = reachable.group_id{% endif %}
     where reachable.node_id is null
 
 )
