@@ -1,29 +1,38 @@
-"""Child process of the memory benchmark: one extract, then its own peak RSS on stdout.
+"""Child process of the memory benchmark: `neon-elt extract`, as the command runs it, then the
+process's own peak RSS on stdout.
 
 Usage: python -m bench.extract_child BASE_URL WAREHOUSE   (the key in NEON_BENCH_KEY)
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import resource
 import sys
 import time
-from pathlib import Path
 
-from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
-from neon_elt.run import elt
+from neon_elt.cli import console
 
 
 def main() -> None:
-    base_url, warehouse = sys.argv[1], Path(sys.argv[2])
-    client = NeonClient(base_url, os.environ["NEON_BENCH_KEY"], limiter=neon_rate_limiter(0), stats=RunStats())
+    base_url, warehouse = sys.argv[1], sys.argv[2]
+    os.environ.update(NEON_API_BASE_URL=base_url, NEON_API_KEY=os.environ["NEON_BENCH_KEY"], NEON_DUCKDB_PATH=warehouse)
+    output = io.StringIO()
     started = time.perf_counter()
-    result = elt(warehouse, client, do_transform=False, show_progress=False)
+    with contextlib.redirect_stdout(output):
+        # the simulator runs without limits here, so the client does too
+        code = console(["extract", "--requests-per-minute", "0"])
     seconds = time.perf_counter() - started
+    if code != 0:
+        sys.exit(f"neon-elt extract failed (exit {code}):\n{output.getvalue()}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-    branches = result.table_rows.get("project_branches", 0)
-    print(f"{peak_mb:.1f} {seconds:.1f} {result.stats.total_requests} {branches}")
+    summary = output.getvalue()
+    requests = re.search(r"requests ([\d,]+)", summary).group(1).replace(",", "")
+    branches = re.search(r"project_branches\s+([\d,]+) rows", summary).group(1).replace(",", "")
+    print(f"{peak_mb:.1f} {seconds:.1f} {requests} {branches}")
 
 
 if __name__ == "__main__":

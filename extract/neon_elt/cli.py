@@ -8,11 +8,13 @@ The published warehouse is never left half-written.
 from __future__ import annotations
 
 import argparse
+import importlib.abc
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
 
@@ -174,5 +176,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """Answers `import pandas` as if pandas were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (neon-elt runs without pandas)", name=name)
+        return None
+
+
+def keep_pandas_out() -> None:
+    """DuckDB imports pandas, when it is installed, on the first query with parameters (dlt sends
+    some). That is about 50 MB the runner never uses: pandas is in the environment for the users'
+    own dlt and DuckDB sessions (`.df()`), not for neon-elt. Only the `neon-elt` command calls this,
+    so a Python session that imports neon_elt keeps its pandas."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutPandas())
+
+
+def console(argv: list[str] | None = None) -> int:
+    """The `neon-elt` command."""
+    keep_pandas_out()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())
