@@ -5,6 +5,8 @@ account the simulator served."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 from expected import query
@@ -13,6 +15,7 @@ from neon_api_source.helpers import RateLimiter
 from neon_elt.run import StepFailed
 from neon_simulator import PRESETS, Account, AccountSpec, Faults, RateLimits, Simulator
 from runs import (
+    cli_env,
     current_ids,
     expected_table_counts,
     extract,
@@ -229,3 +232,26 @@ def test_spec_account_knobs_are_reflected(tmp_path):
     with Simulator(account) as simulator:
         extract(tmp_path / "neon_api.duckdb", simulator)
     assert landed_counts(tmp_path / "neon_api.duckdb") == expected_table_counts(account)
+
+
+def test_the_neon_elt_command_extracts_without_pandas_and_python_sessions_keep_it(tmp_path):
+    """DuckDB imports pandas (about 50 MB) on the first query with parameters when it is installed;
+    the `neon-elt` command answers that import as "not installed". A session that imports neon_elt
+    and runs an extract keeps pandas."""
+    probe = (
+        "import sys\n"
+        "from neon_elt.cli import console\n"
+        "code = console(['extract', '--no-consumption'])\n"
+        "print('exit', code, 'pandas loaded', 'pandas' in sys.modules)\n"
+    )
+    account = fresh("tiny")
+    with Simulator(account) as simulator:
+        ran = subprocess.run([sys.executable, "-c", probe], env=cli_env(tmp_path / "command.duckdb", simulator),
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert ran.stdout.strip().splitlines()[-1] == "exit 0 pandas loaded False", ran.stdout + ran.stderr
+        assert current_ids(tmp_path / "command.duckdb", "projects") == {p["id"] for p in account.all_projects()}
+
+        extract(tmp_path / "session.duckdb", simulator)
+    import pandas
+
+    assert pandas.DataFrame({"n": [1]}).n.sum() == 1
