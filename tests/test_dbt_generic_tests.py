@@ -113,6 +113,7 @@ MODELS = {
     "details_good": (["region_id", "logical_size_bytes"], DETAILS_GOOD),
     "totals_bad": (["region_id", "branch_count"], TOTALS_BAD),
     "details_bad": (["region_id", "logical_size_bytes"], DETAILS_BAD),
+    "constrained": (["branch_id", "region_id"], [("br-a", "aws-us-east-2"), ("br-b", None)]),
 }
 
 EXPECTED = {
@@ -181,9 +182,6 @@ def results(tmp_path_factory) -> dict[str, dict]:
     (project / "models").mkdir()
     for name, (columns, rows) in MODELS.items():
         (project / "models" / f"{name}.sql").write_text(_model_sql(columns, rows))
-    (project / "models" / "constrained.sql").write_text(
-        _model_sql(["branch_id", "region_id"], [("br-a", "aws-us-east-2"), ("br-b", None)])
-    )
     (project / "models" / "_models.yml").write_text(yaml.safe_dump(_schema(), sort_keys=False))
     target = project / "target"
     completed = subprocess.run(
@@ -196,8 +194,7 @@ def results(tmp_path_factory) -> dict[str, dict]:
     assert completed.returncode == 1, "broken data must fail the build\n" + completed.stdout
     by_name = {}
     for result in json.loads(run_results.read_text())["results"]:
-        kind, _, name = result["unique_id"].split(".")[:3]
-        by_name[name] = result
+        by_name[result["unique_id"].split(".")[2]] = result
     return by_name
 
 
