@@ -8,7 +8,7 @@
 | stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
-| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, … | Neon's limits |
+| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
 """
 
 from __future__ import annotations
@@ -126,6 +126,17 @@ def requests_per_minute() -> float:
 
 def concurrency() -> int:
     return _config("concurrency", int, source_settings.CONCURRENCY)
+
+
+def full_refresh_days(option: int | None = None) -> int:
+    """How often every project is re-read in full: the command-line option, else
+    `[sources.neon_api_source] full_refresh_days` (or its environment variable), else 7."""
+    days = option if option is not None else _config(
+        "full_refresh_days", int, source_settings.FULL_REFRESH_DAYS
+    )
+    if days < 1:
+        raise ConfigError(f"full_refresh_days must be a whole number of days, 1 or more (got {days})")
+    return days
 
 
 def stale_after_days(option: int | None = None) -> int | None:
