@@ -15,7 +15,8 @@ import duckdb
 import pytest
 from conftest import client_for
 from expected import marts, query
-from neon_api_source import incremental, settings
+from neon_api_source import Estate, incremental, settings
+from neon_api_source.helpers import NeonAPIError, RunStats
 from neon_elt.run import StepFailed, elt
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, file_digest, run_cli
@@ -320,6 +321,31 @@ def test_a_failed_rerun_leaves_warehouse_and_state_and_the_next_run_plans_from_t
     result = run(demo_run.warehouse, demo_run.simulator, run_at=account.now)
     read = {p for p, d in result.stats.plan.projects.items() if d.mode != incremental.CARRY}
     assert set(happened["active"]) | set(happened["changed"]) <= read
+
+
+def test_an_operations_page_neon_no_longer_resolves_leaves_a_gap_and_the_project_is_read_in_full():
+    """The first page read, a later one refused (a cursor that no longer resolves): the reading is
+    incomplete, so the plan reads the project in full; the run goes on."""
+
+    class RefusingLaterPages:
+        base_url = "http://neon.invalid/api/v2"
+        stats = RunStats()
+
+        def get(self, route, params=None, validate=None, **path):
+            if params and params.get("cursor"):
+                raise NeonAPIError(route, 400, "the cursor does not resolve")
+            newest = datetime(2026, 11, 2, tzinfo=UTC)
+            ops = [{"id": f"op-{n}", "created_at": (newest - timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "action": "start_compute"} for n in range(3)]
+            return {"operations": ops, "pagination": {"cursor": "next"}}
+
+    estate = Estate(RefusingLaterPages())
+    found, complete = estate._fetch_operations("p-1", "2026-10-01T00:00:00Z", timedelta(hours=24))
+    assert [op["id"] for op in found] == ["op-0", "op-1", "op-2"] and not complete
+    assert any("read in full" in note for note in estate.stats.notes)
+    # a reading that reaches back to the last operation seen is complete
+    found, complete = estate._fetch_operations("p-1", "2026-11-01T23:00:00Z", timedelta(0))
+    assert complete
 
 
 def test_the_plan_flag_prints_the_plan_and_loads_nothing(demo_run, tmp_path):
