@@ -70,7 +70,9 @@ def bench_speed(workdir: Path, preset: str) -> Row:
         baseline_requests = simulator.stats.total
         simulator.reset_stats()
 
-        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+        client = NeonClient(
+            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats()
+        )
         started = time.perf_counter()
         elt(workdir / "speed.duckdb", client, do_transform=False, consumption=False, show_progress=False)
         ours_seconds = time.perf_counter() - started
@@ -96,7 +98,9 @@ def bench_limits(workdir: Path, preset: str) -> Row:
     account = Account.generate(PRESETS[preset])
     limits = RateLimits.neon()
     with Simulator(account, latency=0.05, rate_limits=limits) as simulator:
-        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats())
+        client = NeonClient(
+            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats()
+        )
         started = time.perf_counter()
         elt(workdir / "limits.duckdb", client, do_transform=False, show_progress=False)
         seconds = time.perf_counter() - started
@@ -120,9 +124,22 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
     """The extract runs in a child process (its peak RSS alone), the simulator in another."""
     url_file = workdir / "large.url"
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "neon_simulator", "--port", "0", "--preset", preset,
-         "--rate-limits", "off", "--url-file", str(url_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "neon_simulator",
+            "--port",
+            "0",
+            "--preset",
+            preset,
+            "--rate-limits",
+            "off",
+            "--url-file",
+            str(url_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         key = _read_key(simulator)
@@ -130,7 +147,10 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
         warehouse.parent.mkdir()
         child = subprocess.run(
             [sys.executable, "-m", "bench.extract_child", url_file.read_text().strip(), str(warehouse)],
-            env={**os.environ, "NEON_BENCH_KEY": key}, capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, "NEON_BENCH_KEY": key},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         if child.returncode != 0:
             raise RuntimeError(f"extract child failed:\n{child.stdout}\n{child.stderr}")
@@ -169,7 +189,9 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
 
     empty = workdir / "empty_dbt"
     empty.mkdir()
-    (empty / "dbt_project.yml").write_text("name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n")
+    (empty / "dbt_project.yml").write_text(
+        "name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n"
+    )
     (empty / "profiles.yml").write_text(
         "empty:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
         f"      path: {workdir / 'empty.duckdb'}\n"
@@ -184,14 +206,18 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
         env_target = workdir / f"dbt-target-{round_number}"
         started = time.perf_counter()
         # as `make elt` runs it: models and data tests; unit tests belong to `make test`
-        dbt(["build", "--quiet", "--exclude-resource-type", "unit_test"], DuckDBBuild(build_copy),
-            target_path=str(env_target))
+        dbt(
+            ["build", "--quiet", "--exclude-resource-type", "unit_test"],
+            DuckDBBuild(build_copy),
+            target_path=str(env_target),
+        )
         ours.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         subprocess.run(
             [str(dbt_exe), "build", "--quiet", "--project-dir", str(empty), "--profiles-dir", str(empty)],
-            check=True, cwd=empty,
+            check=True,
+            cwd=empty,
             env={**os.environ, "DBT_TARGET_PATH": str(workdir / f"empty-target-{round_number}")},
         )
         floors.append(time.perf_counter() - started)
@@ -234,8 +260,11 @@ def bench_incremental(workdir: Path, preset: str) -> Row:
     first.parent.mkdir()
     settings_tried = sorted({settings.FULL_REFRESH_DAYS, 14, 30})
     with Simulator(account) as simulator:
+
         def client() -> NeonClient:
-            return NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+            return NeonClient(
+                simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats()
+            )
 
         started = time.perf_counter()
         elt(first, client(), do_transform=False, show_progress=False, run_at=account.now)
@@ -249,21 +278,32 @@ def bench_incremental(workdir: Path, preset: str) -> Row:
             shutil.copyfile(first, warehouse)
             simulator.reset_stats()
             started = time.perf_counter()
-            result = elt(warehouse, client(), do_transform=False, show_progress=False,
-                         run_at=account.now, full_refresh_days=days)
+            result = elt(
+                warehouse,
+                client(),
+                do_transform=False,
+                show_progress=False,
+                run_at=account.now,
+                full_refresh_days=days,
+            )
             seconds = time.perf_counter() - started
             plan = result.stats.plan
-            reruns[days] = (simulator.stats.total, seconds, (
-                f"{plan.projects_read:,} projects ({plan.project_reasons().get('rolling refresh', 0):,} "
-                f"rolling) and {sum(plan.branches_read.values()):,} branches re-read"
-            ))
+            reruns[days] = (
+                simulator.stats.total,
+                seconds,
+                (
+                    f"{plan.projects_read:,} projects ({plan.project_reasons().get('rolling refresh', 0):,} "
+                    f"rolling) and {sum(plan.branches_read.values()):,} branches re-read"
+                ),
+            )
             shutil.rmtree(warehouse.parent)
     default = settings.FULL_REFRESH_DAYS
     requests, seconds, what = reruns[default]
     share = requests / full_requests
     others = "; ".join(
         f"{days} days: {reruns[days][0]:,} requests, {reruns[days][0] / full_requests:.0%}"
-        for days in settings_tried if days != default
+        for days in settings_tried
+        if days != default
     )
     return Row(
         f"5. incremental rerun, {len(account.all_projects()):,} projects, a day after a full run "
@@ -294,7 +334,9 @@ def render(rows: list[Row], quick: bool) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |")
+        lines.append(
+            f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |"
+        )
     lines.append("")
     for row in rows:
         lines.append(f"- {row.benchmark.split(', ')[0].split(' (')[0]}: {row.detail}.")
@@ -304,7 +346,9 @@ def render(rows: list[Row], quick: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small accounts; does not write BENCHMARKS.md")
-    parser.add_argument("--only", choices=("speed", "limits", "memory", "dbt", "incremental"), action="append")
+    parser.add_argument(
+        "--only", choices=("speed", "limits", "memory", "dbt", "incremental"), action="append"
+    )
     args = parser.parse_args(argv)
     wanted = set(args.only or ("speed", "limits", "memory", "dbt", "incremental"))
     speed_preset, limits_preset, large_preset = (

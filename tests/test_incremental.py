@@ -33,8 +33,15 @@ def account_of(preset: str, seed: int, **changes) -> Account:
     return Account.generate(dataclasses.replace(PRESETS[preset], seed=seed, **changes))
 
 
-def run(warehouse: Path, simulator: Simulator, *, transform: bool = False, api_key: str | None = None,
-        retry: dict | None = None, **options):
+def run(
+    warehouse: Path,
+    simulator: Simulator,
+    *,
+    transform: bool = False,
+    api_key: str | None = None,
+    retry: dict | None = None,
+    **options,
+):
     """One run into `warehouse`; `options` go to the source (run_at, full_refresh, org_ids, …)."""
     client = client_for(simulator, api_key, **(retry or {}))
     return elt(warehouse, client, do_transform=transform, show_progress=False, **options)
@@ -94,8 +101,9 @@ def day_after(tmp_path_factory) -> SimpleNamespace:
             simulator.reset_stats()
             result = run(warehouse, simulator, transform=True, run_at=account.now, **options)
             runs[name] = SimpleNamespace(warehouse=warehouse, result=result, served=simulator.stats)
-    return SimpleNamespace(account=account, started=started, day=account.now, before=before,
-                           happened=happened, **runs)
+    return SimpleNamespace(
+        account=account, started=started, day=account.now, before=before, happened=happened, **runs
+    )
 
 
 def test_after_a_day_of_churn_the_incremental_marts_equal_a_full_run_s(day_after):
@@ -103,11 +111,18 @@ def test_after_a_day_of_churn_the_incremental_marts_equal_a_full_run_s(day_after
     assert incremental_marts == marts(day_after.full.warehouse)
     # and both are today's estate, not yesterday's
     account = day_after.account
-    inventory = {r[0] for r in query(day_after.incremental.warehouse, "select branch_id from marts.project_branch_inventory")}
+    inventory = {
+        r[0]
+        for r in query(
+            day_after.incremental.warehouse, "select branch_id from marts.project_branch_inventory"
+        )
+    }
     assert inventory == {b["id"] for p in account.all_projects() for b in account.branches(p["id"])}
     databases = query(day_after.incremental.warehouse, "select sum(database_count) from marts.projects")[0][0]
     assert databases == sum(
-        len(account.databases(p["id"], b["id"])) for p in account.all_projects() for b in account.branches(p["id"])
+        len(account.databases(p["id"], b["id"]))
+        for p in account.all_projects()
+        for b in account.branches(p["id"])
     )
 
 
@@ -132,15 +147,17 @@ def test_the_rerun_reads_what_neon_signalled_and_carries_the_rest(day_after):
     branches_read = read_at(confirmed, "branch", day_after.day)
     created = set(happened["branch_created"])
     with_new_database = {
-        b["id"] for pid in happened["changed"] for b in account.branches(pid)
+        b["id"]
+        for pid in happened["changed"]
+        for b in account.branches(pid)
         if any(str(d["id"]) in happened["database_created"] for d in account.databases(pid, b["id"]))
     }
     assert created | with_new_database <= branches_read
     in_full = {pid for pid in projects_read if confirmed[("project", pid)].reason in (incremental.ROLLING,)}
     for bid in branches_read - created - with_new_database:
-        assert confirmed[("branch", bid)].project_id in in_full or confirmed[("branch", bid)].reason.startswith(
-            "operation "
-        ), bid
+        assert confirmed[("branch", bid)].project_id in in_full or confirmed[
+            ("branch", bid)
+        ].reason.startswith("operation "), bid
     assert len(branches_read) < len(confirmed) / 2
 
     # the requests are the plan's: one listing page per project read, two per branch read
@@ -156,12 +173,17 @@ def test_the_rerun_reads_what_neon_signalled_and_carries_the_rest(day_after):
 
 def test_deletions_still_flow_and_what_was_not_re_read_stays_current(day_after):
     warehouse, happened = day_after.incremental.warehouse, day_after.happened
-    deleted = {r[0] for r in query(warehouse, "select distinct branch_id from marts.branch_history where is_deleted")}
+    deleted = {
+        r[0] for r in query(warehouse, "select distinct branch_id from marts.branch_history where is_deleted")
+    }
     assert set(happened["branch_deleted"]) <= deleted
     assert deleted == set().union(*day_after.before.values()) - {
         b["id"] for p in day_after.account.all_projects() for b in day_after.account.branches(p["id"])
     }
-    current = {r[0] for r in query(warehouse, "select id from neon_api_data.project_branches where _dlt_valid_to is null")}
+    current = {
+        r[0]
+        for r in query(warehouse, "select id from neon_api_data.project_branches where _dlt_valid_to is null")
+    }
     carried = set().union(*(day_after.before[pid] for pid in day_after.before)) - deleted
     assert carried <= current
 
@@ -169,9 +191,15 @@ def test_deletions_still_flow_and_what_was_not_re_read_stays_current(day_after):
 def test_freshness_is_visible_in_the_marts(day_after):
     warehouse = day_after.incremental.warehouse
     confirmed = confirmations(warehouse)
-    rows = query(warehouse, "select branch_id, project_id, confirmed_at, refresh_due_at from marts.project_branch_inventory")
+    rows = query(
+        warehouse,
+        "select branch_id, project_id, confirmed_at, refresh_due_at from marts.project_branch_inventory",
+    )
     for branch_id, project_id, confirmed_at, due in rows:  # marts hold UTC timestamps without a zone
-        parts = [confirmed[("project", project_id)].confirmed_at, confirmed[("branch", branch_id)].confirmed_at]
+        parts = [
+            confirmed[("project", project_id)].confirmed_at,
+            confirmed[("branch", branch_id)].confirmed_at,
+        ]
         assert confirmed_at == naive(min(parts))
         assert due == naive(confirmed[("project", project_id)].refresh_due_at)
     assert {r[2] for r in rows} == {naive(day_after.started), naive(day_after.day)}
@@ -180,7 +208,11 @@ def test_freshness_is_visible_in_the_marts(day_after):
         if kind == "project" and c.reason == incremental.ROLLING:
             assert c.refresh_due_at == day_after.day + period
         elif kind == "project" and c.confirmed_at == day_after.started:  # the first run's spread
-            assert day_after.started < c.refresh_due_at <= day_after.started + period + incremental.FIRST_SPREAD_OFFSET
+            assert (
+                day_after.started
+                < c.refresh_due_at
+                <= day_after.started + period + incremental.FIRST_SPREAD_OFFSET
+            )
 
 
 # ---------------------------------------------------------------------------- rolling refresh
@@ -214,14 +246,21 @@ def demo_run(tmp_path):
     """The demo account after a first run at its clock; the simulator accepts a second key."""
     account = account_of("demo", seed=3)
     other_key = "napi_another_key_of_the_same_user"
-    simulator = Simulator(account, api_keys={account.personal_api_key: {"kind": "personal"},
-                                             other_key: {"kind": "personal"}})
+    simulator = Simulator(
+        account, api_keys={account.personal_api_key: {"kind": "personal"}, other_key: {"kind": "personal"}}
+    )
     warehouse = tmp_path / "neon_api.duckdb"
     with simulator:
         started = account.now + timedelta(hours=1)
         first = run(warehouse, simulator, run_at=started)
-        yield SimpleNamespace(account=account, simulator=simulator, warehouse=warehouse, started=started,
-                              first=first, other_key=other_key)
+        yield SimpleNamespace(
+            account=account,
+            simulator=simulator,
+            warehouse=warehouse,
+            started=started,
+            first=first,
+            other_key=other_key,
+        )
 
 
 def _lose_confirmations(warehouse):
@@ -290,17 +329,23 @@ def test_a_project_whose_rows_do_not_match_its_confirmation_is_read_in_full(demo
     decisions = result.stats.plan.projects
     assert decisions[project].mode == incremental.FULL and decisions[project].reason == incremental.MISMATCH
     assert {p for p, d in decisions.items() if d.reason == incremental.MISMATCH} == {project}
-    current = {r[0] for r in query(
-        demo_run.warehouse, "select id from neon_api_data.project_branches where _dlt_valid_to is null and project_id = ?",
-        [project],
-    )}
+    current = {
+        r[0]
+        for r in query(
+            demo_run.warehouse,
+            "select id from neon_api_data.project_branches where _dlt_valid_to is null and project_id = ?",
+            [project],
+        )
+    }
     assert current == {b["id"] for b in demo_run.account.branches(project)}
 
 
 def test_operations_that_expired_unseen_make_their_projects_read_in_full(demo_run):
     account = demo_run.account
     seen = {p["id"] for p in account.all_projects() if account.operations(p["id"])}
-    account.tick(hours=24 * (settings.OPERATIONS_RETENTION_DAYS + 10), project_ids=[])  # time passes, nothing runs
+    account.tick(
+        hours=24 * (settings.OPERATIONS_RETENTION_DAYS + 10), project_ids=[]
+    )  # time passes, nothing runs
     assert account.expire_operations(settings.OPERATIONS_RETENTION_DAYS) > 0
     result = run(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started + timedelta(days=1))
     gaps = {p for p, d in result.stats.plan.projects.items() if d.reason == incremental.OPERATIONS_GAP}
@@ -335,8 +380,14 @@ def test_an_operations_page_neon_no_longer_resolves_leaves_a_gap_and_the_project
             if params and params.get("cursor"):
                 raise NeonAPIError(route, 400, "the cursor does not resolve")
             newest = datetime(2026, 11, 2, tzinfo=UTC)
-            ops = [{"id": f"op-{n}", "created_at": (newest - timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "action": "start_compute"} for n in range(3)]
+            ops = [
+                {
+                    "id": f"op-{n}",
+                    "created_at": (newest - timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "action": "start_compute",
+                }
+                for n in range(3)
+            ]
             return {"operations": ops, "pagination": {"cursor": "next"}}
 
     estate = Estate(RefusingLaterPages())
@@ -368,9 +419,17 @@ def test_the_run_summary_says_what_was_re_read(demo_run, tmp_path):
     result = run_cli("extract", env=cli_env(demo_run.warehouse, demo_run.simulator), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     confirmed = confirmations(demo_run.warehouse)
-    read = {oid for (kind, oid), c in confirmed.items() if kind == "project" and c.confirmed_at != demo_run.started}
-    branches = sum(1 for (kind, _), c in confirmed.items() if kind == "branch" and c.confirmed_at != demo_run.started)
+    read = {
+        oid
+        for (kind, oid), c in confirmed.items()
+        if kind == "project" and c.confirmed_at != demo_run.started
+    }
+    branches = sum(
+        1 for (kind, _), c in confirmed.items() if kind == "branch" and c.confirmed_at != demo_run.started
+    )
     assert read
-    summary = f"incremental run: re-read {len(read)} of {len(account.all_projects())} projects and the " \
-              f"databases and roles of {branches} of"
+    summary = (
+        f"incremental run: re-read {len(read)} of {len(account.all_projects())} projects and the "
+        f"databases and roles of {branches} of"
+    )
     assert summary in result.stdout

@@ -40,4 +40,8 @@ def test_every_operation_action_of_the_spec_has_a_decided_effect():
     """The incremental plan knows, for each of Neon's operation actions, what it can change."""
     actions = set(schema("OperationAction")["enum"])
     assert set(settings.OPERATION_EFFECTS) == actions
-    assert set(settings.OPERATION_EFFECTS.values()) <= {settings.NOTHING, settings.LISTINGS, settings.CONTENTS}
+    assert set(settings.OPERATION_EFFECTS.values()) <= {
+        settings.NOTHING,
+        settings.LISTINGS,
+        settings.CONTENTS,
+    }

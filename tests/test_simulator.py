@@ -798,24 +798,39 @@ def test_a_day_of_churn_changes_what_it_says_and_leaves_neon_s_signals():
     after = {p["id"]: p for p in account.all_projects()}
     # the active share had compute activity; besides them, only changed projects (a branch created
     # with its compute, or deleted with it) show compute news
-    moved = {pid for pid in projects if after[pid].get("compute_last_active_at") != projects[pid].get("compute_last_active_at")}
+    moved = {
+        pid
+        for pid in projects
+        if after[pid].get("compute_last_active_at") != projects[pid].get("compute_last_active_at")
+    }
     assert len(happened["active"]) == round(0.3 * len(projects))
     assert set(happened["active"]) <= moved <= set(happened["active"]) | set(happened["changed"])
     for pid in happened["active"]:
         new = account.operations(pid)[: len(account.operations(pid)) - ops_before[pid]]
         assert {"start_compute", "suspend_compute"} & {op["action"] for op in new}
-    changes = sum(len(happened[k]) for k in ("branch_created", "branch_deleted", "database_created", "project_renamed"))
+    changes = sum(
+        len(happened[k]) for k in ("branch_created", "branch_deleted", "database_created", "project_renamed")
+    )
     assert changes == len(happened["changed"]) == round(0.1 * len(projects)) and all(happened.values())
     for pid in happened["project_renamed"]:
-        assert after[pid]["name"] != projects[pid]["name"] and after[pid]["updated_at"] > projects[pid]["updated_at"]
-    today = {(op["branch_id"], op["action"]) for pid in after for op in account.operations(pid)
-             if op["created_at"] == account.now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        assert (
+            after[pid]["name"] != projects[pid]["name"]
+            and after[pid]["updated_at"] > projects[pid]["updated_at"]
+        )
+    today = {
+        (op["branch_id"], op["action"])
+        for pid in after
+        for op in account.operations(pid)
+        if op["created_at"] == account.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    }
     assert all((b, "create_branch") in today for b in happened["branch_created"])
     assert all((b, "delete_timeline") in today for b in happened["branch_deleted"])
     # computes of the other projects did not move
     for pid in set(projects) - set(happened["active"]) - set(happened["changed"]):
         assert {e["id"]: e.get("last_active") for e in account.endpoints(pid)} == {
-            eid: e.get("last_active") for eid, e in endpoints[pid].items() if eid in {x["id"] for x in account.endpoints(pid)}
+            eid: e.get("last_active")
+            for eid, e in endpoints[pid].items()
+            if eid in {x["id"] for x in account.endpoints(pid)}
         }
 
 

@@ -176,9 +176,7 @@ class Estate:
             orgs = self.client.get("/users/me/organizations").get("organizations") or []
         except NeonForbidden:
             self.org_key = True
-            self.stats.note(
-                "organization API key: organizations and regions were taken from the projects"
-            )
+            self.stats.note("organization API key: organizations and regions were taken from the projects")
             return []
         if self.wanted_orgs:
             orgs = [o for o in orgs if o["id"] in self.wanted_orgs]
@@ -371,14 +369,18 @@ class Estate:
         body = self.client.get("/projects/{project_id}/endpoints", project_id=project_id)
         return body.get("endpoints") or []
 
-    def _listing(self, name: str, fetch, carried_keys: tuple[str, ...]) -> Iterator[tuple[str, list[dict], bool]]:
+    def _listing(
+        self, name: str, fetch, carried_keys: tuple[str, ...]
+    ) -> Iterator[tuple[str, list[dict], bool]]:
         """A per-project listing, fetched once and kept as compact JSON: three readers share it
         (versions, snapshots, and the per-branch requests), and decoded dicts of a large account
         would take several times the memory."""
         for project_id, (fresh, blob) in self._once(name, lambda: self._per_project(name, fetch)).items():
             records = json.loads(blob)
             if not fresh:
-                records = [dict(zip(carried_keys, row, strict=True), project_id=project_id) for row in records]
+                records = [
+                    dict(zip(carried_keys, row, strict=True), project_id=project_id) for row in records
+                ]
             yield project_id, records, fresh
 
     def _per_project(self, name: str, fetch) -> dict[str, tuple[bool, str]]:
@@ -430,9 +432,12 @@ class Estate:
                 reason = planner.branch_contents(decision, branch) if fresh else None
                 planner.count_branch(reason)
                 plan.append((project_id, branch["id"], reason))
-                rows.append(planner.branch_confirmation(project, branch["id"], branch.get("updated_at"), reason).row())
+                rows.append(
+                    planner.branch_confirmation(project, branch["id"], branch.get("updated_at"), reason).row()
+                )
         self.stats.notes.extend(planner.plan.describe())
         return plan, rows
+
 
 def _complete_listing(body: dict) -> str | None:
     """A projects page that names projects it could not fetch is incomplete: retry it rather than
@@ -527,9 +532,7 @@ def projects(estate: Estate) -> Iterator[list[dict]]:
 def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Project usage counters, one row per project and day (the day's last run wins)."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    rows = [
-        _snapshot(estate, "project_id", p, settings.PROJECT_SNAPSHOT_COLUMNS) for p in estate.projects()
-    ]
+    rows = [_snapshot(estate, "project_id", p, settings.PROJECT_SNAPSHOT_COLUMNS) for p in estate.projects()]
     yield _counted(estate, "project_snapshots", rows)
 
 
@@ -737,7 +740,9 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     for org_id in org_ids:
         start = earliest
         if org_id in loaded_until:
-            start = max(earliest, _parse_ts(loaded_until[org_id]) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS))
+            start = max(
+                earliest, _parse_ts(loaded_until[org_id]) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS)
+            )
         params = {
             "org_id": org_id,
             "from": _iso(start),
@@ -822,12 +827,22 @@ def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
                 _ts_or_none(period.get("period_end")),
             )
             for frame in period.get("consumption") or []:
-                start, end = _ts_or_none(frame.get("timeframe_start")), _ts_or_none(frame.get("timeframe_end"))
+                start, end = (
+                    _ts_or_none(frame.get("timeframe_start")),
+                    _ts_or_none(frame.get("timeframe_end")),
+                )
                 for metric in frame.get("metrics") or []:
                     for name, value in zip(
                         CONSUMPTION_SCHEMA.names,
-                        (org_id, project["project_id"], *period_values, start, end,
-                         metric["metric_name"], metric["value"]),
+                        (
+                            org_id,
+                            project["project_id"],
+                            *period_values,
+                            start,
+                            end,
+                            metric["metric_name"],
+                            metric["value"],
+                        ),
                         strict=True,
                     ):
                         columns[name].append(value)

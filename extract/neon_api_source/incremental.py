@@ -160,7 +160,9 @@ def read_previous(sql: Any, tables: Mapping[str, str]) -> tuple[Previous | None,
         return None, "the last run's load did not complete"
     previous = Previous()
     for kind, object_id, project_id, confirmed_at, reason, signature, due, _ in rows:
-        confirmation = Confirmation(kind, object_id, project_id, _utc(confirmed_at), reason, signature, _utc(due))
+        confirmation = Confirmation(
+            kind, object_id, project_id, _utc(confirmed_at), reason, signature, _utc(due)
+        )
         if kind == "project":
             previous.projects[object_id] = confirmation
         else:
@@ -202,8 +204,12 @@ def _utc(value: Any) -> datetime:
 
 def project_signature(project: Mapping[str, Any]) -> str:
     """The listing fields that move when something happens in the project."""
-    return _compact({name: project.get(name) for name in (*settings.PROJECT_SIGNAL_FIELDS,
-                                                           *settings.PROJECT_SIGNAL_COUNTERS)})
+    return _compact(
+        {
+            name: project.get(name)
+            for name in (*settings.PROJECT_SIGNAL_FIELDS, *settings.PROJECT_SIGNAL_COUNTERS)
+        }
+    )
 
 
 def listing_moved(before: str | None, project: Mapping[str, Any]) -> bool:
@@ -242,7 +248,6 @@ class Plan:
     projects: dict[str, ProjectPlan] = field(default_factory=dict)
     branches_read: Counter = field(default_factory=Counter)  # reason -> branches whose contents were read
     branches_total: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def project_reasons(self) -> Counter:
         return Counter(p.reason for p in self.projects.values() if p.mode != CARRY)
@@ -267,7 +272,6 @@ class Plan:
             lines.append(f"  projects, {reason}: {n:,}")
         for reason, n in self.branches_read.most_common():
             lines.append(f"  branches, {reason}: {n:,}")
-        lines.extend(self.notes)
         return lines
 
 
@@ -400,8 +404,13 @@ class Planner:
             before = self.previous.branch(project.project_id, branch_id)
             assert before is not None
             return Confirmation(
-                "branch", branch_id, project.project_id, before.confirmed_at, before.reason,
-                before.signature, project.refresh_due_at,
+                "branch",
+                branch_id,
+                project.project_id,
+                before.confirmed_at,
+                before.reason,
+                before.signature,
+                project.refresh_due_at,
             )
         return Confirmation(
             "branch", branch_id, project.project_id, self.now, reason, updated_at, project.refresh_due_at

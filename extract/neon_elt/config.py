@@ -131,8 +131,8 @@ def concurrency() -> int:
 def full_refresh_days(option: int | None = None) -> int:
     """How often every project is re-read in full: the command-line option, else
     `[sources.neon_api_source] full_refresh_days` (or its environment variable), else 7."""
-    days = option if option is not None else _config(
-        "full_refresh_days", int, source_settings.FULL_REFRESH_DAYS
+    days = (
+        option if option is not None else _config("full_refresh_days", int, source_settings.FULL_REFRESH_DAYS)
     )
     if days < 1:
         raise ConfigError(f"full_refresh_days must be a whole number of days, 1 or more (got {days})")
@@ -188,8 +188,10 @@ class PostgresCredentials:
     @property
     def url(self) -> str:
         auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
-        return (f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
-                f"?sslmode={quote(self.sslmode, safe='')}")
+        return (
+            f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+            f"?sslmode={quote(self.sslmode, safe='')}"
+        )
 
     @property
     def safe_url(self) -> str:

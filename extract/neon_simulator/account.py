@@ -1288,7 +1288,9 @@ class Account:
             branch["updated_at"] = ts(self._now)
             return _snapshot(branch)
 
-    def create_database(self, project_id: str, branch_id: str, name: str, owner_name: str | None = None) -> dict:
+    def create_database(
+        self, project_id: str, branch_id: str, name: str, owner_name: str | None = None
+    ) -> dict:
         """Create a database on a branch (owned by its first role unless ``owner_name``), as the API,
         console or CLI do: Neon records a finished ``apply_config`` operation naming the branch (and
         its read-write compute, if any). Returns a copy of the new ``Database``."""
@@ -1336,8 +1338,12 @@ class Account:
             return _snapshot({k: v for k, v in role.items() if k != "password"})
 
     def _record_config_change(self, project: _Project, branch_id: str) -> None:
-        computes = [e["id"] for e in project.endpoints if e["branch_id"] == branch_id and e["type"] == "read_write"]
-        self._record_operation(project, "apply_config", branch_id, endpoint_id=computes[0] if computes else None)
+        computes = [
+            e["id"] for e in project.endpoints if e["branch_id"] == branch_id and e["type"] == "read_write"
+        ]
+        self._record_operation(
+            project, "apply_config", branch_id, endpoint_id=computes[0] if computes else None
+        )
 
     def rename_project(self, project_id: str, name: str) -> dict:
         """Rename a project (bumps its ``updated_at``); returns a copy of the list item."""
@@ -1411,14 +1417,19 @@ class Account:
             start = self._now
             self._now += int(hours) * _HOUR
             rng = random.Random(f"{self.spec.seed}:tick:{self._now}")
-            chosen = self._projects.values() if project_ids is None else [self._projects[p] for p in project_ids]
+            chosen = (
+                self._projects.values() if project_ids is None else [self._projects[p] for p in project_ids]
+            )
             for project in chosen:
                 self._tick_project(project, start, rng)
 
-    def _tick_project(self, project: _Project, start: int, rng: random.Random, *, force: bool = False) -> None:
+    def _tick_project(
+        self, project: _Project, start: int, rng: random.Random, *, force: bool = False
+    ) -> None:
         """Usage of one project's computes since ``start``; ``force``: at least one is active."""
         eligible = [
-            e for e in project.endpoints
+            e
+            for e in project.endpoints
             if project.branches[e["branch_id"]]["current_state"] == "ready" and not e["disabled"]
         ]
         forced = rng.choice(eligible) if force and eligible else None
@@ -1442,24 +1453,36 @@ class Account:
             self._now += 24 * _HOUR
             rng = random.Random(f"{self.spec.seed}:churn:{self._now}")
             ids = sorted(self._projects)
-            runnable = [pid for pid in ids if any(
-                self._projects[pid].branches[e["branch_id"]]["current_state"] == "ready" and not e["disabled"]
-                for e in self._projects[pid].endpoints
-            )]
+            runnable = [
+                pid
+                for pid in ids
+                if any(
+                    self._projects[pid].branches[e["branch_id"]]["current_state"] == "ready"
+                    and not e["disabled"]
+                    for e in self._projects[pid].endpoints
+                )
+            ]
             active = sorted(rng.sample(runnable, min(len(runnable), round(active_share * len(ids)))))
             for pid in active:
                 self._tick_project(self._projects[pid], start, rng, force=True)
             changed = sorted(rng.sample(ids, round(changed_share * len(ids))))
             happened: dict[str, list[str]] = {
-                "active": active, "changed": changed, "branch_created": [], "branch_deleted": [],
-                "database_created": [], "project_renamed": [],
+                "active": active,
+                "changed": changed,
+                "branch_created": [],
+                "branch_deleted": [],
+                "database_created": [],
+                "project_renamed": [],
             }
             kinds = ("branch_created", "branch_deleted", "database_created", "project_renamed")
             for n, pid in enumerate(changed):
                 project = self._projects[pid]
                 kind = kinds[n % len(kinds)]
-                leaves = [bid for bid, b in project.branches.items()
-                          if not b["default"] and not self._descendants(project, bid)]
+                leaves = [
+                    bid
+                    for bid, b in project.branches.items()
+                    if not b["default"] and not self._descendants(project, bid)
+                ]
                 if kind == "branch_deleted" and not leaves:
                     kind = "branch_created"
                 if kind == "branch_created":
