@@ -67,7 +67,9 @@ def bench_speed(workdir: Path, preset: str) -> Row:
         baseline_requests = simulator.stats.total
         simulator.reset_stats()
 
-        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+        client = NeonClient(
+            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats()
+        )
         started = time.perf_counter()
         elt(workdir / "speed.duckdb", client, do_transform=False, consumption=False, show_progress=False)
         ours_seconds = time.perf_counter() - started
@@ -93,7 +95,9 @@ def bench_limits(workdir: Path, preset: str) -> Row:
     account = Account.generate(PRESETS[preset])
     limits = RateLimits.neon()
     with Simulator(account, latency=0.05, rate_limits=limits) as simulator:
-        client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats())
+        client = NeonClient(
+            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats()
+        )
         started = time.perf_counter()
         elt(workdir / "limits.duckdb", client, do_transform=False, show_progress=False)
         seconds = time.perf_counter() - started
@@ -117,9 +121,22 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
     """The extract runs in a child process (its peak RSS alone), the simulator in another."""
     url_file = workdir / "large.url"
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "neon_simulator", "--port", "0", "--preset", preset,
-         "--rate-limits", "off", "--url-file", str(url_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "neon_simulator",
+            "--port",
+            "0",
+            "--preset",
+            preset,
+            "--rate-limits",
+            "off",
+            "--url-file",
+            str(url_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         key = _read_key(simulator)
@@ -127,7 +144,10 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
         warehouse.parent.mkdir()
         child = subprocess.run(
             [sys.executable, "-m", "bench.extract_child", url_file.read_text().strip(), str(warehouse)],
-            env={**os.environ, "NEON_BENCH_KEY": key}, capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, "NEON_BENCH_KEY": key},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
         )
         if child.returncode != 0:
             raise RuntimeError(f"extract child failed:\n{child.stdout}\n{child.stderr}")
@@ -166,7 +186,9 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
 
     empty = workdir / "empty_dbt"
     empty.mkdir()
-    (empty / "dbt_project.yml").write_text("name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n")
+    (empty / "dbt_project.yml").write_text(
+        "name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n"
+    )
     (empty / "profiles.yml").write_text(
         "empty:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
         f"      path: {workdir / 'empty.duckdb'}\n"
@@ -181,14 +203,18 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
         env_target = workdir / f"dbt-target-{round_number}"
         started = time.perf_counter()
         # as `make elt` runs it: models and data tests; unit tests belong to `make test`
-        dbt(["build", "--quiet", "--exclude-resource-type", "unit_test"], DuckDBBuild(build_copy),
-            target_path=str(env_target))
+        dbt(
+            ["build", "--quiet", "--exclude-resource-type", "unit_test"],
+            DuckDBBuild(build_copy),
+            target_path=str(env_target),
+        )
         ours.append(time.perf_counter() - started)
 
         started = time.perf_counter()
         subprocess.run(
             [str(dbt_exe), "build", "--quiet", "--project-dir", str(empty), "--profiles-dir", str(empty)],
-            check=True, cwd=empty,
+            check=True,
+            cwd=empty,
             env={**os.environ, "DBT_TARGET_PATH": str(workdir / f"empty-target-{round_number}")},
         )
         floors.append(time.perf_counter() - started)
@@ -229,7 +255,9 @@ def render(rows: list[Row], quick: bool) -> str:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |")
+        lines.append(
+            f"| {row.benchmark} | {row.ours} | {row.baseline} | {row.ratio} | {row.target} | {row.verdict} |"
+        )
     lines.append("")
     for row in rows:
         lines.append(f"- {row.benchmark.split(', ')[0].split(' (')[0]}: {row.detail}.")

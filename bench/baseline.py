@@ -31,7 +31,11 @@ def baseline_source(base_url: str, api_key: str) -> Any:
         "resources": [
             {
                 "name": "organizations",
-                "endpoint": {"path": "users/me/organizations", "data_selector": "organizations", "paginator": "single_page"},
+                "endpoint": {
+                    "path": "users/me/organizations",
+                    "data_selector": "organizations",
+                    "paginator": "single_page",
+                },
             },
             {
                 "name": "regions",
@@ -56,7 +60,11 @@ def baseline_source(base_url: str, api_key: str) -> Any:
                 "endpoint": {
                     "path": "projects/{resources.projects.id}/branches",
                     "data_selector": "branches",
-                    "paginator": {"type": "cursor", "cursor_path": "pagination.next", "cursor_param": "cursor"},
+                    "paginator": {
+                        "type": "cursor",
+                        "cursor_path": "pagination.next",
+                        "cursor_param": "cursor",
+                    },
                 },
             },
             {

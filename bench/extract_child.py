@@ -19,7 +19,9 @@ from neon_elt.cli import console
 
 def main() -> None:
     base_url, warehouse = sys.argv[1], sys.argv[2]
-    os.environ.update(NEON_API_BASE_URL=base_url, NEON_API_KEY=os.environ["NEON_BENCH_KEY"], NEON_DUCKDB_PATH=warehouse)
+    os.environ.update(
+        NEON_API_BASE_URL=base_url, NEON_API_KEY=os.environ["NEON_BENCH_KEY"], NEON_DUCKDB_PATH=warehouse
+    )
     output = io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(output):

@@ -54,9 +54,7 @@ def branch_facts(account) -> dict[str, dict]:
 
 def region_facts(account) -> dict[str, dict]:
     """Per listed region id: counts and totals over the projects that live there."""
-    facts = {
-        r["region_id"]: defaultdict(int, region_name=r["name"]) for r in account.regions
-    }
+    facts = {r["region_id"]: defaultdict(int, region_name=r["name"]) for r in account.regions}
     for project in account.all_projects():
         pid = project["id"]
         region = facts[project["region_id"]]
@@ -79,15 +77,23 @@ def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], 
     value passed through `normal` when given."""
     connection = duckdb.connect(str(warehouse), read_only=True)
     try:
-        tables = [t for (t,) in connection.execute(
-            "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
-        ).fetchall()]
+        tables = [
+            t
+            for (t,) in connection.execute(
+                "select table_name from information_schema.tables where table_schema = 'marts' order by 1"
+            ).fetchall()
+        ]
         result = {}
         for table in tables:
-            columns = [c for (c,) in connection.execute(
-                "select column_name from information_schema.columns "
-                "where table_schema = 'marts' and table_name = ? order by ordinal_position", [table]
-            ).fetchall() if not RUN_TIME_COLUMN.search(c)]
+            columns = [
+                c
+                for (c,) in connection.execute(
+                    "select column_name from information_schema.columns "
+                    "where table_schema = 'marts' and table_name = ? order by ordinal_position",
+                    [table],
+                ).fetchall()
+                if not RUN_TIME_COLUMN.search(c)
+            ]
             rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
             if normal is not None:
                 rows = [tuple(map(normal, row)) for row in rows]

@@ -57,6 +57,9 @@ def postgres_server(user: str = "neon_elt", database: str = "neon_elt") -> Itera
         run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, database)
         yield f"postgresql://{user}@127.0.0.1:{port}/{database}"
     finally:
-        subprocess.run(prefix + [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, cwd=folder)
+        subprocess.run(
+            prefix + [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            cwd=folder,
+        )
         shutil.rmtree(folder, ignore_errors=True)

@@ -21,7 +21,10 @@ def extract(path: Path, simulator, *, transform: bool = False, **client_options)
 
 
 def current_ids(warehouse: Path, table: str, key: str = "id") -> set[str]:
-    return {row[0] for row in query(warehouse, f"select {key} from neon_api_data.{table} where _dlt_valid_to is null")}
+    return {
+        row[0]
+        for row in query(warehouse, f"select {key} from neon_api_data.{table} where _dlt_valid_to is null")
+    }
 
 
 def versions(warehouse: Path, table: str, object_id: str) -> list[tuple]:

@@ -131,6 +131,16 @@ def test_the_summary_reports_rows_requests_retries_throttling_skips_and_the_load
     stats.count_request("/projects")
     stats.add(retries=2, throttled=1, skipped_404=3)
     text = summary(stats, "1234.5", {"projects": 12, "roles": 40})
-    for fragment in ("projects", "12 rows", "roles", "40 rows", "requests 1", "retries 2", "429s 1",
-                     "skipped 404s 3", "load id 1234.5", "elapsed"):
+    for fragment in (
+        "projects",
+        "12 rows",
+        "roles",
+        "40 rows",
+        "requests 1",
+        "retries 2",
+        "429s 1",
+        "skipped 404s 3",
+        "load id 1234.5",
+        "elapsed",
+    ):
         assert fragment in text

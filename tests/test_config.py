@@ -26,7 +26,11 @@ def test_a_neon_connection_url_keeps_its_sslmode_and_hides_its_password(clean_en
         "?sslmode=require",
     )
     credentials = config.postgres_credentials()
-    assert (credentials.user, credentials.password, credentials.database) == ("analyst", password, "warehouse")
+    assert (credentials.user, credentials.password, credentials.database) == (
+        "analyst",
+        password,
+        "warehouse",
+    )
     assert credentials.host == "ep-cool-rain-123.eu-central-1.aws.neon.tech" and credentials.port == 5432
     assert credentials.sslmode == "require"
     assert credentials.source == "NEON_POSTGRES_URL"
@@ -45,7 +49,11 @@ def test_libpq_variables_are_the_fallback(clean_env):
     clean_env.setenv("PGSSLMODE", "verify-full")
     credentials = config.postgres_credentials()
     assert (credentials.host, credentials.port, credentials.user, credentials.database) == (
-        "db.internal", 6543, "bi", "bi")
+        "db.internal",
+        6543,
+        "bi",
+        "bi",
+    )
     assert credentials.sslmode == "verify-full"
     assert credentials.source == "the PG* environment variables"
     assert "secret-xyz" not in repr(credentials)

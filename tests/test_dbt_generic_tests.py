@@ -40,6 +40,7 @@ def _model_sql(columns: list[str], rows: list[tuple]) -> str:
 
 # --- reference implementations: what each test should report, from the rows alone -------------
 
+
 def key_violations(rows: list[tuple]) -> int:
     """Keys that repeat, or have a NULL part: one failing row per such key."""
     counts = Counter(rows)
@@ -88,12 +89,22 @@ PAIRS_GOOD = [("p1", "2026-11-01"), ("p1", "2026-11-02"), ("p2", "2026-11-01")]
 PAIRS_BAD = [("p1", "2026-11-01"), ("p1", "2026-11-01"), ("p2", None), ("p2", "2026-11-02")]
 DEFAULTS_GOOD = [("p1", True), ("p1", False), ("p2", True)]
 DEFAULTS_BAD = [("p1", True), ("p1", True), ("p2", False), ("p2", False), ("p3", True)]
-TREE_GOOD = [("r1", None, "p1"), ("c1", "r1", "p1"), ("g1", "c1", "p1"), ("r2", None, "p2"), ("c2", "r2", "p2")]
+TREE_GOOD = [
+    ("r1", None, "p1"),
+    ("c1", "r1", "p1"),
+    ("g1", "c1", "p1"),
+    ("r2", None, "p2"),
+    ("c2", "r2", "p2"),
+]
 TREE_BAD = [
-    ("r1", None, "p1"), ("c1", "r1", "p1"),
-    ("x", "y", "p1"), ("y", "x", "p1"),  # a cycle: never reached from a root
-    ("orphan", "gone", "p1"), ("below-orphan", "orphan", "p1"),  # a parent that does not exist
-    ("r2", None, "p2"), ("stray", "r1", "p2"),  # a parent in another project
+    ("r1", None, "p1"),
+    ("c1", "r1", "p1"),
+    ("x", "y", "p1"),
+    ("y", "x", "p1"),  # a cycle: never reached from a root
+    ("orphan", "gone", "p1"),
+    ("below-orphan", "orphan", "p1"),  # a parent that does not exist
+    ("r2", None, "p2"),
+    ("stray", "r1", "p2"),  # a parent in another project
 ]
 TOTALS_GOOD = [("aws-us-east-2", 2), ("aws-eu-central-1", 1)]
 DETAILS_GOOD = [("aws-us-east-2", 1), ("aws-us-east-2", 2), ("aws-eu-central-1", 3)]
@@ -145,39 +156,97 @@ def _schema() -> dict:
     models = []
     for kind in ("good", "bad"):
         models += [
-            model(f"keys_{kind}", columns=[{"name": "branch_id", "data_tests": [named("primary_key", f"primary_key_{kind}")]}]),
-            model(f"pairs_{kind}", tests=[named("primary_key", f"composite_key_{kind}", columns=["project_id", "consumption_date"])]),
-            model(f"defaults_{kind}", columns=[{"name": "project_id", "data_tests": [
-                named("exactly_one_per_group", f"one_default_{kind}", condition="is_default")]}]),
-            model(f"tree_{kind}", tests=[named("is_acyclic_tree", f"forest_{kind}", column_name="branch_id",
-                                               parent_column="parent_branch_id", group_column="project_id")]),
-            model(f"totals_{kind}", tests=[named("reconciles_with", f"reconciles_{kind}", to=f"ref('details_{kind}')",
-                                                 group_column="region_id", measures={"branch_count": "count(*)"})]),
+            model(
+                f"keys_{kind}",
+                columns=[{"name": "branch_id", "data_tests": [named("primary_key", f"primary_key_{kind}")]}],
+            ),
+            model(
+                f"pairs_{kind}",
+                tests=[
+                    named("primary_key", f"composite_key_{kind}", columns=["project_id", "consumption_date"])
+                ],
+            ),
+            model(
+                f"defaults_{kind}",
+                columns=[
+                    {
+                        "name": "project_id",
+                        "data_tests": [
+                            named("exactly_one_per_group", f"one_default_{kind}", condition="is_default")
+                        ],
+                    }
+                ],
+            ),
+            model(
+                f"tree_{kind}",
+                tests=[
+                    named(
+                        "is_acyclic_tree",
+                        f"forest_{kind}",
+                        column_name="branch_id",
+                        parent_column="parent_branch_id",
+                        group_column="project_id",
+                    )
+                ],
+            ),
+            model(
+                f"totals_{kind}",
+                tests=[
+                    named(
+                        "reconciles_with",
+                        f"reconciles_{kind}",
+                        to=f"ref('details_{kind}')",
+                        group_column="region_id",
+                        measures={"branch_count": "count(*)"},
+                    )
+                ],
+            ),
             model(f"details_{kind}"),
         ]
     # a contracted table with a not_null constraint, as the marts declare: NULL never lands
-    models.append({
-        "name": "constrained",
-        "config": {"materialized": "table", "contract": {"enforced": True}},
-        "columns": [
-            {"name": "branch_id", "data_type": "varchar"},
-            {"name": "region_id", "data_type": "varchar", "constraints": [{"type": "not_null"}]},
-        ],
-    })
+    models.append(
+        {
+            "name": "constrained",
+            "config": {"materialized": "table", "contract": {"enforced": True}},
+            "columns": [
+                {"name": "branch_id", "data_type": "varchar"},
+                {"name": "region_id", "data_type": "varchar", "constraints": [{"type": "not_null"}]},
+            ],
+        }
+    )
     return {"version": 2, "models": models}
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict[str, dict]:
     project = tmp_path_factory.mktemp("generic_tests_project")
-    (project / "dbt_project.yml").write_text(yaml.safe_dump({
-        "name": "generic_tests", "version": "1.0.0", "config-version": 2, "profile": "generic_tests",
-        "models": {"generic_tests": {"+materialized": "view"}},
-    }))
-    (project / "profiles.yml").write_text(yaml.safe_dump({"generic_tests": {
-        "target": "duckdb",
-        "outputs": {"duckdb": {"type": "duckdb", "path": str(project / "generic_tests.duckdb"), "threads": 4}},
-    }}))
+    (project / "dbt_project.yml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "generic_tests",
+                "version": "1.0.0",
+                "config-version": 2,
+                "profile": "generic_tests",
+                "models": {"generic_tests": {"+materialized": "view"}},
+            }
+        )
+    )
+    (project / "profiles.yml").write_text(
+        yaml.safe_dump(
+            {
+                "generic_tests": {
+                    "target": "duckdb",
+                    "outputs": {
+                        "duckdb": {
+                            "type": "duckdb",
+                            "path": str(project / "generic_tests.duckdb"),
+                            "threads": 4,
+                        }
+                    },
+                }
+            }
+        )
+    )
     shutil.copytree(GENERIC_TESTS, project / "tests" / "generic")
     (project / "models").mkdir()
     for name, (columns, rows) in MODELS.items():
@@ -185,8 +254,18 @@ def results(tmp_path_factory) -> dict[str, dict]:
     (project / "models" / "_models.yml").write_text(yaml.safe_dump(_schema(), sort_keys=False))
     target = project / "target"
     completed = subprocess.run(
-        [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(project), "--profiles-dir", str(project)],
-        cwd=project, capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "DBT_TARGET_PATH": str(target), "DBT_LOG_PATH": str(project / "logs")},
     )
     run_results = target / "run_results.json"

@@ -106,7 +106,12 @@ def test_stale_branches_is_the_clean_up_list_biggest_first(demo_warehouse, branc
     # cleanup_rank is the clean-up order: biggest first, NULL sizes last, ties by branch id
     assert [r["cleanup_rank"] for r in rows] == list(range(1, len(rows) + 1))
     expected_order = sorted(
-        stale, key=lambda bid: (stale[bid]["logical_size_bytes"] is None, -(stale[bid]["logical_size_bytes"] or 0), bid)
+        stale,
+        key=lambda bid: (
+            stale[bid]["logical_size_bytes"] is None,
+            -(stale[bid]["logical_size_bytes"] or 0),
+            bid,
+        ),
     )
     assert [r["branch_id"] for r in rows] == expected_order
 
@@ -171,8 +176,11 @@ def test_projects_sum_the_last_30_days_of_consumption(demo_account, demo_warehou
     window = {observed_at.date() - timedelta(days=n) for n in range(30)}
     expected = {}
     for project in demo_account.all_projects():
-        days = [v for (pid, day, metric), v in frames.items()
-                if pid == project["id"] and day in window and metric == "compute_unit_seconds"]
+        days = [
+            v
+            for (pid, day, metric), v in frames.items()
+            if pid == project["id"] and day in window and metric == "compute_unit_seconds"
+        ]
         last = [day for (pid, day, _metric) in frames if pid == project["id"]]
         expected[project["id"]] = (sum(days) if days else None, max(last) if last else None)
     actual = {
@@ -203,7 +211,9 @@ def test_daily_consumption_has_one_row_per_project_day_and_metric(demo_account, 
 
 def test_regional_shares_add_up_to_the_account(demo_account, demo_warehouse):
     projects = demo_account.all_projects()
-    size = {p["id"]: sum(b.get("logical_size") or 0 for b in demo_account.branches(p["id"])) for p in projects}
+    size = {
+        p["id"]: sum(b.get("logical_size") or 0 for b in demo_account.branches(p["id"])) for p in projects
+    }
     per_region = defaultdict(list)
     for project in projects:
         per_region[project["region_id"]].append(project)
@@ -217,7 +227,9 @@ def test_regional_shares_add_up_to_the_account(demo_account, demo_warehouse):
     for row in rows:
         mine = per_region[row["region_id"]]
         assert math.isclose(row["share_of_projects"], len(mine) / len(projects))
-        assert math.isclose(row["share_of_logical_size"], sum(size[p["id"]] for p in mine) / sum(size.values()))
+        assert math.isclose(
+            row["share_of_logical_size"], sum(size[p["id"]] for p in mine) / sum(size.values())
+        )
         versions = Counter(p["pg_version"] for p in mine)
         mix = ", ".join(f"pg{v}: {n}" for v, n in sorted(versions.items())) or None
         assert row["pg_version_mix"] == mix
@@ -255,7 +267,9 @@ def test_the_stale_threshold_is_a_run_option(demo_warehouse, demo_account, branc
     days += days == STALE_AFTER_DAYS  # a threshold other than the project's default
     warehouse = tmp_path / "neon_api.duckdb"
     shutil.copyfile(demo_warehouse, warehouse)
-    defaults = {b["id"] for p in demo_account.all_projects() for b in demo_account.branches(p["id"]) if b["default"]}
+    defaults = {
+        b["id"] for p in demo_account.all_projects() for b in demo_account.branches(p["id"]) if b["default"]
+    }
 
     result = run_cli("transform", "--stale-after-days", str(days), env=cli_env(warehouse), cwd=tmp_path)
     assert result.returncode == 0, result.stderr

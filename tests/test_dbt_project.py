@@ -113,8 +113,14 @@ def test_every_mart_states_its_grain(models):
 
 def test_marts_have_an_enforced_contract_with_every_data_type(models):
     marts = {n: m for n, m in models.items() if layer_of(m) == "marts"}
-    assert {"project_branch_inventory", "regional_footprint", "projects", "branch_history",
-            "daily_consumption", "stale_branches"} <= set(marts)
+    assert {
+        "project_branch_inventory",
+        "regional_footprint",
+        "projects",
+        "branch_history",
+        "daily_consumption",
+        "stale_branches",
+    } <= set(marts)
     for name, model in marts.items():
         assert model["contract"]["enforced"], f"mart {name} has no enforced contract"
         untyped = [c for c, spec in model["columns"].items() if not spec.get("data_type")]
@@ -178,7 +184,9 @@ def test_every_mart_is_tied_to_its_parents_by_relationships(models, data_tests):
     for name, model in models.items():
         if layer_of(model) != "marts":
             continue
-        relationships = [t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "relationships"]
+        relationships = [
+            t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "relationships"
+        ]
         assert relationships, f"mart {name} has no relationships test"
 
 
@@ -188,14 +196,19 @@ def test_custom_generic_tests_guard_the_marts(data_tests):
     assert ("is_acyclic_tree", "project_branch_inventory") in applied  # lineage: no cycles, parents exist
     assert ("reconciles_with", "regional_footprint") in applied  # totals match the inventory
     for test in data_tests:
-        if test["test_metadata"]["name"] in {"exactly_one_per_group", "is_acyclic_tree", "reconciles_with",
-                                             "primary_key"}:
+        if test["test_metadata"]["name"] in {
+            "exactly_one_per_group",
+            "is_acyclic_tree",
+            "reconciles_with",
+            "primary_key",
+        }:
             assert test["test_metadata"]["namespace"] is None, "a project test, not a package's"
 
 
 def _accepted_values(data_tests, model: str, column: str) -> dict:
     found = [
-        t for t in data_tests
+        t
+        for t in data_tests
         if t["test_metadata"]["name"] == "accepted_values"
         and t["attached_node"] == f"model.{PROJECT}.{model}"
         and t["column_name"] == column
@@ -231,8 +244,13 @@ def test_unit_tests_cover_the_tricky_logic(manifest):
         covered[unit["model"]].append(unit["name"])
         assert unit["description"].strip(), f"unit test {unit['name']} has no description"
     assert sum(len(names) for names in covered.values()) >= 5
-    for model in ("int_branches_lineage", "int_branches_rollup", "regional_footprint",
-                  "stg_neon__branches", "int_consumption_pivoted_to_project_days"):
+    for model in (
+        "int_branches_lineage",
+        "int_branches_rollup",
+        "regional_footprint",
+        "stg_neon__branches",
+        "int_consumption_pivoted_to_project_days",
+    ):
         assert covered[model], f"{model} has no unit test"
 
 
@@ -242,7 +260,9 @@ def test_exposures_name_what_analysts_use_and_depend_on_marts(manifest, models):
     marts = {m["unique_id"] for m in models.values() if layer_of(m) == "marts"}
     for exposure in exposures:
         assert exposure["description"].strip() and exposure["owner"]
-        assert exposure["depends_on"]["nodes"] and set(exposure["depends_on"]["nodes"]) <= marts, exposure["name"]
+        assert exposure["depends_on"]["nodes"] and set(exposure["depends_on"]["nodes"]) <= marts, exposure[
+            "name"
+        ]
     assert any(e["depends_on"]["nodes"] == [f"model.{PROJECT}.stale_branches"] for e in exposures)
 
 

@@ -42,7 +42,9 @@ def test_first_run_lands_every_table_completely(tmp_path):
     assert result.stats.total_requests == served.total
     # every project row carries its organization
     orgs = {o["id"] for o in account.organizations}
-    assert {r[0] for r in query(tmp_path / "neon_api.duckdb", "select org_id from neon_api_data.projects")} == orgs
+    assert {
+        r[0] for r in query(tmp_path / "neon_api.duckdb", "select org_id from neon_api_data.projects")
+    } == orgs
 
 
 def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
@@ -102,15 +104,16 @@ def test_history_records_creates_changes_and_deletes_but_not_counters(tmp_path):
     kept = projects[1]["id"]
     branches = account.branches(kept)
     leaf = next(
-        b for b in branches
-        if not b["default"] and not any(c.get("parent_id") == b["id"] for c in branches)
+        b for b in branches if not b["default"] and not any(c.get("parent_id") == b["id"] for c in branches)
     )
     renamed = next(b for b in branches if b["id"] != leaf["id"])
 
     with Simulator(account) as simulator:
         extract(warehouse, simulator)
         first_versions = table_count(warehouse, "project_branches")
-        counters_before = dict(query(warehouse, "select branch_id, logical_size from neon_api_data.branch_snapshots"))
+        counters_before = dict(
+            query(warehouse, "select branch_id, logical_size from neon_api_data.branch_snapshots")
+        )
 
         account.tick(hours=3)  # counters move; no stable field does
         account.rename_branch(kept, renamed["id"], "renamed-by-test")
@@ -126,21 +129,28 @@ def test_history_records_creates_changes_and_deletes_but_not_counters(tmp_path):
     assert versions(warehouse, "project_branches", renamed["id"])[0][1] is not None
     assert versions(warehouse, "project_branches", created["id"])[0][1] is None
     assert versions(warehouse, "project_branches", leaf["id"])[-1][1] is not None
-    gone_branches = {b for (b,) in query(
-        warehouse, "select id from neon_api_data.project_branches where project_id = ?", [gone_project]
-    )}
+    gone_branches = {
+        b
+        for (b,) in query(
+            warehouse, "select id from neon_api_data.project_branches where project_id = ?", [gone_project]
+        )
+    }
     assert gone_branches and not gone_branches & current_ids(warehouse, "project_branches")
     assert gone_project not in current_ids(warehouse, "projects")
     assert current_ids(warehouse, "project_branches") == {
         b["id"] for p in account.all_projects() for b in account.branches(p["id"])
     }
     # counters live in the snapshot table, one row per branch and day, holding the latest reading
-    latest = {b["id"]: b.get("logical_size") for p in account.all_projects() for b in account.branches(p["id"])}
-    snapshots = dict(query(
-        warehouse,
-        "select branch_id, logical_size from neon_api_data.branch_snapshots "
-        "qualify row_number() over (partition by branch_id order by snapshot_at desc) = 1",
-    ))
+    latest = {
+        b["id"]: b.get("logical_size") for p in account.all_projects() for b in account.branches(p["id"])
+    }
+    snapshots = dict(
+        query(
+            warehouse,
+            "select branch_id, logical_size from neon_api_data.branch_snapshots "
+            "qualify row_number() over (partition by branch_id order by snapshot_at desc) = 1",
+        )
+    )
     assert {b: snapshots[b] for b in latest} == latest
     assert any(counters_before.get(b) != latest[b] for b in latest), "tick should move some counters"
     assert query(
@@ -229,7 +239,9 @@ def test_neon_rate_limits_are_respected_without_a_single_429(tmp_path):
 
 def test_spec_account_knobs_are_reflected(tmp_path):
     """A bigger, deeper account still lands whole (guards the fan-out paths)."""
-    account = Account.generate(AccountSpec(seed=7, orgs=3, projects=30, branches_per_project=4, max_branch_depth=4))
+    account = Account.generate(
+        AccountSpec(seed=7, orgs=3, projects=30, branches_per_project=4, max_branch_depth=4)
+    )
     with Simulator(account) as simulator:
         extract(tmp_path / "neon_api.duckdb", simulator)
     assert landed_counts(tmp_path / "neon_api.duckdb") == expected_table_counts(account)
@@ -249,8 +261,14 @@ def test_the_neon_elt_command_extracts_without_pandas_and_python_sessions_keep_i
             f"code = {entry}(['extract', '--no-consumption'])\n"
             "print('exit', code, 'pandas loaded', 'pandas' in sys.modules)\n"
         )
-        ran = subprocess.run([sys.executable, "-c", probe], env=cli_env(warehouse, simulator),
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        ran = subprocess.run(
+            [sys.executable, "-c", probe],
+            env=cli_env(warehouse, simulator),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert current_ids(warehouse, "projects") == {p["id"] for p in account.all_projects()}, ran.stderr
         return ran.stdout.strip().splitlines()[-1]
 

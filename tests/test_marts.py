@@ -13,8 +13,16 @@ from conftest import REPO
 from expected import branch_facts, query, query_dicts, region_facts
 
 INVENTORY_COLUMNS = (
-    "project_id", "project_name", "region_id", "branch_name", "parent_branch_id", "is_default",
-    "database_count", "role_count", "endpoint_count", "logical_size_bytes",
+    "project_id",
+    "project_name",
+    "region_id",
+    "branch_name",
+    "parent_branch_id",
+    "is_default",
+    "database_count",
+    "role_count",
+    "endpoint_count",
+    "logical_size_bytes",
 )
 
 
@@ -86,15 +94,27 @@ def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse
     repo_files = set(REPO.iterdir())
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
     warehouse = tmp_path / "neon_api.duckdb"
-    read = subprocess.run([sys.executable, "-c", READ_THROUGH_DLT, str(warehouse)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    read = subprocess.run(
+        [sys.executable, "-c", READ_THROUGH_DLT, str(warehouse)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert read.returncode == 0, read.stderr[-2000:]
     projects, branches = map(int, read.stdout.split())
     assert projects == len(demo_account.all_projects())  # one run: one version per project
     assert branches == sum(len(demo_account.branches(p["id"])) for p in demo_account.all_projects())
 
-    info = subprocess.run([str(Path(sys.executable).with_name("dlt")), "pipeline", "neon_api_pipeline", "info"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    info = subprocess.run(
+        [str(Path(sys.executable).with_name("dlt")), "pipeline", "neon_api_pipeline", "info"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert info.returncode == 0, info.stderr[-2000:]
     assert "dataset_name: neon_api_data" in info.stdout
     assert set(REPO.iterdir()) == repo_files  # nothing, no empty database either, lands in the repository

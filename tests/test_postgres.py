@@ -20,7 +20,8 @@ from runs import cli_env, run_cli
 
 # On a laptop without PostgreSQL these skip; in CI (.ci/run installs it) a missing server fails them.
 pytestmark = pytest.mark.skipif(
-    server_binaries() is None and not os.environ.get("CI"), reason="PostgreSQL server binaries missing (.ci/run installs postgresql)"
+    server_binaries() is None and not os.environ.get("CI"),
+    reason="PostgreSQL server binaries missing (.ci/run installs postgresql)",
 )
 
 PASSWORD = "never-printed-8c1f"
@@ -28,9 +29,13 @@ PASSWORD = "never-printed-8c1f"
 
 def _pg_env(postgres_url, folder, simulator=None, **extra):
     return cli_env(
-        folder / "unused.duckdb", simulator,
-        NEON_ELT_TARGET="postgres", NEON_POSTGRES_URL=postgres_url,
-        DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "target"), **extra,
+        folder / "unused.duckdb",
+        simulator,
+        NEON_ELT_TARGET="postgres",
+        NEON_POSTGRES_URL=postgres_url,
+        DLT_DATA_DIR=str(folder / "dlt"),
+        DBT_TARGET_PATH=str(folder / "target"),
+        **extra,
     )
 
 
@@ -95,7 +100,6 @@ def test_the_report_reads_postgres_too(postgres_run, postgres_url, monkeypatch):
     assert PASSWORD not in page
 
 
-
 def _inventory_rows(url) -> int:
     connection = psycopg2.connect(url)
     try:
@@ -131,8 +135,9 @@ def test_a_postgres_warehouse_never_mixes_two_apis(postgres_run, postgres_url, d
     before = _inventory_rows(postgres_url)
     with Simulator(demo_account) as simulator:
         other = simulator.base_url.replace("127.0.0.1", "localhost")
-        mixed = run_cli("elt", env=_pg_env(postgres_url, tmp_path, simulator, NEON_API_BASE_URL=other),
-                        cwd=tmp_path)
+        mixed = run_cli(
+            "elt", env=_pg_env(postgres_url, tmp_path, simulator, NEON_API_BASE_URL=other), cwd=tmp_path
+        )
         requests = simulator.stats.total
     assert mixed.returncode == 2
     assert "holds data loaded from http://127.0.0.1/api/v2" in mixed.stderr
@@ -148,6 +153,8 @@ def test_an_unreachable_postgres_fails_with_one_line_and_no_password(tmp_path):
     failed = run_cli("transform", env=_pg_env(url, tmp_path), cwd=tmp_path)
     assert failed.returncode == 2
     lines = [line for line in failed.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith(f"neon-elt: cannot connect to PostgreSQL at postgresql://analyst@127.0.0.1:{port}/warehouse")
+    assert lines[-1].startswith(
+        f"neon-elt: cannot connect to PostgreSQL at postgresql://analyst@127.0.0.1:{port}/warehouse"
+    )
     assert "NEON_POSTGRES_URL" in lines[-1]
     assert PASSWORD not in failed.stdout + failed.stderr

@@ -56,7 +56,9 @@ def test_faults_at_15_percent_leave_the_marts_equal_to_a_clean_run(demo_account,
     assert marts(tmp_path / "neon_api.duckdb") == marts(demo_warehouse)
 
 
-def test_a_fault_that_outlasts_the_retries_fails_cleanly_and_the_next_run_recovers(demo_account, published, tmp_path):
+def test_a_fault_that_outlasts_the_retries_fails_cleanly_and_the_next_run_recovers(
+    demo_account, published, tmp_path
+):
     before = file_digest(published)
     route = "/projects/{project_id}/branches/{branch_id}/roles"
     with Simulator(demo_account, faults=Faults(persistent={route: 503})) as simulator:
@@ -190,8 +192,12 @@ def test_a_killed_run_leaves_the_warehouse_as_it_was(moment, demo_account, publi
         env = cli_env(published, simulator)
         executable = Path(sys.executable).with_name("neon-elt")
         process = subprocess.Popen(
-            [str(executable), "elt"], env=env, cwd=tmp_path, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [str(executable), "elt"],
+            env=env,
+            cwd=tmp_path,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
         if moment == "mid-extract":
@@ -242,8 +248,12 @@ def _free_port() -> int:
 
 def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, published, tmp_path):
     readers = [
-        subprocess.Popen([sys.executable, "-c", READER, str(published)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", READER, str(published)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     old_count = [int(r.stdout.readline()) for r in readers][0]
@@ -252,7 +262,11 @@ def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, publ
     docs_env = cli_env(published, None, DBT_TARGET_PATH=str(tmp_path / "docs-target"))
     docs = subprocess.Popen(
         [str(Path(sys.executable).with_name("neon-elt")), "docs", "--port", str(port)],
-        env=docs_env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=docs_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         _wait_for(f"http://127.0.0.1:{port}/", docs)
@@ -264,8 +278,11 @@ def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, publ
         with Simulator(account) as simulator:
             load = subprocess.Popen(
                 [str(Path(sys.executable).with_name("neon-elt")), "elt"],
-                env=cli_env(published, simulator), cwd=tmp_path, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True,
+                env=cli_env(published, simulator),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             observations = 0
             while load.poll() is None:
@@ -313,8 +330,13 @@ def test_no_file_a_run_produces_holds_the_key_or_a_password(tmp_path):
     dlt_dir = tmp_path / "dlt"
     target, logs = tmp_path / "dbt-target", tmp_path / "dbt-logs"
     with Simulator(account) as simulator:
-        env = cli_env(warehouse, simulator, DLT_DATA_DIR=str(dlt_dir), DBT_TARGET_PATH=str(target),
-                      DBT_LOG_PATH=str(logs))
+        env = cli_env(
+            warehouse,
+            simulator,
+            DLT_DATA_DIR=str(dlt_dir),
+            DBT_TARGET_PATH=str(target),
+            DBT_LOG_PATH=str(logs),
+        )
         result = run_cli("elt", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
@@ -365,7 +387,9 @@ def test_a_warehouse_never_mixes_two_apis(demo_account, tmp_path):
         first = run_cli("extract", env=cli_env(warehouse, simulator), cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         before = file_digest(warehouse)
-        other = cli_env(warehouse, simulator, NEON_API_BASE_URL=simulator.base_url.replace("127.0.0.1", "localhost"))
+        other = cli_env(
+            warehouse, simulator, NEON_API_BASE_URL=simulator.base_url.replace("127.0.0.1", "localhost")
+        )
         second = run_cli("extract", env=other, cwd=tmp_path)
     assert second.returncode == 2
     assert "holds data loaded from http://127.0.0.1/api/v2" in last_line(second.stderr)

@@ -138,9 +138,7 @@ class Estate:
             orgs = self.client.get("/users/me/organizations").get("organizations") or []
         except NeonForbidden:
             self.org_key = True
-            self.stats.note(
-                "organization API key: organizations and regions were taken from the projects"
-            )
+            self.stats.note("organization API key: organizations and regions were taken from the projects")
             return []
         if self.wanted_orgs:
             orgs = [o for o in orgs if o["id"] in self.wanted_orgs]
@@ -329,9 +327,7 @@ def projects(estate: Estate) -> Iterator[list[dict]]:
 def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Project usage counters, one row per project and day (the day's last run wins)."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    rows = [
-        _snapshot(estate, "project_id", p, settings.PROJECT_SNAPSHOT_COLUMNS) for p in estate.projects()
-    ]
+    rows = [_snapshot(estate, "project_id", p, settings.PROJECT_SNAPSHOT_COLUMNS) for p in estate.projects()]
     yield _counted(estate, "project_snapshots", rows)
 
 
@@ -539,7 +535,9 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     for org_id in org_ids:
         start = earliest
         if org_id in loaded_until:
-            start = max(earliest, _parse_ts(loaded_until[org_id]) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS))
+            start = max(
+                earliest, _parse_ts(loaded_until[org_id]) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS)
+            )
         params = {
             "org_id": org_id,
             "from": _iso(start),
@@ -595,12 +593,22 @@ def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
                 _ts_or_none(period.get("period_end")),
             )
             for frame in period.get("consumption") or []:
-                start, end = _ts_or_none(frame.get("timeframe_start")), _ts_or_none(frame.get("timeframe_end"))
+                start, end = (
+                    _ts_or_none(frame.get("timeframe_start")),
+                    _ts_or_none(frame.get("timeframe_end")),
+                )
                 for metric in frame.get("metrics") or []:
                     for name, value in zip(
                         CONSUMPTION_SCHEMA.names,
-                        (org_id, project["project_id"], *period_values, start, end,
-                         metric["metric_name"], metric["value"]),
+                        (
+                            org_id,
+                            project["project_id"],
+                            *period_values,
+                            start,
+                            end,
+                            metric["metric_name"],
+                            metric["value"],
+                        ),
                         strict=True,
                     ):
                         columns[name].append(value)

@@ -310,8 +310,9 @@ class NeonClient:
             except ValueError:
                 kind = response.headers.get("Content-Type", "unknown content type")
                 raise _Transient(
-                    200, f"the body is not valid JSON ({kind}, {len(body_text)} bytes); is {self.base_url} "
-                    "the Neon API?"
+                    200,
+                    f"the body is not valid JSON ({kind}, {len(body_text)} bytes); is {self.base_url} "
+                    "the Neon API?",
                 ) from None
             if not isinstance(body, dict):
                 raise _Transient(200, "the body is JSON but not an object")
@@ -322,9 +323,7 @@ class NeonClient:
 
         message = _error_message(body_text)
         if status == 401:
-            raise NeonAuthError(
-                route, 401, f"Neon rejected the API key from {self.key_source}: {message}"
-            )
+            raise NeonAuthError(route, 401, f"Neon rejected the API key from {self.key_source}: {message}")
         if status == 403:
             raise NeonForbidden(route, 403, message)
         if status == 404:

@@ -45,7 +45,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if do_extract:
         client = _client(config.api_key(), config.base_url(), args.requests_per_minute)
     elif not target.exists():
-        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make extract` or `make elt` first")
+        raise config.ConfigError(
+            f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
+        )
     elt(
         target,
         client,
@@ -70,8 +72,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     account = Account.generate(PRESETS[args.preset])
     with Simulator(account) as simulator:
         print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
-        client = NeonClient(simulator.base_url, simulator.api_key, key_source="the demo simulator",
-                            limiter=neon_rate_limiter(0), stats=RunStats())
+        client = NeonClient(
+            simulator.base_url,
+            simulator.api_key,
+            key_source="the demo simulator",
+            limiter=neon_rate_limiter(0),
+            stats=RunStats(),
+        )
         elt(target, client, dbt_vars=_dbt_vars(args))
     print_marts_summary(target)
 
@@ -91,8 +98,11 @@ def cmd_docs(args: argparse.Namespace) -> None:
         dbt(["docs", "generate"], target.direct(), target_path=docs_path)
     print(f"Docs generated from {target.describe()} into {docs_path}")
     if not args.no_serve:  # serving reads the generated files only
-        dbt(["docs", "serve", "--port", str(args.port), "--host", "127.0.0.1", "--no-browser"],
-            target.direct(), target_path=docs_path)
+        dbt(
+            ["docs", "serve", "--port", str(args.port), "--host", "127.0.0.1", "--no-browser"],
+            target.direct(),
+            target_path=docs_path,
+        )
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -119,10 +129,13 @@ def parser() -> argparse.ArgumentParser:
     ):
         command = sub.add_parser(name, help=help_text)
         command.add_argument("--concurrency", type=int, default=None, help="requests in flight")
-        command.add_argument("--requests-per-minute", type=float, default=None,
-                             help="client-side rate limit (default 700, Neon's; 0 disables)")
-        command.add_argument("--no-consumption", action="store_true",
-                             help="skip consumption history")
+        command.add_argument(
+            "--requests-per-minute",
+            type=float,
+            default=None,
+            help="client-side rate limit (default 700, Neon's; 0 disables)",
+        )
+        command.add_argument("--no-consumption", action="store_true", help="skip consumption history")
         command.set_defaults(func=cmd_run)
         target_option(command)
         stale_option(command)
@@ -147,14 +160,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def target_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--target", choices=("duckdb", "postgres"), default=None,
-                         help="the warehouse (default: NEON_ELT_TARGET, else duckdb)")
+    command.add_argument(
+        "--target",
+        choices=("duckdb", "postgres"),
+        default=None,
+        help="the warehouse (default: NEON_ELT_TARGET, else duckdb)",
+    )
 
 
 def stale_option(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--stale-after-days", type=int, default=None, metavar="DAYS",
-                         help="a non-default branch idle this long is stale "
-                              "(default: NEON_STALE_AFTER_DAYS, else 14)")
+    command.add_argument(
+        "--stale-after-days",
+        type=int,
+        default=None,
+        metavar="DAYS",
+        help="a non-default branch idle this long is stale (default: NEON_STALE_AFTER_DAYS, else 14)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

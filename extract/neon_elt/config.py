@@ -177,8 +177,10 @@ class PostgresCredentials:
     @property
     def url(self) -> str:
         auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
-        return (f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
-                f"?sslmode={quote(self.sslmode, safe='')}")
+        return (
+            f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
+            f"?sslmode={quote(self.sslmode, safe='')}"
+        )
 
     @property
     def safe_url(self) -> str:

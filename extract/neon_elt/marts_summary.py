@@ -43,5 +43,5 @@ def print_marts_summary(target: Any) -> None:
     if target.name == "duckdb":
         print(
             "\n  Query it: duckdb -readonly "
-            f"{target.path.name} \"select * from marts.project_branch_inventory limit 10\""
+            f'{target.path.name} "select * from marts.project_branch_inventory limit 10"'
         )

@@ -136,8 +136,16 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
     if target_path:
         env["DBT_TARGET_PATH"] = target_path
     executable = Path(sys.executable).with_name("dbt")
-    command = [str(executable), *args, "--project-dir", str(config.DBT_PROJECT_DIR),
-               "--profiles-dir", str(config.DBT_PROJECT_DIR), "--target", build.dbt_target]
+    command = [
+        str(executable),
+        *args,
+        "--project-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(config.DBT_PROJECT_DIR),
+        "--target",
+        build.dbt_target,
+    ]
     completed = subprocess.run(command, env=env, cwd=config.DBT_PROJECT_DIR)
     if completed.returncode != 0:
         raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")

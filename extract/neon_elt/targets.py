@@ -137,8 +137,10 @@ class PostgresBuild:
             connection.close()
 
     isolated = False  # loads land in place, so the origin is checked before any load
-    mixing_remedy = ("Use another database (NEON_POSTGRES_URL), or drop the schemas neon_api_data, "
-                     "staging and marts, to keep the two apart")
+    mixing_remedy = (
+        "Use another database (NEON_POSTGRES_URL), or drop the schemas neon_api_data, "
+        "staging and marts, to keep the two apart"
+    )
 
     def _connect(self):
         import psycopg2
