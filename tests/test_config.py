@@ -63,3 +63,68 @@ def test_a_url_that_is_not_postgres_is_refused_with_its_source(clean_env):
     clean_env.setenv("NEON_POSTGRES_URL", "mysql://root@localhost/db")
     with pytest.raises(config.ConfigError, match="NEON_POSTGRES_URL is not a postgresql:// URL"):
         config.postgres_credentials()
+
+
+# ------------------------------------------------------------------- the password, in libpq's order
+
+
+@pytest.fixture
+def no_password(clean_env, tmp_path):
+    """No PGPASSWORD, no PGPASSFILE, and a home without .pgpass."""
+    for name in ("PGPASSWORD", "PGPASSFILE"):
+        clean_env.delenv(name, raising=False)
+    clean_env.setenv("HOME", str(tmp_path))
+    clean_env.setenv("NEON_POSTGRES_URL", "postgresql://analyst@db.internal/warehouse")
+    return clean_env
+
+
+def test_a_password_in_the_url_wins_over_pgpassword(no_password):
+    no_password.setenv("NEON_POSTGRES_URL", "postgresql://analyst:from-url@db.internal/warehouse")
+    no_password.setenv("PGPASSWORD", "from-env")
+    credentials = config.postgres_credentials()
+    assert credentials.password == "from-url" and credentials.password_source == "NEON_POSTGRES_URL"
+
+
+def test_pgpassword_gives_the_password_a_url_leaves_out(no_password):
+    no_password.setenv("PGPASSWORD", "from-env")
+    credentials = config.postgres_credentials()
+    assert credentials.password == "from-env" and credentials.password_source == "PGPASSWORD"
+    assert "from-env" not in repr(credentials) + credentials.describe_sources()
+
+
+def test_a_password_file_is_left_to_libpq_and_named_never_read(no_password, tmp_path):
+    """An empty password in the URL (`user:@`) is complete for dlt, and libpq reads it as none,
+    so it looks in the file itself. The file's content never reaches the credentials."""
+    passfile = tmp_path / "pw"
+    passfile.write_text("*:*:*:*:in-the-file\n")
+    no_password.setenv("PGPASSFILE", str(passfile))
+    credentials = config.postgres_credentials()
+    assert credentials.password == "" and credentials.url.startswith(
+        "postgresql://analyst:@db.internal:5432/"
+    )
+    assert credentials.password_source == f"the password file PGPASSFILE={passfile}"
+    no_password.delenv("PGPASSFILE")
+    (tmp_path / ".pgpass").write_text("*:*:*:*:in-the-file\n")
+    assert config.postgres_credentials().password_source == "the password file ~/.pgpass"
+    assert "in-the-file" not in repr(config.postgres_credentials())
+
+
+def test_no_password_anywhere_says_where_one_can_go(no_password):
+    credentials = config.postgres_credentials()
+    assert credentials.password == "" and credentials.password_source is None
+    assert "no password given" in credentials.describe_sources()
+    assert "PGPASSWORD, ~/.pgpass or [destination.postgres]" in credentials.describe_sources()
+
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("NEON_POSTGRES_URL", "postgresql://analyst@db.internal:54x2/warehouse", "the port is not a number"),
+        ("NEON_POSTGRES_URL", "postgresql://analyst@db.internal:99999/warehouse", "the port is not a number"),
+        ("PGPORT", "fifty-four", "PGPORT: 'fifty-four' is not a port number"),
+    ],
+)
+def test_a_bad_port_is_a_configuration_error(clean_env, variable, value, message):
+    clean_env.setenv(variable, value)
+    with pytest.raises(config.ConfigError, match=message):
+        config.postgres_credentials()

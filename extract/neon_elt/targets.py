@@ -113,6 +113,8 @@ class PostgresBuild:
         return dlt.destinations.postgres(credentials=self.credentials.url)
 
     def dbt_env(self) -> dict[str, str]:
+        """dbt's profile reads these. An empty password makes libpq look in the password file,
+        as dlt's connections and ours do."""
         c = self.credentials
         return {
             "NEON_PG_HOST": c.host,
@@ -151,7 +153,7 @@ class PostgresBuild:
             cause = (str(exc).strip().splitlines() or ["unknown error"])[0]
             raise config.ConfigError(
                 f"cannot connect to PostgreSQL at {self.credentials.safe_url} "
-                f"(credentials from {self.credentials.source}): {cause}"
+                f"({self.credentials.describe_sources()}): {' '.join(cause.split())}"
             ) from None
 
     def read_origin(self) -> str | None:
@@ -189,7 +191,20 @@ class PostgresTarget:
         return self.credentials.safe_url
 
     def exists(self) -> bool:
-        return True
+        """Whether dlt has loaded this database yet. Connects, so a wrong password or an
+        unreachable server is reported here, in one line, before anything starts."""
+        connection = PostgresBuild(self.credentials)._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("select to_regclass(%s)", [f"{config.DATASET_NAME}._dlt_loads"])
+                return cursor.fetchone()[0] is not None
+        finally:
+            connection.close()
+
+    def check(self) -> None:
+        """Connect once, so that a wrong password or an unreachable server is one line before
+        dbt starts, not dbt's own report of it."""
+        PostgresBuild(self.credentials)._connect().close()
 
     def direct(self) -> PostgresBuild:
         return PostgresBuild(self.credentials)
