@@ -56,14 +56,35 @@ def warehouse_path(default: str = DEFAULT_WAREHOUSE) -> Path:
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the folder {parent} does not exist")
-    try:  # a real probe: permission bits say nothing for root or on read-only file systems
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".neon-elt-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"NEON_DUCKDB_PATH={raw}: cannot write in {parent} ({exc.strerror})") from None
+    _probe_writable(parent, f"NEON_DUCKDB_PATH={raw}")
     if path.exists() and not os.access(path, os.R_OK):
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the file is not readable")
     return path
+
+
+def report_path(raw: str) -> Path:
+    """Where `neon-elt report --output` writes, checked before the report is built. Its folder is
+    created if missing (reports/ in a fresh clone)."""
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--output {raw} is a directory; it must name an .html file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--output {raw}: cannot create the folder {path.parent} ({exc.strerror})"
+        ) from None
+    _probe_writable(path.parent, f"--output {raw}")
+    return path
+
+
+def _probe_writable(folder: Path, setting: str) -> None:
+    """A real probe: permission bits say nothing for root or on read-only file systems."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".neon-elt-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _secret(key: str):
