@@ -8,6 +8,8 @@ import dataclasses
 import datetime
 import decimal
 import os
+import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -59,10 +61,17 @@ def server():
         yield running
 
 
+# A line of Python's logging as dlt formats it: timestamp|[LEVEL]|pid|thread id|logger|...
+LIBRARY_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\|\[[A-Z]+\]\|\d+\|", re.MULTILINE)
+
+
 @pytest.fixture(scope="module")
-def postgres_run(server, demo_account, tmp_path_factory):
-    """The README's first example: the URL without the password, the password in PGPASSWORD."""
+def postgres_run(server, demo_account, demo_warehouse, tmp_path_factory):
+    """The README's first example: the URL without the password, the password in PGPASSWORD. It
+    starts from the dlt folder the session's DuckDB run left, as for a user who ran `make demo`
+    first: dlt keeps the last run's state there, whatever the destination."""
     folder = tmp_path_factory.mktemp("postgres-run")
+    shutil.copytree(os.environ["DLT_DATA_DIR"], folder / "dlt")
     with Simulator(demo_account) as simulator:
         env = _pg_env(server.url, folder, simulator, PGPASSWORD=server.password)
         result = run_cli("elt", env=env, cwd=folder)
@@ -97,6 +106,27 @@ def _marts_postgres(url, layout) -> dict[str, tuple[list[str], list[tuple]]]:
 def test_elt_into_postgres_builds_and_passes_every_dbt_test(postgres_run):
     assert postgres_run.returncode == 0, postgres_run.stdout[-3000:] + postgres_run.stderr
     assert "ERROR=0" in postgres_run.stdout and "PASS=" in postgres_run.stdout
+
+
+def test_a_postgres_run_after_a_duckdb_run_prints_no_library_log(postgres_run):
+    assert postgres_run.returncode == 0
+    assert not LIBRARY_LOG.findall(postgres_run.stdout + postgres_run.stderr), postgres_run.stderr[:2000]
+
+
+def test_make_demo_after_a_postgres_run_prints_no_library_log(postgres_run, tmp_path):
+    """The other way round: the demo (DuckDB) starts from the dlt folder the PostgreSQL run left."""
+    assert postgres_run.returncode == 0
+    shutil.copytree(postgres_run.folder / "dlt", tmp_path / "dlt")
+    env = cli_env(
+        tmp_path / "neon_api.duckdb",
+        DLT_DATA_DIR=str(tmp_path / "dlt"),
+        DBT_TARGET_PATH=str(tmp_path / "target"),
+        DBT_LOG_PATH=str(tmp_path / "logs"),
+    )
+    demo = run_cli("demo", env=env, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "Done. PASS=" in demo.stdout
+    assert not LIBRARY_LOG.findall(demo.stdout + demo.stderr), demo.stderr[:2000]
 
 
 def test_postgres_marts_equal_the_duckdb_marts_row_for_row(postgres_run, server, demo_warehouse):
