@@ -68,9 +68,11 @@ system-deps: ## install Debian's postgresql and chromium (as root, or with sudo)
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-lint: $(STAMP) ## sqlfluff over the dbt models, ruff over the Python
+# The same checks as tests/test_lint.py, which make test runs.
+lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
 	@$(BIN)/ruff check extract tests bench
+	@$(BIN)/ruff format --check extract tests bench
 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench
