@@ -8,6 +8,7 @@
 | stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
+| its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
 | tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, … | Neon's limits |
 """
 
