@@ -294,7 +294,7 @@ def _stderr_lines(result) -> list[str]:
 
 def _nothing_written(folder: Path) -> bool:
     """No dlt pipeline folder, no dbt output, nothing new where the command ran."""
-    return {p.name for p in folder.iterdir()} <= {"home", ".dlt", "passwords"}
+    return {p.name for p in folder.iterdir()} <= {"home"}
 
 
 @pytest.mark.parametrize("case", ["wrong password", "no password"])
