@@ -32,8 +32,10 @@ NEON := $(BIN)/neon-elt
 # TARGET=postgres loads and builds into PostgreSQL (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
 TARGET ?= duckdb
 export NEON_ELT_TARGET := $(TARGET)
-# Debian packages the PostgreSQL and report tests need; `make system-deps` installs them.
-SYSTEM_PACKAGES := postgresql chromium
+# Debian packages the PostgreSQL, report and neonctl tests need; `make system-deps` installs them.
+# npm counts as present when the command is: a Node.js from elsewhere (NodeSource's, say) ships
+# its own npm and conflicts with Debian's package.
+SYSTEM_PACKAGES := postgresql chromium npm
 
 .PHONY: elt extract plan transform demo docs report simulator test system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
@@ -63,17 +65,21 @@ simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRES
 test: $(STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
 	@$(BIN)/pytest
 
-system-deps: ## install Debian's postgresql and chromium (as root, or with sudo) for the whole test suite
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+system-deps: ## install Debian's postgresql, chromium and npm (as root, or with sudo) for the whole test suite
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+		{ [ $$p = npm ] && command -v npm >/dev/null; } && continue; \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		echo "installing Debian packages: $$missing"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-lint: $(STAMP) ## sqlfluff over the dbt models, ruff over the Python
+# The same checks as tests/test_lint.py, which make test runs.
+lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
 	@$(BIN)/ruff check extract tests bench
+	@$(BIN)/ruff format --check extract tests bench
 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.parquet
 from conftest import client_for
 from expected import query
 from neon_api_source import settings
@@ -44,6 +46,27 @@ def table_count(warehouse: Path, table: str) -> int:
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def readable_bytes(path: Path) -> bytes:
+    """The file's content as text would show it: gzip and parquet are opened, not byte-scanned."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    if data[:4] == b"PAR1":
+        data = repr(pyarrow.parquet.read_table(path).to_pylist()).encode()
+    return data
+
+
+def files_holding(secrets: set[str], *folders: Path) -> list[str]:
+    """`path: secret` for every file under the folders whose readable content holds a secret."""
+    leaks = []
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                data = readable_bytes(path)
+                leaks += [f"{path}: {s}" for s in secrets if s.encode() in data]
+    return leaks
 
 
 def consumption_window(now: datetime | None = None) -> tuple[datetime, datetime]:

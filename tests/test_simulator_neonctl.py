@@ -1,8 +1,8 @@
 """Neon's own CLI (neonctl 5.0.1) reads projects, branches, databases and roles from the simulator.
 
 neonctl is installed once into ``<repo>/.tools/neonctl`` (git-ignored) with npm; without npm the
-tests are skipped. The commands run concurrently, offline (``--no-analytics``, a private config
-directory, no stdin), and their JSON output is compared with the account's data.
+tests skip on a laptop and fail in CI. The commands run concurrently, offline (``--no-analytics``,
+a private config directory, no stdin), and their JSON output is compared with the account's data.
 """
 
 from __future__ import annotations
@@ -28,29 +28,46 @@ NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def neonctl() -> Path:
-    """The neonctl executable, installed with npm on first use."""
-    if not NEONCTL.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed, so neonctl cannot be installed for the compatibility test")
-        result = subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--prefix",
-                str(NEONCTL_DIR),
-                f"neonctl@{NEONCTL_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0 or not NEONCTL.exists():
-            pytest.fail(f"npm could not install neonctl@{NEONCTL_VERSION}:\n{result.stdout}\n{result.stderr}")
-    return NEONCTL
+    return neonctl_in(NEONCTL_DIR, shutil.which("npm"))
+
+
+def neonctl_in(folder: Path, npm: str | None) -> Path:
+    """The neonctl executable in `folder`, installed there with npm on first use. Without npm
+    the tests skip on a laptop and fail in CI (CI=true, as .ci/run sets), like the PostgreSQL
+    and Chromium tests: `make system-deps` provides npm."""
+    executable = folder / "node_modules" / ".bin" / "neonctl"
+    if executable.exists():
+        return executable
+    if npm is None:
+        reason = "npm is not installed, so neonctl cannot be installed for the compatibility tests"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (make system-deps installs it)", pytrace=False)
+        pytest.skip(reason)
+    result = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder), f"neonctl@{NEONCTL_VERSION}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0 or not executable.exists():
+        pytest.fail(f"npm could not install neonctl@{NEONCTL_VERSION}:\n{result.stdout}\n{result.stderr}")
+    return executable
+
+
+def test_without_npm_the_tests_fail_in_ci_and_skip_on_a_laptop(monkeypatch, tmp_path):
+    def outcome() -> type:
+        try:
+            neonctl_in(tmp_path, npm=None)
+        except (pytest.fail.Exception, pytest.skip.Exception) as raised:  # caught, so this test cannot skip
+            assert "npm is not installed" in str(raised)
+            return type(raised)
+        raise AssertionError("neonctl_in returned without npm and without neonctl")
+
+    monkeypatch.setenv("CI", "true")
+    assert outcome() is pytest.fail.Exception
+    monkeypatch.delenv("CI")
+    assert outcome() is pytest.skip.Exception
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import argparse
 import importlib.abc
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -110,6 +111,8 @@ def cmd_docs(args: argparse.Namespace) -> None:
     """Generate the docs (for DuckDB from a copy of the warehouse, so that open read-only
     sessions and scheduled runs are not disturbed), then serve them."""
     target = targets.from_config(args.target)
+    if not args.no_serve:
+        _check_port_free(args.port)
     docs_path = str(Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "docs")
     if isinstance(target, targets.DuckDBTarget):
         with tempfile.TemporaryDirectory(dir=target.path.parent, prefix=".docs-") as folder:
@@ -118,6 +121,7 @@ def cmd_docs(args: argparse.Namespace) -> None:
                 shutil.copyfile(target.path, copy)
             dbt(["docs", "generate"], targets.DuckDBBuild(copy), target_path=docs_path)
     else:
+        target.check()
         dbt(["docs", "generate"], target.direct(), target_path=docs_path)
     print(f"Docs generated from {target.describe()} into {docs_path}")
     if not args.no_serve:  # serving reads the generated files only
@@ -128,17 +132,33 @@ def cmd_docs(args: argparse.Namespace) -> None:
         )
 
 
+def _check_port_free(port: int) -> None:
+    """dbt's server would fail only after the docs are generated, with a traceback."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise config.ConfigError(
+                f"cannot serve the docs on 127.0.0.1:{port} ({exc.strerror}): choose another port, "
+                "e.g. make docs PORT=9000"
+            ) from None
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
-    print_marts_summary(targets.from_config(args.target))
+    target = targets.from_config(args.target)
+    if not target.exists():
+        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+    print_marts_summary(target)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
     from . import report
 
+    output = config.report_path(args.output)
     target = targets.from_config(args.target)
     if not target.exists():
         raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
-    output = report.write(target, Path(args.output))
+    output = report.write(target, output)
     print(f"Report written: {output}")
 
 

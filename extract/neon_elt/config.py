@@ -8,6 +8,7 @@
 | stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
+| its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
 | tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
 """
 
@@ -56,14 +57,35 @@ def warehouse_path(default: str = DEFAULT_WAREHOUSE) -> Path:
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the folder {parent} does not exist")
-    try:  # a real probe: permission bits say nothing for root or on read-only file systems
-        with tempfile.NamedTemporaryFile(dir=parent, prefix=".neon-elt-probe-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"NEON_DUCKDB_PATH={raw}: cannot write in {parent} ({exc.strerror})") from None
+    _probe_writable(parent, f"NEON_DUCKDB_PATH={raw}")
     if path.exists() and not os.access(path, os.R_OK):
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the file is not readable")
     return path
+
+
+def report_path(raw: str) -> Path:
+    """Where `neon-elt report --output` writes, checked before the report is built. Its folder is
+    created if missing (reports/ in a fresh clone)."""
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"--output {raw} is a directory; it must name an .html file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--output {raw}: cannot create the folder {path.parent} ({exc.strerror})"
+        ) from None
+    _probe_writable(path.parent, f"--output {raw}")
+    return path
+
+
+def _probe_writable(folder: Path, setting: str) -> None:
+    """A real probe: permission bits say nothing for root or on read-only file systems."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".neon-elt-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot write in {folder} ({exc.strerror})") from None
 
 
 def _secret(key: str):
@@ -180,14 +202,18 @@ class PostgresCredentials:
     host: str
     port: int
     user: str
-    password: str
+    password: str  # empty: libpq looks in the password file (PGPASSFILE or ~/.pgpass) when it connects
     database: str
     source: str
     sslmode: str = "prefer"  # libpq's default; a Neon database wants `require` (its URLs say so)
+    password_source: str | None = None  # None: no password found, libpq connects without one
 
     @property
     def url(self) -> str:
-        auth = quote(self.user, safe="") + (f":{quote(self.password, safe='')}" if self.password else "")
+        """The libpq URL for dlt and psycopg2. Always `user:password@`, the password empty when
+        none was given: dlt then accepts the URL as complete, and libpq, which reads an empty one
+        as none, looks it up in the password file itself. We never open that file."""
+        auth = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
         return (
             f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}"
             f"?sslmode={quote(self.sslmode, safe='')}"
@@ -198,49 +224,97 @@ class PostgresCredentials:
         """The URL for messages: never the password."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
 
+    def describe_sources(self) -> str:
+        """Where the settings and the password came from, for messages."""
+        if self.password_source is None:
+            return (
+                f"settings from {self.source}, no password given: put one in the URL, PGPASSWORD, "
+                "~/.pgpass or [destination.postgres] in .dlt/secrets.toml"
+            )
+        return f"settings from {self.source}, password from {self.password_source}"
+
     def __repr__(self) -> str:
-        return f"PostgresCredentials({self.safe_url!r}, from {self.source})"
+        return f"PostgresCredentials({self.safe_url!r}, {self.describe_sources()})"
 
 
 def postgres_credentials() -> PostgresCredentials:
-    """PostgreSQL connection for TARGET=postgres, from the first of: NEON_POSTGRES_URL (a libpq
-    URL), `[destination.postgres] credentials` in .dlt/secrets.toml (dlt's own name, a URL or its
-    parts), or libpq's variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE."""
+    """PostgreSQL connection for TARGET=postgres. The settings come from the first of:
+    NEON_POSTGRES_URL (a libpq URL), `[destination.postgres] credentials` in .dlt/secrets.toml
+    (dlt's own name, a URL or its parts), or libpq's variables PGHOST, PGPORT, PGUSER, PGDATABASE,
+    PGSSLMODE. The password in libpq's order: the one given with those settings, else
+    PGPASSWORD, else the password file (PGPASSFILE, else ~/.pgpass), which libpq reads itself."""
     url = os.environ.get("NEON_POSTGRES_URL", "").strip()
     if url:
         return _parse_postgres_url(url, "NEON_POSTGRES_URL")
     secret = _secret("destination.postgres.credentials")
+    source = "[destination.postgres] credentials"
     if isinstance(secret, str) and secret.strip():
-        return _parse_postgres_url(secret.strip(), "[destination.postgres] credentials")
+        return _parse_postgres_url(secret.strip(), source)
     if hasattr(secret, "get"):
-        return PostgresCredentials(
+        return _credentials(
             host=str(secret.get("host") or "localhost"),
-            port=int(secret.get("port") or 5432),
+            port=_port(secret.get("port"), f"port in {source}"),
             user=str(secret.get("username") or secret.get("user") or getpass.getuser()),
             password=str(secret.get("password") or ""),
             database=str(secret.get("database") or secret.get("dbname") or "postgres"),
-            source="[destination.postgres] credentials",
+            source=source,
             sslmode=str(secret.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"),
         )
     user = os.environ.get("PGUSER") or getpass.getuser()
-    return PostgresCredentials(
+    return _credentials(
         host=os.environ.get("PGHOST") or "localhost",
-        port=int(os.environ.get("PGPORT") or 5432),
+        port=_port(os.environ.get("PGPORT"), "PGPORT"),
         user=user,
-        password=os.environ.get("PGPASSWORD") or "",
+        password="",
         database=os.environ.get("PGDATABASE") or user,
         source="the PG* environment variables",
         sslmode=os.environ.get("PGSSLMODE") or "prefer",
     )
 
 
+def _credentials(*, password: str, source: str, **settings) -> PostgresCredentials:
+    """The credentials with the password libpq would use: the one given with the settings, else
+    PGPASSWORD (it is in the environment dlt and dbt inherit anyway), else none, and libpq looks
+    in the password file when it connects."""
+    if password:
+        return PostgresCredentials(password=password, source=source, password_source=source, **settings)
+    if os.environ.get("PGPASSWORD"):
+        return PostgresCredentials(
+            password=os.environ["PGPASSWORD"], source=source, password_source="PGPASSWORD", **settings
+        )
+    passfile = os.environ.get("PGPASSFILE")
+    if passfile:
+        found = f"the password file PGPASSFILE={passfile}"
+    elif (Path.home() / ".pgpass").is_file():
+        found = "the password file ~/.pgpass"
+    else:
+        found = None
+    return PostgresCredentials(password="", source=source, password_source=found, **settings)
+
+
+def _port(value, source: str) -> int:
+    if value is None or value == "":
+        return 5432
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = 0
+    if not 0 < port < 65536:
+        raise ConfigError(f"{source}: {value!r} is not a port number")
+    return port
+
+
 def _parse_postgres_url(url: str, source: str) -> PostgresCredentials:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
         raise ConfigError(f"{source} is not a postgresql:// URL with a host")
-    return PostgresCredentials(
+    try:
+        port = parts.port
+    except ValueError:  # urlsplit's answer to a port that is not a number
+        raise ConfigError(f"{source}: the port is not a number from 1 to 65535") from None
+    return _credentials(
         host=parts.hostname,
-        port=parts.port or 5432,
+        port=port or 5432,
         user=unquote(parts.username or getpass.getuser()),
         password=unquote(parts.password or ""),
         database=unquote(parts.path.lstrip("/") or parts.username or "postgres"),

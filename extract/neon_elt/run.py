@@ -11,6 +11,7 @@ import ctypes
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any
 
 import dlt
 import pyarrow
-from dlt.common.pipeline import LoadInfo
+from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 from neon_api_source import neon_api_source
 from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_of
 
@@ -63,12 +64,16 @@ def make_pipeline(build: Build) -> dlt.Pipeline:
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    # The last run's local state goes before dlt opens the pipeline: opened with a destination,
+    # a state left by a run into the other warehouse (make demo after TARGET=postgres) makes dlt
+    # log that the state's destination differs. (Pipeline.drop() comes too late for that, and
+    # keeps the destination it was opened with.)
+    shutil.rmtree(Path(get_dlt_pipelines_dir()) / config.PIPELINE_NAME, ignore_errors=True)
     pipeline = dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
         destination=build.destination(),
         dataset_name=config.DATASET_NAME,
     )
-    pipeline = pipeline.drop()
     pipeline.sync_destination()  # state and schema as the warehouse has them (nothing on a first run)
     return pipeline
 
@@ -99,9 +104,7 @@ def extract(
     )
     try:
         with Progress(client.stats, enabled=show_progress):
-            # DuckDB reads parquet load files in bulk, several times faster than dlt's default
-            # INSERT statements on a first run.
-            pipeline.extract(source, loader_file_format="parquet")
+            pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
             return ExtractResult(None, client.stats)
         del source

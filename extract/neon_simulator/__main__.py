@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="seed of the account (default: the preset's)")
     parser.add_argument("--projects", type=int, help="number of projects (default: the preset's)")
     parser.add_argument("--orgs", type=int, help="number of organizations; 0 = a personal account")
-    parser.add_argument("--now", help="the account clock, RFC 3339 (default: now, truncated to the hour)")
+    parser.add_argument(
+        "--now", type=_timestamp, help="the account clock, RFC 3339 (default: now, truncated to the hour)"
+    )
     parser.add_argument("--serve-secrets", action="store_true", help="roles carry passwords")
     parser.add_argument(
         "--org-key", action="store_true", help="accept an API key of the first org instead of a personal one"
@@ -72,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _timestamp(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 timestamp: {text!r}") from None
+
+
+def _config_error(message: str) -> int:
+    """A setting the simulator cannot use: one line and exit 2, as neon-elt does."""
+    print(f"neon-simulator: {message}", file=sys.stderr)
+    return 2
+
+
 def _faults(args: argparse.Namespace) -> Faults:
     """Faults from the environment, overridden by whatever the command line sets."""
     faults = Faults.from_env()
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.orgs is not None:
         changes["consumption_plan_orgs"] = min(spec.consumption_plan_orgs or 1, args.orgs)
     if args.now:
-        changes["now"] = datetime.fromisoformat(args.now).astimezone(UTC)
+        changes["now"] = args.now
     if args.serve_secrets:
         changes["serve_secrets"] = True
     account = Account.generate(dataclasses.replace(spec, **changes))
@@ -115,19 +130,32 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         org_id = account.organizations[0]["id"]
         api_keys = {account.org_api_key(org_id): {"kind": "org", "org_id": org_id}}
-    simulator = Simulator(
-        account,
-        api_keys=api_keys,
-        host=args.host,
-        port=args.port,
-        latency=args.latency_ms / 1000,
-        rate_limits=RateLimits.neon() if args.rate_limits == "neon" else None,
-        faults=_faults(args),
-    )
+    try:
+        faults = _faults(args)
+    except ValueError as exc:
+        return _config_error(f"a fault setting (NEON_SIM_* or --*-rate) is not valid: {exc}")
+    try:
+        simulator = Simulator(
+            account,
+            api_keys=api_keys,
+            host=args.host,
+            port=args.port,
+            latency=args.latency_ms / 1000,
+            rate_limits=RateLimits.neon() if args.rate_limits == "neon" else None,
+            faults=faults,
+        )
+        simulator.start()
+    except ValueError as exc:  # a host that is not a loopback address
+        return _config_error(str(exc))
+    except OSError as exc:
+        return _config_error(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror}): choose another port, "
+            "e.g. make simulator PORT=9000"
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with simulator:
+    try:
         if args.url_file:
             args.url_file.write_text(simulator.base_url + "\n")
         counts = account.counts()
@@ -141,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):
             pass
+    finally:
+        simulator.stop()
     print("Neon API simulator stopped.", flush=True)
     return 0
 
