@@ -245,79 +245,76 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
     )
 
 
-def bench_incremental(workdir: Path, preset: str) -> Row:
-    """A full run, a day of churn, then reruns from copies of the full run's warehouse at several
-    `full_refresh_days`: their requests against the full run's, and the minutes each costs at
-    Neon's 700 requests per minute."""
-
-    from neon_api_source import settings
+def _timed_run(simulator, warehouse: Path, run_at, full_refresh_days: int):
+    """One extract into `warehouse` at `run_at`, without limits: its result and seconds."""
     from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
     from neon_elt.run import elt
+
+    client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+    started = time.perf_counter()
+    result = elt(
+        warehouse,
+        client,
+        do_transform=False,
+        show_progress=False,
+        run_at=run_at,
+        full_refresh_days=full_refresh_days,
+    )
+    return result, time.perf_counter() - started
+
+
+def bench_incremental(workdir: Path, preset: str, other_settings: tuple[int, ...] = (14, 30)) -> Row:
+    """Per `full_refresh_days` setting: a full run, a day of churn, then the rerun, on the same
+    account each time; the rerun's requests against the full run's, and the minutes each costs
+    at Neon's 700 requests per minute."""
+    from neon_api_source import settings
     from neon_simulator import PRESETS, Account, Simulator
 
-    account = Account.generate(PRESETS[preset])
-    first = workdir / "incremental-first" / "neon_api.duckdb"
-    first.parent.mkdir()
-    settings_tried = sorted({settings.FULL_REFRESH_DAYS, 14, 30})
-    with Simulator(account) as simulator:
-
-        def client() -> NeonClient:
-            return NeonClient(
-                simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats()
-            )
-
-        started = time.perf_counter()
-        elt(first, client(), do_transform=False, show_progress=False, run_at=account.now)
-        full_seconds = time.perf_counter() - started
-        full_requests = simulator.stats.total
-        happened = account.churn_day(active_share=0.3, changed_share=0.05)
-        reruns: dict[int, tuple[int, float, str]] = {}
-        for days in settings_tried:
-            warehouse = workdir / f"incremental-{days}" / "neon_api.duckdb"
-            warehouse.parent.mkdir()
-            shutil.copyfile(first, warehouse)
-            simulator.reset_stats()
-            started = time.perf_counter()
-            result = elt(
-                warehouse,
-                client(),
-                do_transform=False,
-                show_progress=False,
-                run_at=account.now,
-                full_refresh_days=days,
-            )
-            seconds = time.perf_counter() - started
-            plan = result.stats.plan
-            reruns[days] = (
-                simulator.stats.total,
-                seconds,
-                (
-                    f"{plan.projects_read:,} projects ({plan.project_reasons().get('rolling refresh', 0):,} "
-                    f"rolling) and {sum(plan.branches_read.values()):,} branches re-read"
-                ),
-            )
-            shutil.rmtree(warehouse.parent)
     default = settings.FULL_REFRESH_DAYS
-    requests, seconds, what = reruns[default]
-    share = requests / full_requests
+    measured: dict[int, dict] = {}
+    for days in (default, *other_settings):
+        account = Account.generate(PRESETS[preset])
+        warehouse = workdir / f"incremental-{days}" / "neon_api.duckdb"
+        warehouse.parent.mkdir()
+        with Simulator(account) as simulator:
+            _, full_seconds = _timed_run(simulator, warehouse, account.now, days)
+            full_requests = simulator.stats.total
+            happened = account.churn_day(active_share=0.3, changed_share=0.05)
+            simulator.reset_stats()
+            result, seconds = _timed_run(simulator, warehouse, account.now, days)
+            plan = result.stats.plan
+            measured[days] = {
+                "full": full_requests,
+                "full_seconds": full_seconds,
+                "requests": simulator.stats.total,
+                "seconds": seconds,
+                "projects": len(account.all_projects()),
+                "happened": happened,
+                "what": f"{plan.projects_read:,} projects ({plan.project_reasons().get('rolling refresh', 0):,} "
+                f"rolling) and {sum(plan.branches_read.values()):,} branches re-read",
+            }
+        shutil.rmtree(warehouse.parent)
+    ours = measured[default]
+    share = ours["requests"] / ours["full"]
+    happened = ours["happened"]
     others = "; ".join(
-        f"{days} days: {reruns[days][0]:,} requests, {reruns[days][0] / full_requests:.0%}"
-        for days in settings_tried
+        f"at {days} days {m['requests']:,} requests, {m['requests'] / m['full']:.0%}, {m['what']}"
+        for days, m in measured.items()
         if days != default
     )
     return Row(
-        f"5. incremental rerun, {len(account.all_projects()):,} projects, a day after a full run "
+        f"5. incremental rerun, {ours['projects']:,} projects, a day after a full run "
         f"(full_refresh_days {default})",
-        f"{requests:,} requests ({requests / 700:.0f} min at 700/min)",
-        f"{full_requests:,} requests, full run ({full_requests / 700:.0f} min at 700/min)",
+        f"{ours['requests']:,} requests ({ours['requests'] / 700:.0f} min at 700/min)",
+        f"{ours['full']:,} requests, full run ({ours['full'] / 700:.0f} min at 700/min)",
         f"{share:.0%} of the full run",
         "<= 30% (aim 15%)",
         "met" if share <= 0.30 else "MISSED",
         f"the day: {len(happened['active']):,} projects active, {len(happened['changed']):,} changed "
         f"({len(happened['branch_created'])} branches created, {len(happened['branch_deleted'])} deleted, "
         f"{len(happened['database_created'])} databases created, {len(happened['project_renamed'])} projects "
-        f"renamed); the rerun: {what}, {seconds:.0f} s without limits (the full run {full_seconds:.0f} s). "
-        f"Other settings: {others}",
+        f"renamed); the rerun: {ours['what']}, {ours['seconds']:.0f} s without limits (the full run "
+        f"{ours['full_seconds']:.0f} s). Other settings: {others}",
     )
 
 
