@@ -223,7 +223,14 @@ def _schema() -> dict:
             model(f"details_{kind}"),
             model(
                 f"due_{kind}",
-                columns=[{"name": "refresh_due_at", "data_tests": [named("not_overdue", f"overdue_{kind}")]}],
+                columns=[
+                    {
+                        "name": "refresh_due_at",
+                        "data_tests": [
+                            {"not_overdue": {"name": f"overdue_{kind}", "config": {"severity": "warn"}}}
+                        ],
+                    }
+                ],
             ),
         ]
     # a contracted table with a not_null constraint, as the marts declare: NULL never lands
