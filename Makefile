@@ -37,12 +37,15 @@ export NEON_ELT_TARGET := $(TARGET)
 # its own npm and conflicts with Debian's package.
 SYSTEM_PACKAGES := postgresql chromium npm
 
-.PHONY: elt extract transform demo docs report simulator test system-deps lint bench clean
+.PHONY: elt extract plan transform demo docs report simulator test system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
 	@$(NEON) elt
 
 extract: $(STAMP) ## extract from the Neon API into the raw dataset neon_api_data
 	@$(NEON) extract
+
+plan: $(STAMP) ## print what the next extract would re-read from the API, and why (loads nothing)
+	@$(NEON) extract --plan
 
 transform: $(STAMP) ## dbt build: staging and marts, with their tests
 	@$(NEON) transform

@@ -6,7 +6,10 @@ same run. Prints a table and writes BENCHMARKS.md.
 2. limits: our extract against the simulator enforcing Neon's rate limits, vs the floor those
    limits set; target <= 1.2x the floor with zero 429s;
 3. memory: peak RSS of an extract of 5,000 projects / 25,000 branches; target < 400 MB;
-4. dbt: `dbt build` on that warehouse vs an empty dbt project built in the same run; target <= 2x.
+4. dbt: `dbt build` on that warehouse vs an empty dbt project built in the same run; target <= 2x;
+5. incremental: on a 5,000-project account, after a full run and a day of churn (30% of projects
+   active, 5% changed), the rerun's requests vs the full run's; target <= 30% at the default
+   `full_refresh_days` (aim 15%), also shown at other settings.
 
 `python -m bench --quick` runs smaller accounts (a smoke test of the harness, not the report).
 """
@@ -242,6 +245,79 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
     )
 
 
+def _timed_run(simulator, warehouse: Path, run_at, full_refresh_days: int):
+    """One extract into `warehouse` at `run_at`, without limits: its result and seconds."""
+    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
+    from neon_elt.run import elt
+
+    client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+    started = time.perf_counter()
+    result = elt(
+        warehouse,
+        client,
+        do_transform=False,
+        show_progress=False,
+        run_at=run_at,
+        full_refresh_days=full_refresh_days,
+    )
+    return result, time.perf_counter() - started
+
+
+def bench_incremental(workdir: Path, preset: str, other_settings: tuple[int, ...] = (14, 30)) -> Row:
+    """Per `full_refresh_days` setting: a full run, a day of churn, then the rerun, on the same
+    account each time; the rerun's requests against the full run's, and the minutes each costs
+    at Neon's 700 requests per minute."""
+    from neon_api_source import settings
+    from neon_simulator import PRESETS, Account, Simulator
+
+    default = settings.FULL_REFRESH_DAYS
+    measured: dict[int, dict] = {}
+    for days in (default, *other_settings):
+        account = Account.generate(PRESETS[preset])
+        warehouse = workdir / f"incremental-{days}" / "neon_api.duckdb"
+        warehouse.parent.mkdir()
+        with Simulator(account) as simulator:
+            _, full_seconds = _timed_run(simulator, warehouse, account.now, days)
+            full_requests = simulator.stats.total
+            happened = account.churn_day(active_share=0.3, changed_share=0.05)
+            simulator.reset_stats()
+            result, seconds = _timed_run(simulator, warehouse, account.now, days)
+            plan = result.stats.plan
+            measured[days] = {
+                "full": full_requests,
+                "full_seconds": full_seconds,
+                "requests": simulator.stats.total,
+                "seconds": seconds,
+                "projects": len(account.all_projects()),
+                "happened": happened,
+                "what": f"{plan.projects_read:,} projects ({plan.project_reasons().get('rolling refresh', 0):,} "
+                f"rolling) and {sum(plan.branches_read.values()):,} branches re-read",
+            }
+        shutil.rmtree(warehouse.parent)
+    ours = measured[default]
+    share = ours["requests"] / ours["full"]
+    happened = ours["happened"]
+    others = "; ".join(
+        f"at {days} days {m['requests']:,} requests, {m['requests'] / m['full']:.0%}, {m['what']}"
+        for days, m in measured.items()
+        if days != default
+    )
+    return Row(
+        f"5. incremental rerun, {ours['projects']:,} projects, a day after a full run "
+        f"(full_refresh_days {default})",
+        f"{ours['requests']:,} requests ({ours['requests'] / 700:.0f} min at 700/min)",
+        f"{ours['full']:,} requests, full run ({ours['full'] / 700:.0f} min at 700/min)",
+        f"{share:.0%} of the full run",
+        "<= 30% (aim 15%)",
+        "met" if share <= 0.30 else "MISSED",
+        f"the day: {len(happened['active']):,} projects active, {len(happened['changed']):,} changed "
+        f"({len(happened['branch_created'])} branches created, {len(happened['branch_deleted'])} deleted, "
+        f"{len(happened['database_created'])} databases created, {len(happened['project_renamed'])} projects "
+        f"renamed); the rerun: {ours['what']}, {ours['seconds']:.0f} s without limits (the full run "
+        f"{ours['full_seconds']:.0f} s). Other settings: {others}",
+    )
+
+
 def render(rows: list[Row], quick: bool) -> str:
     lines = [
         "# Benchmarks",
@@ -267,9 +343,11 @@ def render(rows: list[Row], quick: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small accounts; does not write BENCHMARKS.md")
-    parser.add_argument("--only", choices=("speed", "limits", "memory", "dbt"), action="append")
+    parser.add_argument(
+        "--only", choices=("speed", "limits", "memory", "dbt", "incremental"), action="append"
+    )
     args = parser.parse_args(argv)
-    wanted = set(args.only or ("speed", "limits", "memory", "dbt"))
+    wanted = set(args.only or ("speed", "limits", "memory", "dbt", "incremental"))
     speed_preset, limits_preset, large_preset = (
         ("demo", "tiny", "demo") if args.quick else ("realistic", "realistic", "large")
     )
@@ -291,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             if "dbt" in wanted:
                 rows.append(bench_dbt(workdir, warehouse))
                 print(rows[-1], flush=True)
+        if "incremental" in wanted:
+            rows.append(bench_incremental(workdir, large_preset))
+            print(rows[-1], flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = render(rows, args.quick)

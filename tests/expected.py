@@ -7,8 +7,11 @@ from collections import Counter, defaultdict
 
 import duckdb
 
-# Columns whose values depend on when a run happened rather than on what the API served.
-RUN_TIME_COLUMN = re.compile(r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id|recorded_at")
+# Columns whose values depend on when a run happened, or when it last read a listing (freshness),
+# rather than on what the API served.
+RUN_TIME_COLUMN = re.compile(
+    r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id|recorded_at|confirmed_at|refresh_due_at"
+)
 
 
 def query(warehouse, sql: str, params=None) -> list[tuple]:

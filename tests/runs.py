@@ -17,9 +17,11 @@ SCD2_TABLES = ("projects", "project_branches", "endpoints")
 
 
 def extract(path: Path, simulator, *, transform: bool = False, **client_options) -> ExtractResult:
-    """One run of `neon-elt extract` (or `elt` with transform=True) into `path`."""
+    """One run of `neon-elt extract` (or `elt` with transform=True) into `path`, on the account's
+    clock: the simulator stamps the operations of a change with it, so a run after the change must
+    come after it on the same clock to see it (as a run after a change on Neon does)."""
     client = client_for(simulator, **client_options)
-    return elt(path, client, do_transform=transform, show_progress=False)
+    return elt(path, client, do_transform=transform, show_progress=False, run_at=simulator.account.now)
 
 
 def current_ids(warehouse: Path, table: str, key: str = "id") -> set[str]:
@@ -91,11 +93,13 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "roles": 0,
         "operations": 0,
         "consumption": 0,
+        "confirmations": len(projects),  # one per project, and one per branch (below)
     }
     for project in projects:
         pid = project["id"]
         branches = account.branches(pid)
         counts["project_branches"] += len(branches)
+        counts["confirmations"] += len(branches)
         counts["branch_snapshots"] += len(branches)
         counts["endpoints"] += len(account.endpoints(pid))
         counts["endpoint_snapshots"] += len(account.endpoints(pid))

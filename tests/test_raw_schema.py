@@ -34,3 +34,14 @@ def test_required_spec_fields_are_kept_unless_deliberately_dropped(table):
 def test_credentials_are_never_columns():
     for _, columns in settings.SPEC_SCHEMAS.values():
         assert not set(columns) & settings.CREDENTIAL_KEYS
+
+
+def test_every_operation_action_of_the_spec_has_a_decided_effect():
+    """The incremental plan knows, for each of Neon's operation actions, what it can change."""
+    actions = set(schema("OperationAction")["enum"])
+    assert set(settings.OPERATION_EFFECTS) == actions
+    assert set(settings.OPERATION_EFFECTS.values()) <= {
+        settings.NOTHING,
+        settings.LISTINGS,
+        settings.CONTENTS,
+    }

@@ -742,7 +742,13 @@ def test_create_rename_and_delete_branches(fresh_sim):
     ]
     served = get(fresh_sim, f"/projects/{pid}/branches").json()["branches"]
     assert {child["id"], grandchild["id"]} <= {b["id"] for b in served}
-    assert len(account.operations(pid)) == before_ops + 2
+    # Neon's operations for a branch: create_branch, and start_compute for each compute it came with
+    new_ops = account.operations(pid)[: len(account.operations(pid)) - before_ops]
+    computes = [e for e in account.endpoints(pid) if e["branch_id"] in (child["id"], grandchild["id"])]
+    assert Counter(op["action"] for op in new_ops) == Counter(
+        {"create_branch": 2} | ({"start_compute": len(computes)} if computes else {})
+    )
+    assert {op["branch_id"] for op in new_ops} == {child["id"], grandchild["id"]}
     with pytest.raises(ValueError, match="already exists"):
         account.create_branch(pid, name="feature/simulated")
 
@@ -761,6 +767,71 @@ def test_create_rename_and_delete_branches(fresh_sim):
     assert account.delete_branch(pid, child["id"], cascade=True) == [grandchild["id"], child["id"]]
     assert_error(get(fresh_sim, f"/projects/{pid}/branches/{child['id']}/roles"), 404)
     assert all(e["branch_id"] != child["id"] for e in account.endpoints(pid))
+
+
+def test_databases_and_roles_created_leave_an_apply_config_operation(fresh_sim):
+    account = fresh_sim.account
+    pid = account.all_projects()[0]["id"]
+    branch = next(b for b in account.branches(pid) if b["default"])
+    before = len(account.operations(pid))
+    database = account.create_database(pid, branch["id"], "created_db")
+    role = account.create_role(pid, branch["id"], "created_role")
+    served = get(fresh_sim, f"/projects/{pid}/branches/{branch['id']}/databases").json()["databases"]
+    assert database in served and database["created_at"] == account.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    roles = get(fresh_sim, f"/projects/{pid}/branches/{branch['id']}/roles").json()["roles"]
+    assert role["name"] in {r["name"] for r in roles}
+    ops = get(fresh_sim, f"/projects/{pid}/operations", limit=2).json()["operations"]
+    assert len(account.operations(pid)) == before + 2
+    assert [(op["action"], op["branch_id"]) for op in ops] == [("apply_config", branch["id"])] * 2
+    with pytest.raises(ValueError, match="already exists"):
+        account.create_database(pid, branch["id"], "created_db")
+
+
+def test_a_day_of_churn_changes_what_it_says_and_leaves_neon_s_signals():
+    account = Account.generate(spec_of("realistic"))
+    projects = {p["id"]: p for p in account.all_projects()}
+    endpoints = {pid: {e["id"]: e for e in account.endpoints(pid)} for pid in projects}
+    ops_before = {pid: len(account.operations(pid)) for pid in projects}
+    day_start = account.now
+    happened = account.churn_day(active_share=0.3, changed_share=0.1)
+    assert account.now - day_start == timedelta(days=1)
+    after = {p["id"]: p for p in account.all_projects()}
+    # the active share had compute activity; besides them, only changed projects (a branch created
+    # with its compute, or deleted with it) show compute news
+    moved = {
+        pid
+        for pid in projects
+        if after[pid].get("compute_last_active_at") != projects[pid].get("compute_last_active_at")
+    }
+    assert len(happened["active"]) == round(0.3 * len(projects))
+    assert set(happened["active"]) <= moved <= set(happened["active"]) | set(happened["changed"])
+    for pid in happened["active"]:
+        new = account.operations(pid)[: len(account.operations(pid)) - ops_before[pid]]
+        assert {"start_compute", "suspend_compute"} & {op["action"] for op in new}
+    changes = sum(
+        len(happened[k]) for k in ("branch_created", "branch_deleted", "database_created", "project_renamed")
+    )
+    assert changes == len(happened["changed"]) == round(0.1 * len(projects)) and all(happened.values())
+    for pid in happened["project_renamed"]:
+        assert (
+            after[pid]["name"] != projects[pid]["name"]
+            and after[pid]["updated_at"] > projects[pid]["updated_at"]
+        )
+    today = {
+        (op["branch_id"], op["action"])
+        for pid in after
+        for op in account.operations(pid)
+        if op["created_at"] == account.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    }
+    assert all((b, "create_branch") in today for b in happened["branch_created"])
+    assert all((b, "delete_timeline") in today for b in happened["branch_deleted"])
+    # computes of the other projects did not move
+    for pid in set(projects) - set(happened["active"]) - set(happened["changed"]):
+        assert {e["id"]: e.get("last_active") for e in account.endpoints(pid)} == {
+            eid: e.get("last_active")
+            for eid, e in endpoints[pid].items()
+            if eid in {x["id"] for x in account.endpoints(pid)}
+        }
 
 
 def test_rename_project_and_add_operations(fresh_sim):

@@ -16,6 +16,14 @@ Loads, into the dataset of the pipeline (`neon_api_data` by convention):
 |                       | `.../roles` (one call per branch)                 |                         |
 | `operations`          | `GET /projects/{id}/operations`                   | merge on id, only new   |
 | `consumption`         | `GET /consumption_history/v2/projects` (daily)    | merge, by date, look-back|
+| `confirmations`       | (this source) when the API last confirmed each    | replace                 |
+|                       | listing, why it was read, when it is due again    |                         |
+
+After the first run, a run re-reads only what Neon signals as changed and carries the rest forward
+from the warehouse it loads into (incremental.py decides what, and says why); every project is
+re-read in full at least once every `full_refresh_days`. The scd2 tables still get the whole estate
+on every run (carried rows keep the hash of their current version), so deletions retire versions
+exactly as in a full run.
 
 Every list endpoint is read with its largest page size, children are fetched concurrently under one
 client-side rate limiter shaped like Neon's limits, and transient failures are retried with
@@ -40,7 +48,7 @@ import dlt
 import pyarrow
 import pyarrow.compute
 
-from . import settings
+from . import incremental, settings
 from .helpers import (
     CONSUMPTION_ROUTE,
     NeonAPIError,
@@ -51,6 +59,7 @@ from .helpers import (
     column_hints,
     fan_out,
     neon_rate_limiter,
+    origin_of,
     paginate_cursor,
     paginate_next,
     pick,
@@ -69,6 +78,10 @@ def neon_api_source(
     concurrency: int = settings.CONCURRENCY,
     requests_per_minute: int = settings.REQUESTS_PER_MINUTE,
     consumption: bool = True,
+    full_refresh_days: int = settings.FULL_REFRESH_DAYS,
+    full_refresh: bool = False,
+    plan_only: bool = False,
+    run_at: datetime | None = None,
     client: Any = None,
 ) -> Any:
     """The Neon estate reachable with one API key.
@@ -81,13 +94,26 @@ def neon_api_source(
         concurrency: requests in flight at once.
         requests_per_minute: the client-side rate limit (Neon allows 700; 0 disables the limiter).
         consumption: also load daily consumption history (plans without it are skipped).
+        full_refresh_days: every project is re-read in full at least this often (incremental.py).
+        full_refresh: re-read everything this run.
+        plan_only: read the signals and decide the plan (`RunStats.plan`), load nothing.
+        run_at: the run's clock (default: now); tests move it to simulate days.
         client: a ready `NeonClient` (tests, and the runner, which owns the stats and retry policy).
     """
     if client is None:
         if not api_key:
             raise NeonAPIError("/", None, "no API key: set [sources.neon_api_source] api_key")
         client = NeonClient(base_url, api_key, limiter=neon_rate_limiter(requests_per_minute))
-    estate = Estate(client, org_ids=org_ids, workers=concurrency)
+    estate = Estate(
+        client,
+        org_ids=org_ids,
+        workers=concurrency,
+        run_at=run_at,
+        full_refresh_days=full_refresh_days,
+        full_refresh=full_refresh,
+    )
+    if plan_only:
+        return [plan_resource(estate)]
     resources = [
         organizations(estate),
         regions(estate),
@@ -101,6 +127,7 @@ def neon_api_source(
         roles(estate),
         operations(estate),
         consumption_history(estate, enabled=consumption),
+        confirmations(estate),
     ]
     return resources
 
@@ -108,12 +135,23 @@ def neon_api_source(
 class Estate:
     """The listings several resources share, fetched once per run and on first use."""
 
-    def __init__(self, client: NeonClient, org_ids: list[str] | None = None, workers: int = 16):
+    def __init__(
+        self,
+        client: NeonClient,
+        org_ids: list[str] | None = None,
+        workers: int = 16,
+        *,
+        run_at: datetime | None = None,
+        full_refresh_days: int = settings.FULL_REFRESH_DAYS,
+        full_refresh: bool = False,
+    ):
         self.client = client
         self.stats: RunStats = client.stats
         self.workers = workers
         self.wanted_orgs = list(org_ids) if org_ids else None
-        self.run_at = datetime.now(UTC).replace(microsecond=0)
+        self.run_at = (run_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+        self.full_refresh_days = full_refresh_days
+        self.full_refresh = full_refresh
         self.org_key = False  # an organization API key cannot list organizations or regions
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -185,9 +223,131 @@ class Estate:
     def project_ids(self) -> list[str]:
         return [p["id"] for p in self.projects()]
 
-    def branches(self) -> Iterator[tuple[str, list[dict]]]:
-        """(project id, its branches) for every project."""
-        return self._decoded("branches", self._fetch_branches)
+    # --------------------------------------------------------------------------- signals and plan
+
+    def operations(self) -> dict[str, tuple[list[dict], bool]]:
+        """Each project's operations since the last one seen (minus a look-back), and whether the
+        reading reached back that far. Must first be called inside a resource (dlt state)."""
+        return self._once("operations", self._fetch_all_operations)
+
+    def _fetch_all_operations(self) -> dict[str, tuple[list[dict], bool]]:
+        newest: dict[str, str] = dlt.current.resource_state("operations").setdefault("newest_created_at", {})
+        lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
+
+        def one(project_id: str) -> tuple[str, list[dict], bool]:
+            seen = newest.get(project_id)
+            try:
+                found, complete = self._fetch_operations(project_id, seen, lookback)
+            except NeonNotFound:
+                self.stats.add(skipped_404=1)
+                return project_id, [], True
+            return project_id, found, complete
+
+        current = set(self.project_ids())
+        result: dict[str, tuple[list[dict], bool]] = {}
+        for project_id, ops, complete in fan_out(one, sorted(current), self.workers):
+            result[project_id] = (ops, complete)
+            if ops:
+                newest[project_id] = max([newest.get(project_id, "")] + [op["created_at"] for op in ops])
+            elif not complete:  # everything seen before has expired: start afresh
+                newest.pop(project_id, None)
+        for gone in set(newest) - current:
+            del newest[gone]
+        return result
+
+    def _fetch_operations(self, project_id: str, seen: str | None, lookback: timedelta):
+        """Newest first, back to `seen` minus the look-back. Complete when the reading reached
+        `seen`; a listing that ends before it (Neon keeps six months) or a later page Neon no
+        longer resolves leaves a gap."""
+        stop_before = _parse_ts(seen) - lookback if seen else None
+        found: list[dict] = []
+        pages = paginate_cursor(
+            self.client,
+            "/projects/{project_id}/operations",
+            "operations",
+            {"limit": settings.OPERATIONS_PAGE_LIMIT},
+            project_id=project_id,
+        )
+        try:
+            for page in pages:
+                found.extend(pick(op, settings.OPERATION_COLUMNS) for op in page)
+                if stop_before and _parse_ts(page[-1]["created_at"]) < stop_before:
+                    pages.close()
+                    return found, True
+        except NeonAPIError as exc:
+            if not found or exc.status not in (400, 404, 410):
+                raise
+            self.stats.note(f"operations of {project_id}: a later page answered {exc.status}; read in full")
+            return found, False
+        if seen is None:
+            return found, True
+        return found, any(op["created_at"] <= seen for op in found)
+
+    def planner(self) -> incremental.Planner:
+        """The plan, decided once from the signals (inside a resource: it reads dlt state)."""
+        return self._once("plan", self._make_plan)
+
+    def _make_plan(self) -> incremental.Planner:
+        run_state = dlt.current.source_state().setdefault("run", {})
+        previous, full_reason = None, incremental.FORCED if self.full_refresh else None
+        if full_reason is None:
+            previous, full_reason = self._read_previous()
+        if full_reason is None:
+            full_reason = self._changed_since(run_state)
+        last_run = run_state.get("last_run_at")
+        planner = incremental.Planner(
+            previous,
+            now=self.run_at,
+            full_refresh_days=self.full_refresh_days,
+            full_reason=full_reason,
+            last_run_at=_parse_ts(last_run) if last_run else None,
+        )
+        operations = self.operations()
+        for project in self.projects():
+            ops, complete = operations.get(project["id"], ([], True))
+            planner.project(project, ops, complete)
+        run_state.update(
+            last_run_at=_iso(self.run_at),
+            origin=origin_of(self.client.base_url),
+            key_fingerprint=self.client.key_fingerprint,
+            org_ids=sorted(o["id"] for o in self.organizations()),
+        )
+        self.stats.plan = planner.plan
+        return planner
+
+    def _read_previous(self) -> tuple[incremental.Previous | None, str | None]:
+        """The last published run's confirmations and current rows, from the destination."""
+        pipeline = dlt.current.pipeline()
+        try:
+            with pipeline.sql_client() as client:
+                names = ("confirmations", "_dlt_loads", "project_branches", "endpoints", "databases", "roles")
+                tables = {name: client.make_qualified_table_name(name) for name in names}
+                return incremental.read_previous(lambda sql: client.execute_sql(sql) or [], tables)
+        except Exception as exc:  # no destination to read, or rows not as this version writes them
+            return None, f"the last run's state could not be read ({type(exc).__name__})"
+
+    def _changed_since(self, run_state: dict) -> str | None:
+        """Why this run must be a full one although the last run left a state, or None."""
+        if not run_state.get("last_run_at"):
+            return "no record of the last run"
+        if run_state.get("origin") != origin_of(self.client.base_url):
+            return "the API base URL changed"
+        if run_state.get("key_fingerprint") != self.client.key_fingerprint:
+            return "the API key changed"
+        new_orgs = {o["id"] for o in self.organizations()} - set(run_state.get("org_ids") or [])
+        if new_orgs:
+            return f"new organization {', '.join(sorted(new_orgs))}"
+        age = self.run_at - _parse_ts(run_state["last_run_at"])
+        if age > timedelta(days=settings.OPERATIONS_RETENTION_DAYS):
+            return f"the last run is {age.days} days old, older than Neon keeps operations"
+        return None
+
+    # ------------------------------------------------------------------------------ the listings
+
+    def branches(self) -> Iterator[tuple[str, list[dict], bool]]:
+        """(project id, its branches, read this run?) for every project. Carried branches have
+        only `id`, `project_id` and `_dlt_id`, the hash of their current version."""
+        return self._listing("branches", self._fetch_branches, ("id", "_dlt_id"))
 
     def _fetch_branches(self, project_id: str) -> list[dict]:
         found: list[dict] = []
@@ -201,26 +361,46 @@ class Estate:
             found.extend(page)
         return found
 
-    def endpoints(self) -> Iterator[tuple[str, list[dict]]]:
-        """(project id, its computes) for every project."""
-        return self._decoded("endpoints", self._fetch_endpoints)
+    def endpoints(self) -> Iterator[tuple[str, list[dict], bool]]:
+        """(project id, its computes, read this run?) for every project (carried: keys and hash)."""
+        return self._listing("endpoints", self._fetch_endpoints, ("id", "branch_id", "_dlt_id"))
 
     def _fetch_endpoints(self, project_id: str) -> list[dict]:
         body = self.client.get("/projects/{project_id}/endpoints", project_id=project_id)
         return body.get("endpoints") or []
 
-    def _decoded(self, name: str, fetch) -> Iterator[tuple[str, list[dict]]]:
+    def _listing(
+        self, name: str, fetch, carried_keys: tuple[str, ...]
+    ) -> Iterator[tuple[str, list[dict], bool]]:
         """A per-project listing, fetched once and kept as compact JSON: three readers share it
         (versions, snapshots, and the per-branch requests), and decoded dicts of a large account
         would take several times the memory."""
-        for project_id, blob in self._once(name, lambda: self._per_project(fetch)).items():
-            yield project_id, json.loads(blob)
+        for project_id, (fresh, blob) in self._once(name, lambda: self._per_project(name, fetch)).items():
+            records = json.loads(blob)
+            if not fresh:
+                records = [
+                    dict(zip(carried_keys, row, strict=True), project_id=project_id) for row in records
+                ]
+            yield project_id, records, fresh
 
-    def _per_project(self, fetch) -> dict[str, str]:
+    def _per_project(self, name: str, fetch) -> dict[str, tuple[bool, str]]:
+        planner = self.planner()
+        previous = planner.previous
+        listed: dict[str, tuple[bool, str]] = {}
+        wanted = []
+        for project_id in self.project_ids():
+            if planner.plan.projects[project_id].mode == incremental.CARRY:
+                assert previous is not None
+                listed[project_id] = (False, getattr(previous, name).get(project_id, "[]"))
+            else:
+                wanted.append(project_id)
+
         def one(project_id: str) -> tuple[str, str]:
             return project_id, json.dumps(self.children(fetch, project_id), separators=(",", ":"))
 
-        return dict(fan_out(one, self.project_ids(), self.workers))
+        for project_id, blob in fan_out(one, wanted, self.workers):
+            listed[project_id] = (True, blob)
+        return listed
 
     def children(self, fetch, *args) -> list[dict]:
         """A child listing; a 404 means the parent was deleted since it was listed."""
@@ -230,8 +410,33 @@ class Estate:
             self.stats.add(skipped_404=1)
             return []
 
-    def branch_keys(self) -> list[tuple[str, str]]:
-        return [(pid, b["id"]) for pid, branches in self.branches() for b in branches]
+    # ----------------------------------------------------------------- databases, roles, confirmations
+
+    def contents(self) -> list[tuple[str, str, str | None]]:
+        """(project id, branch id, why its databases and roles are read, or None to carry them)."""
+        return self._once("contents", self._plan_contents)[0]
+
+    def confirmations(self) -> list[dict]:
+        return self._once("contents", self._plan_contents)[1]
+
+    def _plan_contents(self) -> tuple[list[tuple[str, str, str | None]], list[dict]]:
+        planner = self.planner()
+        listings = {project["id"]: project for project in self.projects()}
+        plan: list[tuple[str, str, str | None]] = []
+        rows: list[dict] = []
+        for project_id, branches, fresh in self.branches():
+            decision = planner.plan.projects[project_id]
+            project = planner.project_confirmation(decision, listings[project_id])
+            rows.append(project.row())
+            for branch in branches:
+                reason = planner.branch_contents(decision, branch) if fresh else None
+                planner.count_branch(reason)
+                plan.append((project_id, branch["id"], reason))
+                rows.append(
+                    planner.branch_confirmation(project, branch["id"], branch.get("updated_at"), reason).row()
+                )
+        self.stats.notes.extend(planner.plan.describe())
+        return plan, rows
 
 
 def _complete_listing(body: dict) -> str | None:
@@ -340,9 +545,10 @@ def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
 def project_branches(estate: Estate) -> Iterator[list[dict]]:
     """Branches of every project, one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for _, branches in estate.branches():
+    for _, branches, fresh in estate.branches():
         if branches:
-            yield _counted(estate, "project_branches", [pick(b, settings.BRANCH_COLUMNS) for b in branches])
+            rows = [pick(b, settings.BRANCH_COLUMNS) for b in branches] if fresh else branches
+            yield _counted(estate, "project_branches", rows)
 
 
 @dlt.resource(
@@ -354,7 +560,9 @@ def project_branches(estate: Estate) -> Iterator[list[dict]]:
 def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Branch size and usage counters, one row per branch and day."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for project_id, branches in estate.branches():
+    for project_id, branches, fresh in estate.branches():
+        if not fresh:  # a snapshot is a reading: none for what this run did not read
+            continue
         rows = [
             _snapshot(estate, "branch_id", b, settings.BRANCH_SNAPSHOT_COLUMNS, project_id=project_id)
             for b in branches
@@ -372,9 +580,10 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
 def endpoints(estate: Estate) -> Iterator[list[dict]]:
     """Computes (read-write and read-only endpoints), one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for _, computes in estate.endpoints():
+    for _, computes, fresh in estate.endpoints():
         if computes:
-            yield _counted(estate, "endpoints", [pick(e, settings.ENDPOINT_COLUMNS) for e in computes])
+            rows = [pick(e, settings.ENDPOINT_COLUMNS) for e in computes] if fresh else computes
+            yield _counted(estate, "endpoints", rows)
 
 
 @dlt.resource(
@@ -386,7 +595,9 @@ def endpoints(estate: Estate) -> Iterator[list[dict]]:
 def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Compute state and activity, one row per compute and day."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for project_id, computes in estate.endpoints():
+    for project_id, computes, fresh in estate.endpoints():
+        if not fresh:
+            continue
         rows = [
             _snapshot(estate, "endpoint_id", e, settings.ENDPOINT_SNAPSHOT_COLUMNS, project_id=project_id)
             for e in computes
@@ -396,24 +607,47 @@ def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
 
 
 def _per_branch(estate: Estate, table: str, route: str, key: str, columns: dict[str, str]):
+    """A branch's databases or roles: read when the plan says so, else carried from the warehouse
+    with the time they were last confirmed."""
+    previous = estate.planner().previous
+    wanted: list[tuple[str, str]] = []
+    carried: list[dict] = []
+    for project_id, branch_id, reason in estate.contents():
+        if reason is None:
+            assert previous is not None
+            carried.extend(previous.contents(table, branch_id))
+        else:
+            wanted.append((project_id, branch_id))
+    if carried:
+        yield _counted(estate, table, carried)
+
     def fetch(ids: tuple[str, str]) -> list[dict]:
         project_id, branch_id = ids
         body = estate.client.get(route, project_id=project_id, branch_id=branch_id)
-        return [dict(pick(item, columns), project_id=project_id) for item in body.get(key) or []]
+        return [
+            dict(pick(item, columns), project_id=project_id, confirmed_at=estate.run_at)
+            for item in body.get(key) or []
+        ]
 
     def one(ids: tuple[str, str]) -> list[dict]:
         return estate.children(fetch, ids)
 
-    for rows in fan_out(one, estate.branch_keys(), estate.workers):
+    for rows in fan_out(one, wanted, estate.workers):
         if rows:
             yield _counted(estate, table, rows)
+
+
+CONFIRMED_AT_HINT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
 
 
 @dlt.resource(
     name="databases",
     primary_key="id",
     write_disposition="replace",
-    columns=column_hints({**settings.DATABASE_COLUMNS, "project_id": "text"}, ["id", "branch_id"]),
+    columns={
+        **column_hints({**settings.DATABASE_COLUMNS, "project_id": "text"}, ["id", "branch_id"]),
+        **CONFIRMED_AT_HINT,
+    },
 )
 def databases(estate: Estate) -> Iterator[list[dict]]:
     """Databases of every branch (Neon keeps them per branch, not per project)."""
@@ -431,7 +665,10 @@ def databases(estate: Estate) -> Iterator[list[dict]]:
     name="roles",
     primary_key=["branch_id", "name"],
     write_disposition="replace",
-    columns=column_hints({**settings.ROLE_COLUMNS, "project_id": "text"}, ["branch_id", "name"]),
+    columns={
+        **column_hints({**settings.ROLE_COLUMNS, "project_id": "text"}, ["branch_id", "name"]),
+        **CONFIRMED_AT_HINT,
+    },
 )
 def roles(estate: Estate) -> Iterator[list[dict]]:
     """Postgres roles of every branch. Passwords never leave the client."""
@@ -456,44 +693,12 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
 
     Operations come newest first. After the first run, each project is read back only to the
     newest operation seen last time minus a look-back (statuses settle for a while), so a run
-    costs one request per project in the usual case.
+    costs one request per project in the usual case. They are also the plan's main signal.
     """
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    state = dlt.current.resource_state()
-    newest: dict[str, str] = state.setdefault("newest_created_at", {})
-    lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
-
-    def fetch(project_id: str) -> tuple[str, list[dict]]:
-        stop_before = _parse_ts(newest[project_id]) - lookback if project_id in newest else None
-        found: list[dict] = []
-        pages = paginate_cursor(
-            estate.client,
-            "/projects/{project_id}/operations",
-            "operations",
-            {"limit": settings.OPERATIONS_PAGE_LIMIT},
-            project_id=project_id,
-        )
-        for page in pages:
-            found.extend(pick(op, settings.OPERATION_COLUMNS) for op in page)
-            if stop_before and _parse_ts(page[-1]["created_at"]) < stop_before:
-                pages.close()
-                break
-        return project_id, found
-
-    def one(project_id: str) -> tuple[str, list[dict]]:
-        try:
-            return fetch(project_id)
-        except NeonNotFound:
-            estate.stats.add(skipped_404=1)
-            return project_id, []
-
-    current = set(estate.project_ids())
-    for project_id, ops in fan_out(one, sorted(current), estate.workers):
+    for ops, _ in estate.operations().values():
         if ops:
-            newest[project_id] = max([newest.get(project_id, "")] + [op["created_at"] for op in ops])
             yield _counted(estate, "operations", ops)
-    for gone in set(newest) - current:
-        del newest[gone]
 
 
 @dlt.resource(
@@ -561,6 +766,35 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
             continue
         if latest:
             loaded_until[org_id] = latest
+
+
+@dlt.resource(
+    name="confirmations",
+    primary_key=["object_kind", "object_id"],
+    write_disposition="replace",
+    columns={
+        "object_kind": {"data_type": "text", "nullable": False},
+        "object_id": {"data_type": "text", "nullable": False},
+        "project_id": {"data_type": "text", "nullable": False},
+        "confirmed_at": {"data_type": "timestamp", "nullable": False},
+        "reason": {"data_type": "text", "nullable": False},
+        "signature": {"data_type": "text"},
+        "refresh_due_at": {"data_type": "timestamp", "nullable": False},
+    },
+)
+def confirmations(estate: Estate) -> Iterator[list[dict]]:
+    """When the API last confirmed each listing: a project's branches and computes (`object_kind`
+    "project"), a branch's databases and roles ("branch"); why it was read then, and when the
+    rolling refresh reads it again at the latest. The next run plans from this table."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+    yield _counted(estate, "confirmations", estate.confirmations())
+
+
+@dlt.resource(name="confirmations")
+def plan_resource(estate: Estate) -> Iterator[list[dict]]:
+    """`plan_only`: read the signals and decide the plan; yield nothing, so nothing loads."""
+    estate.planner()
+    yield from ()
 
 
 CONSUMPTION_SCHEMA = pyarrow.schema(

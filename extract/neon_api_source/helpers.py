@@ -3,6 +3,7 @@ pagination helper per pagination scheme, shared by every resource."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -77,6 +79,7 @@ class RunStats:
     skipped_404: int = 0
     skipped_optional: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    plan: Any = None  # the incremental plan (incremental.Plan) once the run has decided it
     started: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -238,6 +241,8 @@ class NeonClient:
             "User-Agent": "neon-elt (dlt)",
         }
         self.key_source = key_source
+        # tells a changed key from the same one without keeping the key (the plan's state)
+        self.key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
         self.limiter = limiter or neon_rate_limiter()
         self.retry = retry or RetryPolicy()
         self.stats = stats or RunStats()
@@ -334,6 +339,15 @@ class NeonClient:
         if status >= 500 or status == 408:
             raise _Transient(status, message)
         raise NeonAPIError(route, status, message)
+
+
+def origin_of(base_url: str) -> str:
+    """Which API a base URL reaches. Ports on the loopback host are ignored, so every local
+    simulator counts as one origin."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    netloc = host if host in ("127.0.0.1", "localhost", "::1") else parts.netloc
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _error_message(body_text: str) -> str:

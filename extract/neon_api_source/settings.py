@@ -39,6 +39,7 @@ READ_TIMEOUT_SECONDS = 60.0
 
 # Incremental windows.
 OPERATIONS_LOOKBACK_HOURS = 24  # operations change status for a while after they are created
+OPERATIONS_RETENTION_DAYS = 180  # Neon keeps six months of operations; older gaps cannot be read back
 CONSUMPTION_HISTORY_DAYS = 60  # daily granularity reaches back at most 60 days
 CONSUMPTION_LOOKBACK_DAYS = 2  # Neon revises consumption for about a day
 CONSUMPTION_METRICS = (
@@ -51,6 +52,61 @@ CONSUMPTION_METRICS = (
     "extra_branches_month",
     "snapshot_storage_bytes_month",
 )
+
+# Incremental extract (incremental.py). After the first run, a project's branch and compute
+# listings, and a branch's databases and roles, are re-read only when Neon signals a change, and
+# every project is re-read in full at least once every FULL_REFRESH_DAYS, spread over the runs.
+# 7 days: a weekly re-confirmation catches what Neon does not signal (a branch renamed without an
+# operation) within a week, for about a seventh of a full run's per-branch requests each day.
+FULL_REFRESH_DAYS = 7
+# Neon's clock and ours may disagree: an operation up to this long before our last reading still
+# counts as news (re-reading once too often is cheap; missing a change is not).
+CLOCK_SKEW_SECONDS = 300
+# Project listing fields that move when something happens in a project. A counter that goes down
+# was reset by a new billing period: that alone is not a change.
+PROJECT_SIGNAL_FIELDS = ("updated_at", "compute_last_active_at")
+PROJECT_SIGNAL_COUNTERS = ("active_time", "cpu_used_sec")
+# What each operation action (the spec's OperationAction) can change in what this source loads:
+# "listings" = the project's branches and computes; "contents" = also the databases and roles of
+# the branch it names (of every branch when it names none). Sources: Neon's "System operations"
+# page and the spec. An action not listed here (a new one) is treated as "contents".
+LISTINGS, CONTENTS, NOTHING = "listings", "contents", "nothing"
+OPERATION_EFFECTS = {
+    "create_compute": LISTINGS,
+    "create_timeline": CONTENTS,  # a project's root branch, with its first database and role
+    "create_branch": CONTENTS,  # a branch, with copies of its parent's databases and roles
+    "start_compute": LISTINGS,
+    "start_reserved_compute": LISTINGS,
+    "suspend_compute": LISTINGS,
+    "apply_config": CONTENTS,  # databases and roles created, changed or deleted; compute settings
+    "sync_dbs_and_roles_from_compute": CONTENTS,  # databases and roles changed in SQL
+    "apply_schema_from_branch": CONTENTS,
+    "import_data": CONTENTS,
+    "update_catalog": CONTENTS,
+    "delete_timeline": LISTINGS,  # a branch deleted
+    "detach_parent_branch": LISTINGS,  # a branch's parent changes
+    "timeline_archive": LISTINGS,  # a branch's state
+    "timeline_unarchive": LISTINGS,
+    "timeline_mark_invisible": LISTINGS,
+    "timeline_update_protected_config": LISTINGS,  # a branch's `protected`
+    "promote_replica": LISTINGS,  # a read replica becomes read-write
+    "prewarm_replica": LISTINGS,
+    "finalize_migration": LISTINGS,  # computes move with their project
+    "mark_migration_prepared": LISTINGS,
+    # Storage and control-plane housekeeping: nothing this source loads changes.
+    "check_availability": NOTHING,
+    "tenant_ignore": NOTHING,
+    "tenant_attach": NOTHING,
+    "tenant_detach": NOTHING,
+    "tenant_reattach": NOTHING,
+    "replace_safekeeper": NOTHING,
+    "disable_maintenance": NOTHING,
+    "apply_storage_config": NOTHING,  # project settings such as history retention: in the project listing
+    "prepare_secondary_pageserver": NOTHING,
+    "switch_pageserver": NOTHING,
+    "set_storage_non_dirty": NOTHING,
+    "swap_binding_id": NOTHING,
+}
 
 # Keys that carry credentials. They are removed from every record, at any depth, before anything
 # is written anywhere.

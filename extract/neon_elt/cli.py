@@ -49,6 +49,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise config.ConfigError(
             f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
         )
+    options = {}
+    if do_extract:
+        options = {
+            "full_refresh": args.full_refresh,
+            "full_refresh_days": config.full_refresh_days(args.full_refresh_days),
+        }
+    if getattr(args, "plan", False):
+        result = elt(target, client, plan_only=True, **options)
+        assert result is not None and result.stats.plan is not None
+        print(plan_report(result.stats.plan))
+        print(f"\nNothing was loaded; {target.describe()} is unchanged.")
+        return
     elt(
         target,
         client,
@@ -57,8 +69,19 @@ def cmd_run(args: argparse.Namespace) -> None:
         concurrency=args.concurrency or config.concurrency(),
         consumption=not args.no_consumption,
         dbt_vars=_dbt_vars(args),
+        **options,
     )
     print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
+
+
+def plan_report(plan) -> str:
+    """The plan as `--plan` prints it: the summary, then every project to re-read and why."""
+    lines = ["Plan", *[f"  {line}" for line in plan.describe()]]
+    chosen = sorted((p.reason, p.project_id) for p in plan.projects.values() if p.mode != "carry")
+    if chosen and plan.mode != "full":
+        lines.append("  projects to re-read:")
+        lines.extend(f"    {project_id}  {reason}" for reason, project_id in chosen)
+    return "\n".join(lines)
 
 
 def _dbt_vars(args: argparse.Namespace) -> dict | None:
@@ -156,6 +179,25 @@ def parser() -> argparse.ArgumentParser:
             help="client-side rate limit (default 700, Neon's; 0 disables)",
         )
         command.add_argument("--no-consumption", action="store_true", help="skip consumption history")
+        if name != "transform":
+            command.add_argument(
+                "--full-refresh",
+                action="store_true",
+                help="re-read everything this run, not only what Neon signals as changed",
+            )
+            command.add_argument(
+                "--full-refresh-days",
+                type=int,
+                default=None,
+                metavar="DAYS",
+                help="re-read every project in full at least this often "
+                "(default: full_refresh_days in .dlt/config.toml, else 7)",
+            )
+            command.add_argument(
+                "--plan",
+                action="store_true",
+                help="read the signals and print what the run would re-read, and why; load nothing",
+            )
         command.set_defaults(func=cmd_run)
         target_option(command)
         stale_option(command)

@@ -9,7 +9,7 @@
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
 | its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
-| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, … | Neon's limits |
+| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
 """
 
 from __future__ import annotations
@@ -148,6 +148,17 @@ def requests_per_minute() -> float:
 
 def concurrency() -> int:
     return _config("concurrency", int, source_settings.CONCURRENCY)
+
+
+def full_refresh_days(option: int | None = None) -> int:
+    """How often every project is re-read in full: the command-line option, else
+    `[sources.neon_api_source] full_refresh_days` (or its environment variable), else 7."""
+    days = (
+        option if option is not None else _config("full_refresh_days", int, source_settings.FULL_REFRESH_DAYS)
+    )
+    if days < 1:
+        raise ConfigError(f"full_refresh_days must be a whole number of days, 1 or more (got {days})")
+    return days
 
 
 def stale_after_days(option: int | None = None) -> int | None:

@@ -18,13 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import dlt
 import pyarrow
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 from neon_api_source import neon_api_source
-from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats
+from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_of
 
 from . import config
 from .progress import Progress, summary
@@ -86,15 +85,28 @@ def extract(
     concurrency: int | None = None,
     consumption: bool = True,
     show_progress: bool = True,
+    plan_only: bool = False,
+    **source_options: Any,
 ) -> ExtractResult:
     """Load the Neon estate into the build: dlt's extract, normalize and load steps, run one by
-    one so that the listings held during the extract are freed before the destination loads."""
+    one so that the listings held during the extract are freed before the destination loads.
+    `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
+    `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
     pipeline = make_pipeline(build)
     options = {"concurrency": concurrency} if concurrency else {}
-    source = neon_api_source(base_url=client.base_url, client=client, consumption=consumption, **options)
+    source = neon_api_source(
+        base_url=client.base_url,
+        client=client,
+        consumption=consumption,
+        plan_only=plan_only,
+        **options,
+        **source_options,
+    )
     try:
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
+        if plan_only:
+            return ExtractResult(None, client.stats)
         del source
         release_memory()
         rows = pipeline.normalize().row_counts
@@ -154,15 +166,6 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
         raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")
 
 
-def origin_of(base_url: str) -> str:
-    """Which API a warehouse is loaded from. Ports on the loopback host are ignored, so every
-    local simulator counts as one origin."""
-    parts = urlsplit(base_url)
-    host = parts.hostname or ""
-    netloc = host if host in ("127.0.0.1", "localhost", "::1") else parts.netloc
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-
-
 def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:
     """Refuse to load one account's data on top of another's (the demo's on top of a real
     account's, say): history tables would mix them for good."""
@@ -183,13 +186,20 @@ def elt(
     show_progress: bool = True,
     dbt_vars: dict[str, Any] | None = None,
     unit_tests: bool = False,
+    plan_only: bool = False,
+    **source_options: Any,
 ) -> ExtractResult | None:
     """Run the chosen steps in one build of the target (a DuckDB file path means that file).
 
     dbt's unit tests check the models' logic on fixed inputs, not the data, so scheduled runs
-    leave them out, as dbt recommends for production; the test suite runs them (unit_tests=True)."""
+    leave them out, as dbt recommends for production; the test suite runs them (unit_tests=True).
+    `plan_only` decides the extract's plan and publishes nothing; `source_options` go to the
+    source (`full_refresh`, `full_refresh_days`, `run_at`)."""
     if isinstance(target, Path):
         target = DuckDBTarget(target)
+    if plan_only:
+        with target.build(publish=False) as build:
+            return extract(build, client, show_progress=False, plan_only=True, **source_options)
     result = None
     with target.build() as build:
         if do_extract:
@@ -204,6 +214,7 @@ def elt(
                 concurrency=concurrency,
                 consumption=consumption,
                 show_progress=show_progress,
+                **source_options,
             )
             # in a working copy, checked after the extract, so that a wrong URL or key is
             # reported as such first

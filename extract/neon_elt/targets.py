@@ -101,9 +101,9 @@ class DuckDBTarget:
         return DuckDBBuild(self.path)
 
     @contextmanager
-    def build(self) -> Iterator[DuckDBBuild]:
-        """A working copy, published if the block succeeds and thrown away if it raises."""
-        with working_copy(self.path) as working:
+    def build(self, publish: bool = True) -> Iterator[DuckDBBuild]:
+        """A working copy, published if the block succeeds (and `publish`), else thrown away."""
+        with working_copy(self.path, publish=publish) as working:
             yield DuckDBBuild(working)
 
 
@@ -216,9 +216,10 @@ class PostgresTarget:
         return PostgresBuild(self.credentials)
 
     @contextmanager
-    def build(self) -> Iterator[PostgresBuild]:
+    def build(self, publish: bool = True) -> Iterator[PostgresBuild]:
         """The database itself, while this run holds an advisory lock on it: a second scheduled
-        run stops at once instead of loading over the first (as DuckDB's lock file does)."""
+        run stops at once instead of loading over the first (as DuckDB's lock file does). Loads
+        land in place, so `publish=False` is for runs that load nothing (a plan)."""
         build = PostgresBuild(self.credentials)
         connection = build._connect()
         try:

@@ -57,9 +57,9 @@ def run_lock(published: Path) -> Iterator[None]:
 
 
 @contextmanager
-def working_copy(published: Path) -> Iterator[Path]:
+def working_copy(published: Path, publish: bool = True) -> Iterator[Path]:
     """Yields the path of a private copy of the warehouse. On normal exit of the `with` block the
-    copy replaces the published file; on an exception it is thrown away."""
+    copy replaces the published file (unless not `publish`); on an exception it is thrown away."""
     with run_lock(published):
         folder = working_dir(published)
         shutil.rmtree(folder, ignore_errors=True)  # left over by a killed run
@@ -69,12 +69,13 @@ def working_copy(published: Path) -> Iterator[Path]:
             if published.exists():
                 shutil.copyfile(published, working)
             yield working
-            publish(working, published)
+            if publish:
+                swap_in(working, published)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def publish(working: Path, published: Path) -> None:
+def swap_in(working: Path, published: Path) -> None:
     """Fold the write-ahead log into the file, then swap it in atomically."""
     if not working.exists():
         return

@@ -1,5 +1,5 @@
--- Per current branch: its computes, databases and roles, its latest size and usage counters, and
--- how recently it was active, which decides whether it is stale.
+-- Per current branch: its computes, databases and roles, its latest size and usage counters, how
+-- recently it was active, which decides whether it is stale, and how fresh all that is.
 with
 
 branches as (
@@ -35,6 +35,32 @@ roles as (
 branch_snapshots as (
 
     select * from {{ ref('stg_neon__branch_snapshots') }}
+
+),
+
+project_snapshots as (
+
+    select * from {{ ref('stg_neon__project_snapshots') }}
+
+),
+
+confirmations as (
+
+    select * from {{ ref('stg_neon__confirmations') }}
+
+),
+
+project_confirmations as (
+
+    select * from confirmations
+    where object_kind = 'project'
+
+),
+
+branch_confirmations as (
+
+    select * from confirmations
+    where object_kind = 'branch'
 
 ),
 
@@ -101,7 +127,15 @@ joined as (
         -- a branch whose computes never ran counts as active when it was created
         coalesce(computes.last_compute_active_at, branches.created_at) as last_activity_at,
         branches.created_at,
-        branch_snapshots.snapshot_at as observed_at
+        -- the latest run lists every project: what it did not re-read, Neon's signals confirmed
+        -- unchanged, so the branch is observed as of that run
+        coalesce(project_snapshots.snapshot_at, branch_snapshots.snapshot_at) as observed_at,
+        case
+            when branch_confirmations.confirmed_at < project_confirmations.confirmed_at
+                then branch_confirmations.confirmed_at
+            else coalesce(project_confirmations.confirmed_at, branch_confirmations.confirmed_at)
+        end as confirmed_at,
+        project_confirmations.refresh_due_at
     from branches
     left join computes
         on branches.branch_id = computes.branch_id
@@ -111,6 +145,12 @@ joined as (
         on branches.branch_id = role_counts.branch_id
     left join branch_snapshots
         on branches.branch_id = branch_snapshots.branch_id
+    left join project_snapshots
+        on branches.project_id = project_snapshots.project_id
+    left join project_confirmations
+        on branches.project_id = project_confirmations.project_id
+    left join branch_confirmations
+        on branches.branch_id = branch_confirmations.branch_id
 
 ),
 
@@ -136,6 +176,8 @@ final as (
         last_compute_active_at,
         last_activity_at,
         observed_at,
+        confirmed_at,
+        refresh_due_at,
         cast({{ dbt.datediff('created_at', 'observed_at', 'day') }} as {{ dbt.type_bigint() }}) as age_days,
         cast(
             {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }} as {{ dbt.type_bigint() }}

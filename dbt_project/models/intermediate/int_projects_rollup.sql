@@ -56,7 +56,9 @@ per_project as (
         cast(sum(branch_rollup.written_data_bytes) as {{ dbt.type_bigint() }}) as written_data_bytes,
         cast(sum(branch_rollup.data_transfer_bytes) as {{ dbt.type_bigint() }}) as data_transfer_bytes,
         max(branch_rollup.last_compute_active_at) as last_compute_active_at,
-        max(branch_rollup.observed_at) as observed_at
+        max(branch_rollup.observed_at) as observed_at,
+        min(branch_rollup.confirmed_at) as confirmed_at,
+        min(branch_rollup.refresh_due_at) as refresh_due_at
     from branch_rollup
     inner join branches
         on branch_rollup.branch_id = branches.branch_id
@@ -106,7 +108,9 @@ final as (
         coalesce(per_project_operations.operation_count, 0) as operation_count,
         coalesce(per_project_operations.failed_operation_count, 0) as failed_operation_count,
         per_project_operations.last_operation_at,
-        coalesce(project_snapshots.snapshot_at, per_project.observed_at) as observed_at
+        coalesce(project_snapshots.snapshot_at, per_project.observed_at) as observed_at,
+        per_project.confirmed_at,
+        per_project.refresh_due_at
     from projects
     left join per_project
         on projects.project_id = per_project.project_id

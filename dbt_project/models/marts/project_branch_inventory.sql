@@ -64,6 +64,8 @@ final as (
         branch_rollup.last_compute_active_at,
         branch_rollup.last_activity_at,
         branch_rollup.observed_at,
+        branch_rollup.confirmed_at,
+        branch_rollup.refresh_due_at,
         branch_rollup.age_days,
         branch_rollup.days_since_activity,
         branch_rollup.is_stale

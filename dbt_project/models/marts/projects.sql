@@ -103,7 +103,9 @@ final as (
         recent_consumption.child_branch_bytes_month_last_30_days,
         recent_consumption.public_network_transfer_bytes_last_30_days,
         latest_consumption.last_consumption_date,
-        project_rollup.observed_at
+        project_rollup.observed_at,
+        project_rollup.confirmed_at,
+        project_rollup.refresh_due_at
     from projects
     inner join project_rollup
         on projects.project_id = project_rollup.project_id

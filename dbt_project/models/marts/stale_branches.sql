@@ -48,7 +48,8 @@ final as (
         max_autoscaling_cu,
         database_count,
         expires_at,
-        observed_at
+        observed_at,
+        confirmed_at
     from stale
 
 )
