@@ -39,54 +39,64 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
     used = [r for r in regions if r["project_count"]]
-    bars = _svg({
-        "title": "Projects and branches per region",
-        "data": {"values": _json_safe(regions)},
-        "transform": [{"fold": ["project_count", "branch_count"], "as": ["what", "count"]}],
-        "mark": "bar",
-        "encoding": {
-            "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
-            "x": {"field": "count", "type": "quantitative", "title": None},
-            "color": {"field": "what", "type": "nominal", "title": None},
-            "yOffset": {"field": "what"},
-        },
-        "width": 520,
-    })
+    bars = _svg(
+        {
+            "title": "Projects and branches per region",
+            "data": {"values": _json_safe(regions)},
+            "transform": [{"fold": ["project_count", "branch_count"], "as": ["what", "count"]}],
+            "mark": "bar",
+            "encoding": {
+                "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
+                "x": {"field": "count", "type": "quantitative", "title": None},
+                "color": {"field": "what", "type": "nominal", "title": None},
+                "yOffset": {"field": "what"},
+            },
+            "width": 520,
+        }
+    )
     located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
-    world = _svg({
-        "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
-        "width": 620,
-        "height": 320,
-        "projection": {"type": "equirectangular"},
-        "layer": [
-            {
-                "data": {"graticule": {"step": [30, 30]}},
-                "mark": {"type": "geoshape", "stroke": "#ddd", "fill": None},
-            },
-            {
-                "data": {"values": _json_safe(located)},
-                "mark": {"type": "circle", "opacity": 0.7},
-                "encoding": {
-                    "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                    "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                    "size": {"field": "total_logical_size_bytes", "type": "quantitative", "title": "bytes"},
-                    "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
-                    "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
+    world = _svg(
+        {
+            "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
+            "width": 620,
+            "height": 320,
+            "projection": {"type": "equirectangular"},
+            "layer": [
+                {
+                    "data": {"graticule": {"step": [30, 30]}},
+                    "mark": {"type": "geoshape", "stroke": "#ddd", "fill": None},
                 },
-            },
-            {
-                # no coastlines (they would need a map file from the network): each point is named
-                "data": {"values": _json_safe(located)},
-                "mark": {"type": "text", "align": "left", "dx": 9, "fontSize": 10, "color": "#333"},
-                "encoding": {
-                    "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                    "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                    "text": {"field": "label", "type": "nominal"},
+                {
+                    "data": {"values": _json_safe(located)},
+                    "mark": {"type": "circle", "opacity": 0.7},
+                    "encoding": {
+                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
+                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
+                        "size": {
+                            "field": "total_logical_size_bytes",
+                            "type": "quantitative",
+                            "title": "bytes",
+                        },
+                        "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
+                        "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
+                    },
                 },
-                "transform": [{"calculate": "datum.region_id + ' (' + datum.project_count + ')'", "as": "label"}],
-            },
-        ],
-    })
+                {
+                    # no coastlines (they would need a map file from the network): each point is named
+                    "data": {"values": _json_safe(located)},
+                    "mark": {"type": "text", "align": "left", "dx": 9, "fontSize": 10, "color": "#333"},
+                    "encoding": {
+                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
+                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
+                        "text": {"field": "label", "type": "nominal"},
+                    },
+                    "transform": [
+                        {"calculate": "datum.region_id + ' (' + datum.project_count + ')'", "as": "label"}
+                    ],
+                },
+            ],
+        }
+    )
     return [
         ("regions", "Regional footprint", bars),
         ("regions-map", "Regional footprint on the globe", world),
@@ -94,71 +104,106 @@ def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def age_chart(branches: list[dict]) -> tuple[str, str, str]:
-    return ("branch-ages", "Branch age distribution", _svg({
-        "title": "Branches by age (days)",
-        "data": {"values": _json_safe(branches)},
-        "mark": "bar",
-        "encoding": {
-            "x": {"field": "age_days", "type": "quantitative", "bin": {"maxbins": 20}, "title": "age in days"},
-            "y": {"aggregate": "count", "type": "quantitative", "title": "branches"},
-            "color": {"field": "status", "type": "nominal", "title": None},
-        },
-        "width": 560,
-    }))
+    return (
+        "branch-ages",
+        "Branch age distribution",
+        _svg(
+            {
+                "title": "Branches by age (days)",
+                "data": {"values": _json_safe(branches)},
+                "mark": "bar",
+                "encoding": {
+                    "x": {
+                        "field": "age_days",
+                        "type": "quantitative",
+                        "bin": {"maxbins": 20},
+                        "title": "age in days",
+                    },
+                    "y": {"aggregate": "count", "type": "quantitative", "title": "branches"},
+                    "color": {"field": "status", "type": "nominal", "title": None},
+                },
+                "width": 560,
+            }
+        ),
+    )
 
 
 def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
     top = stale[:15]
-    return ("stale-branches", "Stale branches: storage reclaimable", _svg({
-        "title": "Largest stale branches (GiB reclaimable)",
-        "data": {"values": _json_safe(top)},
-        "transform": [{"calculate": "datum.logical_size_bytes / 1073741824", "as": "gib"},
-                      {"calculate": "datum.project_name + ' / ' + datum.branch_name", "as": "branch"}],
-        "mark": "bar",
-        "encoding": {
-            "y": {"field": "branch", "type": "nominal", "sort": "-x", "title": None},
-            "x": {"field": "gib", "type": "quantitative", "title": "GiB"},
-        },
-        "width": 520,
-    }))
+    return (
+        "stale-branches",
+        "Stale branches: storage reclaimable",
+        _svg(
+            {
+                "title": "Largest stale branches (GiB reclaimable)",
+                "data": {"values": _json_safe(top)},
+                "transform": [
+                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "gib"},
+                    {"calculate": "datum.project_name + ' / ' + datum.branch_name", "as": "branch"},
+                ],
+                "mark": "bar",
+                "encoding": {
+                    "y": {"field": "branch", "type": "nominal", "sort": "-x", "title": None},
+                    "x": {"field": "gib", "type": "quantitative", "title": "GiB"},
+                },
+                "width": 520,
+            }
+        ),
+    )
 
 
 def project_chart(projects: list[dict]) -> tuple[str, str, str]:
     top = projects[:20]
-    return ("projects", "Storage and compute by project", _svg({
-        "title": "Largest projects: storage (GiB) and compute (hours)",
-        "data": {"values": _json_safe(top)},
-        "transform": [
-            {"calculate": "datum.logical_size_bytes / 1073741824", "as": "storage GiB"},
-            {"calculate": "datum.compute_time_seconds / 3600", "as": "compute hours"},
-            {"fold": ["storage GiB", "compute hours"], "as": ["measure", "value"]},
-        ],
-        "mark": "bar",
-        "encoding": {
-            "y": {"field": "project_name", "type": "nominal", "sort": {"field": "logical_size_bytes", "order": "descending"},
-                  "title": None},
-            "x": {"field": "value", "type": "quantitative", "title": None},
-            "column": {"field": "measure", "type": "nominal", "title": None},
-        },
-        "resolve": {"scale": {"x": "independent"}},
-        "width": 260,
-    }))
+    return (
+        "projects",
+        "Storage and compute by project",
+        _svg(
+            {
+                "title": "Largest projects: storage (GiB) and compute (hours)",
+                "data": {"values": _json_safe(top)},
+                "transform": [
+                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "storage GiB"},
+                    {"calculate": "datum.compute_time_seconds / 3600", "as": "compute hours"},
+                    {"fold": ["storage GiB", "compute hours"], "as": ["measure", "value"]},
+                ],
+                "mark": "bar",
+                "encoding": {
+                    "y": {
+                        "field": "project_name",
+                        "type": "nominal",
+                        "sort": {"field": "logical_size_bytes", "order": "descending"},
+                        "title": None,
+                    },
+                    "x": {"field": "value", "type": "quantitative", "title": None},
+                    "column": {"field": "measure", "type": "nominal", "title": None},
+                },
+                "resolve": {"scale": {"x": "independent"}},
+                "width": 260,
+            }
+        ),
+    )
 
 
 def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
-    return ("consumption", "Daily consumption", _svg({
-        "title": "Daily consumption, all projects",
-        "data": {"values": _json_safe(daily)},
-        "mark": {"type": "line", "point": True},
-        "encoding": {
-            "x": {"field": "consumption_date", "type": "temporal", "title": None},
-            "y": {"field": "total", "type": "quantitative", "title": None},
-            "row": {"field": "metric_name", "type": "nominal", "title": None},
-        },
-        "resolve": {"scale": {"y": "independent"}},
-        "width": 560,
-        "height": 90,
-    }))
+    return (
+        "consumption",
+        "Daily consumption",
+        _svg(
+            {
+                "title": "Daily consumption, all projects",
+                "data": {"values": _json_safe(daily)},
+                "mark": {"type": "line", "point": True},
+                "encoding": {
+                    "x": {"field": "consumption_date", "type": "temporal", "title": None},
+                    "y": {"field": "total", "type": "quantitative", "title": None},
+                    "row": {"field": "metric_name", "type": "nominal", "title": None},
+                },
+                "resolve": {"scale": {"y": "independent"}},
+                "width": 560,
+                "height": 90,
+            }
+        ),
+    )
 
 
 def build(target: Any) -> str:
@@ -186,15 +231,25 @@ def build(target: Any) -> str:
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(
-        f'<section><h2>{html.escape(title)}</h2>'
+        f"<section><h2>{html.escape(title)}</h2>"
         f'<figure class="chart" data-chart="{key}">{svg}</figure></section>'
         for key, title, svg in charts
     )
     stale_rows = "\n".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-            r["cleanup_rank"], r["project_name"], r["branch_name"], r["age_days"], r["days_since_activity"],
-            f"{(r['logical_size_bytes'] or 0) / GIB:.2f}", r["endpoint_count"],
-        )) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(v))}</td>"
+            for v in (
+                r["cleanup_rank"],
+                r["project_name"],
+                r["branch_name"],
+                r["age_days"],
+                r["days_since_activity"],
+                f"{(r['logical_size_bytes'] or 0) / GIB:.2f}",
+                r["endpoint_count"],
+            )
+        )
+        + "</tr>"
         for r in stale
     )
     totals = (
