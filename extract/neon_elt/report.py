@@ -16,10 +16,16 @@ import vl_convert
 
 VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
 GIB = 2**30
+# Charts are laid out with the text widths vl-convert measures, and browsers draw in whatever font
+# they have: a label measured in a narrow font and drawn in a wider one runs off its chart. DejaVu
+# Sans is Linux's usual sans-serif and wider than Arial or Helvetica, so where it is installed the
+# layout is exact there and roomy elsewhere; without it, vl-convert measures its own Liberation Sans
+# (Arial's metrics), exact on macOS and Windows.
+FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif"
 
 
 def _svg(spec: dict[str, Any]) -> str:
-    spec = {"$schema": VEGA_LITE, "config": {"font": "sans-serif", "view": {"stroke": None}}, **spec}
+    spec = {"$schema": VEGA_LITE, "config": {"font": FONT, "view": {"stroke": None}}, **spec}
     return vl_convert.vegalite_to_svg(spec)
 
 
