@@ -158,3 +158,96 @@ def test_no_text_is_clipped_by_its_chart(laid_out):
         or text["box"]["bottom"] > chart["bottom"] + 0.5
     ]
     assert not clipped
+
+
+# What a reader sees instead of a mart's identifiers: the unit each metric unit is shown in, and how
+# many of the mart's units make one of it.
+SHOWN_UNITS = {
+    "CU-seconds": ("CU-hours", 3600),
+    "byte-months": ("GiB-months", 2**30),
+    "bytes": ("GiB", 2**30),
+    "branch-months": ("branch-months", 1),
+}
+WORDED_ROLES = ("role-title-text", "role-axis-title", "role-legend-title", "role-legend-label")
+
+
+def texts(chart: dict, role: str) -> list[dict]:
+    return [t for t in chart["texts"] if role in t["role"]]
+
+
+def number(text: str) -> float | None:
+    try:
+        return float(text.replace(",", "").replace("\u2212", "-"))
+    except ValueError:
+        return None
+
+
+def in_scale(shown: float, actual: float) -> bool:
+    """An axis or legend whose largest label is `shown` draws values up to `actual`, in the same unit."""
+    return 0.5 <= shown / actual <= 2
+
+
+@needs_chromium
+def test_titles_and_legends_speak_in_words(laid_out):
+    warehouse, charts = laid_out
+    identifiers = {
+        name
+        for (name,) in query(
+            warehouse,
+            """select column_name from information_schema.columns where table_schema = 'marts'
+               union select metric_name from marts.daily_consumption""",
+        )
+        if "_" in name
+    }
+    worded = [
+        (name, t["text"])
+        for name, chart in charts.items()
+        for role in WORDED_ROLES
+        for t in texts(chart, role)
+    ]
+    assert len({name for name, _ in worded}) == len(EXPECTED_CHARTS)
+    assert [(name, text) for name, text in worded if identifiers & set(re.findall(r"\w+", text))] == []
+
+
+@needs_chromium
+def test_daily_consumption_is_charted_in_gib_gib_months_and_cu_hours(laid_out):
+    warehouse, charts = laid_out
+    peaks = query(
+        warehouse,
+        """select metric_name, metric_unit, max(total) from (
+               select consumption_date, metric_name, metric_unit, sum(metric_value) as total
+               from marts.daily_consumption group by consumption_date, metric_name, metric_unit
+           ) as daily group by metric_name, metric_unit""",
+    )
+    chart = charts["consumption"]
+    titles = sorted(texts(chart, "role-title-text"), key=lambda t: t["box"]["top"])
+    panels = []  # (title, largest value label of the panel's axis), top to bottom
+    for title, below in zip(titles, [*titles[1:], None], strict=True):
+        bottom = below["box"]["top"] if below else chart["bottom"]
+        ticks = [
+            number(t["text"])
+            for t in texts(chart, "role-axis-label")
+            if title["box"]["bottom"] <= t["box"]["top"] < bottom and number(t["text"]) is not None
+        ]
+        if ticks:
+            panels.append((title["text"], max(ticks)))
+    assert len(panels) == len(peaks) > 0
+    assert len({title for title, _ in panels}) == len(panels)
+    for metric, unit, peak in peaks:
+        shown, per = SHOWN_UNITS[unit]
+        matching = [
+            title
+            for title, top in panels
+            if title.endswith(f"({shown})") and (in_scale(top, peak / per) if peak else top >= 0)
+        ]
+        assert matching, (metric, unit, panels)
+
+
+@needs_chromium
+def test_the_map_legend_is_in_gib(laid_out):
+    warehouse, charts = laid_out
+    [(largest,)] = query(warehouse, "select max(total_logical_size_bytes) from marts.regional_footprint")
+    legend = charts["regions-map"]
+    sizes = [number(t["text"]) for t in texts(legend, "role-legend-label") if number(t["text"]) is not None]
+    assert any("GiB" in t["text"] for t in texts(legend, "role-legend-title"))
+    assert sizes and in_scale(max(sizes), largest / 2**30)

@@ -23,6 +23,28 @@ GIB = 2**30
 # (Arial's metrics), exact on macOS and Windows.
 FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif"
 
+# Words for what the marts name in identifiers. Consumption metrics, in the order the chart shows
+# them; a metric Neon adds later gets its name with spaces until it is named here.
+METRICS = {
+    "compute_unit_seconds": "Compute",
+    "root_branch_bytes_month": "Root branch storage",
+    "child_branch_bytes_month": "Child branch storage",
+    "instant_restore_bytes_month": "Instant restore storage",
+    "snapshot_storage_bytes_month": "Snapshot storage",
+    "public_network_transfer_bytes": "Public network transfer",
+    "private_network_transfer_bytes": "Private network transfer",
+    "extra_branches_month": "Extra branches",
+}
+# The unit the mart states for a metric (daily_consumption.metric_unit) -> the unit shown, and how
+# many of the first make one of the second.
+UNITS = {
+    "CU-seconds": ("CU-hours", 3600),
+    "byte-months": ("GiB-months", GIB),
+    "bytes": ("GiB", GIB),
+    "branch-months": ("branch-months", 1),
+}
+PROVIDERS = {"aws": "AWS", "azure": "Azure"}
+
 
 def _svg(spec: dict[str, Any]) -> str:
     spec = {"$schema": VEGA_LITE, "config": {"font": FONT, "view": {"stroke": None}}, **spec}
@@ -43,24 +65,48 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return safe
 
 
+def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, float]:
+    """The title of a metric's panel, in words and the unit shown, and the divisor into that unit."""
+    words = METRICS.get(metric_name) or metric_name.replace("_", " ").capitalize()
+    unit, per = UNITS.get(metric_unit or "", (metric_unit, 1))
+    return (f"{words} ({unit})" if unit else words), per
+
+
 def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
     used = [r for r in regions if r["project_count"]]
     bars = _svg(
         {
             "title": "Projects and branches per region",
             "data": {"values": _json_safe(regions)},
-            "transform": [{"fold": ["project_count", "branch_count"], "as": ["what", "count"]}],
+            "transform": [
+                {"calculate": "datum.project_count", "as": "Projects"},
+                {"calculate": "datum.branch_count", "as": "Branches"},
+                {"fold": ["Projects", "Branches"], "as": ["what", "count"]},
+            ],
             "mark": "bar",
             "encoding": {
                 "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
                 "x": {"field": "count", "type": "quantitative", "title": None},
-                "color": {"field": "what", "type": "nominal", "title": None},
-                "yOffset": {"field": "what"},
+                "color": {
+                    "field": "what",
+                    "type": "nominal",
+                    "title": None,
+                    "scale": {"domain": ["Projects", "Branches"]},
+                },
+                "yOffset": {"field": "what", "sort": ["Projects", "Branches"]},
             },
             "width": 520,
         }
     )
-    located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
+    located = [
+        {
+            **r,
+            "size_gib": r["total_logical_size_bytes"] / GIB,
+            "provider": PROVIDERS.get(r["cloud_provider"], r["cloud_provider"]),
+        }
+        for r in used
+        if r["geo_latitude"] is not None and r["geo_longitude"] is not None
+    ]
     world = _svg(
         {
             "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
@@ -78,12 +124,8 @@ def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
                     "encoding": {
                         "longitude": {"field": "geo_longitude", "type": "quantitative"},
                         "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                        "size": {
-                            "field": "total_logical_size_bytes",
-                            "type": "quantitative",
-                            "title": "bytes",
-                        },
-                        "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
+                        "size": {"field": "size_gib", "type": "quantitative", "title": "Logical size (GiB)"},
+                        "color": {"field": "provider", "type": "nominal", "title": "Cloud"},
                         "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
                     },
                 },
@@ -115,7 +157,7 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
         "Branch age distribution",
         _svg(
             {
-                "title": "Branches by age (days)",
+                "title": "Branches by age",
                 "data": {"values": _json_safe(branches)},
                 "mark": "bar",
                 "encoding": {
@@ -123,10 +165,10 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
                         "field": "age_days",
                         "type": "quantitative",
                         "bin": {"maxbins": 20},
-                        "title": "age in days",
+                        "title": "Age (days)",
                     },
-                    "y": {"aggregate": "count", "type": "quantitative", "title": "branches"},
-                    "color": {"field": "status", "type": "nominal", "title": None},
+                    "y": {"aggregate": "count", "type": "quantitative", "title": "Branches"},
+                    "color": {"field": "status", "type": "nominal", "title": "Status"},
                 },
                 "width": 560,
             }
@@ -165,12 +207,12 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
         "Storage and compute by project",
         _svg(
             {
-                "title": "Largest projects: storage (GiB) and compute (hours)",
+                "title": f"The {len(top)} largest projects: logical size and compute time",
                 "data": {"values": _json_safe(top)},
                 "transform": [
-                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "storage GiB"},
-                    {"calculate": "datum.compute_time_seconds / 3600", "as": "compute hours"},
-                    {"fold": ["storage GiB", "compute hours"], "as": ["measure", "value"]},
+                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "Logical size (GiB)"},
+                    {"calculate": "datum.compute_time_seconds / 3600", "as": "Compute time (hours)"},
+                    {"fold": ["Logical size (GiB)", "Compute time (hours)"], "as": ["measure", "value"]},
                 ],
                 "mark": "bar",
                 "encoding": {
@@ -181,7 +223,13 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
                         "title": None,
                     },
                     "x": {"field": "value", "type": "quantitative", "title": None},
-                    "column": {"field": "measure", "type": "nominal", "title": None},
+                    "column": {
+                        "field": "measure",
+                        "type": "nominal",
+                        "title": None,
+                        "sort": ["Logical size (GiB)", "Compute time (hours)"],
+                        "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
+                    },
                 },
                 "resolve": {"scale": {"x": "independent"}},
                 "width": 260,
@@ -191,18 +239,37 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
 
 
 def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
+    order = {name: i for i, name in enumerate(METRICS)}
+    panels = {}
+    values = []
+    for row in daily:
+        panel, per = consumption_panel(row["metric_name"], row["metric_unit"])
+        panels[panel] = (order.get(row["metric_name"], len(order)), panel)
+        values.append({"date": row["consumption_date"], "panel": panel, "value": (row["total"] or 0) / per})
     return (
         "consumption",
         "Daily consumption",
         _svg(
             {
                 "title": "Daily consumption, all projects",
-                "data": {"values": _json_safe(daily)},
+                "data": {"values": _json_safe(values)},
                 "mark": {"type": "line", "point": True},
                 "encoding": {
-                    "x": {"field": "consumption_date", "type": "temporal", "title": None},
-                    "y": {"field": "total", "type": "quantitative", "title": None},
-                    "row": {"field": "metric_name", "type": "nominal", "title": None},
+                    "x": {"field": "date", "type": "temporal", "title": None, "axis": {"format": "%b %-d"}},
+                    "y": {"field": "value", "type": "quantitative", "title": None},
+                    "row": {
+                        "field": "panel",
+                        "type": "nominal",
+                        "title": None,
+                        "sort": [panel for _, panel in sorted(panels.values())],
+                        "header": {
+                            "labelAngle": 0,
+                            "labelOrient": "top",
+                            "labelAnchor": "start",
+                            "labelFontSize": 11,
+                            "labelFontWeight": "bold",
+                        },
+                    },
                 },
                 "resolve": {"scale": {"y": "independent"}},
                 "width": 560,
@@ -226,9 +293,9 @@ def build(target: Any) -> str:
     stale = rows("select * from marts.stale_branches order by cleanup_rank")
     projects = rows("select * from marts.projects order by logical_size_bytes desc")
     daily = rows("""
-        select consumption_date, metric_name, sum(metric_value) as total
+        select consumption_date, metric_name, metric_unit, sum(metric_value) as total
         from marts.daily_consumption
-        group by consumption_date, metric_name
+        group by consumption_date, metric_name, metric_unit
         order by consumption_date""")
 
     charts = regional_charts(regions) + [age_chart(branches), stale_chart(stale), project_chart(projects)]
