@@ -6,6 +6,7 @@ measures every drawn text and mark, and the tests below read those measurements.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import client_for
 from expected import query
-from neon_elt.report import write
+from neon_elt.report import project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
@@ -49,6 +50,7 @@ window.addEventListener("load", () => {
       ...box(svg.getBoundingClientRect()),
       width: svg.getBoundingClientRect().width, height: svg.getBoundingClientRect().height,
       marks: [...svg.querySelectorAll("path, rect, circle, line")].filter(drawn).length,
+      bars: [...svg.querySelectorAll("g.mark-rect.role-mark > path")].filter(drawn).length,
       texts: texts, land: marks("land_marks"), circles: marks("regions_marks"),
       caption: (figure.querySelector("figcaption") || {}).textContent || "",
     };
@@ -251,3 +253,60 @@ def test_the_map_legend_is_in_gib(laid_out):
     sizes = [number(t["text"]) for t in texts(legend, "role-legend-label") if number(t["text"]) is not None]
     assert any("GiB" in t["text"] for t in texts(legend, "role-legend-title"))
     assert sizes and in_scale(max(sizes), largest / 2**30)
+
+
+@needs_chromium
+def test_no_label_is_cut_short(laid_out):
+    """Vega ends a label longer than its limit with "…": two long names then read alike."""
+    _, charts = laid_out
+    assert [
+        (name, t["text"]) for name, chart in charts.items() for t in chart["texts"] if t["text"].endswith("…")
+    ] == []
+
+
+@needs_chromium
+def test_each_stale_branch_charted_has_a_label_of_its_own(laid_out):
+    warehouse, charts = laid_out
+    chart = charts["stale-branches"]
+    labels = [t["text"] for t in texts(chart, "role-axis-label") if number(t["text"]) is None]
+    charted = query(
+        warehouse,
+        "select cleanup_rank, project_name, branch_name from marts.stale_branches order by cleanup_rank limit ?",
+        [chart["bars"]],
+    )
+    assert len(set(labels)) == len(labels) == len(charted) > 0
+    for rank, project, branch in charted:
+        assert f"#{rank} {project} / {branch}" in labels
+
+
+@needs_chromium
+def test_each_project_charted_has_a_label_of_its_own(laid_out):
+    warehouse, charts = laid_out
+    chart = charts["projects"]  # two bars per project: logical size and compute time
+    labels = [t["text"] for t in texts(chart, "role-axis-label") if number(t["text"]) is None]
+    names = {name for (name,) in query(warehouse, "select project_name from marts.projects")}
+    assert len(set(labels)) == len(labels) == chart["bars"] / 2 > 0
+    assert all(label in names or label.rsplit(" (", 1)[0] in names for label in labels)
+
+
+def test_projects_that_share_a_name_get_labels_of_their_own():
+    """Neon does not make project names unique, nor does a shortened name stay unique."""
+    long = "x" * 40
+    projects = [
+        {
+            "project_id": f"p-{i}",
+            "project_name": name,
+            "logical_size_bytes": 2**30,
+            "compute_time_seconds": 60,
+        }
+        for i, name in enumerate(["web-app", "web-app", "api", f"{long}-a-{long}", f"{long}-b-{long}"])
+    ]
+    svg = project_chart(projects)[2]
+    drawn = [
+        html.unescape(text)
+        for group in re.findall(r'class="mark-text role-axis-label".*?</g>', svg, re.S)
+        for text in re.findall(r">([^<>]+)</text>", group)
+    ]
+    shown = [text for text in drawn if number(text) is None]
+    assert len(set(shown)) == len(shown) == len(projects)
+    assert all(len(label) <= 60 for label in shown)

@@ -7,6 +7,7 @@ inlined, so the page opens anywhere without a connection and without JavaScript.
 from __future__ import annotations
 
 import html
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,6 +45,11 @@ UNITS = {
     "branch-months": ("branch-months", 1),
 }
 PROVIDERS = {"aws": "AWS", "azure": "Azure"}
+STALE_BARS = 15  # the clean-up table below the chart lists them all
+PROJECT_BARS = 20
+# Bar labels are never cut by the chart (Vega ends a label past its limit with "…", and two long
+# names then read alike); a name longer than this loses its middle instead, keeping both ends.
+LABEL_CHARS = 60
 
 
 def _svg(spec: dict[str, Any]) -> str:
@@ -63,6 +69,25 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         safe.append({k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()})
     return safe
+
+
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    """At most `limit` characters: the middle of a long text gives way, so that both ends stay."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def distinct_labels(names: list[str], ids: list[str]) -> list[str]:
+    """One label per row: a name shared by two rows (Neon does not make project names unique), or
+    shortened alike, carries its row's id."""
+    short = [shorten(name) for name in names]
+    counts = Counter(short)
+    return [
+        label if counts[label] == 1 else f"{shorten(name, LABEL_CHARS - len(id_) - 3)} ({id_})"
+        for label, name, id_ in zip(short, names, ids, strict=True)
+    ]
 
 
 def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, float]:
@@ -177,21 +202,30 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
 
 
 def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
-    top = stale[:15]
+    # "#rank" ties each bar to its row in the clean-up table, and keeps same-named branches apart
+    bars = [
+        {
+            "branch": f"#{r['cleanup_rank']} " + shorten(f"{r['project_name']} / {r['branch_name']}"),
+            "gib": (r["logical_size_bytes"] or 0) / GIB,
+        }
+        for r in stale[:STALE_BARS]
+    ]
     return (
         "stale-branches",
         "Stale branches: storage reclaimable",
         _svg(
             {
-                "title": "Largest stale branches (GiB reclaimable)",
-                "data": {"values": _json_safe(top)},
-                "transform": [
-                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "gib"},
-                    {"calculate": "datum.project_name + ' / ' + datum.branch_name", "as": "branch"},
-                ],
+                "title": f"The {len(bars)} largest stale branches (GiB reclaimable; # as in the clean-up list)",
+                "data": {"values": bars},
                 "mark": "bar",
                 "encoding": {
-                    "y": {"field": "branch", "type": "nominal", "sort": "-x", "title": None},
+                    "y": {
+                        "field": "branch",
+                        "type": "nominal",
+                        "sort": [bar["branch"] for bar in bars],
+                        "title": None,
+                        "axis": {"labelLimit": 0},
+                    },
                     "x": {"field": "gib", "type": "quantitative", "title": "GiB"},
                 },
                 "width": 520,
@@ -201,7 +235,9 @@ def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
 
 
 def project_chart(projects: list[dict]) -> tuple[str, str, str]:
-    top = projects[:20]
+    top = projects[:PROJECT_BARS]
+    labels = distinct_labels([p["project_name"] for p in top], [p["project_id"] for p in top])
+    top = [{**p, "project": label} for p, label in zip(top, labels, strict=True)]
     return (
         "projects",
         "Storage and compute by project",
@@ -217,10 +253,11 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
                 "mark": "bar",
                 "encoding": {
                     "y": {
-                        "field": "project_name",
+                        "field": "project",
                         "type": "nominal",
-                        "sort": {"field": "logical_size_bytes", "order": "descending"},
+                        "sort": labels,
                         "title": None,
+                        "axis": {"labelLimit": 0},
                     },
                     "x": {"field": "value", "type": "quantitative", "title": None},
                     "column": {
@@ -291,7 +328,7 @@ def build(target: Any) -> str:
                                   else 'in use' end as status
         from marts.project_branch_inventory""")
     stale = rows("select * from marts.stale_branches order by cleanup_rank")
-    projects = rows("select * from marts.projects order by logical_size_bytes desc")
+    projects = rows("select * from marts.projects order by logical_size_bytes desc nulls last, project_id")
     daily = rows("""
         select consumption_date, metric_name, metric_unit, sum(metric_value) as total
         from marts.daily_consumption
