@@ -7,17 +7,20 @@ measures every drawn text and mark, and the tests below read those measurements.
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import client_for
 from expected import query
-from neon_elt.report import project_chart, write
+from neon_elt.report import _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
@@ -310,3 +313,100 @@ def test_projects_that_share_a_name_get_labels_of_their_own():
     shown = [text for text in drawn if number(text) is None]
     assert len(set(shown)) == len(shown) == len(projects)
     assert all(len(label) <= 60 for label in shown)
+
+
+def world_countries() -> list[str]:
+    """The countries of the world map the report draws from (bqplot's package data)."""
+    folder = importlib.util.find_spec("bqplot").submodule_search_locations[0]
+    world = json.loads((Path(folder) / "map_data" / "WorldMap.json").read_text())
+    return [g["properties"]["name"] for g in world["objects"]["subunits"]["geometries"]]
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return (
+        a["left"] < b["right"]
+        and b["left"] < a["right"]
+        and a["top"] < b["bottom"]
+        and b["top"] < a["bottom"]
+    )
+
+
+def covers(box: dict, circle: dict) -> bool:
+    """Whether a text's box covers part of a drawn circle (its box's inscribed circle)."""
+    cx, cy = (circle["left"] + circle["right"]) / 2, (circle["top"] + circle["bottom"]) / 2
+    r = (circle["right"] - circle["left"]) / 2
+    nx, ny = min(max(cx, box["left"]), box["right"]), min(max(cy, box["top"]), box["bottom"])
+    return math.hypot(nx - cx, ny - cy) < r - 0.5
+
+
+@needs_chromium
+def test_the_map_draws_the_land(laid_out):
+    _, charts = laid_out
+    countries = [name for name in world_countries() if name != "Antarctica"]
+    land = charts["regions-map"]["land"]
+    assert len(land) == len(countries) > 100
+    assert max(box["right"] for box in land) - min(box["left"] for box in land) > 600
+
+
+@needs_chromium
+def test_the_map_names_every_region_in_use_once_without_overlaps(laid_out):
+    warehouse, charts = laid_out
+    chart = charts["regions-map"]
+    regions = query(
+        warehouse,
+        """select region_id, project_count, geo_latitude is not null and geo_longitude is not null
+           from marts.regional_footprint where project_count > 0""",
+    )
+    labels = texts(chart, "labels_marks")
+    assert len(chart["circles"]) == sum(1 for *_, located in regions if located)
+    for region_id, projects, located in regions:
+        named = [t for t in labels if t["text"].split(" ")[0] == region_id]
+        in_caption = f"{region_id} ({projects})" in chart["caption"]
+        assert (len(named) == 1 and f"({projects})" in named[0]["text"]) != in_caption, region_id
+        assert located or in_caption, region_id
+    for i, label in enumerate(labels):
+        assert not [other["text"] for other in labels[i + 1 :] if overlap(label["box"], other["box"])], label
+        assert not [circle for circle in chart["circles"] if covers(label["box"], circle)], label
+
+
+def test_crowded_labels_never_overlap_and_none_is_lost():
+    """Twenty-four regions on one spot, and six in a corner: each label either has a place that
+    touches no other label and no circle, or is handed back to be listed under the map."""
+    points = [
+        {"x": x, "y": y, "r": 3 + i % 9, "label": f"region-{i:02d}-of-a-crowd ({i})"}
+        for i, (x, y) in enumerate([(300, 120)] * 24 + [(755, 375)] * 6)
+    ]
+    labels, unplaced = place_labels(points, 760, 380)
+    assert len(labels) + len(unplaced) == len(points) and len(labels) >= 2 * len(points) / 3
+    assert {label["text"] for label in labels} | {p["label"] for p in unplaced} == {
+        p["label"] for p in points
+    }
+    char = 0.61 * 11
+    boxes = [
+        {
+            "left": label["left"],
+            "right": label["left"] + len(label["text"]) * char,
+            "top": label["middle"] - 7,
+            "bottom": label["middle"] + 7,
+        }
+        for label in labels
+    ]
+    for i, box in enumerate(boxes):
+        assert 0 <= box["left"] and box["right"] <= 760 and 0 <= box["top"] and box["bottom"] <= 380
+        assert not any(overlap(box, other) for other in boxes[i + 1 :])
+        circles = [
+            {
+                "left": p["x"] - p["r"],
+                "right": p["x"] + p["r"],
+                "top": p["y"] - p["r"],
+                "bottom": p["y"] + p["r"],
+            }
+            for p in points
+        ]
+        assert not any(covers(box, circle) for circle in circles)
+
+
+def test_the_map_comes_from_package_data_and_nothing_is_fetched(report):
+    assert "bqplot" not in sys.modules  # found on disk, never imported (it would load Jupyter widgets)
+    with pytest.raises(ValueError, match="not allowed"):
+        _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})

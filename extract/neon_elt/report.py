@@ -7,11 +7,14 @@ inlined, so the page opens anywhere without a connection and without JavaScript.
 from __future__ import annotations
 
 import html
+import importlib.util
+import json
+import math
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import vl_convert
 
@@ -52,9 +55,16 @@ PROJECT_BARS = 20
 LABEL_CHARS = 60
 
 
+class Chart(NamedTuple):
+    key: str  # data-chart of its <figure>
+    title: str  # its section's heading
+    svg: str
+    caption: str = ""
+
+
 def _svg(spec: dict[str, Any]) -> str:
     spec = {"$schema": VEGA_LITE, "config": {"font": FONT, "view": {"stroke": None}}, **spec}
-    return vl_convert.vegalite_to_svg(spec)
+    return vl_convert.vegalite_to_svg(spec, allowed_base_urls=[])  # every byte is in the spec: fetch nothing
 
 
 def _plain(value: Any) -> Any:
@@ -97,87 +107,373 @@ def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, f
     return (f"{words} ({unit})" if unit else words), per
 
 
-def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
-    used = [r for r in regions if r["project_count"]]
-    bars = _svg(
-        {
-            "title": "Projects and branches per region",
-            "data": {"values": _json_safe(regions)},
-            "transform": [
-                {"calculate": "datum.project_count", "as": "Projects"},
-                {"calculate": "datum.branch_count", "as": "Branches"},
-                {"fold": ["Projects", "Branches"], "as": ["what", "count"]},
-            ],
-            "mark": "bar",
-            "encoding": {
-                "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
-                "x": {"field": "count", "type": "quantitative", "title": None},
-                "color": {
-                    "field": "what",
-                    "type": "nominal",
-                    "title": None,
-                    "scale": {"domain": ["Projects", "Branches"]},
-                },
-                "yOffset": {"field": "what", "sort": ["Projects", "Branches"]},
-            },
-            "width": 520,
-        }
-    )
-    located = [
-        {
-            **r,
-            "size_gib": r["total_logical_size_bytes"] / GIB,
-            "provider": PROVIDERS.get(r["cloud_provider"], r["cloud_provider"]),
-        }
-        for r in used
-        if r["geo_latitude"] is not None and r["geo_longitude"] is not None
+# The map
+# --------------------------------------------------------------------------------------------------
+# Land comes from the world TopoJSON (Natural Earth 1:110m countries) that bqplot ships as package
+# data, so the page needs no map service. Positions are projected here with the formulas of Vega's
+# own Equal Earth projection, given to Vega as a fixed scale and translation, so that this module
+# knows where each circle lands and can name every circle without two labels touching.
+
+MAP_WIDTH = 760
+MAP_PAD = 8
+MAP_AREA = (24, 700)  # circle area in px², smallest to largest region
+LABEL_SIZE = 11
+# Region labels in a monospace face: every common one advances 0.6 em or less per character, so
+# their width is known here without measuring a font (Consolas is narrower, DejaVu Sans Mono 0.602).
+MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, Courier New, monospace"
+CHAR_WIDTH = 0.61 * LABEL_SIZE
+LINE_HEIGHT = 1.35 * LABEL_SIZE
+LABEL_KEY = "Label: region (projects); circle area: logical size"
+
+
+def world_atlas() -> dict:
+    """bqplot's world TopoJSON, Antarctica left out (no region there, and a sixth of the height).
+    The package is found, not imported: importing it would load Jupyter's widgets."""
+    package = importlib.util.find_spec("bqplot")
+    if package is None or not package.submodule_search_locations:
+        raise RuntimeError("the report's map needs the bqplot package (its world map data): run `make env`")
+    path = Path(package.submodule_search_locations[0]) / "map_data" / "WorldMap.json"
+    world = json.loads(path.read_text(encoding="utf-8"))
+    countries = world["objects"]["subunits"]
+    countries["geometries"] = [
+        g for g in countries["geometries"] if g.get("properties", {}).get("name") != "Antarctica"
     ]
-    world = _svg(
+    return world
+
+
+def topojson_points(topology: dict, collection: dict) -> list[tuple[float, float]]:
+    """Every (longitude, latitude) on the outlines of a TopoJSON geometry collection."""
+    (kx, ky), (dx, dy) = topology["transform"]["scale"], topology["transform"]["translate"]
+    used: set[int] = set()
+
+    def collect(arcs: Any) -> None:
+        for item in arcs:
+            if isinstance(item, int):
+                used.add(item if item >= 0 else ~item)
+            else:
+                collect(item)
+
+    for geometry in collection["geometries"]:
+        collect(geometry.get("arcs", []))
+    points = []
+    for index in sorted(used):
+        x = y = 0
+        for step_x, step_y in topology["arcs"][index]:  # delta-encoded, quantized
+            x, y = x + step_x, y + step_y
+            points.append((x * kx + dx, y * ky + dy))
+    return points
+
+
+class EqualEarth(NamedTuple):
+    """d3's (and so Vega's) Equal Earth projection with a fixed scale and translation."""
+
+    scale: float
+    translate: tuple[float, float]
+    width: float
+    height: float
+
+    @staticmethod
+    def raw(longitude: float, latitude: float) -> tuple[float, float]:
+        a1, a2, a3, a4, m = 1.340264, -0.081106, 0.000893, 0.003796, math.sqrt(3) / 2
+        t = math.asin(m * math.sin(math.radians(latitude)))
+        t2 = t * t
+        t6 = t2 * t2 * t2
+        x = math.radians(longitude) * math.cos(t) / (m * (a1 + 3 * a2 * t2 + t6 * (7 * a3 + 9 * a4 * t2)))
+        return x, t * (a1 + a2 * t2 + t6 * (a3 + a4 * t2))
+
+    @classmethod
+    def fit(cls, points: list[tuple[float, float]], width: float, pad: float) -> EqualEarth:
+        """The projection that fits `points` in `width` pixels, `pad` pixels from every edge."""
+        xs, ys = zip(*(cls.raw(lon, lat) for lon, lat in points), strict=True)
+        scale = (width - 2 * pad) / (max(xs) - min(xs))
+        height = math.ceil(scale * (max(ys) - min(ys)) + 2 * pad)
+        return cls(scale, (pad - scale * min(xs), pad + scale * max(ys)), width, height)
+
+    def __call__(self, longitude: float, latitude: float) -> tuple[float, float]:
+        x, y = self.raw(longitude, latitude)
+        return self.translate[0] + self.scale * x, self.translate[1] - self.scale * y
+
+
+# Where a label may go: beside its circle (right, then left) on its own line or a few lines up or
+# down, or centred above or below it, at a few distances from the circle's edge; nearest first.
+# Above and below count as farther: labels there would wall a crowded spot in, leaving no way out
+# for the leader lines of the labels that still need a place beside it.
+LABEL_GAPS = (2, 10, 22, 38, 58, 84, 116, 156, 206)
+LABEL_LINES = 10  # lines up and down, beside a circle
+ABOVE_OR_BELOW = 2 * LINE_HEIGHT  # added to the distance of a label above or below its circle
+
+
+def place_labels(points: list[dict], width: float, height: float) -> tuple[list[dict], list[dict]]:
+    """Labels for `points` (x, y, r, label; most important first) that overlap no other label, no
+    circle and no other leader line, inside width × height. A label set apart from its circle gets
+    a leader line to it. Returns the labels and the points left without one."""
+    boxes: list[tuple[float, float, float, float]] = []
+    leaders: list[tuple[float, float, float, float]] = []
+    labels, unplaced = [], []
+    for point in points:
+        for box in _candidates(point, width, height):
+            leader = _leader(point, box)
+            if _fits(box, leader, point, points, boxes, leaders):
+                break
+        else:
+            unplaced.append(point)
+            continue
+        boxes.append(box)
+        if leader:
+            leaders.append(leader)
+        labels.append(
+            {
+                "text": point["label"],
+                "left": box[0],
+                "middle": (box[1] + box[3]) / 2,
+                "leader": bool(leader),
+                **dict(zip(("x1", "y1", "x2", "y2"), leader or (0, 0, 0, 0), strict=True)),
+            }
+        )
+    return labels, unplaced
+
+
+def _candidates(point: dict, width: float, height: float) -> list[tuple[float, float, float, float]]:
+    w, h = len(point["label"]) * CHAR_WIDTH, LINE_HEIGHT
+    x, y, r = point["x"], point["y"], point["r"]
+    boxes = []  # (cost, box)
+    for gap in LABEL_GAPS:
+        for line in sorted(range(-LABEL_LINES, LABEL_LINES + 1), key=abs):
+            middle = y + line * h
+            boxes.append((0, (x + r + gap, middle - h / 2, x + r + gap + w, middle + h / 2)))
+            boxes.append((0, (x - r - gap - w, middle - h / 2, x - r - gap, middle + h / 2)))
+        boxes.append((ABOVE_OR_BELOW, (x - w / 2, y - r - gap - h, x + w / 2, y - r - gap)))
+        boxes.append((ABOVE_OR_BELOW, (x - w / 2, y + r + gap, x + w / 2, y + r + gap + h)))
+    inside = [(cost, b) for cost, b in boxes if b[0] >= 0 and b[1] >= 0 and b[2] <= width and b[3] <= height]
+    # nearest first; sorted() keeps the order above (right before left, level before up or down)
+    return [b for cost, b in sorted(inside, key=lambda cb: round(cb[0] + _distance_to_box(x, y, cb[1])))]
+
+
+def _leader(point: dict, box: tuple) -> tuple[float, float, float, float] | None:
+    """A line from the circle's centre (drawn under the circle, so it shows from the edge) to the
+    nearest point of a label set more than 4 px from the circle."""
+    x, y = point["x"], point["y"]
+    nx, ny = min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3])
+    return (x, y, nx, ny) if math.hypot(nx - x, ny - y) > point["r"] + 4 else None
+
+
+def _fits(box, leader, point, points, boxes, leaders) -> bool:
+    if any(_boxes_meet(box, other, 2) for other in boxes):
+        return False
+    if any(_distance_to_box(p["x"], p["y"], box) < p["r"] + 1 for p in points):
+        return False
+    if any(_segment_meets_box(other, box) for other in leaders):
+        return False
+    if leader is None:
+        # a label without a leader line belongs to the circle nearest to it, so no other circle
+        # may come nearly as near
+        own = _distance_to_box(point["x"], point["y"], box) - point["r"]
+        return not any(
+            _distance_to_box(p["x"], p["y"], box) - p["r"] < own + 6 for p in points if p is not point
+        )
+    return not (
+        any(_segment_meets_box(leader, other) for other in boxes)
+        or any(_segments_cross(leader, other) for other in leaders)
+        # nor across another circle, unless that one holds this circle's centre
+        or any(
+            _segment_meets_circle(leader, p["x"], p["y"], p["r"])
+            for p in points
+            if p is not point and math.hypot(p["x"] - point["x"], p["y"] - point["y"]) >= p["r"]
+        )
+    )
+
+
+def _distance_to_box(x: float, y: float, box: tuple) -> float:
+    return math.hypot(min(max(x, box[0]), box[2]) - x, min(max(y, box[1]), box[3]) - y)
+
+
+def _boxes_meet(a: tuple, b: tuple, margin: float = 0.0) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def _segment_meets_box(segment: tuple, box: tuple) -> bool:
+    """Whether a segment passes through a box's inside (Liang-Barsky clipping)."""
+    x1, y1, x2, y2 = segment
+    low, high = 0.0, 1.0
+    for p, q in (
+        (x1 - x2, x1 - box[0]),
+        (x2 - x1, box[2] - x1),
+        (y1 - y2, y1 - box[1]),
+        (y2 - y1, box[3] - y1),
+    ):
+        if p == 0:
+            if q <= 0:
+                return False
+        elif p < 0:
+            low = max(low, q / p)
+        else:
+            high = min(high, q / p)
+    return high - low > 1e-6
+
+
+def _segment_meets_circle(segment: tuple, cx: float, cy: float, r: float) -> bool:
+    x1, y1, x2, y2 = segment
+    length2 = (x2 - x1) ** 2 + (y2 - y1) ** 2 or 1e-9
+    t = min(1.0, max(0.0, ((cx - x1) * (x2 - x1) + (cy - y1) * (y2 - y1)) / length2))
+    return math.hypot(x1 + t * (x2 - x1) - cx, y1 + t * (y2 - y1) - cy) < r
+
+
+def _segments_cross(a: tuple, b: tuple) -> bool:
+    def side(p, q, r):
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    p1, p2, q1, q2 = a[:2], a[2:], b[:2], b[2:]
+    return side(p1, p2, q1) * side(p1, p2, q2) < 0 and side(q1, q2, p1) * side(q1, q2, p2) < 0
+
+
+def region_chart(regions: list[dict]) -> Chart:
+    return Chart(
+        "regions",
+        "Regional footprint",
+        _svg(
+            {
+                "title": "Projects and branches per region",
+                "data": {"values": _json_safe(regions)},
+                "transform": [
+                    {"calculate": "datum.project_count", "as": "Projects"},
+                    {"calculate": "datum.branch_count", "as": "Branches"},
+                    {"fold": ["Projects", "Branches"], "as": ["what", "count"]},
+                ],
+                "mark": "bar",
+                "encoding": {
+                    "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
+                    "x": {"field": "count", "type": "quantitative", "title": None},
+                    "color": {
+                        "field": "what",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": ["Projects", "Branches"]},
+                    },
+                    "yOffset": {"field": "what", "sort": ["Projects", "Branches"]},
+                },
+                "width": 520,
+            }
+        ),
+    )
+
+
+def map_chart(regions: list[dict]) -> Chart:
+    """The regions in use on a world map: circle area is logical size, every circle is named."""
+    world = world_atlas()
+    land = topojson_points(world, world["objects"]["subunits"])
+    projection = EqualEarth.fit(land, MAP_WIDTH, MAP_PAD)
+    used = [r for r in regions if r["project_count"]]
+    located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
+    largest = max((r["total_logical_size_bytes"] or 0 for r in located), default=0) / GIB or 1
+    points = []
+    for r in sorted(located, key=lambda r: (-r["project_count"], r["region_id"])):
+        gib = (r["total_logical_size_bytes"] or 0) / GIB
+        area = MAP_AREA[0] + (MAP_AREA[1] - MAP_AREA[0]) * gib / largest  # as Vega's size scale below
+        x, y = projection(r["geo_longitude"], r["geo_latitude"])
+        points.append(
+            {
+                "region_id": r["region_id"],
+                "region_name": r["region_name"],
+                "projects": r["project_count"],
+                "gib": gib,
+                "provider": PROVIDERS.get(r["cloud_provider"], r["cloud_provider"]),
+                "lon": r["geo_longitude"],
+                "lat": r["geo_latitude"],
+                "x": x,
+                "y": y,
+                "r": area**0.5 / 2,  # a Vega symbol's size is the area of its bounding square
+                "label": f"{r['region_id']} ({r['project_count']})",
+            }
+        )
+    labels, unplaced = place_labels(points, projection.width, projection.height)
+    notes = []
+    if unplaced:
+        notes.append("Not labelled for lack of room: " + ", ".join(p["label"] for p in unplaced) + ".")
+    if len(located) < len(used):
+        unknown = [f"{r['region_id']} ({r['project_count']})" for r in used if r not in located]
+        notes.append("Not on the map (Neon gives no coordinates): " + ", ".join(unknown) + ".")
+    notes.append(
+        "Land: Natural Earth (public domain), from the world TopoJSON that the bqplot package ships."
+    )
+    pixels = {"type": "quantitative", "scale": None}
+    svg = _svg(
         {
-            "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
-            "width": 620,
-            "height": 320,
-            "projection": {"type": "equirectangular"},
+            "title": {"text": "Where the projects run", "subtitle": LABEL_KEY},
+            "width": projection.width,
+            "height": projection.height,
+            "projection": {
+                "type": "equalEarth",
+                "scale": projection.scale,
+                "translate": projection.translate,
+            },
             "layer": [
                 {
-                    "data": {"graticule": {"step": [30, 30]}},
-                    "mark": {"type": "geoshape", "stroke": "#ddd", "fill": None},
+                    "name": "land",
+                    "data": {"values": world, "format": {"type": "topojson", "feature": "subunits"}},
+                    "mark": {"type": "geoshape", "fill": "#e4e4e4", "stroke": "#fff", "strokeWidth": 0.5},
                 },
                 {
-                    "data": {"values": _json_safe(located)},
-                    "mark": {"type": "circle", "opacity": 0.7},
+                    "name": "leaders",
+                    "data": {"values": [label for label in labels if label["leader"]]},
+                    "mark": {"type": "rule", "color": "#777", "strokeWidth": 0.8},
                     "encoding": {
-                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                        "size": {"field": "size_gib", "type": "quantitative", "title": "Logical size (GiB)"},
+                        "x": {"field": "x1", **pixels},
+                        "y": {"field": "y1", **pixels},
+                        "x2": {"field": "x2"},
+                        "y2": {"field": "y2"},
+                    },
+                },
+                {
+                    "name": "regions",
+                    "data": {"values": sorted(points, key=lambda p: -p["r"])},  # small ones on top
+                    "mark": {"type": "circle", "opacity": 0.75, "stroke": "#fff", "strokeWidth": 0.8},
+                    "encoding": {
+                        "longitude": {"field": "lon", "type": "quantitative"},
+                        "latitude": {"field": "lat", "type": "quantitative"},
+                        "size": {
+                            "field": "gib",
+                            "type": "quantitative",
+                            "title": "Logical size (GiB)",
+                            "scale": {
+                                "domain": [0, largest],
+                                "range": list(MAP_AREA),
+                                "zero": True,
+                                "nice": False,
+                            },
+                        },
                         "color": {"field": "provider", "type": "nominal", "title": "Cloud"},
-                        "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
+                        "tooltip": [
+                            {"field": "region_name", "title": "Region"},
+                            {"field": "projects", "title": "Projects"},
+                            {"field": "gib", "title": "Logical size (GiB)", "format": ".2f"},
+                        ],
                     },
                 },
                 {
-                    # no coastlines (they would need a map file from the network): each point is named
-                    "data": {"values": _json_safe(located)},
-                    "mark": {"type": "text", "align": "left", "dx": 9, "fontSize": 10, "color": "#333"},
-                    "encoding": {
-                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                        "text": {"field": "label", "type": "nominal"},
+                    "name": "labels",
+                    "data": {"values": labels},
+                    "mark": {
+                        "type": "text",
+                        "align": "left",
+                        "baseline": "middle",
+                        "font": MONO,
+                        "fontSize": LABEL_SIZE,
+                        "color": "#222",
                     },
-                    "transform": [
-                        {"calculate": "datum.region_id + ' (' + datum.project_count + ')'", "as": "label"}
-                    ],
+                    "encoding": {
+                        "x": {"field": "left", **pixels},
+                        "y": {"field": "middle", **pixels},
+                        "text": {"field": "text"},
+                    },
                 },
             ],
         }
     )
-    return [
-        ("regions", "Regional footprint", bars),
-        ("regions-map", "Regional footprint on the globe", world),
-    ]
+    return Chart("regions-map", "Regional footprint on the map", svg, " ".join(notes))
 
 
-def age_chart(branches: list[dict]) -> tuple[str, str, str]:
-    return (
+def age_chart(branches: list[dict]) -> Chart:
+    return Chart(
         "branch-ages",
         "Branch age distribution",
         _svg(
@@ -201,7 +497,7 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
+def stale_chart(stale: list[dict]) -> Chart:
     # "#rank" ties each bar to its row in the clean-up table, and keeps same-named branches apart
     bars = [
         {
@@ -210,7 +506,7 @@ def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
         }
         for r in stale[:STALE_BARS]
     ]
-    return (
+    return Chart(
         "stale-branches",
         "Stale branches: storage reclaimable",
         _svg(
@@ -234,11 +530,11 @@ def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def project_chart(projects: list[dict]) -> tuple[str, str, str]:
+def project_chart(projects: list[dict]) -> Chart:
     top = projects[:PROJECT_BARS]
     labels = distinct_labels([p["project_name"] for p in top], [p["project_id"] for p in top])
     top = [{**p, "project": label} for p, label in zip(top, labels, strict=True)]
-    return (
+    return Chart(
         "projects",
         "Storage and compute by project",
         _svg(
@@ -275,7 +571,7 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
+def consumption_chart(daily: list[dict]) -> Chart:
     order = {name: i for i, name in enumerate(METRICS)}
     panels = {}
     values = []
@@ -283,7 +579,7 @@ def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
         panel, per = consumption_panel(row["metric_name"], row["metric_unit"])
         panels[panel] = (order.get(row["metric_name"], len(order)), panel)
         values.append({"date": row["consumption_date"], "panel": panel, "value": (row["total"] or 0) / per})
-    return (
+    return Chart(
         "consumption",
         "Daily consumption",
         _svg(
@@ -335,15 +631,23 @@ def build(target: Any) -> str:
         group by consumption_date, metric_name, metric_unit
         order by consumption_date""")
 
-    charts = regional_charts(regions) + [age_chart(branches), stale_chart(stale), project_chart(projects)]
+    charts = [
+        region_chart(regions),
+        map_chart(regions),
+        age_chart(branches),
+        stale_chart(stale),
+        project_chart(projects),
+    ]
     if daily:
         charts.append(consumption_chart(daily))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(
-        f"<section><h2>{html.escape(title)}</h2>"
-        f'<figure class="chart" data-chart="{key}">{svg}</figure></section>'
-        for key, title, svg in charts
+        f"<section><h2>{html.escape(chart.title)}</h2>"
+        f'<figure class="chart" data-chart="{chart.key}">{chart.svg}'
+        + (f"<figcaption>{html.escape(chart.caption)}</figcaption>" if chart.caption else "")
+        + "</figure></section>"
+        for chart in charts
     )
     stale_rows = "\n".join(
         "<tr>"
@@ -396,6 +700,7 @@ PAGE = """<!doctype html>
   .meta {{ color: #666; margin-top: 0; }}
   section {{ margin: 2rem 0; }}
   figure.chart {{ margin: 0; overflow-x: auto; }}
+  figcaption {{ color: #666; font-size: 0.85rem; max-width: 760px; }}
   table {{ border-collapse: collapse; font-size: 0.9rem; }}
   th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
   td:nth-child(n+4) {{ text-align: right; }}
