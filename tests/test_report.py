@@ -7,20 +7,20 @@ measures every drawn text and mark, and the tests below read those measurements.
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import math
 import os
 import re
 import shutil
 import subprocess
-import sys
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
+import vl_convert
 from conftest import client_for
 from expected import query
-from neon_elt.report import _svg, place_labels, project_chart, write
+from neon_elt.report import ATLAS, LAND, _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
@@ -315,11 +315,9 @@ def test_projects_that_share_a_name_get_labels_of_their_own():
     assert all(len(label) <= 60 for label in shown)
 
 
-def world_countries() -> list[str]:
-    """The countries of the world map the report draws from (bqplot's package data)."""
-    folder = importlib.util.find_spec("bqplot").submodule_search_locations[0]
-    world = json.loads((Path(folder) / "map_data" / "WorldMap.json").read_text())
-    return [g["properties"]["name"] for g in world["objects"]["subunits"]["geometries"]]
+def land_shapes() -> list[dict]:
+    """The land shapes of the map data installed with neon_elt, one per country."""
+    return json.loads((files("neon_elt") / ATLAS).read_text())["objects"][LAND]["geometries"]
 
 
 def overlap(a: dict, b: dict) -> bool:
@@ -342,9 +340,8 @@ def covers(box: dict, circle: dict) -> bool:
 @needs_chromium
 def test_the_map_draws_the_land(laid_out):
     _, charts = laid_out
-    countries = [name for name in world_countries() if name != "Antarctica"]
     land = charts["regions-map"]["land"]
-    assert len(land) == len(countries) > 100
+    assert len(land) == len(land_shapes()) > 100
     assert max(box["right"] for box in land) - min(box["left"] for box in land) > 600
 
 
@@ -406,7 +403,32 @@ def test_crowded_labels_never_overlap_and_none_is_lost():
         assert not any(covers(box, circle) for circle in circles)
 
 
-def test_the_map_comes_from_package_data_and_nothing_is_fetched(report):
-    assert "bqplot" not in sys.modules  # found on disk, never imported (it would load Jupyter widgets)
+def urls(spec: object) -> list[str]:
+    """Every URL a Vega-Lite spec would load its data from."""
+    if isinstance(spec, dict):
+        found = [spec["url"]] if "url" in spec else []
+        return found + [u for value in spec.values() for u in urls(value)]
+    if isinstance(spec, list):
+        return [u for item in spec for u in urls(item)]
+    return []
+
+
+def test_the_report_fetches_nothing(demo_warehouse, tmp_path, monkeypatch):
+    """Every chart, the map's land included, carries its data in its spec, and vl-convert is
+    allowed no URL at all: a spec that names one is refused."""
+    rendered, render = [], vl_convert.vegalite_to_svg
+
+    def recording(spec, **options):
+        rendered.append((spec, options))
+        return render(spec, **options)
+
+    monkeypatch.setattr(vl_convert, "vegalite_to_svg", recording)
+    write(DuckDBTarget(demo_warehouse), tmp_path / "report.html")
+    assert len(rendered) >= len(EXPECTED_CHARTS)
+    assert any(layer.get("name") == "land" for spec, _ in rendered for layer in spec.get("layer", []))
+    for spec, options in rendered:
+        assert options == {"allowed_base_urls": []}
+        assert urls(spec) == [], spec.get("title")
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="not allowed"):
         _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})

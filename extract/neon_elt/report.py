@@ -7,12 +7,12 @@ inlined, so the page opens anywhere without a connection and without JavaScript.
 from __future__ import annotations
 
 import html
-import importlib.util
 import json
 import math
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -109,10 +109,11 @@ def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, f
 
 # The map
 # --------------------------------------------------------------------------------------------------
-# Land comes from the world TopoJSON (Natural Earth 1:110m countries) that bqplot ships as package
-# data, so the page needs no map service. Positions are projected here with the formulas of Vega's
-# own Equal Earth projection, given to Vega as a fixed scale and translation, so that this module
-# knows where each circle lands and can name every circle without two labels touching.
+# Land is Natural Earth's 1:110m countries, shipped in this package (report_data/, whose README says
+# where the file comes from), so the page needs no map service. Positions are projected here with
+# the formulas of Vega's own Equal Earth projection, given to Vega as a fixed scale and translation,
+# so that this module knows where each circle lands and can name every circle without two labels
+# touching.
 
 MAP_WIDTH = 760
 MAP_PAD = 8
@@ -124,21 +125,14 @@ MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, Courier New, monospa
 CHAR_WIDTH = 0.61 * LABEL_SIZE
 LINE_HEIGHT = 1.35 * LABEL_SIZE
 LABEL_KEY = "Label: region (projects); circle area: logical size"
+ATLAS = "report_data/countries-110m.json"  # package data of neon_elt
+LAND = "countries"  # the TopoJSON object in it that the map draws
 
 
 def world_atlas() -> dict:
-    """bqplot's world TopoJSON, Antarctica left out (no region there, and a sixth of the height).
-    The package is found, not imported: importing it would load Jupyter's widgets."""
-    package = importlib.util.find_spec("bqplot")
-    if package is None or not package.submodule_search_locations:
-        raise RuntimeError("the report's map needs the bqplot package (its world map data): run `make env`")
-    path = Path(package.submodule_search_locations[0]) / "map_data" / "WorldMap.json"
-    world = json.loads(path.read_text(encoding="utf-8"))
-    countries = world["objects"]["subunits"]
-    countries["geometries"] = [
-        g for g in countries["geometries"] if g.get("properties", {}).get("name") != "Antarctica"
-    ]
-    return world
+    """The world as TopoJSON: one shape per country, so that borders show; no Antarctica (no region
+    there, and a sixth of the height)."""
+    return json.loads(files(__package__).joinpath(ATLAS).read_text(encoding="utf-8"))
 
 
 def topojson_points(topology: dict, collection: dict) -> list[tuple[float, float]]:
@@ -360,7 +354,7 @@ def region_chart(regions: list[dict]) -> Chart:
 def map_chart(regions: list[dict]) -> Chart:
     """The regions in use on a world map: circle area is logical size, every circle is named."""
     world = world_atlas()
-    land = topojson_points(world, world["objects"]["subunits"])
+    land = topojson_points(world, world["objects"][LAND])
     projection = EqualEarth.fit(land, MAP_WIDTH, MAP_PAD)
     used = [r for r in regions if r["project_count"]]
     located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
@@ -392,9 +386,7 @@ def map_chart(regions: list[dict]) -> Chart:
     if len(located) < len(used):
         unknown = [f"{r['region_id']} ({r['project_count']})" for r in used if r not in located]
         notes.append("Not on the map (Neon gives no coordinates): " + ", ".join(unknown) + ".")
-    notes.append(
-        "Land: Natural Earth (public domain), from the world TopoJSON that the bqplot package ships."
-    )
+    notes.append("Land: Natural Earth 1:110m (public domain).")
     pixels = {"type": "quantitative", "scale": None}
     svg = _svg(
         {
@@ -409,7 +401,7 @@ def map_chart(regions: list[dict]) -> Chart:
             "layer": [
                 {
                     "name": "land",
-                    "data": {"values": world, "format": {"type": "topojson", "feature": "subunits"}},
+                    "data": {"values": world, "format": {"type": "topojson", "feature": LAND}},
                     "mark": {"type": "geoshape", "fill": "#e4e4e4", "stroke": "#fff", "strokeWidth": 0.5},
                 },
                 {
