@@ -7,20 +7,64 @@ inlined, so the page opens anywhere without a connection and without JavaScript.
 from __future__ import annotations
 
 import html
+import json
+import math
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import vl_convert
 
 VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
 GIB = 2**30
+# Charts are laid out with the text widths vl-convert measures, and browsers draw in whatever font
+# they have: a label measured in a narrow font and drawn in a wider one runs off its chart. DejaVu
+# Sans is Linux's usual sans-serif and wider than Arial or Helvetica, so where it is installed the
+# layout is exact there and roomy elsewhere; without it, vl-convert measures its own Liberation Sans
+# (Arial's metrics), exact on macOS and Windows.
+FONT = "DejaVu Sans, Liberation Sans, Arial, Helvetica, sans-serif"
+
+# Words for what the marts name in identifiers. Consumption metrics, in the order the chart shows
+# them; a metric Neon adds later gets its name with spaces until it is named here.
+METRICS = {
+    "compute_unit_seconds": "Compute",
+    "root_branch_bytes_month": "Root branch storage",
+    "child_branch_bytes_month": "Child branch storage",
+    "instant_restore_bytes_month": "Instant restore storage",
+    "snapshot_storage_bytes_month": "Snapshot storage",
+    "public_network_transfer_bytes": "Public network transfer",
+    "private_network_transfer_bytes": "Private network transfer",
+    "extra_branches_month": "Extra branches",
+}
+# The unit the mart states for a metric (daily_consumption.metric_unit) -> the unit shown, and how
+# many of the first make one of the second.
+UNITS = {
+    "CU-seconds": ("CU-hours", 3600),
+    "byte-months": ("GiB-months", GIB),
+    "bytes": ("GiB", GIB),
+    "branch-months": ("branch-months", 1),
+}
+PROVIDERS = {"aws": "AWS", "azure": "Azure"}
+STALE_BARS = 15  # the clean-up table below the chart lists them all
+PROJECT_BARS = 20
+# Bar labels are never cut by the chart (Vega ends a label past its limit with "…", and two long
+# names then read alike); a name longer than this loses its middle instead, keeping both ends.
+LABEL_CHARS = 60
+
+
+class Chart(NamedTuple):
+    key: str  # data-chart of its <figure>
+    title: str  # its section's heading
+    svg: str
+    caption: str = ""
 
 
 def _svg(spec: dict[str, Any]) -> str:
-    spec = {"$schema": VEGA_LITE, "config": {"font": "sans-serif", "view": {"stroke": None}}, **spec}
-    return vl_convert.vegalite_to_svg(spec)
+    spec = {"$schema": VEGA_LITE, "config": {"font": FONT, "view": {"stroke": None}}, **spec}
+    return vl_convert.vegalite_to_svg(spec, allowed_base_urls=[])  # every byte is in the spec: fetch nothing
 
 
 def _plain(value: Any) -> Any:
@@ -37,79 +81,396 @@ def _json_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return safe
 
 
-def regional_charts(regions: list[dict]) -> list[tuple[str, str, str]]:
-    used = [r for r in regions if r["project_count"]]
-    bars = _svg(
-        {
-            "title": "Projects and branches per region",
-            "data": {"values": _json_safe(regions)},
-            "transform": [{"fold": ["project_count", "branch_count"], "as": ["what", "count"]}],
-            "mark": "bar",
-            "encoding": {
-                "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
-                "x": {"field": "count", "type": "quantitative", "title": None},
-                "color": {"field": "what", "type": "nominal", "title": None},
-                "yOffset": {"field": "what"},
-            },
-            "width": 520,
-        }
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    """At most `limit` characters: the middle of a long text gives way, so that both ends stay."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
+def distinct_labels(names: list[str], ids: list[str]) -> list[str]:
+    """One label per row: a name shared by two rows (Neon does not make project names unique), or
+    shortened alike, carries its row's id."""
+    short = [shorten(name) for name in names]
+    counts = Counter(short)
+    return [
+        label if counts[label] == 1 else f"{shorten(name, LABEL_CHARS - len(id_) - 3)} ({id_})"
+        for label, name, id_ in zip(short, names, ids, strict=True)
+    ]
+
+
+def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, float]:
+    """The title of a metric's panel, in words and the unit shown, and the divisor into that unit."""
+    words = METRICS.get(metric_name) or metric_name.replace("_", " ").capitalize()
+    unit, per = UNITS.get(metric_unit or "", (metric_unit, 1))
+    return (f"{words} ({unit})" if unit else words), per
+
+
+# The map
+# --------------------------------------------------------------------------------------------------
+# Land is Natural Earth's 1:110m countries, shipped in this package (report_data/, whose README says
+# where the file comes from), so the page needs no map service. Positions are projected here with
+# the formulas of Vega's own Equal Earth projection, given to Vega as a fixed scale and translation,
+# so that this module knows where each circle lands and can name every circle without two labels
+# touching.
+
+MAP_WIDTH = 760
+MAP_PAD = 8
+MAP_AREA = (24, 700)  # circle area in px², smallest to largest region
+LABEL_SIZE = 11
+# Region labels in a monospace face: every common one advances 0.6 em or less per character, so
+# their width is known here without measuring a font (Consolas is narrower, DejaVu Sans Mono 0.602).
+MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, Courier New, monospace"
+CHAR_WIDTH = 0.61 * LABEL_SIZE
+LINE_HEIGHT = 1.35 * LABEL_SIZE
+LABEL_KEY = "Label: region (projects); circle area: logical size"
+ATLAS = "report_data/countries-110m.json"  # package data of neon_elt
+LAND = "countries"  # the TopoJSON object in it that the map draws
+
+
+def world_atlas() -> dict:
+    """The world as TopoJSON: one shape per country, so that borders show; no Antarctica (no region
+    there, and a sixth of the height)."""
+    return json.loads(files(__package__).joinpath(ATLAS).read_text(encoding="utf-8"))
+
+
+def topojson_points(topology: dict, collection: dict) -> list[tuple[float, float]]:
+    """Every (longitude, latitude) on the outlines of a TopoJSON geometry collection."""
+    (kx, ky), (dx, dy) = topology["transform"]["scale"], topology["transform"]["translate"]
+    used: set[int] = set()
+
+    def collect(arcs: Any) -> None:
+        for item in arcs:
+            if isinstance(item, int):
+                used.add(item if item >= 0 else ~item)
+            else:
+                collect(item)
+
+    for geometry in collection["geometries"]:
+        collect(geometry.get("arcs", []))
+    points = []
+    for index in sorted(used):
+        x = y = 0
+        for step_x, step_y in topology["arcs"][index]:  # delta-encoded, quantized
+            x, y = x + step_x, y + step_y
+            points.append((x * kx + dx, y * ky + dy))
+    return points
+
+
+class EqualEarth(NamedTuple):
+    """d3's (and so Vega's) Equal Earth projection with a fixed scale and translation."""
+
+    scale: float
+    translate: tuple[float, float]
+    width: float
+    height: float
+
+    @staticmethod
+    def raw(longitude: float, latitude: float) -> tuple[float, float]:
+        a1, a2, a3, a4, m = 1.340264, -0.081106, 0.000893, 0.003796, math.sqrt(3) / 2
+        t = math.asin(m * math.sin(math.radians(latitude)))
+        t2 = t * t
+        t6 = t2 * t2 * t2
+        x = math.radians(longitude) * math.cos(t) / (m * (a1 + 3 * a2 * t2 + t6 * (7 * a3 + 9 * a4 * t2)))
+        return x, t * (a1 + a2 * t2 + t6 * (a3 + a4 * t2))
+
+    @classmethod
+    def fit(cls, points: list[tuple[float, float]], width: float, pad: float) -> EqualEarth:
+        """The projection that fits `points` in `width` pixels, `pad` pixels from every edge."""
+        xs, ys = zip(*(cls.raw(lon, lat) for lon, lat in points), strict=True)
+        scale = (width - 2 * pad) / (max(xs) - min(xs))
+        height = math.ceil(scale * (max(ys) - min(ys)) + 2 * pad)
+        return cls(scale, (pad - scale * min(xs), pad + scale * max(ys)), width, height)
+
+    def __call__(self, longitude: float, latitude: float) -> tuple[float, float]:
+        x, y = self.raw(longitude, latitude)
+        return self.translate[0] + self.scale * x, self.translate[1] - self.scale * y
+
+
+# Where a label may go: beside its circle (right, then left) on its own line or a few lines up or
+# down, or centred above or below it, at a few distances from the circle's edge; nearest first.
+# Above and below count as farther: labels there would wall a crowded spot in, leaving no way out
+# for the leader lines of the labels that still need a place beside it.
+LABEL_GAPS = (2, 10, 22, 38, 58, 84, 116, 156, 206)
+LABEL_LINES = 10  # lines up and down, beside a circle
+ABOVE_OR_BELOW = 2 * LINE_HEIGHT  # added to the distance of a label above or below its circle
+
+
+def place_labels(points: list[dict], width: float, height: float) -> tuple[list[dict], list[dict]]:
+    """Labels for `points` (x, y, r, label; most important first) that overlap no other label, no
+    circle and no other leader line, inside width × height. A label set apart from its circle gets
+    a leader line to it. Returns the labels and the points left without one."""
+    boxes: list[tuple[float, float, float, float]] = []
+    leaders: list[tuple[float, float, float, float]] = []
+    labels, unplaced = [], []
+    for point in points:
+        for box in _candidates(point, width, height):
+            leader = _leader(point, box)
+            if _fits(box, leader, point, points, boxes, leaders):
+                break
+        else:
+            unplaced.append(point)
+            continue
+        boxes.append(box)
+        if leader:
+            leaders.append(leader)
+        labels.append(
+            {
+                "text": point["label"],
+                "left": box[0],
+                "middle": (box[1] + box[3]) / 2,
+                "leader": bool(leader),
+                **dict(zip(("x1", "y1", "x2", "y2"), leader or (0, 0, 0, 0), strict=True)),
+            }
+        )
+    return labels, unplaced
+
+
+def _candidates(point: dict, width: float, height: float) -> list[tuple[float, float, float, float]]:
+    w, h = len(point["label"]) * CHAR_WIDTH, LINE_HEIGHT
+    x, y, r = point["x"], point["y"], point["r"]
+    boxes = []  # (cost, box)
+    for gap in LABEL_GAPS:
+        for line in sorted(range(-LABEL_LINES, LABEL_LINES + 1), key=abs):
+            middle = y + line * h
+            boxes.append((0, (x + r + gap, middle - h / 2, x + r + gap + w, middle + h / 2)))
+            boxes.append((0, (x - r - gap - w, middle - h / 2, x - r - gap, middle + h / 2)))
+        boxes.append((ABOVE_OR_BELOW, (x - w / 2, y - r - gap - h, x + w / 2, y - r - gap)))
+        boxes.append((ABOVE_OR_BELOW, (x - w / 2, y + r + gap, x + w / 2, y + r + gap + h)))
+    inside = [(cost, b) for cost, b in boxes if b[0] >= 0 and b[1] >= 0 and b[2] <= width and b[3] <= height]
+    # nearest first; sorted() keeps the order above (right before left, level before up or down)
+    return [b for cost, b in sorted(inside, key=lambda cb: round(cb[0] + _distance_to_box(x, y, cb[1])))]
+
+
+def _leader(point: dict, box: tuple) -> tuple[float, float, float, float] | None:
+    """A line from the circle's centre (drawn under the circle, so it shows from the edge) to the
+    nearest point of a label set more than 4 px from the circle."""
+    x, y = point["x"], point["y"]
+    nx, ny = min(max(x, box[0]), box[2]), min(max(y, box[1]), box[3])
+    return (x, y, nx, ny) if math.hypot(nx - x, ny - y) > point["r"] + 4 else None
+
+
+def _fits(box, leader, point, points, boxes, leaders) -> bool:
+    if any(_boxes_meet(box, other, 2) for other in boxes):
+        return False
+    if any(_distance_to_box(p["x"], p["y"], box) < p["r"] + 1 for p in points):
+        return False
+    if any(_segment_meets_box(other, box) for other in leaders):
+        return False
+    if leader is None:
+        # a label without a leader line belongs to the circle nearest to it, so no other circle
+        # may come nearly as near
+        own = _distance_to_box(point["x"], point["y"], box) - point["r"]
+        return not any(
+            _distance_to_box(p["x"], p["y"], box) - p["r"] < own + 6 for p in points if p is not point
+        )
+    return not (
+        any(_segment_meets_box(leader, other) for other in boxes)
+        or any(_segments_cross(leader, other) for other in leaders)
+        # nor across another circle, unless that one holds this circle's centre
+        or any(
+            _segment_meets_circle(leader, p["x"], p["y"], p["r"])
+            for p in points
+            if p is not point and math.hypot(p["x"] - point["x"], p["y"] - point["y"]) >= p["r"]
+        )
     )
+
+
+def _distance_to_box(x: float, y: float, box: tuple) -> float:
+    return math.hypot(min(max(x, box[0]), box[2]) - x, min(max(y, box[1]), box[3]) - y)
+
+
+def _boxes_meet(a: tuple, b: tuple, margin: float = 0.0) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def _segment_meets_box(segment: tuple, box: tuple) -> bool:
+    """Whether a segment passes through a box's inside (Liang-Barsky clipping)."""
+    x1, y1, x2, y2 = segment
+    low, high = 0.0, 1.0
+    for p, q in (
+        (x1 - x2, x1 - box[0]),
+        (x2 - x1, box[2] - x1),
+        (y1 - y2, y1 - box[1]),
+        (y2 - y1, box[3] - y1),
+    ):
+        if p == 0:
+            if q <= 0:
+                return False
+        elif p < 0:
+            low = max(low, q / p)
+        else:
+            high = min(high, q / p)
+    return high - low > 1e-6
+
+
+def _segment_meets_circle(segment: tuple, cx: float, cy: float, r: float) -> bool:
+    x1, y1, x2, y2 = segment
+    length2 = (x2 - x1) ** 2 + (y2 - y1) ** 2 or 1e-9
+    t = min(1.0, max(0.0, ((cx - x1) * (x2 - x1) + (cy - y1) * (y2 - y1)) / length2))
+    return math.hypot(x1 + t * (x2 - x1) - cx, y1 + t * (y2 - y1) - cy) < r
+
+
+def _segments_cross(a: tuple, b: tuple) -> bool:
+    def side(p, q, r):
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+    p1, p2, q1, q2 = a[:2], a[2:], b[:2], b[2:]
+    return side(p1, p2, q1) * side(p1, p2, q2) < 0 and side(q1, q2, p1) * side(q1, q2, p2) < 0
+
+
+def region_chart(regions: list[dict]) -> Chart:
+    return Chart(
+        "regions",
+        "Regional footprint",
+        _svg(
+            {
+                "title": "Projects and branches per region",
+                "data": {"values": _json_safe(regions)},
+                "transform": [
+                    {"calculate": "datum.project_count", "as": "Projects"},
+                    {"calculate": "datum.branch_count", "as": "Branches"},
+                    {"fold": ["Projects", "Branches"], "as": ["what", "count"]},
+                ],
+                "mark": "bar",
+                "encoding": {
+                    "y": {"field": "region_id", "type": "nominal", "sort": "-x", "title": None},
+                    "x": {"field": "count", "type": "quantitative", "title": None},
+                    "color": {
+                        "field": "what",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": ["Projects", "Branches"]},
+                    },
+                    "yOffset": {"field": "what", "sort": ["Projects", "Branches"]},
+                },
+                "width": 520,
+            }
+        ),
+    )
+
+
+def map_chart(regions: list[dict]) -> Chart:
+    """The regions in use on a world map: circle area is logical size, every circle is named."""
+    world = world_atlas()
+    land = topojson_points(world, world["objects"][LAND])
+    projection = EqualEarth.fit(land, MAP_WIDTH, MAP_PAD)
+    used = [r for r in regions if r["project_count"]]
     located = [r for r in used if r["geo_latitude"] is not None and r["geo_longitude"] is not None]
-    world = _svg(
+    largest = max((r["total_logical_size_bytes"] or 0 for r in located), default=0) / GIB or 1
+    points = []
+    for r in sorted(located, key=lambda r: (-r["project_count"], r["region_id"])):
+        gib = (r["total_logical_size_bytes"] or 0) / GIB
+        area = MAP_AREA[0] + (MAP_AREA[1] - MAP_AREA[0]) * gib / largest  # as Vega's size scale below
+        x, y = projection(r["geo_longitude"], r["geo_latitude"])
+        points.append(
+            {
+                "region_id": r["region_id"],
+                "region_name": r["region_name"],
+                "projects": r["project_count"],
+                "gib": gib,
+                "provider": PROVIDERS.get(r["cloud_provider"], r["cloud_provider"]),
+                "lon": r["geo_longitude"],
+                "lat": r["geo_latitude"],
+                "x": x,
+                "y": y,
+                "r": area**0.5 / 2,  # a Vega symbol's size is the area of its bounding square
+                "label": f"{r['region_id']} ({r['project_count']})",
+            }
+        )
+    labels, unplaced = place_labels(points, projection.width, projection.height)
+    notes = []
+    if unplaced:
+        notes.append("Not labelled for lack of room: " + ", ".join(p["label"] for p in unplaced) + ".")
+    if len(located) < len(used):
+        unknown = [f"{r['region_id']} ({r['project_count']})" for r in used if r not in located]
+        notes.append("Not on the map (Neon gives no coordinates): " + ", ".join(unknown) + ".")
+    notes.append("Land: Natural Earth 1:110m (public domain).")
+    pixels = {"type": "quantitative", "scale": None}
+    svg = _svg(
         {
-            "title": "Where the projects run: region (projects), circle area = logical size, 30° grid",
-            "width": 620,
-            "height": 320,
-            "projection": {"type": "equirectangular"},
+            "title": {"text": "Where the projects run", "subtitle": LABEL_KEY},
+            "width": projection.width,
+            "height": projection.height,
+            "projection": {
+                "type": "equalEarth",
+                "scale": projection.scale,
+                "translate": projection.translate,
+            },
             "layer": [
                 {
-                    "data": {"graticule": {"step": [30, 30]}},
-                    "mark": {"type": "geoshape", "stroke": "#ddd", "fill": None},
+                    "name": "land",
+                    "data": {"values": world, "format": {"type": "topojson", "feature": LAND}},
+                    "mark": {"type": "geoshape", "fill": "#e4e4e4", "stroke": "#fff", "strokeWidth": 0.5},
                 },
                 {
-                    "data": {"values": _json_safe(located)},
-                    "mark": {"type": "circle", "opacity": 0.7},
+                    "name": "leaders",
+                    "data": {"values": [label for label in labels if label["leader"]]},
+                    "mark": {"type": "rule", "color": "#777", "strokeWidth": 0.8},
                     "encoding": {
-                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
+                        "x": {"field": "x1", **pixels},
+                        "y": {"field": "y1", **pixels},
+                        "x2": {"field": "x2"},
+                        "y2": {"field": "y2"},
+                    },
+                },
+                {
+                    "name": "regions",
+                    "data": {"values": sorted(points, key=lambda p: -p["r"])},  # small ones on top
+                    "mark": {"type": "circle", "opacity": 0.75, "stroke": "#fff", "strokeWidth": 0.8},
+                    "encoding": {
+                        "longitude": {"field": "lon", "type": "quantitative"},
+                        "latitude": {"field": "lat", "type": "quantitative"},
                         "size": {
-                            "field": "total_logical_size_bytes",
+                            "field": "gib",
                             "type": "quantitative",
-                            "title": "bytes",
+                            "title": "Logical size (GiB)",
+                            "scale": {
+                                "domain": [0, largest],
+                                "range": list(MAP_AREA),
+                                "zero": True,
+                                "nice": False,
+                            },
                         },
-                        "color": {"field": "cloud_provider", "type": "nominal", "title": "provider"},
-                        "tooltip": [{"field": "region_id"}, {"field": "project_count"}],
+                        "color": {"field": "provider", "type": "nominal", "title": "Cloud"},
+                        "tooltip": [
+                            {"field": "region_name", "title": "Region"},
+                            {"field": "projects", "title": "Projects"},
+                            {"field": "gib", "title": "Logical size (GiB)", "format": ".2f"},
+                        ],
                     },
                 },
                 {
-                    # no coastlines (they would need a map file from the network): each point is named
-                    "data": {"values": _json_safe(located)},
-                    "mark": {"type": "text", "align": "left", "dx": 9, "fontSize": 10, "color": "#333"},
-                    "encoding": {
-                        "longitude": {"field": "geo_longitude", "type": "quantitative"},
-                        "latitude": {"field": "geo_latitude", "type": "quantitative"},
-                        "text": {"field": "label", "type": "nominal"},
+                    "name": "labels",
+                    "data": {"values": labels},
+                    "mark": {
+                        "type": "text",
+                        "align": "left",
+                        "baseline": "middle",
+                        "font": MONO,
+                        "fontSize": LABEL_SIZE,
+                        "color": "#222",
                     },
-                    "transform": [
-                        {"calculate": "datum.region_id + ' (' + datum.project_count + ')'", "as": "label"}
-                    ],
+                    "encoding": {
+                        "x": {"field": "left", **pixels},
+                        "y": {"field": "middle", **pixels},
+                        "text": {"field": "text"},
+                    },
                 },
             ],
         }
     )
-    return [
-        ("regions", "Regional footprint", bars),
-        ("regions-map", "Regional footprint on the globe", world),
-    ]
+    return Chart("regions-map", "Regional footprint on the map", svg, " ".join(notes))
 
 
-def age_chart(branches: list[dict]) -> tuple[str, str, str]:
-    return (
+def age_chart(branches: list[dict]) -> Chart:
+    return Chart(
         "branch-ages",
         "Branch age distribution",
         _svg(
             {
-                "title": "Branches by age (days)",
+                "title": "Branches by age",
                 "data": {"values": _json_safe(branches)},
                 "mark": "bar",
                 "encoding": {
@@ -117,10 +478,10 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
                         "field": "age_days",
                         "type": "quantitative",
                         "bin": {"maxbins": 20},
-                        "title": "age in days",
+                        "title": "Age (days)",
                     },
-                    "y": {"aggregate": "count", "type": "quantitative", "title": "branches"},
-                    "color": {"field": "status", "type": "nominal", "title": None},
+                    "y": {"aggregate": "count", "type": "quantitative", "title": "Branches"},
+                    "color": {"field": "status", "type": "nominal", "title": "Status"},
                 },
                 "width": 560,
             }
@@ -128,22 +489,31 @@ def age_chart(branches: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
-    top = stale[:15]
-    return (
+def stale_chart(stale: list[dict]) -> Chart:
+    # "#rank" ties each bar to its row in the clean-up table, and keeps same-named branches apart
+    bars = [
+        {
+            "branch": f"#{r['cleanup_rank']} " + shorten(f"{r['project_name']} / {r['branch_name']}"),
+            "gib": (r["logical_size_bytes"] or 0) / GIB,
+        }
+        for r in stale[:STALE_BARS]
+    ]
+    return Chart(
         "stale-branches",
         "Stale branches: storage reclaimable",
         _svg(
             {
-                "title": "Largest stale branches (GiB reclaimable)",
-                "data": {"values": _json_safe(top)},
-                "transform": [
-                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "gib"},
-                    {"calculate": "datum.project_name + ' / ' + datum.branch_name", "as": "branch"},
-                ],
+                "title": f"The {len(bars)} largest stale branches (GiB reclaimable; # as in the clean-up list)",
+                "data": {"values": bars},
                 "mark": "bar",
                 "encoding": {
-                    "y": {"field": "branch", "type": "nominal", "sort": "-x", "title": None},
+                    "y": {
+                        "field": "branch",
+                        "type": "nominal",
+                        "sort": [bar["branch"] for bar in bars],
+                        "title": None,
+                        "axis": {"labelLimit": 0},
+                    },
                     "x": {"field": "gib", "type": "quantitative", "title": "GiB"},
                 },
                 "width": 520,
@@ -152,30 +522,39 @@ def stale_chart(stale: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def project_chart(projects: list[dict]) -> tuple[str, str, str]:
-    top = projects[:20]
-    return (
+def project_chart(projects: list[dict]) -> Chart:
+    top = projects[:PROJECT_BARS]
+    labels = distinct_labels([p["project_name"] for p in top], [p["project_id"] for p in top])
+    top = [{**p, "project": label} for p, label in zip(top, labels, strict=True)]
+    return Chart(
         "projects",
         "Storage and compute by project",
         _svg(
             {
-                "title": "Largest projects: storage (GiB) and compute (hours)",
+                "title": f"The {len(top)} largest projects: logical size and compute time",
                 "data": {"values": _json_safe(top)},
                 "transform": [
-                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "storage GiB"},
-                    {"calculate": "datum.compute_time_seconds / 3600", "as": "compute hours"},
-                    {"fold": ["storage GiB", "compute hours"], "as": ["measure", "value"]},
+                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "Logical size (GiB)"},
+                    {"calculate": "datum.compute_time_seconds / 3600", "as": "Compute time (hours)"},
+                    {"fold": ["Logical size (GiB)", "Compute time (hours)"], "as": ["measure", "value"]},
                 ],
                 "mark": "bar",
                 "encoding": {
                     "y": {
-                        "field": "project_name",
+                        "field": "project",
                         "type": "nominal",
-                        "sort": {"field": "logical_size_bytes", "order": "descending"},
+                        "sort": labels,
                         "title": None,
+                        "axis": {"labelLimit": 0},
                     },
                     "x": {"field": "value", "type": "quantitative", "title": None},
-                    "column": {"field": "measure", "type": "nominal", "title": None},
+                    "column": {
+                        "field": "measure",
+                        "type": "nominal",
+                        "title": None,
+                        "sort": ["Logical size (GiB)", "Compute time (hours)"],
+                        "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
+                    },
                 },
                 "resolve": {"scale": {"x": "independent"}},
                 "width": 260,
@@ -184,19 +563,38 @@ def project_chart(projects: list[dict]) -> tuple[str, str, str]:
     )
 
 
-def consumption_chart(daily: list[dict]) -> tuple[str, str, str]:
-    return (
+def consumption_chart(daily: list[dict]) -> Chart:
+    order = {name: i for i, name in enumerate(METRICS)}
+    panels = {}
+    values = []
+    for row in daily:
+        panel, per = consumption_panel(row["metric_name"], row["metric_unit"])
+        panels[panel] = (order.get(row["metric_name"], len(order)), panel)
+        values.append({"date": row["consumption_date"], "panel": panel, "value": (row["total"] or 0) / per})
+    return Chart(
         "consumption",
         "Daily consumption",
         _svg(
             {
                 "title": "Daily consumption, all projects",
-                "data": {"values": _json_safe(daily)},
+                "data": {"values": _json_safe(values)},
                 "mark": {"type": "line", "point": True},
                 "encoding": {
-                    "x": {"field": "consumption_date", "type": "temporal", "title": None},
-                    "y": {"field": "total", "type": "quantitative", "title": None},
-                    "row": {"field": "metric_name", "type": "nominal", "title": None},
+                    "x": {"field": "date", "type": "temporal", "title": None, "axis": {"format": "%b %-d"}},
+                    "y": {"field": "value", "type": "quantitative", "title": None},
+                    "row": {
+                        "field": "panel",
+                        "type": "nominal",
+                        "title": None,
+                        "sort": [panel for _, panel in sorted(panels.values())],
+                        "header": {
+                            "labelAngle": 0,
+                            "labelOrient": "top",
+                            "labelAnchor": "start",
+                            "labelFontSize": 11,
+                            "labelFontWeight": "bold",
+                        },
+                    },
                 },
                 "resolve": {"scale": {"y": "independent"}},
                 "width": 560,
@@ -218,22 +616,30 @@ def build(target: Any) -> str:
                                   else 'in use' end as status
         from marts.project_branch_inventory""")
     stale = rows("select * from marts.stale_branches order by cleanup_rank")
-    projects = rows("select * from marts.projects order by logical_size_bytes desc")
+    projects = rows("select * from marts.projects order by logical_size_bytes desc nulls last, project_id")
     daily = rows("""
-        select consumption_date, metric_name, sum(metric_value) as total
+        select consumption_date, metric_name, metric_unit, sum(metric_value) as total
         from marts.daily_consumption
-        group by consumption_date, metric_name
+        group by consumption_date, metric_name, metric_unit
         order by consumption_date""")
 
-    charts = regional_charts(regions) + [age_chart(branches), stale_chart(stale), project_chart(projects)]
+    charts = [
+        region_chart(regions),
+        map_chart(regions),
+        age_chart(branches),
+        stale_chart(stale),
+        project_chart(projects),
+    ]
     if daily:
         charts.append(consumption_chart(daily))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(
-        f"<section><h2>{html.escape(title)}</h2>"
-        f'<figure class="chart" data-chart="{key}">{svg}</figure></section>'
-        for key, title, svg in charts
+        f"<section><h2>{html.escape(chart.title)}</h2>"
+        f'<figure class="chart" data-chart="{chart.key}">{chart.svg}'
+        + (f"<figcaption>{html.escape(chart.caption)}</figcaption>" if chart.caption else "")
+        + "</figure></section>"
+        for chart in charts
     )
     stale_rows = "\n".join(
         "<tr>"
@@ -286,6 +692,7 @@ PAGE = """<!doctype html>
   .meta {{ color: #666; margin-top: 0; }}
   section {{ margin: 2rem 0; }}
   figure.chart {{ margin: 0; overflow-x: auto; }}
+  figcaption {{ color: #666; font-size: 0.85rem; max-width: 760px; }}
   table {{ border-collapse: collapse; font-size: 0.9rem; }}
   th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
   td:nth-child(n+4) {{ text-align: right; }}
