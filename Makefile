@@ -78,8 +78,8 @@ system-deps: ## install Debian's postgresql, chromium and npm (as root, or with 
 # The same checks as tests/test_lint.py, which make test runs.
 lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
-	@$(BIN)/ruff check extract tests bench
-	@$(BIN)/ruff format --check extract tests bench
+	@$(BIN)/ruff check extract tests bench neon_api_pipeline.py
+	@$(BIN)/ruff format --check extract tests bench neon_api_pipeline.py
 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench

@@ -2,6 +2,7 @@
 
 - `dlt.pipeline("neon_api_pipeline").dataset().projects.df()`, unchanged, reads the published
   warehouse from the folder it was published in (the repository root);
+- `python neon_api_pipeline.py` is `make elt`: same run, summary and exit codes;
 
 A folder stands in for the repository root: the repository's `.dlt/config.toml` in it, and the
 warehouse under its default name. Each child process gets a dlt data folder of its own, so that
@@ -11,6 +12,7 @@ whether dlt kept local state of the pipeline is the test's choice.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,11 @@ from pathlib import Path
 import duckdb
 import pytest
 from conftest import REPO
+from expected import query
 from neon_elt import config
+from neon_elt.warehouse import run_lock
+from neon_simulator import Simulator
+from runs import cli_env, expected_table_counts, run_cli
 
 PAGE_SNIPPET = """
 import dlt
@@ -143,3 +149,81 @@ def test_the_empty_file_the_snippet_leaves_does_not_take_over_from_the_old_wareh
     monkeypatch.chdir(root)
     assert config.warehouse_path() == root / OLD
     assert "its old name" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- 3. python neon_api_pipeline.py
+
+
+def pipeline_py(*args: str, env: dict[str, str], cwd: Path, python: str = sys.executable):
+    return subprocess.run(
+        [python, str(REPO / "neon_api_pipeline.py"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def summary_rows(stdout: str) -> dict[str, int]:
+    """The extract summary's rows per table."""
+    block = stdout.split("Extract summary", 1)[1]
+    return {t: int(n.replace(",", "")) for t, n in re.findall(r"^  (\w+)\s+([\d,]+) rows$", block, re.M)}
+
+
+def test_python_neon_api_pipeline_py_runs_make_elt_and_the_page_s_snippet_reads_it(demo_account, tmp_path):
+    root = repo_root_like(tmp_path / "root")
+    with Simulator(demo_account) as simulator:
+        env = cli_env(root / "unused.duckdb", simulator, DLT_DATA_DIR=str(tmp_path / "dlt"))
+        del env["NEON_DUCKDB_PATH"]  # the default, as a user has it
+        run = pipeline_py(env=env, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    warehouse = root / config.DEFAULT_WAREHOUSE
+    # dlt's load info, the runner's summary with what the simulator served, dbt's build, the publish
+    assert "is LOADED and contains no failed jobs" in run.stdout
+    assert summary_rows(run.stdout) == expected_table_counts(demo_account)
+    assert "Completed successfully" in run.stdout
+    assert f"Warehouse published: {warehouse}" in run.stdout
+    projects, branches = account_counts(demo_account)
+    assert query(warehouse, "select count(*) from marts.projects")[0][0] == projects
+    assert query(warehouse, "select count(*) from marts.project_branch_inventory")[0][0] == branches
+    # then the page's next step, with the local state the run left
+    read = run_page_snippet(root, child_env(tmp_path / "dlt"))
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert tuple(map(int, read.stdout.split())) == (projects, branches)
+
+
+@pytest.mark.parametrize("failure", ["no key", "another run", "wrong key"])
+def test_python_neon_api_pipeline_py_fails_as_make_elt_does(failure, demo_account, tmp_path):
+    """The same exit code and the same one line as `neon-elt elt`, which `make elt` runs."""
+    root = repo_root_like(tmp_path / "root")
+    warehouse = root / config.DEFAULT_WAREHOUSE
+    with Simulator(demo_account) as simulator:
+        env = cli_env(warehouse, simulator, DLT_DATA_DIR=str(tmp_path / "dlt"))
+        if failure == "no key":
+            del env["NEON_API_KEY"]
+        if failure == "wrong key":
+            env["NEON_API_KEY"] = "napi_not_the_key"
+        if failure == "another run":
+            with run_lock(warehouse):
+                ours, theirs = pipeline_py(env=env, cwd=root), run_cli("elt", env=env, cwd=root)
+        else:
+            ours, theirs = pipeline_py(env=env, cwd=root), run_cli("elt", env=env, cwd=root)
+    expected_code = {"no key": 2, "another run": 3, "wrong key": 1}[failure]
+    assert (ours.returncode, theirs.returncode) == (expected_code, expected_code)
+    last_line = ours.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("neon-elt: ") and last_line == theirs.stderr.strip().splitlines()[-1]
+    assert not warehouse.exists()
+
+
+def test_a_python_outside_the_environment_hands_the_run_to_the_environment_s(tmp_path):
+    """`python neon_api_pipeline.py` with the system's Python: it runs again with .venv's."""
+    outside = Path(sys.base_prefix) / "bin" / "python3"
+    if not outside.exists() or Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
+        pytest.skip("needs the interpreter the environment was made from, and the repository's .venv")
+    assert subprocess.run([str(outside), "-c", "import neon_elt"], capture_output=True).returncode != 0
+    root = repo_root_like(tmp_path / "root")
+    env = cli_env(root / config.DEFAULT_WAREHOUSE, None, DLT_DATA_DIR=str(tmp_path / "dlt"))
+    result = pipeline_py(env=env, cwd=root, python=str(outside))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("neon-elt: no Neon API key"), result.stderr
