@@ -3,6 +3,9 @@
 - `dlt.pipeline("neon_api_pipeline").dataset().projects.df()`, unchanged, reads the published
   warehouse from the folder it was published in (the repository root);
 - `python neon_api_pipeline.py` is `make elt`: same run, summary and exit codes;
+- `make dashboard` serves dlt's dashboard (`dlt pipeline neon_api_pipeline show`), whose data
+  browser, looked at in headless Chromium, shows the warehouse's raw tables;
+- `make notebook`'s marimo notebook runs headless, every cell without error, over the marts.
 
 A folder stands in for the repository root: the repository's `.dlt/config.toml` in it, and the
 warehouse under its default name. Each child process gets a dlt data folder of its own, so that
@@ -11,21 +14,27 @@ whether dlt kept local state of the pipeline is the test's choice.
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 from conftest import REPO
 from expected import query
-from neon_elt import config
+from neon_elt import config, marimo_apps
 from neon_elt.warehouse import run_lock
 from neon_simulator import Simulator
-from runs import cli_env, expected_table_counts, run_cli
+from runs import cli_env, expected_table_counts, file_digest, run_cli
 
 PAGE_SNIPPET = """
 import dlt
@@ -227,3 +236,254 @@ def test_a_python_outside_the_environment_hands_the_run_to_the_environment_s(tmp
     result = pipeline_py(env=env, cwd=root, python=str(outside))
     assert result.returncode == 2
     assert result.stderr.strip().startswith("neon-elt: no Neon API key"), result.stderr
+
+
+# ------------------------------------------------------------------------ 2. dlt's dashboard
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PLAYWRIGHT_VERSION = "1.65.1"  # playwright-core, npm: drives Debian's Chromium, downloads no browser
+PLAYWRIGHT_DIR = REPO / ".tools" / "playwright"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90) -> str:
+    """The page at `url`, once the server answers; cookies kept, as a browser keeps marimo's
+    session after its access token."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server ended with exit {process.returncode}")
+        try:
+            with opener.open(url, timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"nothing served {url} within {timeout:.0f} s")
+
+
+def serve(command: list[str], env: dict[str, str], cwd: Path):
+    """Start a `neon-elt` server command; the process, with its output going to a file."""
+    log = (cwd / "server.log").open("w")
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def stop(process: subprocess.Popen, log) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(demo_warehouse, tmp_path_factory):
+    """`neon-elt dashboard` (make dashboard) on the demo warehouse, from a folder of its own and
+    with no local state of the pipeline: (url, its folder, its dlt data folder, the warehouse's
+    digest before)."""
+    folder = repo_root_like(tmp_path_factory.mktemp("dashboard") / "root")
+    dlt_dir = folder.parent / "dlt"
+    port = free_port()
+    env = child_env(dlt_dir, NEON_DUCKDB_PATH=str(demo_warehouse))
+    before = file_digest(demo_warehouse)
+    neon_elt = str(Path(sys.executable).with_name("neon-elt"))
+    process, log = serve([neon_elt, "dashboard", "--port", str(port)], env, folder)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for_http(url, process)
+        yield url, folder, dlt_dir, before
+    finally:
+        stop(process, log)
+
+
+def test_make_dashboard_serves_dlt_s_dashboard_of_the_pipeline(dashboard, demo_warehouse):
+    url, folder, dlt_dir, _ = dashboard
+    with urllib.request.urlopen(url, timeout=10) as response:
+        page = response.read().decode()
+    assert response.status == 200 and "dlt_dashboard.py" in page  # marimo's page of dlt's app
+    log = (folder / "server.log").read_text()
+    assert f"dlt's dashboard of neon_api_pipeline on {url.rstrip('/')}, {demo_warehouse} read-only" in log
+    # where dlt kept no state of the pipeline, the dashboard's comes from the warehouse
+    state = json.loads((dlt_dir / "pipelines" / "neon_api_pipeline" / "state.json").read_text())
+    assert state["dataset_name"] == "neon_api_data" and state["pipeline_name"] == "neon_api_pipeline"
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Path:
+    """playwright-core in .tools/playwright (git-ignored), installed with npm on first use, to
+    drive Debian's Chromium. Without npm or Chromium this skips on a laptop and fails in CI."""
+    missing = [name for name, found in (("npm", shutil.which("npm")), ("chromium", CHROMIUM)) if not found]
+    if missing:
+        reason = f"{' and '.join(missing)} not installed (make system-deps installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    if not (PLAYWRIGHT_DIR / "node_modules" / "playwright-core" / "package.json").exists():
+        installed = subprocess.run(
+            [
+                shutil.which("npm"),
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(PLAYWRIGHT_DIR),
+                f"playwright-core@{PLAYWRIGHT_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert installed.returncode == 0, installed.stderr
+    return PLAYWRIGHT_DIR
+
+
+def test_its_data_browser_shows_every_raw_table_as_the_warehouse_holds_it(
+    dashboard, demo_warehouse, playwright, tmp_path
+):
+    """In headless Chromium, as a user: "Load row counts" lists every raw table with its rows,
+    and "Run Query" on the selected one returns them. The warehouse stays byte for byte as it was."""
+    url, *_, before = dashboard
+    look = subprocess.run(
+        [
+            "node",
+            str(REPO / "tests" / "dashboard_look.js"),
+            str(playwright),
+            CHROMIUM,
+            url,
+            str(tmp_path / "look.png"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert look.returncode == 0, look.stderr[-3000:]
+    seen = json.loads(look.stdout.strip().splitlines()[-1])
+    tables = [
+        name
+        for (name,) in query(
+            demo_warehouse,
+            "select table_name from information_schema.tables where table_schema = 'neon_api_data' "
+            "and table_name not like '\\_%' escape '\\'",
+        )
+    ]
+    counts = {
+        name: query(demo_warehouse, f"select count(*) from neon_api_data.{name}")[0][0] for name in tables
+    }
+    assert seen["row_counts"] == counts
+    selected = re.search(r'FROM "(\w+)"', seen["query"]["sql"]).group(1)
+    assert seen["query"]["result"].startswith(f"{counts[selected]:,} rows")
+    assert file_digest(demo_warehouse) == before
+
+
+def test_without_the_group_the_dashboard_says_how_to_install_it(monkeypatch, demo_warehouse, capsys):
+    from neon_elt import cli
+
+    real = marimo_apps.importlib.util.find_spec
+    monkeypatch.setattr(
+        marimo_apps.importlib.util, "find_spec", lambda name, *a: None if name == "marimo" else real(name, *a)
+    )
+    monkeypatch.setenv("NEON_DUCKDB_PATH", str(demo_warehouse))
+    for command in ("dashboard", "notebook"):
+        assert cli.main([command]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "`make dashboard`" in err[0] and "marimo not installed" in err[0], err
+
+
+def test_a_port_in_use_or_no_warehouse_is_one_line_and_exit_2(monkeypatch, tmp_path, demo_warehouse, capsys):
+    from neon_elt import cli
+
+    monkeypatch.setenv("NEON_DUCKDB_PATH", str(tmp_path / "none.duckdb"))
+    assert cli.main(["dashboard", "--port", str(free_port())]) == 2
+    assert "no warehouse at" in capsys.readouterr().err
+    monkeypatch.setenv("NEON_DUCKDB_PATH", str(demo_warehouse))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert cli.main(["notebook", "--port", str(busy.getsockname()[1])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot serve on 127.0.0.1" in err[0] and "make notebook PORT=" in err[0]
+
+
+# ------------------------------------------------------------------ 4. the analysts' notebook
+
+
+def exported_cells(page: str) -> dict[str, dict]:
+    """Per cell of the notebook that `marimo export html` ran: its code, outputs and console."""
+    cells = {}
+    for key in ("notebook", "session"):
+        found = re.search(rf'^\s*"{key}": (\{{.*\}}),$', page, re.M)
+        assert found, f"no {key} in the exported page"
+        for cell in json.loads(found.group(1))["cells"]:
+            cells.setdefault(cell["id"], {}).update(cell)
+    return cells
+
+
+def test_the_notebook_runs_headless_and_every_cell_succeeds(demo_account, demo_warehouse, tmp_path):
+    copy = tmp_path / "neon_estate.py"  # marimo keeps session snapshots beside the notebook it runs
+    shutil.copyfile(marimo_apps.NOTEBOOK, copy)
+    before = file_digest(demo_warehouse)
+    exported = subprocess.run(
+        [marimo_apps.marimo(), "export", "html", str(copy), "-o", str(tmp_path / "notebook.html")],
+        env=child_env(tmp_path / "dlt", NEON_DUCKDB_PATH=str(demo_warehouse), MARIMO_SKIP_UPDATE_CHECK="1"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]  # marimo exits 1 when a cell failed
+    cells = exported_cells((tmp_path / "notebook.html").read_text())
+    assert len(cells) >= 15
+    for cell_id, cell in cells.items():
+        assert "outputs" in cell, f"cell {cell_id} did not run:\n{cell.get('code')}"
+        errors = [output for output in cell["outputs"] if output.get("type") == "error"]
+        stderr = [line for line in cell.get("console", []) if line.get("name") == "stderr"]
+        assert not errors and not stderr, f"cell {cell_id}:\n{cell['code']}\n{errors or stderr}"
+    # the headline figures, as the simulator served them
+    stats = {
+        html.unescape(label): html.unescape(value)
+        for value, label in re.findall(
+            r"data-value='([^']*)' data-label='([^']*)'",
+            "".join(o["data"].get("text/html", "") for c in cells.values() for o in c["outputs"]),
+        )
+    }
+    projects, branches = account_counts(demo_account)
+    endpoints = sum(len(demo_account.endpoints(p["id"])) for p in demo_account.all_projects())
+    assert stats['"projects"'] == f'"{projects:,}"'
+    assert stats['"branches"'] == f'"{branches:,}"'
+    assert stats['"computes"'] == f'"{endpoints:,}"'
+    assert file_digest(demo_warehouse) == before  # opened read-only
+
+
+def test_make_notebook_serves_marimo_s_editor_on_the_notebook(demo_warehouse, tmp_path):
+    port = free_port()
+    env = child_env(tmp_path / "dlt", NEON_DUCKDB_PATH=str(demo_warehouse))
+    neon_elt = str(Path(sys.executable).with_name("neon-elt"))
+    process, log = serve([neon_elt, "notebook", "--port", str(port)], env, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not (token := re.search(r"access_token=([\w-]+)", (tmp_path / "server.log").read_text())):
+            assert time.monotonic() < deadline and process.poll() is None, (
+                tmp_path / "server.log"
+            ).read_text()
+            time.sleep(0.3)
+        page = wait_for_http(f"http://127.0.0.1:{port}/?access_token={token.group(1)}", process)
+        assert "neon_estate.py" in page
+    finally:
+        stop(process, log)
+
+
+def test_the_exposure_points_at_the_notebook_and_every_mart_it_reads():
+    exposures = yaml.safe_load((REPO / "dbt_project" / "models" / "marts" / "_exposures.yml").read_text())
+    notebook = next(e for e in exposures["exposures"] if e["name"] == "estate_notebook")
+    assert notebook["url"] == "file://notebooks/neon_estate.py"
+    assert (REPO / notebook["url"].removeprefix("file://")) == marimo_apps.NOTEBOOK
+    reads = set(re.findall(r"\bmarts\.(\w+)", marimo_apps.NOTEBOOK.read_text()))
+    assert {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in notebook["depends_on"]} == reads
