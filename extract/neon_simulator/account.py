@@ -17,14 +17,13 @@ methods while holding :attr:`Account.lock`.
 from __future__ import annotations
 
 import bisect
-import calendar
 import hashlib
 import json
 import random
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from .reference import (
     _ADJECTIVES,
@@ -54,6 +53,7 @@ from .reference import (
     REGIONS,
     AccountSpec,
 )
+from .timestamps import _DAY, _HOUR, month_start, next_month_start, parse_ts, ts
 
 #: Fields that change on their own as time passes (what :meth:`Account.tick` touches), per resource.
 #: Everything else only changes through an explicit mutation, which also bumps ``updated_at``. A
@@ -83,36 +83,6 @@ VOLATILE_FIELDS: dict[str, list[str]] = {
     ],
     "endpoints": ["current_state", "pending_state", "last_active", "started_at", "suspended_at"],
 }
-
-_HOUR = 3600
-_DAY = 86400
-_UNIX_EPOCH = datetime(1970, 1, 1)  # naive on purpose: isoformat() then has no offset
-
-
-def ts(epoch: int) -> str:
-    """Format epoch seconds as the API does: RFC 3339, UTC, second precision (``...T12:00:00Z``)."""
-    return (_UNIX_EPOCH + timedelta(seconds=epoch)).isoformat() + "Z"
-
-
-def parse_ts(value: str) -> int:
-    """Parse an RFC 3339 timestamp (``Z`` or an offset; a naive one is taken as UTC) to epoch seconds."""
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
-
-
-def month_start(epoch: int) -> int:
-    """Epoch seconds of 00:00 UTC on the first day of ``epoch``'s month."""
-    d = datetime.fromtimestamp(epoch, UTC)
-    return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp())
-
-
-def next_month_start(epoch: int) -> int:
-    """Epoch seconds of 00:00 UTC on the first day of the month after ``epoch``'s month."""
-    d = datetime.fromtimestamp(epoch, UTC)
-    days = calendar.monthrange(d.year, d.month)[1]
-    return month_start(epoch) + days * _DAY
 
 
 def _snapshot(obj):

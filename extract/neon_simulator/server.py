@@ -41,9 +41,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .account import CONSUMPTION_EPOCH, CONSUMPTION_METRICS, Account, month_start, parse_ts
+from .account import Account
 from .faults import FaultInjector, Faults
 from .limits import RateLimiter, RateLimits
+from .reference import CONSUMPTION_EPOCH, CONSUMPTION_METRICS
+from .timestamps import month_start, parse_ts
 
 log = logging.getLogger(__name__)
 
