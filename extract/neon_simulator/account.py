@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import json
 import random
 import threading
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from .records import _Project, _snapshot
 from .reference import (
     _ADJECTIVES,
     _APPLICATIONS,
@@ -85,11 +85,6 @@ VOLATILE_FIELDS: dict[str, list[str]] = {
 }
 
 
-def _snapshot(obj):
-    """A deep copy of JSON-shaped data (faster than ``copy.deepcopy`` for plain dicts and lists)."""
-    return json.loads(json.dumps(obj))
-
-
 def _newest_first(op: dict) -> tuple[str, str]:
     """Sort key of operations; sorted in reverse it gives the served order (newest first)."""
     return op["created_at"], op["id"]
@@ -98,39 +93,6 @@ def _newest_first(op: dict) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------------
 # The account
 # --------------------------------------------------------------------------------------------------
-
-
-class _Project:
-    """Everything stored for one project (compact: per-project containers, no global indexes)."""
-
-    __slots__ = (
-        "annotations",
-        "applications",
-        "branches",
-        "databases",
-        "detail",
-        "endpoints",
-        "item",
-        "meta",
-        "operations",
-        "profile",
-        "roles",
-        "scope",
-    )
-
-    def __init__(self, item: dict, detail: dict, scope: str | None, profile: tuple):
-        self.item = item  # ProjectListItem
-        self.detail = detail  # Project-only fields that are not derived at serve time
-        self.scope = scope  # org_id, or None for a personal project
-        self.profile = profile  # (activity, cu, root MiB, child MiB): drives consumption history
-        self.branches: dict[str, dict] = {}  # branch id -> Branch, in creation order
-        self.meta: dict[str, tuple[int, int]] = {}  # branch id -> (depth below its root, created epoch)
-        self.endpoints: list[dict] = []  # Endpoint, in creation order
-        self.databases: dict[str, list[dict]] = {}  # branch id -> Database list
-        self.roles: dict[str, list[dict]] = {}  # branch id -> Role list
-        self.operations: list[dict] = []  # Operation, newest first
-        self.annotations: dict[str, dict] = {}  # branch id -> AnnotationData
-        self.applications: list[str] = []  # installed applications (ApplicationType)
 
 
 class Account:
