@@ -58,9 +58,10 @@ Behaviour worth knowing (details in :mod:`neon_simulator.server` and :mod:`~.acc
   lists them, so a test can check that none ends up in a warehouse or log.
 """
 
-from .account import VOLATILE_FIELDS, Account
+from .account import Account
 from .faults import FAULT_KINDS, Faults
 from .limits import RateLimiter, RateLimits
+from .mutations import VOLATILE_FIELDS
 from .reference import CONSUMPTION_METRICS, PRESETS, AccountSpec
 from .server import ROUTE_TEMPLATES, Simulator, Stats
 
