@@ -14,13 +14,8 @@ import pytest
 import requests
 from neon_simulator import PRESETS, VOLATILE_FIELDS, Account, AccountSpec, Simulator
 from neon_simulator.account import CONSUMPTION_METRICS, REGIONS
-from neon_simulator.server import (
-    CONSUMPTION_PLAN_REQUIRED,
-    ORG_ID_REQUIRED,
-    ORG_KEY_FORBIDDEN,
-    ROUTE_TEMPLATES,
-    match_route,
-)
+from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN
+from neon_simulator.routes import ROUTE_TEMPLATES, match_route
 from simulator_helpers import schema, session, validate, walk_branches, walk_cursor, walk_projects
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)

@@ -63,7 +63,8 @@ from .faults import FAULT_KINDS, Faults
 from .limits import RateLimiter, RateLimits
 from .mutations import VOLATILE_FIELDS
 from .reference import CONSUMPTION_METRICS, PRESETS, AccountSpec
-from .server import ROUTE_TEMPLATES, Simulator, Stats
+from .routes import ROUTE_TEMPLATES
+from .server import Simulator, Stats
 
 __all__ = [
     "CONSUMPTION_METRICS",
