@@ -4,14 +4,12 @@ against a running simulator, and pagination walkers that check the envelopes as 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import requests
 import yaml
+from neon_simulator.params import SPEC_PATH
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
-
-SPEC_PATH = Path(__file__).parent / "data" / "neon-openapi-v2.yaml"
 
 
 def _string_keys(node):

@@ -1,13 +1,11 @@
-"""Neon's OpenAPI spec (tests/data/neon-openapi-v2.yaml), loaded once and resolved for tests."""
+"""Neon's OpenAPI spec (shipped with the simulator), loaded once and resolved for tests."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import yaml
-
-SPEC_PATH = Path(__file__).parent / "data" / "neon-openapi-v2.yaml"
+from neon_simulator.params import SPEC_PATH
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,7 @@
 """A local simulator of the Neon management API v2, for tests, demos and benchmarks.
 
 It serves a deterministic synthetic account over HTTP with the routes, envelopes, pagination,
-field names and errors of Neon's own OpenAPI spec (``tests/data/neon-openapi-v2.yaml``), for every
+field names and errors of Neon's own OpenAPI spec (``neon-openapi-v2.yaml``, shipped here), for every
 list endpoint the extractor reads, plus Neon's documented rate limits and injectable faults.
 
 In Python::

@@ -1,6 +1,6 @@
 """A deterministic synthetic Neon account (no HTTP): the store and its reads.
 
-Every record is stored in the exact JSON shape of Neon's API v2 (``tests/data/neon-openapi-v2.yaml``):
+Every record is stored in the exact JSON shape of Neon's API v2 (``neon-openapi-v2.yaml`` in this package):
 ``Organization``, ``RegionResponse``, ``ProjectListItem``, ``Branch``, ``Endpoint``, ``Database``,
 ``Role`` and ``Operation``. Optional fields are sometimes present and sometimes absent; absent means
 the key is omitted, never ``null``.

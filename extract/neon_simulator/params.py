@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ApiError
 from .timestamps import parse_ts
+
+#: Neon's OpenAPI spec of API v2, shipped with the simulator: the source of truth for its routes,
+#: parameters and fields. It is Neon's own ``public-v2-for-users.gen.yaml`` from its TypeScript
+#: client ``@neondatabase/api-client`` 2.7.3 (MIT).
+SPEC_PATH = Path(__file__).with_name("neon-openapi-v2.yaml")
 
 _ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
 _PROJECT_IDS_PATTERN = re.compile(r"^([a-z0-9-]{1,60}(,[a-z0-9-]{1,60}){0,99})?$")

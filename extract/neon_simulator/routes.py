@@ -1,6 +1,6 @@
 """The routes: which paths the simulator serves, and the handler that answers each.
 
-Routing, query validation, envelopes and pagination follow ``tests/data/neon-openapi-v2.yaml``.
+Routing, query validation, envelopes and pagination follow Neon's spec (``neon-openapi-v2.yaml``).
 
 Pagination, as real Neon does it:
 
