@@ -1,15 +1,21 @@
-"""Query parameters: how each route's parameters are declared, validated and converted.
+"""Route parameters as Neon's OpenAPI spec declares them: read from the spec, validated, converted.
 
-A violation of type, bounds, enum, pattern or ``required`` is a 400; undeclared parameters are
-ignored.
+Each route's path and query parameters (names, types, enums, bounds, defaults, patterns,
+``required``) come from the ``parameters`` of its ``GET`` in the spec, so the simulator's 400s
+follow what the spec declares. A violation is a 400; undeclared query parameters are ignored. What the spec says only in prose (the consumption metric names, how far back each
+granularity reaches, that ``/projects`` needs ``org_id`` on an account with organizations) is
+checked by the route handlers in :mod:`~neon_simulator.routes`.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from .errors import ApiError
 from .timestamps import parse_ts
@@ -19,13 +25,24 @@ from .timestamps import parse_ts
 #: client ``@neondatabase/api-client`` 2.7.3 (MIT).
 SPEC_PATH = Path(__file__).with_name("neon-openapi-v2.yaml")
 
-_ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
-_PROJECT_IDS_PATTERN = re.compile(r"^([a-z0-9-]{1,60}(,[a-z0-9-]{1,60}){0,99})?$")
+#: String formats the simulator checks, as the pattern a value must match.
+_FORMATS = {"uuid": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")}
+#: The schema keywords :func:`_param` understands. Any other fails loudly when the routes are read,
+#: so that a constraint a newer spec adds is never silently left unchecked.
+_UNDERSTOOD = {"type", "format", "pattern", "enum", "default", "minimum", "maximum", "items", "maxItems"}
+
+
+@cache
+def spec() -> dict:
+    """Neon's spec as a dict, read once per process (430 KB of YAML, about a quarter of a second)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with SPEC_PATH.open() as handle:
+        return yaml.load(handle, Loader=loader)
 
 
 @dataclass(frozen=True)
 class Param:
-    """One query parameter as the spec declares it.
+    """One path or query parameter as the spec declares it.
 
     ``kind`` is ``str``, ``int``, ``bool``, ``enum``, ``datetime`` or ``list`` (repeated and/or
     comma-separated values). Violations of type, bounds, enum, pattern or ``required`` are 400s.
@@ -41,10 +58,11 @@ class Param:
     max_items: int | None = None
 
 
-def parse_query(query: dict[str, list[str]], params: dict[str, Param]) -> dict[str, Any]:
-    """Validate and convert the declared parameters of a query (undeclared ones are ignored)."""
+def parse_query(template: str, query: dict[str, list[str]]) -> dict[str, Any]:
+    """Validate and convert the declared query parameters of ``GET template`` (undeclared ones are
+    ignored); an absent one takes the spec's default, or ``None``."""
     values: dict[str, Any] = {}
-    for name, param in params.items():
+    for name, param in query_params(template).items():
         raw = query.get(name)
         if not raw:
             if param.required:
@@ -102,33 +120,83 @@ def _parse_list(name: str, raw: list[str], param: Param) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-_ORG_ID = Param(pattern=_ID_PATTERN)
-_PROJECTS_PARAMS = {
-    "cursor": Param(),
-    "limit": Param("int", default=10, minimum=1, maximum=400),
-    "search": Param(),
-    "org_id": _ORG_ID,
-    "timeout": Param("int", minimum=100, maximum=30000),
-    "recoverable": Param("bool", default=False),
-}
-_SHARED_PROJECTS_PARAMS = {k: v for k, v in _PROJECTS_PARAMS.items() if k not in ("org_id", "recoverable")}
-_BRANCHES_PARAMS = {
-    "search": Param(),
-    "sort_by": Param("enum", choices=("name", "created_at", "updated_at")),
-    "cursor": Param(),
-    "sort_order": Param("enum", choices=("asc", "desc")),
-    "limit": Param("int", minimum=1, maximum=10000),
-    "include_deleted": Param("bool", default=False),
-}
-_OPERATIONS_PARAMS = {"cursor": Param(), "limit": Param("int", minimum=1, maximum=1000)}
-_CONSUMPTION_PARAMS = {
-    "cursor": Param(),
-    "limit": Param("int", default=10, minimum=1, maximum=100),
-    "project_ids": Param("list", default=[], pattern=_PROJECT_IDS_PATTERN, max_items=100),
-    "from": Param("datetime", required=True),
-    "to": Param("datetime", required=True),
-    "granularity": Param("enum", required=True, choices=("hourly", "daily", "monthly")),
-    "org_id": Param(required=True, pattern=_ID_PATTERN),
-    "metrics": Param("list", required=True),
-}
-_REGIONS_PARAMS = {"org_id": _ORG_ID}
+def path_params(template: str) -> dict[str, Param]:
+    """The path parameters of ``GET template``, by name."""
+    return _declared(template)["path"]
+
+
+def query_params(template: str) -> dict[str, Param]:
+    """The query parameters of ``GET template``, by name, in the spec's order."""
+    return _declared(template)["query"]
+
+
+def check_path(template: str, values: dict[str, str]) -> None:
+    """A 400 unless every path parameter matches the pattern (or format) the spec declares."""
+    for name, param in path_params(template).items():
+        if param.pattern is not None and not param.pattern.match(values[name]):
+            raise ApiError(400, f"invalid path parameter {values[name]!r}")
+
+
+@cache
+def _declared(template: str) -> dict[str, dict[str, Param]]:
+    """The parameters of ``GET template``: the path item's, then the operation's (which win)."""
+    path_item = spec()["paths"][template]
+    found: dict[str, dict[str, Param]] = {"path": {}, "query": {}}
+    for node in [*path_item.get("parameters", []), *path_item["get"].get("parameters", [])]:
+        declared = _resolve(node)
+        if declared["in"] not in found:
+            raise ValueError(f"{template}: {declared['in']} parameter {declared['name']!r} is not supported")
+        found[declared["in"]][declared["name"]] = _param(template, declared)
+    return found
+
+
+def _param(template: str, declared: dict) -> Param:
+    """The :class:`Param` of one parameter object of the spec."""
+    where = f"{template}: parameter {declared['name']!r}"
+    schema = _understood(where, _resolve(declared["schema"]))
+    common = {"required": declared.get("required", False), "default": schema.get("default")}
+    kind = schema["type"]
+    if kind == "integer":
+        return Param("int", minimum=schema.get("minimum"), maximum=schema.get("maximum"), **common)
+    if kind == "boolean":
+        return Param("bool", **common)
+    if kind == "array":
+        items = _understood(where, _resolve(schema["items"]))
+        if items.keys() - {"type", "pattern", "format"} or items["type"] != "string":
+            raise ValueError(f"{where}: its items {items} are not checked here")
+        # maxItems counts values, repeated or comma-separated (the spec: "up to 100" project ids).
+        return Param("list", pattern=_pattern(items), max_items=schema.get("maxItems"), **common)
+    if kind != "string":
+        raise ValueError(f"{where}: type {kind} is not checked here")
+    if "enum" in schema:
+        return Param("enum", choices=tuple(schema["enum"]), **common)
+    if schema.get("format") == "date-time":
+        return Param("datetime", **common)
+    return Param(pattern=_pattern(schema), **common)
+
+
+def _understood(where: str, schema: dict) -> dict:
+    """``schema`` without its description, or a ``ValueError`` if it has a keyword not checked here."""
+    schema = {k: v for k, v in schema.items() if k != "description" and not (k == "minItems" and v == 0)}
+    if schema.keys() - _UNDERSTOOD:
+        raise ValueError(f"{where}: {sorted(schema.keys() - _UNDERSTOOD)} are not checked here")
+    return schema
+
+
+def _pattern(schema: dict) -> re.Pattern | None:
+    """What a string must match: the schema's ``pattern``, else its ``format``, if either is given."""
+    if "pattern" in schema:
+        return re.compile(schema["pattern"])
+    if "format" in schema:
+        return _FORMATS[schema["format"]]
+    return None
+
+
+def _resolve(node: dict) -> dict:
+    """``node``, or the spec object its ``$ref`` (``#/components/...``) points at."""
+    while "$ref" in node:
+        found = spec()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            found = found[part]
+        node = found
+    return node

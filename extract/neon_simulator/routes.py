@@ -31,19 +31,10 @@ from urllib.parse import unquote
 from .account import Account
 from .errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN, ApiError
 from .faults import FaultInjector
-from .params import (
-    _BRANCHES_PARAMS,
-    _CONSUMPTION_PARAMS,
-    _OPERATIONS_PARAMS,
-    _PROJECTS_PARAMS,
-    _REGIONS_PARAMS,
-    _SHARED_PROJECTS_PARAMS,
-    parse_query,
-)
+from .params import parse_query, query_params
 from .reference import CONSUMPTION_EPOCH, CONSUMPTION_METRICS
 from .timestamps import _DAY, _HOUR, month_start
 
-_UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 #: How far back each consumption granularity reaches (the spec: 168 hours, 60 days, 1 year).
 _CONSUMPTION_HORIZON = {"hourly": "168 hours", "daily": "60 days", "monthly": "1 year"}
 
@@ -140,6 +131,10 @@ class Routes:
         self.account = account
         self.faults = faults
         self._count_fault = stats
+        # Read every route's parameters from the spec now: a spec the simulator cannot check
+        # fails here, when the simulator is made, rather than on some later request.
+        for template in ROUTE_TEMPLATES:
+            query_params(template)
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -224,13 +219,13 @@ class Routes:
 
     def regions(self, req: Request) -> dict:
         self._reject_org_key(req)
-        args = parse_query(req.query, _REGIONS_PARAMS)
+        args = parse_query(req.template, req.query)
         if args["org_id"] is not None:
             self._member_org(req, args["org_id"])
         return {"regions": self.account._regions}
 
     def projects(self, req: Request) -> dict:
-        args = parse_query(req.query, _PROJECTS_PARAMS)
+        args = parse_query(req.template, req.query)
         scope = self._scope(req, args["org_id"])
         if args["recoverable"]:
             # Deleted projects are gone for good here: there is nothing to recover.
@@ -253,7 +248,7 @@ class Routes:
         return body
 
     def projects_shared(self, req: Request) -> dict:
-        args = parse_query(req.query, _SHARED_PROJECTS_PARAMS)
+        args = parse_query(req.template, req.query)
         return {"projects": [], "pagination": {"cursor": args["cursor"] or _START_CURSOR}}
 
     def project(self, req: Request) -> dict:
@@ -262,16 +257,21 @@ class Routes:
 
     def branches(self, req: Request) -> dict:
         project = self._project(req)
-        args = parse_query(req.query, _BRANCHES_PARAMS)
-        sort_by, sort_order = args["sort_by"] or "updated_at", args["sort_order"] or "desc"
+        args = parse_query(req.template, req.query)
+        sort_by, sort_order = args["sort_by"], args["sort_order"]  # or the spec's defaults
         after = None
         if args["cursor"] is not None:
             cursor_by, cursor_order, value, bid = decode_cursor(args["cursor"], 4)
-            if cursor_by not in ("name", "created_at", "updated_at") or cursor_order not in ("asc", "desc"):
+            declared = query_params(req.template)
+            if (
+                cursor_by not in declared["sort_by"].choices
+                or cursor_order not in declared["sort_order"].choices
+            ):
                 raise ApiError(400, "invalid cursor")
-            if (args["sort_by"] or cursor_by) != cursor_by or (
-                args["sort_order"] or cursor_order
-            ) != cursor_order:
+            # A sort given beside a cursor must be the cursor's own.
+            if ("sort_by" in req.query and sort_by != cursor_by) or (
+                "sort_order" in req.query and sort_order != cursor_order
+            ):
                 raise ApiError(400, "sort_by and sort_order must match the cursor")
             sort_by, sort_order, after = cursor_by, cursor_order, (value, bid)
         descending = sort_order == "desc"
@@ -319,7 +319,7 @@ class Routes:
 
     def operations(self, req: Request) -> dict:
         project = self._project(req)
-        args = parse_query(req.query, _OPERATIONS_PARAMS)
+        args = parse_query(req.template, req.query)
         ops = project.operations  # newest first: descending (created_at, id)
         start = 0
         if args["cursor"] is not None:
@@ -335,15 +335,13 @@ class Routes:
     def operation(self, req: Request) -> dict:
         project = self._project(req)
         op_id = req.path_params["operation_id"]
-        if not _UUID_PATTERN.match(op_id):
-            raise ApiError(400, "operation_id must be a UUID")
         for op in project.operations:
             if op["id"] == op_id:
                 return {"operation": op}
         raise ApiError(404, f"operation {op_id} not found")
 
     def consumption(self, req: Request) -> dict:
-        args = parse_query(req.query, _CONSUMPTION_PARAMS)
+        args = parse_query(req.template, req.query)
         unknown = [m for m in args["metrics"] if m not in CONSUMPTION_METRICS]
         if unknown:
             raise ApiError(

@@ -28,7 +28,7 @@ from .account import Account
 from .errors import ApiError
 from .faults import FaultInjector, Faults
 from .limits import RateLimiter, RateLimits
-from .params import _ID_PATTERN
+from .params import check_path
 from .routes import Request, Routes, match_route
 
 log = logging.getLogger(__name__)
@@ -300,9 +300,7 @@ class Simulator:
             if matched is None:
                 raise ApiError(404, f"no route for {path}")
             _, name, path_params = matched
-            for value in path_params.values():
-                if not _ID_PATTERN.match(value):
-                    raise ApiError(400, f"invalid path parameter {value!r}")
+            check_path(template, path_params)
             request = Request(template, path_params, parse_qs(parts.query, keep_blank_values=True), key)
             with self.account.lock:
                 body = json.dumps(getattr(self._routes, name)(request), separators=(",", ":")).encode()
