@@ -38,7 +38,13 @@ realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
 ========== ====== ======== ========= ==================================================
 
-Behaviour worth knowing (details in :mod:`neon_simulator.server` and :mod:`~.account`):
+Where things are: :mod:`~.reference` (regions, name tables, ``AccountSpec``, ``PRESETS``),
+:mod:`~.generate` (an account from a spec), :mod:`~.account` (the store and its reads),
+:mod:`~.mutations` (changes and the signals they leave), :mod:`~.consumption` (consumption
+maths), :mod:`~.server` (HTTP handling), :mod:`~.routes` (route handlers and paging),
+:mod:`~.params` (parameter rules read from the spec), :mod:`~.limits` and :mod:`~.faults`.
+
+Behaviour worth knowing (details in :mod:`~.routes`, :mod:`~.account` and :mod:`~.mutations`):
 
 - ``/projects``, ``/projects/{id}/operations`` and ``/consumption_history/v2/projects`` always
   carry ``pagination.cursor``, even on the last and on the empty page: stop on an empty (or
