@@ -4,14 +4,11 @@ against a running simulator, and pagination walkers that check the envelopes as 
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import requests
-import yaml
+from neon_simulator.params import spec as simulator_spec
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
-
-SPEC_PATH = Path(__file__).parent / "data" / "neon-openapi-v2.yaml"
 
 
 def _string_keys(node):
@@ -25,10 +22,8 @@ def _string_keys(node):
 
 @lru_cache(maxsize=1)
 def spec() -> dict:
-    """Neon's spec as a dict (430 KB of YAML, loaded once per session)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with SPEC_PATH.open() as handle:
-        return _string_keys(yaml.load(handle, Loader=loader))
+    """Neon's spec as a dict with string keys (the simulator's copy, read once per process)."""
+    return _string_keys(simulator_spec())
 
 
 @lru_cache(maxsize=1)

@@ -1,20 +1,8 @@
-"""Neon's OpenAPI spec (tests/data/neon-openapi-v2.yaml), loaded once and resolved for tests."""
+"""Neon's OpenAPI spec, as the simulator reads it (once per process), resolved for tests."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
-import yaml
-
-SPEC_PATH = Path(__file__).parent / "data" / "neon-openapi-v2.yaml"
-
-
-@lru_cache(maxsize=1)
-def spec() -> dict:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with open(SPEC_PATH) as handle:
-        return yaml.load(handle, Loader=loader)
+from neon_simulator.params import spec
 
 
 def resolve(node: dict) -> dict:

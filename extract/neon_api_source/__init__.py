@@ -225,12 +225,23 @@ class Estate:
 
     # --------------------------------------------------------------------------- signals and plan
 
-    def operations(self) -> dict[str, tuple[list[dict], bool]]:
-        """Each project's operations since the last one seen (minus a look-back), and whether the
-        reading reached back that far. Must first be called inside a resource (dlt state)."""
-        return self._once("operations", self._fetch_all_operations)
+    def operations(self) -> Iterator[list[dict]]:
+        """Each project's operations since the last one seen (minus a look-back), once the plan
+        has used them; each project's are dropped once handed over."""
+        self.planner()
+        blobs = self._once("operations", self._fetch_all_operations)
+        for project_id in list(blobs):
+            blob, _ = blobs.pop(project_id)
+            yield json.loads(blob)
 
-    def _fetch_all_operations(self) -> dict[str, tuple[list[dict], bool]]:
+    def operations_of(self, project_id: str) -> tuple[list[dict], bool]:
+        """A project's operations read this run (newest first, back to the last one seen minus a
+        look-back, kept as compact JSON: a large account has tens of thousands), and whether the
+        reading reached back that far. First called inside a resource: it reads dlt state."""
+        blob, complete = self._once("operations", self._fetch_all_operations).get(project_id, ("[]", True))
+        return json.loads(blob), complete
+
+    def _fetch_all_operations(self) -> dict[str, tuple[str, bool]]:
         newest: dict[str, str] = dlt.current.resource_state("operations").setdefault("newest_created_at", {})
         lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
 
@@ -244,9 +255,9 @@ class Estate:
             return project_id, found, complete
 
         current = set(self.project_ids())
-        result: dict[str, tuple[list[dict], bool]] = {}
+        result: dict[str, tuple[str, bool]] = {}
         for project_id, ops, complete in fan_out(one, sorted(current), self.workers):
-            result[project_id] = (ops, complete)
+            result[project_id] = (json.dumps(ops, separators=(",", ":")), complete)
             if ops:
                 newest[project_id] = max([newest.get(project_id, "")] + [op["created_at"] for op in ops])
             elif not complete:  # everything seen before has expired: start afresh
@@ -302,10 +313,8 @@ class Estate:
             full_reason=full_reason,
             last_run_at=_parse_ts(last_run) if last_run else None,
         )
-        operations = self.operations()
         for project in self.projects():
-            ops, complete = operations.get(project["id"], ([], True))
-            planner.project(project, ops, complete)
+            planner.project(project, *self.operations_of(project["id"]))
         run_state.update(
             last_run_at=_iso(self.run_at),
             origin=origin_of(self.client.base_url),
@@ -412,31 +421,36 @@ class Estate:
 
     # ----------------------------------------------------------------- databases, roles, confirmations
 
-    def contents(self) -> list[tuple[str, str, str | None]]:
-        """(project id, branch id, why its databases and roles are read, or None to carry them)."""
-        return self._once("contents", self._plan_contents)[0]
+    def contents(self) -> list[tuple[str, str, str | None, str | None]]:
+        """(project id, branch id, its `updated_at`, why its databases and roles are read this run,
+        or None to carry them) for every branch."""
+        return self._once("contents", self._plan_contents)
 
-    def confirmations(self) -> list[dict]:
-        return self._once("contents", self._plan_contents)[1]
-
-    def _plan_contents(self) -> tuple[list[tuple[str, str, str | None]], list[dict]]:
+    def _plan_contents(self) -> list[tuple[str, str, str | None, str | None]]:
         planner = self.planner()
-        listings = {project["id"]: project for project in self.projects()}
-        plan: list[tuple[str, str, str | None]] = []
-        rows: list[dict] = []
+        plan: list[tuple[str, str, str | None, str | None]] = []
         for project_id, branches, fresh in self.branches():
             decision = planner.plan.projects[project_id]
-            project = planner.project_confirmation(decision, listings[project_id])
-            rows.append(project.row())
             for branch in branches:
                 reason = planner.branch_contents(decision, branch) if fresh else None
                 planner.count_branch(reason)
-                plan.append((project_id, branch["id"], reason))
-                rows.append(
-                    planner.branch_confirmation(project, branch["id"], branch.get("updated_at"), reason).row()
-                )
+                plan.append((project_id, branch["id"], branch.get("updated_at"), reason))
         self.stats.notes.extend(planner.plan.describe())
-        return plan, rows
+        return plan
+
+    def confirmations(self) -> Iterator[list[dict]]:
+        """The `confirmations` rows after this run, a project (and its branches) at a time."""
+        planner = self.planner()
+        branches: dict[str, list[tuple]] = {}
+        for project_id, branch_id, updated_at, reason in self.contents():
+            branches.setdefault(project_id, []).append((branch_id, updated_at, reason))
+        for listing in self.projects():
+            decision = planner.plan.projects[listing["id"]]
+            project = planner.project_confirmation(decision, listing)
+            yield [project.row()] + [
+                planner.branch_confirmation(project, branch_id, updated_at, reason).row()
+                for branch_id, updated_at, reason in branches.pop(listing["id"], [])
+            ]
 
 
 def _complete_listing(body: dict) -> str | None:
@@ -612,7 +626,7 @@ def _per_branch(estate: Estate, table: str, route: str, key: str, columns: dict[
     previous = estate.planner().previous
     wanted: list[tuple[str, str]] = []
     carried: list[dict] = []
-    for project_id, branch_id, reason in estate.contents():
+    for project_id, branch_id, _, reason in estate.contents():
         if reason is None:
             assert previous is not None
             carried.extend(previous.contents(table, branch_id))
@@ -696,7 +710,7 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
     costs one request per project in the usual case. They are also the plan's main signal.
     """
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    for ops, _ in estate.operations().values():
+    for ops in estate.operations():
         if ops:
             yield _counted(estate, "operations", ops)
 
@@ -787,7 +801,8 @@ def confirmations(estate: Estate) -> Iterator[list[dict]]:
     "project"), a branch's databases and roles ("branch"); why it was read then, and when the
     rolling refresh reads it again at the latest. The next run plans from this table."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    yield _counted(estate, "confirmations", estate.confirmations())
+    for rows in estate.confirmations():
+        yield _counted(estate, "confirmations", rows)
 
 
 @dlt.resource(name="confirmations")

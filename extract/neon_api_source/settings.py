@@ -1,6 +1,6 @@
 """Constants for the Neon API source: endpoints, page sizes, rate limits and the shape of each table.
 
-Every number here comes from Neon's OpenAPI spec (tests/data/neon-openapi-v2.yaml) or Neon's
+Every number here comes from Neon's OpenAPI spec (extract/neon_simulator/neon-openapi-v2.yaml) or Neon's
 documented limits; tests check the field lists against the spec so an API change shows up as a
 failing test instead of a silently missing column.
 """

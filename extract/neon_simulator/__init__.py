@@ -1,7 +1,7 @@
 """A local simulator of the Neon management API v2, for tests, demos and benchmarks.
 
 It serves a deterministic synthetic account over HTTP with the routes, envelopes, pagination,
-field names and errors of Neon's own OpenAPI spec (``tests/data/neon-openapi-v2.yaml``), for every
+field names and errors of Neon's own OpenAPI spec (``neon-openapi-v2.yaml``, shipped here), for every
 list endpoint the extractor reads, plus Neon's documented rate limits and injectable faults.
 
 In Python::
@@ -38,7 +38,13 @@ realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
 ========== ====== ======== ========= ==================================================
 
-Behaviour worth knowing (details in :mod:`neon_simulator.server` and :mod:`~.account`):
+Where things are: :mod:`~.reference` (regions, name tables, ``AccountSpec``, ``PRESETS``),
+:mod:`~.generate` (an account from a spec), :mod:`~.account` (the store and its reads),
+:mod:`~.mutations` (changes and the signals they leave), :mod:`~.consumption` (consumption
+maths), :mod:`~.server` (HTTP handling), :mod:`~.routes` (route handlers and paging),
+:mod:`~.params` (parameter rules read from the spec), :mod:`~.limits` and :mod:`~.faults`.
+
+Behaviour worth knowing (details in :mod:`~.routes`, :mod:`~.account` and :mod:`~.mutations`):
 
 - ``/projects``, ``/projects/{id}/operations`` and ``/consumption_history/v2/projects`` always
   carry ``pagination.cursor``, even on the last and on the empty page: stop on an empty (or
@@ -58,10 +64,13 @@ Behaviour worth knowing (details in :mod:`neon_simulator.server` and :mod:`~.acc
   lists them, so a test can check that none ends up in a warehouse or log.
 """
 
-from .account import CONSUMPTION_METRICS, PRESETS, VOLATILE_FIELDS, Account, AccountSpec
+from .account import Account
 from .faults import FAULT_KINDS, Faults
 from .limits import RateLimiter, RateLimits
-from .server import ROUTE_TEMPLATES, Simulator, Stats
+from .mutations import VOLATILE_FIELDS
+from .reference import CONSUMPTION_METRICS, PRESETS, AccountSpec
+from .routes import ROUTE_TEMPLATES
+from .server import Simulator, Stats
 
 __all__ = [
     "CONSUMPTION_METRICS",

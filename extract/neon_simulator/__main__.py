@@ -11,9 +11,10 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .account import PRESETS, Account
+from .account import Account
 from .faults import FAULT_KINDS, Faults, parse_persistent
 from .limits import RateLimits
+from .reference import PRESETS
 from .server import Simulator
 
 

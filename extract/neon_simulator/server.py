@@ -1,223 +1,45 @@
 """The HTTP side of the simulator: Neon API v2 list endpoints served from an :class:`Account`.
 
-Routing, query validation, envelopes and pagination follow ``tests/data/neon-openapi-v2.yaml``.
 Every error is a ``GeneralError`` JSON body ``{"code", "message", "request_id"}``.
-
-Pagination, as real Neon does it:
-
-- ``/projects``, ``/projects/{project_id}/operations`` and ``/consumption_history/v2/projects``
-  always answer ``pagination.cursor``, also on the last page and on the empty page after it (a
-  client must stop on a short or empty page, not on a missing cursor).
-- ``/projects/{project_id}/branches`` answers ``pagination.next`` only while more branches remain,
-  beside the effective ``sort_by`` and ``sort_order``. Without ``limit`` it returns every branch.
-
-Cursors are opaque (URL-safe base64 of a small JSON array) and stable: they hold the sort key of
-the last item served (keyset pagination), so a page boundary never shifts when earlier items are
-deleted. A branches cursor also holds its sort; an explicit, different ``sort_by``/``sort_order``
-beside it is a 400. An empty page echoes the cursor it was given.
 
 Each request goes through, in order: latency, random and persistent faults, authentication, rate
 limiting, routing and query validation, then the handler, which reads the account under its lock.
+This module is the connection handling, that order, and the statistics; the routes and their
+handlers are in :mod:`~neon_simulator.routes`, query parameters in :mod:`~neon_simulator.params`,
+the rate limits in :mod:`~neon_simulator.limits` and the faults in :mod:`~neon_simulator.faults`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import bisect
 import json
 import logging
-import re
 import socket
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Self
+from urllib.parse import parse_qs, urlsplit
 
-from .account import CONSUMPTION_EPOCH, CONSUMPTION_METRICS, Account, month_start, parse_ts
+from .account import Account
+from .errors import ApiError
 from .faults import FaultInjector, Faults
 from .limits import RateLimiter, RateLimits
+from .params import check_path
+from .routes import Request, Routes, match_route
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v2"
-_ID_PATTERN = re.compile(r"^[a-z0-9-]{1,60}$")
-_PROJECT_IDS_PATTERN = re.compile(r"^([a-z0-9-]{1,60}(,[a-z0-9-]{1,60}){0,99})?$")
-_UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _LOOPBACK = ("127.0.0.1", "localhost")
-_HOUR, _DAY = 3600, 86400
 
-ORG_KEY_FORBIDDEN = "not allowed for organization API keys"
-ORG_ID_REQUIRED = "org_id is required, you can find it on your organization settings page"
-CONSUMPTION_PLAN_REQUIRED = (
-    "Not available for this account. Project consumption history requires a Launch, Scale, Agent, "
-    "Business, or Enterprise plan."
-)
 _HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>Neon</title></head>"
     b"<body><h1>We'll be right back</h1><p>The service is temporarily unavailable.</p></body></html>"
 )
-#: How far back each consumption granularity reaches (the spec: 168 hours, 60 days, 1 year).
-_CONSUMPTION_HORIZON = {"hourly": "168 hours", "daily": "60 days", "monthly": "1 year"}
-
-
-class ApiError(Exception):
-    """An error answer: HTTP ``status`` with a ``GeneralError`` body."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-# --------------------------------------------------------------------------------------------------
-# Query parameters
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Param:
-    """One query parameter as the spec declares it.
-
-    ``kind`` is ``str``, ``int``, ``bool``, ``enum``, ``datetime`` or ``list`` (repeated and/or
-    comma-separated values). Violations of type, bounds, enum, pattern or ``required`` are 400s.
-    """
-
-    kind: str = "str"
-    required: bool = False
-    default: Any = None
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] = ()
-    pattern: re.Pattern | None = None
-    max_items: int | None = None
-
-
-def parse_query(query: dict[str, list[str]], params: dict[str, Param]) -> dict[str, Any]:
-    """Validate and convert the declared parameters of a query (undeclared ones are ignored)."""
-    values: dict[str, Any] = {}
-    for name, param in params.items():
-        raw = query.get(name)
-        if not raw:
-            if param.required:
-                raise ApiError(400, f"query parameter {name!r} is required")
-            values[name] = param.default
-            continue
-        if param.kind == "list":
-            values[name] = _parse_list(name, raw, param)
-        else:
-            values[name] = _parse_scalar(name, raw[0], param)
-    return values
-
-
-def _parse_scalar(name: str, raw: str, param: Param) -> Any:
-    if param.kind == "int":
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-        if (param.minimum is not None and value < param.minimum) or (
-            param.maximum is not None and value > param.maximum
-        ):
-            raise ApiError(
-                400, f"query parameter {name!r} must be between {param.minimum} and {param.maximum}"
-            )
-        return value
-    if param.kind == "bool":
-        if raw not in ("true", "false"):
-            raise ApiError(400, f"query parameter {name!r} must be true or false, got {raw!r}")
-        return raw == "true"
-    if param.kind == "enum":
-        if raw not in param.choices:
-            raise ApiError(400, f"query parameter {name!r} must be one of {', '.join(param.choices)}")
-        return raw
-    if param.kind == "datetime":
-        try:
-            return parse_ts(raw)
-        except ValueError:
-            raise ApiError(
-                400, f"query parameter {name!r} must be an RFC 3339 date-time, got {raw!r}"
-            ) from None
-    if param.pattern is not None and not param.pattern.match(raw):
-        raise ApiError(400, f"query parameter {name!r} does not match {param.pattern.pattern}")
-    return raw
-
-
-def _parse_list(name: str, raw: list[str], param: Param) -> list[str]:
-    if param.pattern is not None and not all(param.pattern.match(item) for item in raw):
-        raise ApiError(400, f"query parameter {name!r} does not match {param.pattern.pattern}")
-    items = [item for value in raw for item in value.split(",") if item]
-    if param.required and not items:
-        raise ApiError(400, f"query parameter {name!r} is required")
-    if param.max_items is not None and len(items) > param.max_items:
-        raise ApiError(400, f"query parameter {name!r} accepts at most {param.max_items} values")
-    return list(dict.fromkeys(items))
-
-
-_ORG_ID = Param(pattern=_ID_PATTERN)
-_PROJECTS_PARAMS = {
-    "cursor": Param(),
-    "limit": Param("int", default=10, minimum=1, maximum=400),
-    "search": Param(),
-    "org_id": _ORG_ID,
-    "timeout": Param("int", minimum=100, maximum=30000),
-    "recoverable": Param("bool", default=False),
-}
-_SHARED_PROJECTS_PARAMS = {k: v for k, v in _PROJECTS_PARAMS.items() if k not in ("org_id", "recoverable")}
-_BRANCHES_PARAMS = {
-    "search": Param(),
-    "sort_by": Param("enum", choices=("name", "created_at", "updated_at")),
-    "cursor": Param(),
-    "sort_order": Param("enum", choices=("asc", "desc")),
-    "limit": Param("int", minimum=1, maximum=10000),
-    "include_deleted": Param("bool", default=False),
-}
-_OPERATIONS_PARAMS = {"cursor": Param(), "limit": Param("int", minimum=1, maximum=1000)}
-_CONSUMPTION_PARAMS = {
-    "cursor": Param(),
-    "limit": Param("int", default=10, minimum=1, maximum=100),
-    "project_ids": Param("list", default=[], pattern=_PROJECT_IDS_PATTERN, max_items=100),
-    "from": Param("datetime", required=True),
-    "to": Param("datetime", required=True),
-    "granularity": Param("enum", required=True, choices=("hourly", "daily", "monthly")),
-    "org_id": Param(required=True, pattern=_ID_PATTERN),
-    "metrics": Param("list", required=True),
-}
-_REGIONS_PARAMS = {"org_id": _ORG_ID}
-
-
-# --------------------------------------------------------------------------------------------------
-# Cursors
-# --------------------------------------------------------------------------------------------------
-
-
-def encode_cursor(*parts: str) -> str:
-    """An opaque cursor holding string ``parts`` (URL-safe base64 of a JSON array, no padding)."""
-    raw = json.dumps(parts, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, arity: int) -> list:
-    """The parts of a cursor from :func:`encode_cursor`; a malformed one is a 400."""
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        parts = None
-    if not isinstance(parts, list) or len(parts) != arity or not all(isinstance(p, str) for p in parts):
-        raise ApiError(400, "invalid cursor")
-    return parts
-
-
-#: The cursor of an empty first page: it sorts before every item, so the next page is empty too.
-_START_CURSOR = encode_cursor("", "")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,327 +68,6 @@ class Stats:
             self.rate_limited,
             Counter(self.faults),
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Routes
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    """What a route handler sees of a request."""
-
-    template: str
-    path_params: dict[str, str]
-    query: dict[str, list[str]]
-    key: dict  # {"kind": "personal"} or {"kind": "org", "org_id": ...}
-
-
-_ROUTES: list[tuple[str, str]] = [
-    ("/users/me", "users_me"),
-    ("/users/me/organizations", "users_me_organizations"),
-    ("/regions", "regions"),
-    ("/projects", "projects"),
-    ("/projects/shared", "projects_shared"),
-    ("/projects/{project_id}", "project"),
-    ("/projects/{project_id}/branches", "branches"),
-    ("/projects/{project_id}/branches/{branch_id}", "branch"),
-    ("/projects/{project_id}/branches/{branch_id}/endpoints", "branch_endpoints"),
-    ("/projects/{project_id}/branches/{branch_id}/databases", "databases"),
-    ("/projects/{project_id}/branches/{branch_id}/roles", "roles"),
-    ("/projects/{project_id}/endpoints", "endpoints"),
-    ("/projects/{project_id}/operations", "operations"),
-    ("/projects/{project_id}/operations/{operation_id}", "operation"),
-    ("/consumption_history/v2/projects", "consumption"),
-]
-#: The route templates the simulator serves.
-ROUTE_TEMPLATES: tuple[str, ...] = tuple(template for template, _ in _ROUTES)
-
-
-def _compile(template: str) -> re.Pattern:
-    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return re.compile(f"^{pattern}$")
-
-
-# Literal routes first, so that /projects/shared is not taken for a project id.
-_COMPILED = sorted(
-    ((template, _compile(template), name) for template, name in _ROUTES), key=lambda r: "{" in r[0]
-)
-
-
-def match_route(path: str) -> tuple[str, str, dict[str, str]] | None:
-    """``(template, handler name, path parameters)`` for a path below ``/api/v2``, or ``None``."""
-    for template, regex, name in _COMPILED:
-        found = regex.match(path)
-        if found:
-            return template, name, {k: unquote(v) for k, v in found.groupdict().items()}
-    return None
-
-
-class Routes:
-    """The route handlers. Each returns the response body; errors raise :class:`ApiError`.
-
-    Handlers run with the account lock held and read its live records (never mutate them).
-    """
-
-    def __init__(self, account: Account, faults: FaultInjector | None, stats: Callable[[str, int], None]):
-        self.account = account
-        self.faults = faults
-        self._count_fault = stats
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _reject_org_key(req: Request) -> None:
-        if req.key["kind"] == "org":
-            raise ApiError(403, ORG_KEY_FORBIDDEN)
-
-    def _member_org(self, req: Request, org_id: str) -> None:
-        """404 unless the key may see ``org_id`` (org keys see only their own org)."""
-        if req.key["kind"] == "org":
-            if org_id != req.key["org_id"]:
-                raise ApiError(404, f"organization {org_id} not found")
-        elif not self.account._has_org(org_id):
-            raise ApiError(404, f"organization {org_id} not found")
-
-    def _project(self, req: Request):
-        pid = req.path_params["project_id"]
-        try:
-            project = self.account._project(pid)
-        except KeyError:
-            raise ApiError(404, f"project {pid} not found") from None
-        if req.key["kind"] == "org" and project.scope != req.key["org_id"]:
-            raise ApiError(404, f"project {pid} not found")
-        return project
-
-    def _branch(self, req: Request):
-        project = self._project(req)
-        bid = req.path_params["branch_id"]
-        if bid not in project.branches:
-            raise ApiError(404, f"branch {bid} not found")
-        return project, bid
-
-    def _scope(self, req: Request, org_id: str | None) -> str | None:
-        """The project scope a ``/projects`` request lists: an org id, or ``None`` (personal)."""
-        if req.key["kind"] == "org":
-            if org_id is not None and org_id != req.key["org_id"]:
-                raise ApiError(404, f"organization {org_id} not found")
-            return req.key["org_id"]
-        if org_id is not None:
-            self._member_org(req, org_id)
-            return org_id
-        if self.account._orgs:
-            raise ApiError(400, ORG_ID_REQUIRED)
-        return None
-
-    def _keyset_page(self, scope: str | None, cursor: str | None, limit: int, search: str | None, ids=None):
-        """Newest-first page of a scope's projects after ``cursor``: ``(project ids, next cursor)``."""
-        order = self.account._order.get(scope, [])
-        end = len(order)
-        if cursor is not None:
-            end = bisect.bisect_left(order, tuple(decode_cursor(cursor, 2)))
-        needle = search.lower() if search else None
-        page: list[str] = []
-        for index in range(end - 1, -1, -1):
-            if len(page) == limit:
-                break
-            pid = order[index][1]
-            if ids is not None and pid not in ids:
-                continue
-            if (
-                needle
-                and needle not in pid
-                and needle not in self.account._projects[pid].item["name"].lower()
-            ):
-                continue
-            page.append(pid)
-        if page:
-            last = self.account._projects[page[-1]].item
-            return page, encode_cursor(last["created_at"], last["id"])
-        return page, cursor or _START_CURSOR
-
-    # -- routes ----------------------------------------------------------------------------------
-
-    def users_me(self, req: Request) -> dict:
-        self._reject_org_key(req)
-        return self.account._user
-
-    def users_me_organizations(self, req: Request) -> dict:
-        self._reject_org_key(req)
-        return {"organizations": self.account._orgs}
-
-    def regions(self, req: Request) -> dict:
-        self._reject_org_key(req)
-        args = parse_query(req.query, _REGIONS_PARAMS)
-        if args["org_id"] is not None:
-            self._member_org(req, args["org_id"])
-        return {"regions": self.account._regions}
-
-    def projects(self, req: Request) -> dict:
-        args = parse_query(req.query, _PROJECTS_PARAMS)
-        scope = self._scope(req, args["org_id"])
-        if args["recoverable"]:
-            # Deleted projects are gone for good here: there is nothing to recover.
-            ids, cursor = [], args["cursor"] or _START_CURSOR
-        else:
-            ids, cursor = self._keyset_page(scope, args["cursor"], args["limit"], args["search"])
-        projects = self.account._projects
-        apps = {pid: projects[pid].applications for pid in ids if projects[pid].applications}
-        body = {
-            "projects": [projects[pid].item for pid in ids],
-            "applications": apps,
-            "integrations": apps,
-            "pagination": {"cursor": cursor},
-        }
-        if self.faults is not None:
-            # The body keeps references to the records, so it is still served in full.
-            for pid in self.faults.projects_to_delete(ids):
-                self.account.delete_project(pid)
-                self._count_fault("delete_project_after_list", 1)
-        return body
-
-    def projects_shared(self, req: Request) -> dict:
-        args = parse_query(req.query, _SHARED_PROJECTS_PARAMS)
-        return {"projects": [], "pagination": {"cursor": args["cursor"] or _START_CURSOR}}
-
-    def project(self, req: Request) -> dict:
-        self._project(req)
-        return {"project": self.account._project_detail(req.path_params["project_id"])}
-
-    def branches(self, req: Request) -> dict:
-        project = self._project(req)
-        args = parse_query(req.query, _BRANCHES_PARAMS)
-        sort_by, sort_order = args["sort_by"] or "updated_at", args["sort_order"] or "desc"
-        after = None
-        if args["cursor"] is not None:
-            cursor_by, cursor_order, value, bid = decode_cursor(args["cursor"], 4)
-            if cursor_by not in ("name", "created_at", "updated_at") or cursor_order not in ("asc", "desc"):
-                raise ApiError(400, "invalid cursor")
-            if (args["sort_by"] or cursor_by) != cursor_by or (
-                args["sort_order"] or cursor_order
-            ) != cursor_order:
-                raise ApiError(400, "sort_by and sort_order must match the cursor")
-            sort_by, sort_order, after = cursor_by, cursor_order, (value, bid)
-        descending = sort_order == "desc"
-        found = project.branches.values()
-        if args["search"]:
-            needle = args["search"].lower()
-            found = [b for b in found if needle in b["name"].lower() or needle in b["id"]]
-        ordered = sorted(found, key=lambda b: (b[sort_by], b["id"]), reverse=descending)
-        if after is not None:
-            ordered = [
-                b
-                for b in ordered
-                if ((b[sort_by], b["id"]) < after if descending else (b[sort_by], b["id"]) > after)
-            ]
-        limit = args["limit"] or len(ordered)
-        page = ordered[:limit]
-        pagination = {"sort_by": sort_by, "sort_order": sort_order}
-        if len(ordered) > limit:
-            pagination["next"] = encode_cursor(sort_by, sort_order, page[-1][sort_by], page[-1]["id"])
-        annotations = {b["id"]: project.annotations[b["id"]] for b in page if b["id"] in project.annotations}
-        return {"branches": page, "annotations": annotations, "pagination": pagination}
-
-    def branch(self, req: Request) -> dict:
-        project, bid = self._branch(req)
-        annotation = project.annotations.get(bid) or {
-            "object": {"type": "console/branch", "id": bid},
-            "value": {},
-        }
-        return {"branch": project.branches[bid], "annotation": annotation}
-
-    def branch_endpoints(self, req: Request) -> dict:
-        project, bid = self._branch(req)
-        return {"endpoints": [e for e in project.endpoints if e["branch_id"] == bid]}
-
-    def databases(self, req: Request) -> dict:
-        project, bid = self._branch(req)
-        return {"databases": project.databases[bid]}
-
-    def roles(self, req: Request) -> dict:
-        project, bid = self._branch(req)
-        return {"roles": project.roles[bid]}
-
-    def endpoints(self, req: Request) -> dict:
-        return {"endpoints": self._project(req).endpoints}
-
-    def operations(self, req: Request) -> dict:
-        project = self._project(req)
-        args = parse_query(req.query, _OPERATIONS_PARAMS)
-        ops = project.operations  # newest first: descending (created_at, id)
-        start = 0
-        if args["cursor"] is not None:
-            key = tuple(decode_cursor(args["cursor"], 2))
-            while start < len(ops) and (ops[start]["created_at"], ops[start]["id"]) >= key:
-                start += 1
-        page = ops[start : start + args["limit"]] if args["limit"] else ops[start:]
-        cursor = (
-            encode_cursor(page[-1]["created_at"], page[-1]["id"]) if page else args["cursor"] or _START_CURSOR
-        )
-        return {"operations": page, "pagination": {"cursor": cursor}}
-
-    def operation(self, req: Request) -> dict:
-        project = self._project(req)
-        op_id = req.path_params["operation_id"]
-        if not _UUID_PATTERN.match(op_id):
-            raise ApiError(400, "operation_id must be a UUID")
-        for op in project.operations:
-            if op["id"] == op_id:
-                return {"operation": op}
-        raise ApiError(404, f"operation {op_id} not found")
-
-    def consumption(self, req: Request) -> dict:
-        args = parse_query(req.query, _CONSUMPTION_PARAMS)
-        unknown = [m for m in args["metrics"] if m not in CONSUMPTION_METRICS]
-        if unknown:
-            raise ApiError(
-                400, f"unsupported metrics: {', '.join(unknown)}; supported: {', '.join(CONSUMPTION_METRICS)}"
-            )
-        org_id, granularity = args["org_id"], args["granularity"]
-        self._member_org(req, org_id)
-        if org_id not in self.account._plan_orgs:
-            raise ApiError(403, CONSUMPTION_PLAN_REQUIRED)
-        start, end = (_round_down(args[k], granularity) for k in ("from", "to"))
-        if start > end or start < _horizon(self.account.now_epoch, granularity):
-            raise ApiError(
-                406,
-                f"the from/to range is not valid for granularity {granularity}: from must not be after "
-                f"to, nor before {CONSUMPTION_EPOCH:%Y-%m-%d} or older than {_CONSUMPTION_HORIZON[granularity]}",
-            )
-        ids = set(args["project_ids"]) if args["project_ids"] else None
-        page, cursor = self._keyset_page(org_id, args["cursor"], args["limit"], None, ids)
-        projects = [
-            {
-                "project_id": pid,
-                "periods": self.account._consumption_periods(
-                    self.account._projects[pid], granularity, start, end, args["metrics"]
-                ),
-            }
-            for pid in page
-        ]
-        return {"projects": projects, "pagination": {"cursor": cursor}}
-
-
-def _round_down(epoch: int, granularity: str) -> int:
-    """Round a ``from``/``to`` value down to its granularity, as the spec describes."""
-    if granularity == "hourly":
-        return epoch - epoch % _HOUR
-    if granularity == "daily":
-        return epoch - epoch % _DAY
-    return month_start(epoch)
-
-
-def _horizon(now: int, granularity: str) -> int:
-    """The earliest allowed (rounded) ``from`` for a granularity at the account clock ``now``."""
-    if granularity == "hourly":
-        earliest = now - now % _HOUR - 168 * _HOUR
-    elif granularity == "daily":
-        earliest = now - now % _DAY - 60 * _DAY
-    else:
-        d = datetime.fromtimestamp(now, UTC)
-        earliest = int(datetime(d.year - 1, d.month, 1, tzinfo=UTC).timestamp())
-    return max(earliest, int(CONSUMPTION_EPOCH.timestamp()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -799,9 +300,7 @@ class Simulator:
             if matched is None:
                 raise ApiError(404, f"no route for {path}")
             _, name, path_params = matched
-            for value in path_params.values():
-                if not _ID_PATTERN.match(value):
-                    raise ApiError(400, f"invalid path parameter {value!r}")
+            check_path(template, path_params)
             request = Request(template, path_params, parse_qs(parts.query, keep_blank_values=True), key)
             with self.account.lock:
                 body = json.dumps(getattr(self._routes, name)(request), separators=(",", ":")).encode()

@@ -1,0 +1,22 @@
+"""Error answers: :class:`ApiError` (an HTTP status with a ``GeneralError`` body) and the exact
+messages Neon answers in the cases clients must recognise.
+"""
+
+from __future__ import annotations
+
+ORG_KEY_FORBIDDEN = "not allowed for organization API keys"
+ORG_ID_REQUIRED = "org_id is required, you can find it on your organization settings page"
+CONSUMPTION_PLAN_REQUIRED = (
+    "Not available for this account. Project consumption history requires a Launch, Scale, Agent, "
+    "Business, or Enterprise plan."
+)
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status`` with a ``GeneralError`` body."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
