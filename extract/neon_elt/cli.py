@@ -1,4 +1,4 @@
-"""Command line: `neon-elt elt|extract|transform|demo|docs|summary` (the Makefile's targets).
+"""Command line: `neon-elt elt|extract|transform|demo|docs|report|dashboard|…` (the Makefile's targets).
 
 Every failure ends with one line on stderr that names the cause, and a non-zero exit:
 1 for a failed run (API, dbt), 2 for configuration, 3 when another run holds the warehouse.
@@ -19,7 +19,7 @@ from typing import Any
 
 from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
 
-from . import config, targets
+from . import config, marimo_apps, targets
 from .marts_summary import print_marts_summary
 from .run import StepFailed, dbt, elt
 from .warehouse import WarehouseBusy
@@ -162,6 +162,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"Report written: {output}")
 
 
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    marimo_apps.serve(marimo_apps.dashboard(args.port))
+
+
+def cmd_notebook(args: argparse.Namespace) -> None:
+    marimo_apps.serve(marimo_apps.notebook(args.port))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="neon-elt", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
@@ -218,6 +226,15 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default="reports/neon_estate_report.html")
     report.set_defaults(func=cmd_report)
     target_option(report)
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="dlt's dashboard (`dlt pipeline neon_api_pipeline show`) on the warehouse, read-only",
+    )
+    dashboard.add_argument("--port", type=int, default=marimo_apps.DASHBOARD_PORT)
+    dashboard.set_defaults(func=cmd_dashboard)
+    notebook = sub.add_parser("notebook", help="the analysts' marimo notebook on the warehouse, read-only")
+    notebook.add_argument("--port", type=int, default=marimo_apps.NOTEBOOK_PORT)
+    notebook.set_defaults(func=cmd_notebook)
     return top
 
 
