@@ -11,6 +11,7 @@ import ctypes
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,11 +29,14 @@ from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_o
 from . import config
 from .progress import Progress, summary
 from .targets import DuckDBTarget, PostgresTarget
+from .warehouse import FAULT_ERRNOS
 
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
 # Environment variables that carry secrets: never passed on to dbt.
 SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
+MACHINE_FAULT_TEXTS = tuple(os.strerror(code) for code in FAULT_ERRNOS)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StepFailed(Exception):
@@ -92,7 +96,6 @@ def extract(
     one so that the listings held during the extract are freed before the destination loads.
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
-    pipeline = make_pipeline(build)
     options = {"concurrency": concurrency} if concurrency else {}
     source = neon_api_source(
         base_url=client.base_url,
@@ -103,6 +106,7 @@ def extract(
         **source_options,
     )
     try:
+        pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
@@ -161,9 +165,23 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
         "--target",
         build.dbt_target,
     ]
-    completed = subprocess.run(command, env=env, cwd=config.DBT_PROJECT_DIR)
-    if completed.returncode != 0:
-        raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")
+    # dbt's output goes on to ours line by line, read on the way for a fault of the machine (a full
+    # disk, say), which the one-line message then names instead of pointing at dbt's output.
+    env["PYTHONUNBUFFERED"] = "1"
+    fault_line = None
+    with subprocess.Popen(
+        command, env=env, cwd=config.DBT_PROJECT_DIR, stdout=subprocess.PIPE, text=True, errors="replace"
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if fault_line is None and any(text in line for text in MACHINE_FAULT_TEXTS):
+                fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
+    if process.returncode != 0:
+        if fault_line:
+            raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}): {fault_line}")
+        raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}); see its output above")
 
 
 def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:
