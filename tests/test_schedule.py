@@ -5,12 +5,19 @@ commands run here against the simulator as a runner would run them."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
+import dlt
 import pytest
+from dlt.common.exceptions import SignalReceivedException
+from dlt.pipeline.exceptions import PipelineStepFailed
+from neon_elt import cli
 from neon_elt.warehouse import WarehouseBusy, run_lock
+from neon_simulator import PRESETS, Account, Simulator
 from runs import cli_env, run_cli
 
 
@@ -86,3 +93,48 @@ def test_a_busy_run_keeps_the_holders_lock_file(tmp_path):
                 pass
         assert lock_file.read_text() == str(os.getpid())
     assert not lock_file.exists()
+
+
+def scheduler_env(warehouse: Path, simulator: Simulator | None = None, **extra: str) -> dict[str, str]:
+    """A scheduler's environment: no make of ours around it."""
+    env = cli_env(warehouse, simulator, **extra)
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def tiny_account() -> Account:
+    return Account.generate(PRESETS["tiny"])
+
+
+# ----------------------------------------------------------------------------------- interrupts
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_that_dlt_turns_into_a_step_failure_is_still_an_interrupt(
+    number, tiny_account, monkeypatch, capsys, tmp_path
+):
+    """dlt catches a signal during its load (`SignalReceivedException`, a KeyboardInterrupt) and
+    raises it wrapped in its step failure; an interrupt in its extract can come out wrapped too.
+    Either was `extract failed: …`, exit 1, where the README says 130 for an interrupt."""
+
+    def load(self, *args, **kwargs):
+        try:
+            raise SignalReceivedException(number)
+        except SignalReceivedException as exc:
+            raise PipelineStepFailed(self, "load", None, exc) from exc
+
+    monkeypatch.setattr(dlt.Pipeline, "load", load)
+    monkeypatch.chdir(tmp_path)
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(tiny_account) as simulator:
+        for name, value in scheduler_env(warehouse, simulator).items():
+            monkeypatch.setenv(name, value)
+        code = cli.main(["extract"])
+    assert code == 128 + number
+    name = "" if number == signal.SIGINT else " (SIGTERM)"
+    assert last_line(capsys.readouterr().err) == (
+        f"neon-elt: interrupted{name}; the published warehouse is unchanged."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

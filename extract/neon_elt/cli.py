@@ -12,6 +12,7 @@ import argparse
 import importlib.abc
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -265,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(path).parent if path else Path.cwd()
         print(f"neon-elt: {describe_fault(code, folder)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("neon-elt: interrupted; the published warehouse is unchanged.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C; dlt turns a SIGTERM during its load into one too
+        number = getattr(exc, "signal_code", signal.SIGINT)
+        name = "" if number == signal.SIGINT else f" ({signal.Signals(number).name})"
+        print(f"neon-elt: interrupted{name}; the published warehouse is unchanged.", file=sys.stderr)
+        return 128 + number
     return 0
 
 

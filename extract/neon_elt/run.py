@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,9 @@ def extract(
         dlt.config["load.workers"] = 4 if sum(rows.values()) <= PARALLEL_LOAD_MAX_ROWS else 1
         load_info = pipeline.load()
     except Exception as exc:  # dlt wraps the cause in step exceptions
+        interrupt = interrupt_in(exc)
+        if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
+            raise interrupt from None
         raise StepFailed(f"extract failed: {root_cause(exc)}") from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
@@ -130,6 +134,20 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt in an exception chain, if any: dlt wraps a KeyboardInterrupt raised in its
+    steps in its own step exception, and turns a signal during its load into
+    SignalReceivedException (a KeyboardInterrupt with the signal's number)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def root_cause(exc: BaseException) -> str:
@@ -173,11 +191,15 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
         command, env=env, cwd=config.DBT_PROJECT_DIR, stdout=subprocess.PIPE, text=True, errors="replace"
     ) as process:
         assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            if fault_line is None and any(text in line for text in MACHINE_FAULT_TEXTS):
-                fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
+        try:
+            for line in process.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                if fault_line is None and any(text in line for text in MACHINE_FAULT_TEXTS):
+                    fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
+        except KeyboardInterrupt:  # a signal to this process alone: stop dbt before waiting for it
+            process.send_signal(signal.SIGINT)
+            raise
     if process.returncode != 0:
         if fault_line:
             raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}): {fault_line}")
