@@ -30,13 +30,12 @@ from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_o
 from . import config
 from .progress import Progress, summary
 from .targets import DuckDBTarget, PostgresTarget
-from .warehouse import FAULT_ERRNOS
+from .warehouse import FAULT_TEXTS
 
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
 # Environment variables that carry secrets: never passed on to dbt.
 SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
-MACHINE_FAULT_TEXTS = tuple(os.strerror(code) for code in FAULT_ERRNOS)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -195,7 +194,7 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
             for line in process.stdout:
                 sys.stdout.write(line)
                 sys.stdout.flush()
-                if fault_line is None and any(text in line for text in MACHINE_FAULT_TEXTS):
+                if fault_line is None and any(text in line for text in FAULT_TEXTS):
                     fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
         except KeyboardInterrupt:  # a signal to this process alone: stop dbt before waiting for it
             process.send_signal(signal.SIGINT)

@@ -20,6 +20,7 @@ from typing import Any
 
 import dlt
 import duckdb
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from . import config
@@ -87,8 +88,6 @@ class DuckDBBuild:
 
 def run_folders() -> list[Path]:
     """The folders a run writes in besides the warehouse's: dlt's pipelines, dbt's target and logs."""
-    from dlt.common.pipeline import get_dlt_pipelines_dir
-
     dbt_dir = config.DBT_PROJECT_DIR
     return [
         Path(get_dlt_pipelines_dir()),

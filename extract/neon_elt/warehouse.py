@@ -46,6 +46,7 @@ class MachineFault(Exception):
 # The faults of the machine a run can meet when it writes, as the OS names them; DuckDB and dbt
 # pass the same words on in their own messages, which is how a fault is told inside them.
 FAULT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
+FAULT_TEXTS = {os.strerror(code): code for code in FAULT_ERRNOS}  # "No space left on device", …
 _QUOTED_PATH = re.compile(r"[\"'](/[^\"']+)[\"']")
 
 # Room a run needs beside the warehouse, besides the published file itself: the working copy (as
@@ -91,7 +92,6 @@ def check_space(published: Path) -> int:
 def find_fault(exc: BaseException) -> tuple[int, str | None] | None:
     """(errno, path or None) of the first machine fault in an exception chain: an OSError, or the
     message of DuckDB, dlt or dbt that passes one on."""
-    texts = {os.strerror(code): code for code in FAULT_ERRNOS}
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
@@ -99,7 +99,7 @@ def find_fault(exc: BaseException) -> tuple[int, str | None] | None:
         if isinstance(current, OSError) and current.errno in FAULT_ERRNOS:
             return current.errno, current.filename
         message = str(current)
-        for text, code in texts.items():
+        for text, code in FAULT_TEXTS.items():
             if text in message:
                 paths = _QUOTED_PATH.findall(message)
                 return code, paths[0] if paths else None
