@@ -36,14 +36,18 @@ env: $(STAMP) ## create or refresh the Python environment (.venv)
 # Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
 PORT ?= 8080
 NEON := $(BIN)/neon-elt
-# TARGET=postgres loads and builds into PostgreSQL (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
-TARGET ?= duckdb
+# TARGET=postgres (or NEON_ELT_TARGET=postgres in the environment) loads and builds into PostgreSQL
+# (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
+TARGET ?= $(or $(NEON_ELT_TARGET),duckdb)
 export NEON_ELT_TARGET := $(TARGET)
 # Debian packages the PostgreSQL, report and neonctl tests need; `make system-deps` installs them.
 # npm counts as present when the command is: a Node.js from elsewhere (NodeSource's, say) ships
 # its own npm and conflicts with Debian's package.
 SYSTEM_PACKAGES := postgresql chromium npm
 
+# make exits 0, or 2 for any failure: the runner's own codes (1 a failed run, 2 configuration,
+# 3 another run holds the warehouse) reach the caller only from .venv/bin/neon-elt, which
+# schedules call (README: Run it on a schedule). make's last line, `Error N`, names the code.
 .PHONY: elt extract plan transform demo docs report dashboard notebook simulator test system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
 	@$(NEON) elt

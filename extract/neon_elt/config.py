@@ -27,6 +27,8 @@ from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
 from neon_api_source import settings as source_settings
 from neon_api_source.helpers import RetryPolicy
 
+from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
+
 ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
 PIPELINE_NAME = "neon_api_pipeline"
@@ -130,6 +132,8 @@ def _probe_writable(folder: Path, setting: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".neon-elt-probe-"):
             pass
     except OSError as exc:
+        if exc.errno in FAULT_ERRNOS:  # the machine's fault (read-only, full), not the setting's
+            raise MachineFault(f"{describe_fault(exc.errno, folder)}; nothing was read or written") from None
         raise ConfigError(f"{setting}: cannot write in {folder} ({exc.strerror})") from None
 
 
