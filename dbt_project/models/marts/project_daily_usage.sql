@@ -15,12 +15,6 @@ branch_readings as (
 
 ),
 
-branch_versions as (
-
-    select * from {{ ref('stg_neon__branch_versions') }}
-
-),
-
 projects as (
 
     select * from {{ ref('stg_neon__projects') }}
@@ -36,57 +30,64 @@ project_days as (
 
 ),
 
-branch_deletions as (
+listing_reads as (
 
-    -- the UTC day a run found the branch gone; NULL while it exists
+    -- the days a run re-read each project's branch listing, and when (a day's last run wins)
     select
-        branch_id,
-        case
-            when count(case when is_current_version then 1 end) = 0 then cast(max(valid_to) as date)
-        end as deleted_on
-    from branch_versions
-    group by branch_id
+        project_id,
+        snapshot_date,
+        max(snapshot_at) as listing_read_at
+    from branch_readings
+    group by project_id, snapshot_date
 
 ),
 
-branch_reading_spans as (
+listings as (
 
-    -- each reading, up to the day of the branch's next one
-    select
-        branch_id,
-        project_id,
-        snapshot_date,
-        logical_size_bytes,
-        compute_time_seconds,
-        written_data_bytes,
-        lead(snapshot_date) over (partition by branch_id order by snapshot_date) as next_snapshot_date
+    -- the branches each listing read held: a branch deleted since an earlier run that day is
+    -- left out, though its earlier reading of the day remains
+    select branch_readings.*
     from branch_readings
+    inner join listing_reads
+        on
+            branch_readings.project_id = listing_reads.project_id
+            and branch_readings.snapshot_date = listing_reads.snapshot_date
+            and branch_readings.snapshot_at = listing_reads.listing_read_at
+
+),
+
+latest_listings as (
+
+    -- for each day the project was read, the day its branch listing was last read: that day, or
+    -- an earlier one when the run did not re-read it (Neon's signals said nothing changed)
+    select
+        project_days.project_id,
+        project_days.snapshot_date as usage_date,
+        max(listing_reads.snapshot_date) as listing_date
+    from project_days
+    inner join listing_reads
+        on
+            project_days.project_id = listing_reads.project_id
+            and project_days.snapshot_date >= listing_reads.snapshot_date
+    group by project_days.project_id, project_days.snapshot_date
 
 ),
 
 branch_days as (
 
-    -- every branch on every day its project was read: that day's reading, or the last before it
     select
-        project_readings.project_id,
-        project_readings.snapshot_date as usage_date,
-        branch_reading_spans.branch_id,
-        branch_reading_spans.logical_size_bytes,
-        branch_reading_spans.compute_time_seconds,
-        branch_reading_spans.written_data_bytes,
-        branch_reading_spans.snapshot_date < project_readings.snapshot_date as is_carried_forward
-    from project_readings
-    inner join branch_reading_spans
+        latest_listings.project_id,
+        latest_listings.usage_date,
+        listings.branch_id,
+        listings.logical_size_bytes,
+        listings.compute_time_seconds,
+        listings.written_data_bytes,
+        latest_listings.listing_date < latest_listings.usage_date as is_carried_forward
+    from latest_listings
+    inner join listings
         on
-            project_readings.project_id = branch_reading_spans.project_id
-            and project_readings.snapshot_date >= branch_reading_spans.snapshot_date
-            and (
-                branch_reading_spans.next_snapshot_date is null
-                or project_readings.snapshot_date < branch_reading_spans.next_snapshot_date
-            )
-    left join branch_deletions
-        on branch_reading_spans.branch_id = branch_deletions.branch_id
-    where branch_deletions.deleted_on is null or project_readings.snapshot_date < branch_deletions.deleted_on
+            latest_listings.project_id = listings.project_id
+            and latest_listings.listing_date = listings.snapshot_date
 
 ),
 
