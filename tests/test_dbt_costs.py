@@ -274,6 +274,86 @@ def test_projects_total_the_window_from_the_project_consumption(demo_account, de
     )
 
 
+def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
+    demo_account, demo_warehouse, observed_at, window, served_branch_usage
+):
+    idle_after = SETTINGS["idle_replica_after_days"]
+    stale_after = SETTINGS["stale_after_days"]
+    rows = {r["endpoint_id"]: r for r in query_dicts(demo_warehouse, "select * from marts.compute_hygiene")}
+    expected = {}
+    for project in demo_account.all_projects():
+        endpoints = demo_account.endpoints(project["id"])
+        branches = {b["id"]: b for b in demo_account.branches(project["id"])}
+        window_start = datetime.combine(window[0], datetime.min.time())
+        active = {
+            e["id"]: e["current_state"] == "active"
+            or ("last_active" in e and parse(e["last_active"]) >= window_start)
+            for e in endpoints
+        }
+        for endpoint in endpoints:
+            branch_id = endpoint["branch_id"]
+            siblings = [e["id"] for e in endpoints if e["branch_id"] == branch_id]
+            last = [
+                parse(e["last_active"])
+                for e in endpoints
+                if e["branch_id"] == branch_id and "last_active" in e
+            ]
+            branch_idle = (
+                observed_at.date() - (max(last) if last else parse(branches[branch_id]["created_at"])).date()
+            ).days
+            stale = not branches[branch_id]["default"] and branch_idle >= stale_after
+            since = parse(endpoint.get("last_active") or endpoint["created_at"])
+            idle_days = (observed_at.date() - since.date()).days
+            compute = served_branch_usage[branch_id]["compute_unit_seconds"]
+            branch_hours = None if compute is None else compute / 3600
+            if branch_hours is None:
+                hours = None
+            elif len(siblings) == 1:
+                hours = branch_hours
+            elif not active[endpoint["id"]]:
+                hours = 0
+            elif sum(active[s] for s in siblings) == 1:
+                hours = branch_hours
+            else:
+                hours = None
+            flags = {
+                "never_suspends": endpoint["suspend_timeout_seconds"] == -1,
+                "has_oversized_minimum": endpoint["autoscaling_limit_min_cu"] > 0.25,
+                "is_active_on_stale_branch": endpoint["current_state"] == "active" and stale,
+                "is_idle_read_replica": endpoint["type"] == "read_only" and idle_days >= idle_after,
+            }
+            expected[endpoint["id"]] = {
+                "branch_id": branch_id,
+                "endpoint_state": endpoint["current_state"],
+                "days_since_active": idle_days,
+                "branch_endpoint_count": len(siblings),
+                "branch_cu_hours_last_30_days": branch_hours,
+                "cu_hours_last_30_days": hours,
+                **flags,
+                "flag_count": sum(flags.values()),
+            }
+    assert set(rows) == set(expected)
+    names = {
+        "never_suspends": "never_suspends",
+        "has_oversized_minimum": "oversized_minimum",
+        "is_active_on_stale_branch": "active_on_stale_branch",
+        "is_idle_read_replica": "idle_read_replica",
+    }
+    for endpoint_id, wanted in expected.items():
+        row = rows[endpoint_id]
+        assert {k: row[k] for k in wanted} == pytest.approx(wanted), endpoint_id
+        for flag, name in names.items():
+            assert (row[f"{name}_reason"] is not None) == wanted[flag], (endpoint_id, flag)
+            assert row[f"{name}_cu_hours"] == (
+                pytest.approx(wanted["cu_hours_last_30_days"]) if wanted[flag] else None
+            )
+        if wanted["is_idle_read_replica"]:
+            assert f"for {wanted['days_since_active']} days" in row["idle_read_replica_reason"]
+    found = {flag: sum(w[flag] for w in expected.values()) for flag in names}
+    assert found["never_suspends"] and found["has_oversized_minimum"] and found["is_idle_read_replica"], found
+    assert any(w["cu_hours_last_30_days"] == 0 for w in expected.values()), "an idle sibling used nothing"
+
+
 # ------------------------------------------------------------------------------ with prices set
 
 # Seven of the eight prices, in the units of neon_prices; extra_branches_month stays unset.
