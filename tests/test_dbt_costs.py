@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -432,3 +433,15 @@ def test_a_price_that_is_not_a_number_stops_the_build(demo_warehouse, tmp_path, 
         "the price of compute_unit_seconds must be a number of 0 or more, per CU-hour"
         in capfd.readouterr().out
     )
+
+
+def test_every_query_of_the_readme_runs_on_the_demo_warehouse(demo_warehouse):
+    """The README's SQL examples, the cost marts' among them, run as written (and return rows)."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
+    statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
+    assert any("marts.branch_costs" in s for s in statements)
+    assert any("marts.compute_hygiene" in s for s in statements)
+    assert any("marts.project_daily_usage" in s for s in statements)
+    for statement in statements:
+        assert query(demo_warehouse, statement), statement
