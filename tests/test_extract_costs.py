@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import client_for
 from expected import query
-from neon_api_source import helpers, settings
+from neon_api_source import BRANCH_CONSUMPTION_SCHEMA, _consumption_table, helpers, settings
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, AccountSpec, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
@@ -198,3 +198,26 @@ def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route, monkeyp
     for _ in range(20):
         limiter.acquire("/projects/{project_id}/branches")
     assert now[0] - start < 5, "other routes keep the account's pace"
+
+
+def test_a_day_that_has_not_ended_is_never_loaded():
+    """Were Neon to answer the running day too (a `to` read as inclusive), it is dropped: both
+    consumption tables hold complete UTC days only."""
+
+    def day(start: str, end: str) -> dict:
+        return {
+            "timeframe_start": start,
+            "timeframe_end": end,
+            "metrics": [{"metric_name": "compute_unit_seconds", "value": 1}],
+        }
+
+    period = {"period_id": "p", "period_plan": "scale", "period_start": "2026-05-01T00:00:00Z"}
+    frames = [
+        day("2026-05-09T00:00:00Z", "2026-05-10T00:00:00Z"),
+        day("2026-05-10T00:00:00Z", "2026-05-11T00:00:00Z"),
+    ]
+    page = [{"project_id": "p-1", "branch_id": "br-1", "periods": [{**period, "consumption": frames}]}]
+    for schema in (None, BRANCH_CONSUMPTION_SCHEMA):
+        options = {"schema": schema} if schema is not None else {}
+        rows = _consumption_table("org-1", page, before="2026-05-10T00:00:00Z", **options).to_pylist()
+        assert [r["timeframe_start"].day for r in rows] == [9]

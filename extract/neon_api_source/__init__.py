@@ -756,7 +756,7 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
         latest = loaded_until.get(org_id, "")
         try:
             for page in paginate_cursor(estate.client, CONSUMPTION_ROUTE, "projects", params):
-                rows = _consumption_table(org_id, page)
+                rows = _consumption_table(org_id, page, before=params["to"])
                 if rows.num_rows:
                     latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
                     estate.stats.count_rows("consumption", rows.num_rows)
