@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from . import settings
 
-CONSUMPTION_ROUTE = "/consumption_history/v2/projects"
+CONSUMPTION_ROUTE = settings.CONSUMPTION_PROJECTS_ROUTE
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -196,7 +196,8 @@ def neon_rate_limiter(requests_per_minute: float = settings.REQUESTS_PER_MINUTE)
     return RateLimiter(
         requests_per_minute,
         route_limits={
-            CONSUMPTION_ROUTE: (settings.CONSUMPTION_REQUESTS_PER_MINUTE, settings.CONSUMPTION_BURST)
+            route: (settings.CONSUMPTION_REQUESTS_PER_MINUTE, settings.CONSUMPTION_BURST)
+            for route in settings.CONSUMPTION_ROUTES
         },
     )
 

@@ -53,6 +53,17 @@ CONSUMPTION_METRICS = (
     "snapshot_storage_bytes_month",
 )
 
+# Branch consumption (GET /consumption_history/v2/branches): the same days and look-back as the
+# project consumption, 1 to 100 projects a request, up to 1,000 branches a page, and only the six
+# metrics the spec allows there (not extra_branches_month nor snapshot_storage_bytes_month).
+BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST = 100
+BRANCH_CONSUMPTION_PAGE_LIMIT = 1_000
+BRANCH_CONSUMPTION_METRICS = CONSUMPTION_METRICS[:6]
+# The consumption routes, each held to CONSUMPTION_REQUESTS_PER_MINUTE by the client's limiter.
+CONSUMPTION_PROJECTS_ROUTE = "/consumption_history/v2/projects"
+CONSUMPTION_BRANCHES_ROUTE = "/consumption_history/v2/branches"
+CONSUMPTION_ROUTES = (CONSUMPTION_PROJECTS_ROUTE, CONSUMPTION_BRANCHES_ROUTE)
+
 # Incremental extract (incremental.py). After the first run, a project's branch and compute
 # listings, and a branch's databases and roles, are re-read only when Neon signals a change, and
 # every project is re-read in full at least once every FULL_REFRESH_DAYS, spread over the runs.

@@ -19,6 +19,7 @@ ROUTE_LABELS = {
     "/projects/{project_id}/branches/{branch_id}/roles": "roles",
     "/projects/{project_id}/operations": "operations",
     "/consumption_history/v2/projects": "consumption",
+    "/consumption_history/v2/branches": "branch usage",
 }
 
 

@@ -33,7 +33,8 @@ Presets (``PRESETS``; ``dataclasses.replace(PRESETS[name], ...)`` for variants):
 preset     orgs   projects branches  notes
 ========== ====== ======== ========= ==================================================
 tiny       1      3        6         one paid org
-demo       2      12       36        one paid org, one free org (consumption answers 403)
+demo       2      12       36        one paid org, one free org (consumption answers 403);
+                                     branch consumption from 21 days back
 realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
 ========== ====== ======== ========= ==================================================
@@ -58,6 +59,10 @@ Behaviour worth knowing (details in :mod:`~.routes`, :mod:`~.account` and :mod:`
 - Consumption: ``from``/``to`` are rounded down to the granularity and timeframes starting in
   ``[from, to)`` are returned, grouped into monthly billing periods. Orgs without a paid plan
   answer 403; ranges beyond 168 hours / 60 days / 1 year (or before 2024-03-01) answer 406.
+- Branch consumption (``/consumption_history/v2/branches``): 1 to 100 ``project_ids``, up to
+  1,000 branches a page ordered by project and branch id, six metrics; only usage-based plans
+  (not Business: 403), from ``AccountSpec.branch_consumption_days`` back. Each timeframe of a
+  project is split between its branches alive then (deleted ones too), so they add up to it.
 - Rate limits (:class:`RateLimits`) answer 429 without ``Retry-After``, like Neon.
 - :data:`VOLATILE_FIELDS` lists the fields that change with time alone (what ``tick`` changes).
 - ``AccountSpec(serve_secrets=True)`` makes roles carry passwords; ``account.served_secrets()``

@@ -10,6 +10,10 @@ CONSUMPTION_PLAN_REQUIRED = (
     "Not available for this account. Project consumption history requires a Launch, Scale, Agent, "
     "Business, or Enterprise plan."
 )
+BRANCH_CONSUMPTION_PLAN_REQUIRED = (
+    "Not available for this account. Branch consumption history requires a paid usage-based "
+    "Launch, Scale, Agent, or Enterprise plan."
+)
 
 
 class ApiError(Exception):
