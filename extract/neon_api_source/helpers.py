@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import threading
 import time
@@ -120,8 +121,7 @@ class _Bucket:
 
     def __init__(self, rate: float, burst: int):
         self.interval = 1.0 / rate
-        burst = max(1, burst - settings.BURST_MARGIN)
-        self.tolerance = (burst - 1) * self.interval
+        self.tolerance = (max(1, burst) - 1) * self.interval
         self.tat = 0.0  # theoretical arrival time of the next conforming request
 
     def earliest(self, now: float) -> float:
@@ -134,6 +134,8 @@ class _Bucket:
 class RateLimiter:
     """One limiter for the whole account, shaped like Neon's limits: a sustained rate per account
     with a burst allowance, a per-route rate, and optional tighter limits for particular routes.
+    The numbers given are the API's; the limiter keeps its own margin below them
+    (settings.RATE_SAFETY, BURST_SHARE, ROUTE_RATE_SHARE, ROUTE_BURST_SHARE).
 
     `acquire` reserves a send time under a lock and sleeps outside it, so concurrent workers are
     served in order and never stampede. A 429 pushes the whole account back (`penalize`), so every
@@ -150,12 +152,14 @@ class RateLimiter:
         safety: float = settings.RATE_SAFETY,
     ):
         self._lock = threading.Lock()
-        self._account = _Bucket(requests_per_minute / 60 * safety, burst) if requests_per_minute else None
-        self._route_rate = route_requests_per_second * safety
-        self._route_burst = route_burst
+        self._account = (
+            _Bucket(requests_per_minute / 60 * safety, _client_burst(burst)) if requests_per_minute else None
+        )
+        self._route_rate = route_requests_per_second * settings.ROUTE_RATE_SHARE * safety
+        self._route_burst = max(1, round(route_burst * settings.ROUTE_BURST_SHARE))
         self._routes: dict[str, _Bucket] = {}
         self._extra = {
-            route: _Bucket(per_minute / 60 * safety, extra_burst)
+            route: _Bucket(per_minute / 60 * safety, _client_burst(extra_burst))
             for route, (per_minute, extra_burst) in (route_limits or {}).items()
             if per_minute
         }
@@ -187,6 +191,12 @@ class RateLimiter:
             buckets = [self._extra[route]] if route in self._extra else [self._account]
             for bucket in filter(None, buckets):
                 bucket.tat = max(bucket.tat, until + bucket.tolerance)
+
+
+def _client_burst(api_burst: int) -> int:
+    """The client's burst for an API burst of `api_burst`: half of it (settings.BURST_SHARE)
+    rounded up, and at least one below it, but never less than 1."""
+    return max(1, min(math.ceil(api_burst * settings.BURST_SHARE), api_burst - 1))
 
 
 def neon_rate_limiter(requests_per_minute: float = settings.REQUESTS_PER_MINUTE) -> RateLimiter:
