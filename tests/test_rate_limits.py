@@ -1,5 +1,11 @@
 """The client's rate limiter against the simulator's strict limits: no 429 under Neon's own numbers
-with jittered latency."""
+with jittered latency, and a run that adapts to a squeezed budget, from the start or mid-run,
+with few 429s and the same data as a clean run.
+
+Speed is the benchmark's business (`make bench`); these tests assert counts. To stay short they
+run against a Neon that is `FAST` times faster (every rate multiplied, bursts as they are), with
+the client told the same numbers, on a 20-project account, and without added latency: Python's
+own time per request does not shrink with the limits, so it stands in for the latency."""
 
 from __future__ import annotations
 
@@ -8,15 +14,74 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import client_for
-from neon_api_source.helpers import neon_rate_limiter
+from expected import RUN_TIME_COLUMN, query
+from neon_api_source import settings
+from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, neon_rate_limiter
 from neon_simulator import PRESETS, Account, RateLimits, Simulator
+from runs import extract
 
+FAST = 10
 BRANCHES = "/projects/{project_id}/branches"
 
 
 @pytest.fixture(scope="module")
 def account() -> Account:
     return Account.generate(dataclasses.replace(PRESETS["demo"], projects=20, seed=16))
+
+
+@pytest.fixture(scope="module")
+def clean(account, tmp_path_factory) -> dict[str, list[tuple]]:
+    """The raw tables of a run without any limit."""
+    warehouse = tmp_path_factory.mktemp("clean") / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        extract(warehouse, simulator)
+    return raw_tables(warehouse)
+
+
+def raw_tables(warehouse) -> dict[str, list[tuple]]:
+    """Every raw table, as sorted rows of the columns that do not depend on the run's time."""
+    tables = {}
+    for (table,) in query(
+        warehouse,
+        "select table_name from information_schema.tables where table_schema = 'neon_api_data' "
+        "and table_name not like '\\_dlt%' escape '\\'",
+    ):
+        columns = [
+            column
+            for (column,) in query(
+                warehouse,
+                "select column_name from information_schema.columns where table_schema = 'neon_api_data' "
+                "and table_name = ? order by ordinal_position",
+                [table],
+            )
+            if not column.startswith("_dlt") and not RUN_TIME_COLUMN.search(column)
+        ]
+        quoted = ", ".join(f'"{column}"' for column in columns)
+        rows = query(warehouse, f"select {quoted} from neon_api_data.{table}")
+        tables[table] = sorted(rows, key=repr)
+    return tables
+
+
+def fast_neon() -> RateLimits:
+    """Neon's limits, FAST times faster."""
+    neon = RateLimits.neon()
+    return dataclasses.replace(
+        neon,
+        account_rate=neon.account_rate * FAST,
+        route_rate=neon.route_rate * FAST,
+        consumption_rate=neon.consumption_rate * FAST,
+    )
+
+
+def fast_limiter() -> RateLimiter:
+    """The client's limiter, told the numbers of `fast_neon`."""
+    return RateLimiter(
+        settings.REQUESTS_PER_MINUTE * FAST,
+        settings.ACCOUNT_BURST,
+        settings.ROUTE_REQUESTS_PER_SECOND * FAST,
+        settings.ROUTE_BURST,
+        {CONSUMPTION_ROUTE: (settings.CONSUMPTION_REQUESTS_PER_MINUTE * FAST, settings.CONSUMPTION_BURST)},
+    )
 
 
 # --------------------------------------------------------------------------- Neon's own numbers
@@ -34,3 +99,29 @@ def test_no_429_under_neons_limits_with_jittered_latency(account):
         served = simulator.stats
     assert served.rate_limited == 0 and client.stats.throttled == 0
     assert served.total == len(project_ids)
+
+
+# ----------------------------------------------------------------------------- squeezed budgets
+
+
+def test_a_run_granted_30_percent_of_the_budget_completes_with_few_429s_and_the_same_data(
+    account, clean, tmp_path
+):
+    with Simulator(account, rate_limits=fast_neon().scaled(0.3)) as simulator:
+        result = extract(tmp_path / "neon_api.duckdb", simulator, limiter=fast_limiter())
+        served = simulator.stats
+    assert raw_tables(tmp_path / "neon_api.duckdb") == clean
+    assert served.rate_limited == result.stats.throttled > 0
+    assert served.rate_limited <= 0.05 * served.total
+    granted = 0.3 * settings.REQUESTS_PER_MINUTE * FAST
+    assert result.stats.rate < 1.6 * granted, "it learnt a rate near the one granted"
+
+
+def test_a_run_adapts_when_another_tool_takes_most_of_the_budget_mid_run(account, clean, tmp_path):
+    with Simulator(account, rate_limits=fast_neon().dropping(after=60, to=0.2)) as simulator:
+        result = extract(tmp_path / "neon_api.duckdb", simulator, limiter=fast_limiter())
+        served = simulator.stats
+    assert raw_tables(tmp_path / "neon_api.duckdb") == clean
+    assert served.rate_limited == result.stats.throttled > 0
+    assert served.rate_limited <= 0.05 * served.total
+    assert result.stats.rate < result.stats.rate_ceiling / 2, "it slowed down for the whole account"
