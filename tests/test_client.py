@@ -201,5 +201,22 @@ def test_the_summary_reports_rows_requests_retries_throttling_skips_and_the_load
         "skipped 404s 3",
         "load id 1234.5",
         "elapsed",
+        "rate limit: off",
     ):
         assert fragment in text
+
+
+def test_the_summary_says_what_the_rate_limit_did():
+    stats = RunStats(rate_ceiling=679.0, rate=679.0)
+    stats.count_request("/projects")
+    assert "rate limit: 679/min throughout, no 429s" in summary(stats, None, {})
+    for _ in range(199):
+        stats.count_request("/projects")
+    stats.add(throttled=8)
+    stats.rate = 205.4
+    stats.pause(0.2)
+    stats.pause(0.1)  # within the first pause: counted once
+    assert stats.throttle_pause == pytest.approx(0.2, abs=0.02)
+    line = summary(stats, None, {}).splitlines()[-1]
+    assert line.startswith("  rate limit: settled at 205/min (ceiling 679/min), 8 x 429 (4.0% of requests)")
+    assert line.endswith("paused 0.2 s for them")
