@@ -17,6 +17,7 @@ from conftest import client_for
 from expected import RUN_TIME_COLUMN, query
 from neon_api_source import settings
 from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, neon_rate_limiter
+from neon_elt import cli, config
 from neon_simulator import PRESETS, Account, RateLimits, Simulator
 from runs import extract
 
@@ -73,7 +74,7 @@ def fast_neon() -> RateLimits:
     )
 
 
-def fast_limiter() -> RateLimiter:
+def fast_limiter(budget_share: float = 1.0) -> RateLimiter:
     """The client's limiter, told the numbers of `fast_neon`."""
     return RateLimiter(
         settings.REQUESTS_PER_MINUTE * FAST,
@@ -81,6 +82,7 @@ def fast_limiter() -> RateLimiter:
         settings.ROUTE_REQUESTS_PER_SECOND * FAST,
         settings.ROUTE_BURST,
         {CONSUMPTION_ROUTE: (settings.CONSUMPTION_REQUESTS_PER_MINUTE * FAST, settings.CONSUMPTION_BURST)},
+        budget_share=budget_share,
     )
 
 
@@ -125,3 +127,37 @@ def test_a_run_adapts_when_another_tool_takes_most_of_the_budget_mid_run(account
     assert served.rate_limited == result.stats.throttled > 0
     assert served.rate_limited <= 0.05 * served.total
     assert result.stats.rate < result.stats.rate_ceiling / 2, "it slowed down for the whole account"
+
+
+def test_a_budget_share_leaves_the_rest_of_the_account_alone(account):
+    """Half the budget taken on purpose, against an account that grants exactly half: no 429,
+    also when 16 workers send 100 requests to one route."""
+    project_ids = [p["id"] for p in account.all_projects()] * 5
+    with Simulator(account, rate_limits=fast_neon().scaled(0.5)) as simulator:
+        client = client_for(simulator, limiter=fast_limiter(budget_share=0.5))
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda pid: client.get(BRANCHES, project_id=pid), project_ids))
+        served = simulator.stats
+    assert served.rate_limited == 0 and served.total == len(project_ids)
+    assert client.stats.rate_ceiling == pytest.approx(
+        0.5 * settings.RATE_SAFETY * settings.REQUESTS_PER_MINUTE * FAST
+    )
+
+
+# ---------------------------------------------------------------------------------- configuration
+
+
+def test_budget_share_comes_from_the_command_line_or_config(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no .dlt/config.toml here
+    monkeypatch.delenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", raising=False)
+    assert config.budget_share() == settings.BUDGET_SHARE == 1.0
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
+    assert config.budget_share() == 0.5
+    assert config.budget_share(0.25) == 0.25, "the command line wins"
+    assert cli.parser().parse_args(["extract", "--budget-share", "0.25"]).budget_share == 0.25
+    for bad in ("0", "1.5", "-1"):
+        monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", bad)
+        with pytest.raises(config.ConfigError, match="budget_share"):
+            config.budget_share()
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS", "90")
+    assert config.retry_policy().max_throttle_wait == 90
