@@ -18,8 +18,8 @@ from expected import RUN_TIME_COLUMN, query
 from neon_api_source import settings
 from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, neon_rate_limiter
 from neon_elt import cli, config
-from neon_simulator import PRESETS, Account, RateLimits, Simulator
-from runs import extract
+from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
+from runs import cli_env, extract, run_cli
 
 FAST = 10
 BRANCHES = "/projects/{project_id}/branches"
@@ -142,6 +142,24 @@ def test_a_budget_share_leaves_the_rest_of_the_account_alone(account):
     assert client.stats.rate_ceiling == pytest.approx(
         0.5 * settings.RATE_SAFETY * settings.REQUESTS_PER_MINUTE * FAST
     )
+
+
+def test_a_budget_used_up_for_longer_than_the_wait_ends_the_run_in_one_line(account, tmp_path):
+    roles = "/projects/{project_id}/branches/{branch_id}/roles"
+    warehouse = tmp_path / "neon_api.duckdb"
+    env = cli_env(
+        warehouse,
+        SOURCES__NEON_API_SOURCE__REQUESTS_PER_MINUTE=str(settings.REQUESTS_PER_MINUTE * FAST),
+        SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS="2",
+    )
+    with Simulator(account, faults=Faults(persistent={roles: 429})) as simulator:
+        env.update(NEON_API_BASE_URL=simulator.base_url, NEON_API_KEY=simulator.api_key)
+        result = run_cli("extract", "--no-consumption", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"neon-elt: extract failed: GET {roles} answered 429: still refused after")
+    assert "max_throttle_wait_seconds" in message
+    assert not warehouse.exists(), "nothing published"
 
 
 # ---------------------------------------------------------------------------------- configuration

@@ -240,6 +240,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._waiting: list[tuple[int, int]] = []  # the account's queue: (0 urgent or 1, arrival)
+        self._closed: Exception | None = None
         self._arrivals = itertools.count()
         self._account = (
             _Pace(requests_per_minute / 60 * scale, _client_burst(burst, budget_share))
@@ -283,15 +284,16 @@ class RateLimiter:
         """The limit a 429 on `route` speaks of: the route's own tighter one, else the account's."""
         return self._extra.get(route, self._account)
 
-    def acquire(self, route: str) -> int:
+    def acquire(self, route: str, deadline: float = math.inf) -> int:
         """Wait until a request to `route` may go. Returns a ticket for `throttled`: which cut of
-        the route's adaptive limit it was sent under."""
+        the route's adaptive limit it was sent under. Raises TimeoutError if that would be after
+        `deadline` (time.monotonic), and the error the run gave up with once it is `close`d."""
         with self._changed:
             own = self._own_paces(route)
-            ticket = self._reserve(own, self._extra.get(route))
+            ticket = self._reserve(own, self._extra.get(route), deadline)
             if self._account is not None:
                 urgent = not getattr(_fan_out_worker, "active", False)
-                account_ticket = self._queue(self._account, urgent)
+                account_ticket = self._queue(self._account, urgent, deadline)
                 if route not in self._extra:
                     ticket = account_ticket
             sent = time.monotonic()
@@ -299,22 +301,28 @@ class RateLimiter:
                 pace.tat = max(pace.tat, sent + 1.0 / pace.rate)
             return ticket
 
-    def _reserve(self, paces: list[_Pace], adaptive: _Pace | None) -> int:
+    def _reserve(self, paces: list[_Pace], adaptive: _Pace | None, deadline: float) -> int:
         """Reserve the next send time all `paces` allow and wait for it; reserve again if a cut
         of `adaptive` voids the reservation meanwhile (a cut wakes the waiters)."""
         while True:
             now = time.monotonic()
             at = max((p.earliest(now) for p in paces), default=now)
+            if self._closed:
+                raise self._closed
+            if at > deadline:
+                raise TimeoutError
             for pace in paces:
                 pace.take(at)
             ticket = adaptive.cuts if adaptive else 0
-            while now < at and (adaptive is None or adaptive.cuts == ticket):
+            while now < at and (adaptive is None or adaptive.cuts == ticket) and not self._closed:
                 self._changed.wait(at - now)
                 now = time.monotonic()
+            if self._closed:
+                raise self._closed
             if adaptive is None or adaptive.cuts == ticket:
                 return ticket
 
-    def _queue(self, pace: _Pace, urgent: bool) -> int:
+    def _queue(self, pace: _Pace, urgent: bool, deadline: float) -> int:
         """Wait for a turn in `pace`'s queue, then for the time the pace allows. Only the head of
         the queue watches the clock, without reserving, so a cut or a more urgent request that
         arrives meanwhile changes what it waits for."""
@@ -324,18 +332,28 @@ class RateLimiter:
         try:
             while True:
                 now = time.monotonic()
+                if self._closed:
+                    raise self._closed
+                if now >= deadline:
+                    raise TimeoutError
                 if self._waiting[0] != me:
-                    self._changed.wait()
+                    self._changed.wait(min(deadline - now, 3600))
                     continue
                 at = pace.earliest(now)
                 if at <= now:
                     pace.take(now)
                     return pace.cuts
-                self._changed.wait(at - now)
+                self._changed.wait(min(at, deadline) - now)
         finally:
             self._waiting.remove(me)
             heapq.heapify(self._waiting)
             self._changed.notify_all()  # the next one is the head now
+
+    def close(self, error: Exception) -> None:
+        """The run gives up with `error`: every request still waiting for its turn raises it."""
+        with self._lock:
+            self._closed = error
+            self._changed.notify_all()
 
     def succeeded(self, route: str, ticket: int) -> None:
         """A request (its `acquire` ticket) succeeded: the route's adaptive limit may climb."""
@@ -453,13 +471,18 @@ class NeonClient:
 
         5xx, timeouts, dropped connections and corrupt bodies use up `max_attempts`. A 429 does
         not: the limiter slows the whole account down, and the request waits its turn again,
-        until it has been refused for longer than `max_throttle_wait` seconds."""
+        until `max_throttle_wait` seconds after its first 429 (refused again, or still waiting
+        for its turn)."""
         url = self.base_url + route.format(**path)
         failures = 0  # attempts used up by failures other than 429
         refusals = 0  # 429s in a row
         first_refusal = 0.0
         while True:
-            ticket = self.limiter.acquire(route)
+            deadline = first_refusal + self.retry.max_throttle_wait if first_refusal else math.inf
+            try:
+                ticket = self.limiter.acquire(route, deadline)
+            except TimeoutError:  # refused, and no turn again within the wait
+                self._give_up(NeonThrottled(route, time.monotonic() - first_refusal, refusals))
             self.stats.count_request(route)
             try:
                 body = self._attempt(route, url, params, validate)
@@ -471,7 +494,7 @@ class NeonClient:
                     held = self.limiter.throttled(route, ticket, transient.retry_after)
                     self._note_rate()
                     if now - first_refusal >= self.retry.max_throttle_wait:
-                        raise NeonThrottled(route, now - first_refusal, refusals) from None
+                        self._give_up(NeonThrottled(route, now - first_refusal, refusals))
                     # the limiter holds the whole account now; without one, back off
                     delay = transient.retry_after
                     if delay is None:
@@ -491,6 +514,11 @@ class NeonClient:
             self.limiter.succeeded(route, ticket)
             self._note_rate()
             return body
+
+    def _give_up(self, error: NeonThrottled) -> None:
+        """The run ends: no other request keeps waiting for a turn at a rate Neon does not grant."""
+        self.limiter.close(error)
+        raise error from None
 
     def _note_rate(self) -> None:
         self.stats.rate = self.limiter.rate_per_minute
