@@ -115,6 +115,15 @@ def test_a_429_halves_the_rate_once_and_holds_every_worker():
     assert sorted(sent)[0] >= 0.95 / 50 and sorted(sent)[-1] >= 2.95 / 50
 
 
+def test_retry_after_holds_the_whole_account_that_long():
+    limiter = RateLimiter(requests_per_minute=60 * 100, burst=20, route_requests_per_second=0, safety=1.0)
+    ticket = limiter.acquire("/throttled")
+    throttled_at = time.monotonic()
+    assert limiter.throttled("/throttled", ticket, retry_after=0.3) == pytest.approx(0.3, abs=0.01)
+    limiter.acquire("/other")
+    assert time.monotonic() - throttled_at >= 0.3
+
+
 def test_the_rate_climbs_back_as_requests_succeed_up_to_the_ceiling():
     limiter = RateLimiter(requests_per_minute=600, burst=20, route_requests_per_second=0, safety=1.0)
     stale = limiter.acquire("/r")

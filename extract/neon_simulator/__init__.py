@@ -61,8 +61,9 @@ Behaviour worth knowing (details in :mod:`~.routes`, :mod:`~.account` and :mod:`
   answer 403; ranges beyond 168 hours / 60 days / 1 year (or before 2024-03-01) answer 406.
 - Rate limits (:class:`RateLimits`) answer 429 without ``Retry-After``, like Neon. The route
   limit is a sliding window (40 in any second), stricter than a bucket. ``RateLimits.neon()
-  .scaled(0.3)`` grants 30% of them (``--rate-share 0.3``), as when other tools share the account;
-  ``.dropping(after=N, to=0.3)`` switches to that mid-run (``--rate-share-after N``).
+  .scaled(0.3)`` grants 30% of the account's budget (``--rate-share 0.3``), as when other tools
+  use the rest (``routes=True``: of the per-route limits too); ``.dropping(after=N, to=0.3)``
+  switches to that mid-run (``--rate-share-after N``).
 - :data:`VOLATILE_FIELDS` lists the fields that change with time alone (what ``tick`` changes).
 - ``AccountSpec(serve_secrets=True)`` makes roles carry passwords; ``account.served_secrets()``
   lists them, so a test can check that none ends up in a warehouse or log.
