@@ -108,7 +108,7 @@ def bench_limits(workdir: Path, preset: str) -> Row:
         elt(workdir / "limits.duckdb", client, do_transform=False, show_progress=False)
         seconds = time.perf_counter() - started
         served = simulator.stats
-    consumption = served.by_route.get("/consumption_history/v2/projects", 0)
+    consumption = sum(served.by_route.get(route, 0) for route in limits.consumption_routes)
     floor = limits.floor_seconds(served.total, consumption)
     ratio = seconds / floor if floor else float("inf")
     throttled = served.rate_limited
@@ -146,7 +146,7 @@ def bench_squeeze(workdir: Path, projects: int, share: float = 0.3, turns: int =
             served = simulator.stats
         # the floor counts the requests that were answered: a 429 is not work the run had to do
         answered = served.total - served.rate_limited
-        consumption = served.by_route.get("/consumption_history/v2/projects", 0)  # 429s included
+        consumption = sum(served.by_route.get(r, 0) for r in granted.consumption_routes)  # 429s included
         runs.append((seconds, granted.floor_seconds(answered, consumption), served, client.stats))
     seconds, floor, served, stats = sorted(runs, key=lambda run: run[0] / run[1])[len(runs) // 2]
     ratio = seconds / floor

@@ -93,6 +93,24 @@ def test_the_limiter_spaces_requests_at_the_configured_rate_after_half_the_burst
     assert 54 / 200 <= elapsed < 59 / 200 + 0.2
 
 
+def test_both_consumption_endpoints_draw_on_one_budget():
+    """Neon documents about 30 requests per minute for consumption history: read strictly, the
+    projects and the branches endpoints share it."""
+    projects, branches = settings.CONSUMPTION_ROUTES
+    limiter = neon_rate_limiter()
+    for route in (projects, branches):
+        limiter.succeeded(route, 0)
+    started = time.monotonic()
+    for _ in range(2):
+        limiter.acquire(projects)
+        limiter.acquire(branches)
+    elapsed = time.monotonic() - started
+    # four requests at one shared 30/min (safety margin included) after an earned burst of at
+    # most two: at least one interval of the shared pace, where two separate budgets need none
+    interval = 60 / (settings.CONSUMPTION_REQUESTS_PER_MINUTE * settings.RATE_SAFETY)
+    assert elapsed >= interval * 0.9
+
+
 def test_a_429_halves_the_rate_once_and_holds_every_worker():
     limiter = RateLimiter(requests_per_minute=60 * 100, burst=20, route_requests_per_second=0, safety=1.0)
     ticket = limiter.acquire("/throttled")

@@ -63,6 +63,9 @@ def test_token_buckets_follow_neons_documented_numbers():
     assert all(limiter.try_acquire(consumption) for _ in range(limits.consumption_burst))
     assert not limiter.try_acquire(consumption)
     assert limiter.try_acquire("/projects"), "a refused request takes no token from the other buckets"
+    # the strictest reading of Neon's "about 30 per minute" for consumption history: one budget
+    # for its two endpoints, projects and branches
+    assert not limiter.try_acquire("/consumption_history/v2/branches")
     clock.now += 2
     assert limiter.try_acquire(consumption)
 

@@ -230,7 +230,7 @@ class RateLimiter:
         burst: int = settings.ACCOUNT_BURST,
         route_requests_per_second: float = settings.ROUTE_REQUESTS_PER_SECOND,
         route_burst: int = settings.ROUTE_BURST,
-        route_limits: Mapping[str, tuple[float, int]] | None = None,
+        route_limits: Mapping[str | tuple[str, ...], tuple[float, int]] | None = None,
         safety: float = settings.RATE_SAFETY,
         budget_share: float = settings.BUDGET_SHARE,
     ):
@@ -250,10 +250,13 @@ class RateLimiter:
         self._route_rate = route_requests_per_second * settings.ROUTE_RATE_SHARE * scale
         self._route_burst = max(1, round(route_burst * settings.ROUTE_BURST_SHARE * budget_share))
         self._routes: dict[str, _Pace] = {}
+        # a key that is a tuple of routes gives them one limit to share
         self._extra = {
-            route: _Pace(per_minute / 60 * scale, _client_burst(extra_burst, budget_share))
-            for route, (per_minute, extra_burst) in (route_limits or {}).items()
+            route: pace
+            for routes, (per_minute, extra_burst) in (route_limits or {}).items()
             if per_minute
+            for pace in [_Pace(per_minute / 60 * scale, _client_burst(extra_burst, budget_share))]
+            for route in ((routes,) if isinstance(routes, str) else routes)
         }
 
     @property
@@ -392,9 +395,12 @@ def neon_rate_limiter(
         return RateLimiter(0, 1, 0, 1, {})
     return RateLimiter(
         requests_per_minute,
+        # the strictest reading of Neon's limit for consumption history: both endpoints share it
         route_limits={
-            route: (settings.CONSUMPTION_REQUESTS_PER_MINUTE, settings.CONSUMPTION_BURST)
-            for route in settings.CONSUMPTION_ROUTES
+            settings.CONSUMPTION_ROUTES: (
+                settings.CONSUMPTION_REQUESTS_PER_MINUTE,
+                settings.CONSUMPTION_BURST,
+            )
         },
         budget_share=budget_share,
     )

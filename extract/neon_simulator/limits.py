@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 CONSUMPTION_ROUTE = "/consumption_history/v2/projects"
+BRANCH_CONSUMPTION_ROUTE = "/consumption_history/v2/branches"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class RateLimits:
     route_burst: int = 40
     consumption_rate: float = 30 / 60
     consumption_burst: int = 5
-    consumption_routes: tuple[str, ...] = (CONSUMPTION_ROUTE,)
+    # one budget for both consumption endpoints: the strictest reading of Neon's documented limit
+    consumption_routes: tuple[str, ...] = (CONSUMPTION_ROUTE, BRANCH_CONSUMPTION_ROUTE)
     drop_after: int | None = None
     drop_to: float = 1.0
     drop_routes: bool = False
