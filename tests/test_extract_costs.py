@@ -184,8 +184,24 @@ def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route, monkeyp
         def sleep(seconds: float) -> None:
             now[0] += seconds
 
+    class Waits:  # the limiter waits on a condition: waiting moves the fake clock on
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+        @staticmethod
+        def wait(seconds: float) -> None:
+            now[0] += seconds
+
+        @staticmethod
+        def notify_all() -> None:
+            return None
+
     monkeypatch.setattr(helpers, "time", Clock)
     limiter = helpers.neon_rate_limiter(settings.REQUESTS_PER_MINUTE)
+    limiter._changed = Waits()
     for _ in range(20):
         limiter.acquire(route)
     per_minute = 60 * 20 / (now[0] - 1000.0)
