@@ -26,6 +26,7 @@ import random
 import threading
 from datetime import UTC, datetime
 
+from .access import AccessControl
 from .consumption import ConsumptionHistory
 from .generate import Generation
 from .mutations import Mutations
@@ -39,7 +40,7 @@ from .timestamps import _HOUR, month_start, next_month_start, ts
 # --------------------------------------------------------------------------------------------------
 
 
-class Account(Generation, Mutations, ConsumptionHistory):
+class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
     """A synthetic Neon account. Build one with :meth:`generate`; all reads and writes are locked."""
 
     def __init__(self, spec: AccountSpec, now: datetime):
@@ -59,6 +60,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
         # Per scope (org id or None), (created_at, project id) in ascending order for keyset paging.
         self._order: dict[str | None, list[tuple[str, str]]] = {}
         self._consumption_since = 0
+        self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
 
     # ---------------------------------------------------------------------------------- reads
 
@@ -176,7 +178,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
             return list(self._project(project_id).applications)
 
     def served_secrets(self) -> set[str]:
-        """Every secret value the server can currently serve (role passwords)."""
+        """Every secret value the server can currently serve (role passwords, API key tokens)."""
         with self.lock:
             return {
                 role["password"]
@@ -184,7 +186,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
                 for roles in project.roles.values()
                 for role in roles
                 if "password" in role
-            }
+            } | self._served_key_tokens()
 
     def consumption(self, project_id: str, granularity: str = "daily") -> list[dict]:
         """All consumption timeframes of a project, oldest first.
