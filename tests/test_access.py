@@ -1,0 +1,265 @@
+"""Who can reach the estate: the access listings the extract lands, how fresh the per-project ones
+stay, and what a key could not see. Expected rows come from what the simulator served."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import client_for
+from expected import query
+from neon_api_source import incremental
+from neon_api_source.access import hash_email
+from neon_elt.run import elt
+from neon_simulator import PRESETS, Account, Faults, Simulator
+
+PERMISSIONS = "/projects/{project_id}/permissions"
+
+
+def ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def run(warehouse: Path, simulator: Simulator, **options):
+    """One extract into `warehouse` (no dbt); `options` go to the source."""
+    client = client_for(simulator, options.pop("api_key", None))
+    return elt(warehouse, client, do_transform=False, show_progress=False, **options)
+
+
+def served_members(account: Account, emails=lambda e: e) -> set[tuple]:
+    return {
+        (
+            m["member"]["id"],
+            m["member"]["user_id"],
+            org["id"],
+            m["member"]["role"],
+            ts(m["member"].get("joined_at")),
+            emails(m["user"]["email"]),
+            m["user"].get("has_mfa"),
+            ts(m["user"].get("deactivated_at")),
+        )
+        for org in account.organizations
+        for m in account.members(org["id"])
+    }
+
+
+def served_shares(account: Account, emails=lambda e: e) -> set[tuple]:
+    return {
+        (p["id"], s["id"], emails(s["granted_to_email"]), ts(s["granted_at"]), ts(s.get("revoked_at")))
+        for p in account.all_projects()
+        for s in account.project_permissions(p["id"])
+    }
+
+
+def landed_members(warehouse: Path) -> set[tuple]:
+    return set(
+        query(
+            warehouse,
+            "select id, user_id, org_id, role, joined_at, email, has_mfa, deactivated_at "
+            "from neon_api_data.organization_members",
+        )
+    )
+
+
+def landed_shares(warehouse: Path) -> set[tuple]:
+    return set(
+        query(
+            warehouse,
+            "select project_id, id, granted_to_email, granted_at, revoked_at from neon_api_data.project_permissions",
+        )
+    )
+
+
+def coverage(warehouse: Path) -> dict[tuple[str, str], dict]:
+    rows = query(
+        warehouse,
+        "select listing, scope_id, is_visible, status, detail, read_reason, confirmed_at "
+        "from neon_api_data.access_coverage",
+    )
+    names = ("is_visible", "status", "detail", "read_reason", "confirmed_at")
+    return {(listing, scope): dict(zip(names, rest, strict=True)) for listing, scope, *rest in rows}
+
+
+# ---------------------------------------------------------------------------- what lands
+
+
+def test_members_land_with_their_email_mfa_and_deactivation(demo_account, demo_warehouse):
+    assert landed_members(demo_warehouse) == served_members(demo_account)
+
+
+def test_api_keys_land_for_the_organizations_the_key_administers_without_tokens(demo_account, demo_warehouse):
+    expected = {
+        (
+            k["id"],
+            org["id"],
+            k["name"],
+            ts(k["created_at"]),
+            k["created_by"]["id"],
+            ts(k.get("last_used_at")),
+            k["last_used_from_addr"],
+            k.get("project_id"),
+        )
+        for org in demo_account.organizations
+        if demo_account.org_role(org["id"]) == "admin"
+        for k in demo_account.org_api_keys(org["id"])
+    }
+    landed = query(
+        demo_warehouse,
+        "select id, org_id, name, created_at, created_by_user_id, last_used_at, last_used_from_addr, "
+        "project_id from neon_api_data.organization_api_keys",
+    )
+    assert set(landed) == expected and len(landed) == len(expected) > 0
+    columns = {
+        c
+        for (c,) in query(
+            demo_warehouse,
+            "select column_name from information_schema.columns where table_name = 'organization_api_keys'",
+        )
+    }
+    assert not columns & {"key", "token", "created_by", "created_by__name", "created_by__image"}
+
+
+def test_shares_and_vpc_endpoints_land(demo_account, demo_warehouse):
+    assert landed_shares(demo_warehouse) == served_shares(demo_account)
+    org_vpc = {
+        (org["id"], e["vpc_endpoint_id"], e["label"], e["region_id"])
+        for org in demo_account.organizations
+        if demo_account.org_role(org["id"]) == "admin" and org["id"] in demo_account.plan_org_ids()
+        for e in demo_account.org_vpc_endpoints(org["id"])
+    }
+    assert (
+        org_vpc
+        and set(
+            query(
+                demo_warehouse,
+                "select org_id, vpc_endpoint_id, label, region_id from "
+                "neon_api_data.organization_vpc_endpoints",
+            )
+        )
+        == org_vpc
+    )
+    restrictions = {
+        (p["id"], e["vpc_endpoint_id"], e["label"])
+        for p in demo_account.all_projects()
+        if p.get("org_id") in {org for org, *_ in org_vpc}
+        for e in demo_account.project_vpc_endpoints(p["id"])
+    }
+    assert (
+        restrictions
+        and set(
+            query(
+                demo_warehouse,
+                "select project_id, vpc_endpoint_id, label from neon_api_data.project_vpc_endpoints",
+            )
+        )
+        == restrictions
+    )
+
+
+def test_coverage_says_what_the_key_could_not_read(demo_account, demo_warehouse):
+    """The personal key's user is a plain member of one organization: its API keys and VPC
+    endpoints answer 403, and its projects' VPC restrictions are therefore unknown."""
+    found = coverage(demo_warehouse)
+    for org in demo_account.organizations:
+        admin = demo_account.org_role(org["id"]) == "admin"
+        assert found[("organization_members", org["id"])]["is_visible"]
+        for listing in ("organization_api_keys", "organization_vpc_endpoints"):
+            assert found[(listing, org["id"])]["is_visible"] == admin
+            assert found[(listing, org["id"])]["status"] == (200 if admin else 403)
+        for project in demo_account.all_projects(org["id"]):
+            assert found[("project_permissions", project["id"])]["status"] == 200
+            vpc = found[("project_vpc_endpoints", project["id"])]
+            assert vpc["is_visible"] == admin and (vpc["status"] == 200) == admin
+
+
+# ------------------------------------------------------------------- freshness of shares
+
+
+@pytest.fixture
+def demo_run(tmp_path) -> SimpleNamespace:
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=5))
+    warehouse = tmp_path / "neon_api.duckdb"
+    simulator = Simulator(account)
+    with simulator:
+        started = account.now + timedelta(hours=1)
+        run(warehouse, simulator, run_at=started)
+        yield SimpleNamespace(account=account, simulator=simulator, warehouse=warehouse, started=started)
+
+
+def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
+    """A share granted after the first run leaves no signal: the next day's run carries the
+    project's shares with the time they were read, and the project's full reading (here asked
+    for) brings the new one in."""
+    account, warehouse = demo_run.account, demo_run.warehouse
+    # the project the rolling refresh reaches last
+    ((project,),) = query(
+        warehouse,
+        "select object_id from neon_api_data.confirmations where object_kind = 'project' "
+        "order by refresh_due_at desc limit 1",
+    )
+    granted = account.grant_project_access(project, "new.partner@elsewhere.example")
+    next_day = demo_run.started + timedelta(days=1)
+    demo_run.simulator.reset_stats()
+    result = run(warehouse, demo_run.simulator, run_at=next_day)
+    plan = result.stats.plan
+    in_full = {pid for pid, d in plan.projects.items() if d.mode == incremental.FULL}
+    assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(in_full) < len(plan.projects)
+    found = coverage(warehouse)
+    for pid in plan.projects:
+        read_at = found[("project_permissions", pid)]["confirmed_at"]
+        assert read_at == (next_day if pid in in_full else demo_run.started)
+    assert project not in in_full
+    assert granted["id"] not in {row[1] for row in landed_shares(warehouse) if row[0] == project}
+    assert any("access review: shares of" in note for note in result.stats.notes)
+
+    run(warehouse, demo_run.simulator, run_at=next_day + timedelta(hours=1), full_refresh=True)
+    assert landed_shares(warehouse) == served_shares(account)
+
+
+def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_run):
+    salt = "a-salt-of-sixteen-or-more"
+    account, warehouse = demo_run.account, demo_run.warehouse
+    demo_run.simulator.reset_stats()
+    run(
+        warehouse,
+        demo_run.simulator,
+        run_at=demo_run.started + timedelta(days=1),
+        hash_emails=True,
+        email_hash_salt=salt,
+    )
+    assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(account.all_projects())
+    hashed = lambda email: hash_email(email, salt)  # noqa: E731
+    assert landed_shares(warehouse) == served_shares(account, hashed)
+    assert landed_members(warehouse) == served_members(account, hashed)
+    reasons = {
+        c["read_reason"]
+        for (listing, _), c in coverage(warehouse).items()
+        if listing == "project_permissions"
+    }
+    assert incremental.EMAIL_SETTING_CHANGED in reasons
+
+
+def test_a_share_listing_a_key_may_not_read_is_noted_and_skipped(tmp_path):
+    account = Account.generate(PRESETS["tiny"])
+    refused = account.all_projects()[0]["id"]
+    faults = Faults(persistent={f"/projects/{refused}/permissions": 403})
+    with Simulator(account, faults=faults) as simulator:
+        result = run(tmp_path / "neon_api.duckdb", simulator)
+    found = coverage(tmp_path / "neon_api.duckdb")
+    assert not found[("project_permissions", refused)]["is_visible"]
+    assert found[("project_permissions", refused)]["status"] == 403
+    assert all(
+        f["is_visible"]
+        for (listing, pid), f in found.items()
+        if listing == "project_permissions" and pid != refused
+    )
+    assert any(s.startswith("project shares of 1 project: 403") for s in result.stats.skipped_optional)
+
+
+def test_the_hash_is_keyed_and_normalised():
+    assert hash_email(" Alice@Example.COM ", "s" * 16) == hash_email("alice@example.com", "s" * 16)
+    assert hash_email("alice@example.com", "s" * 16) != hash_email("alice@example.com", "t" * 16)
+    assert hash_email("alice@example.com", "s" * 16).startswith("hmac-sha256:")
