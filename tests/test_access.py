@@ -15,6 +15,7 @@ from neon_api_source import incremental
 from neon_api_source.access import hash_email
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, Faults, Simulator
+from runs import cli_env, run_cli
 
 PERMISSIONS = "/projects/{project_id}/permissions"
 
@@ -263,3 +264,32 @@ def test_the_hash_is_keyed_and_normalised():
     assert hash_email(" Alice@Example.COM ", "s" * 16) == hash_email("alice@example.com", "s" * 16)
     assert hash_email("alice@example.com", "s" * 16) != hash_email("alice@example.com", "t" * 16)
     assert hash_email("alice@example.com", "s" * 16).startswith("hmac-sha256:")
+
+
+# ---------------------------------------------------------------------- the email setting
+
+
+def test_hash_emails_without_a_salt_stops_before_any_request(demo_account, tmp_path):
+    with Simulator(demo_account) as simulator:
+        env = cli_env(tmp_path / "neon_api.duckdb", simulator, SOURCES__NEON_API_SOURCE__HASH_EMAILS="true")
+        result = run_cli("extract", env=env, cwd=tmp_path)
+        assert simulator.stats.total == 0
+    assert result.returncode == 2
+    assert "hash_emails is on but email_hash_salt is missing" in result.stderr
+    assert not (tmp_path / "neon_api.duckdb").exists()
+
+
+def test_hash_email_prints_what_the_warehouse_holds_for_an_address(tmp_path):
+    """The setting read from .dlt/config.toml, the salt from .dlt/secrets.toml, as a user sets them."""
+    salt = "correct-horse-battery-staple"
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[sources.neon_api_source]\nhash_emails = true\n")
+    (tmp_path / ".dlt" / "secrets.toml").write_text(
+        f'[sources.neon_api_source]\nemail_hash_salt = "{salt}"\n'
+    )
+    result = run_cli(
+        "hash-email", "Ada.Lovelace@example.com", env=cli_env(tmp_path / "w.duckdb"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == hash_email("ada.lovelace@example.com", salt)
+    assert salt not in result.stdout + result.stderr

@@ -250,7 +250,9 @@ class Access:
         """A project whose VPC restrictions need no request: its organization has no VPC
         endpoints (or it has no organization), or they could not be seen."""
         if org_id is None or org_id not in orgs_vpc:
-            return [], self._coverage("project_vpc_endpoints", pid, org_id, pid, None, "no organization", None)
+            return [], self._coverage(
+                "project_vpc_endpoints", pid, org_id, pid, None, "no organization", None
+            )
         endpoints, org_coverage = orgs_vpc[org_id]
         if not org_coverage["is_visible"]:
             detail = f"the organization's VPC endpoints are not visible ({org_coverage['status']})"

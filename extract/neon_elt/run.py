@@ -32,7 +32,11 @@ from .targets import DuckDBTarget, PostgresTarget
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
 # Environment variables that carry secrets: never passed on to dbt.
-SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
+SECRET_ENV = (
+    "NEON_API_KEY",
+    "SOURCES__NEON_API_SOURCE__API_KEY",
+    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
+)
 
 
 class StepFailed(Exception):
