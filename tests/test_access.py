@@ -9,11 +9,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import client_for
-from expected import query
+import yaml
+from conftest import REPO, client_for
+from expected import access_review_rows, project_security_rows, query, query_dicts, relations_holding
 from neon_api_source import incremental
 from neon_api_source.access import hash_email
+from neon_elt.report import write
 from neon_elt.run import elt
+from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, run_cli
 
@@ -293,3 +296,72 @@ def test_hash_email_prints_what_the_warehouse_holds_for_an_address(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == hash_email("ada.lovelace@example.com", salt)
     assert salt not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------- the marts
+
+VARS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+
+
+def test_access_review_has_one_row_per_grant_with_its_flags(demo_account, demo_warehouse):
+    ((keys_read_at,),) = query(
+        demo_warehouse,
+        "select max(confirmed_at) from staging.stg_neon__access_coverage where listing = 'organization_api_keys'",
+    )
+    expected = access_review_rows(
+        demo_account, keys_read_at, VARS["api_key_unused_after_days"], VARS["max_admins_per_org"]
+    )
+    columns = next(iter(expected.values())).keys()
+    rows = query_dicts(demo_warehouse, f"select grant_id, {', '.join(columns)} from marts.access_review")
+    actual = {row.pop("grant_id"): row for row in rows}
+    assert len(rows) == len(actual) and actual == expected
+    # the demo account raises every flag, and leaves some grants unflagged
+    for flag in ("without_mfa", "unused_key", "outside_share", "excess_admin"):
+        assert any(row[f"is_flagged_{flag}"] for row in expected.values()), flag
+    assert any(row["review_reasons"] is None for row in expected.values())
+
+
+def test_project_security_has_one_row_per_project_and_says_what_was_not_visible(demo_account, demo_warehouse):
+    expected = project_security_rows(demo_account)
+    columns = next(iter(expected.values())).keys()
+    rows = query_dicts(demo_warehouse, f"select project_id, {', '.join(columns)} from marts.project_security")
+    actual = {row.pop("project_id"): row for row in rows}
+    assert actual == expected
+    assert any(row["not_visible"] for row in expected.values())
+    assert any(row["is_reachable_from_anywhere"] for row in expected.values())
+    assert any(not row["is_reachable_from_anywhere"] for row in expected.values())
+
+
+def test_emails_appear_only_in_the_access_tables(demo_account, demo_warehouse):
+    """Every relation of the warehouse, searched as text: the addresses served appear in the
+    access review's tables and views only."""
+    allowed = {
+        ("neon_api_data", "organization_members"),
+        ("neon_api_data", "project_permissions"),
+        ("staging", "stg_neon__organization_members"),
+        ("staging", "stg_neon__project_permissions"),
+        ("staging", "int_project_shares_matched_to_members"),
+        ("marts", "access_review"),
+    }
+    holding = relations_holding(demo_warehouse, demo_account.served_emails())
+    assert holding == allowed
+
+
+def test_the_report_counts_the_access_review_and_names_nobody(demo_account, demo_warehouse, tmp_path):
+    page = write(DuckDBTarget(demo_warehouse), tmp_path / "report.html").read_text()
+    section = page.split('<section data-section="access">', 1)[1].split("</section>", 1)[0]
+    rows = query_dicts(demo_warehouse, "select * from marts.access_review")
+    flags = [sum(r[f"is_flagged_{f}"] for r in rows) for f in ("without_mfa", "unused_key", "outside_share")]
+    assert (
+        f"{flags[0]} active members without MFA, {flags[1]} API keys never used or long unused, "
+        f"{flags[2]} active shares outside their organization"
+    ) in section
+    for (
+        org
+    ) in demo_account.organizations:  # one row per organization, keys shown as not visible to a non-admin
+        (cells,) = [r for r in section.split("<tr>") if r.startswith(f"<td>{org['name']}</td>")]
+        assert ("not visible" in cells) == (demo_account.org_role(org["id"]) != "admin")
+    assert "organization API keys (403)" in section
+    lowered = page.lower()
+    assert not [e for e in demo_account.served_emails() if e.lower() in lowered]
+    assert "hmac-sha256:" not in page
