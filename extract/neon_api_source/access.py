@@ -240,8 +240,10 @@ class Access:
             state["email_mode"] = self.emails.mode
             read = sum(1 for _, cov in result.values() if cov["confirmed_at"] == estate.run_at)
             estate.stats.note(
-                f"access review: shares of {read:,} of {len(result):,} projects read, the rest carried "
-                f"from the warehouse (re-read with each project's full reading, every "
+                f"access review: shares of all {read:,} projects read"
+                if read == len(result)
+                else f"access review: shares of {read:,} of {len(result):,} projects read, the rest "
+                f"carried from the warehouse (re-read with each project's full reading, every "
                 f"{estate.full_refresh_days} days at the latest)"
             )
         return result

@@ -19,6 +19,11 @@ ROUTE_LABELS = {
     "/projects/{project_id}/branches/{branch_id}/roles": "roles",
     "/projects/{project_id}/operations": "operations",
     "/consumption_history/v2/projects": "consumption",
+    "/organizations/{org_id}/members": "members",
+    "/organizations/{org_id}/api_keys": "api keys",
+    "/organizations/{org_id}/vpc/vpc_endpoints": "vpc",
+    "/projects/{project_id}/permissions": "shares",
+    "/projects/{project_id}/vpc_endpoints": "vpc limits",
 }
 
 
