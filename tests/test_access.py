@@ -189,8 +189,22 @@ def demo_run(tmp_path) -> SimpleNamespace:
     simulator = Simulator(account)
     with simulator:
         started = account.now + timedelta(hours=1)
-        run(warehouse, simulator, run_at=started)
-        yield SimpleNamespace(account=account, simulator=simulator, warehouse=warehouse, started=started)
+        first = run(warehouse, simulator, run_at=started)
+        yield SimpleNamespace(
+            account=account, simulator=simulator, warehouse=warehouse, started=started, first=first
+        )
+
+
+def test_the_summary_says_what_the_key_could_not_read_and_names_nobody(demo_run):
+    """The personal key's user is a plain member of one organization: two summary lines, and no
+    address anywhere in the summary."""
+    from neon_elt.progress import summary
+
+    text = summary(demo_run.first.stats, demo_run.first.load_id, demo_run.first.table_rows)
+    assert "skipped: organization API keys of 1 organization: 403" in text
+    assert "skipped: organization VPC endpoints of 1 organization: 403" in text
+    assert "access review: shares of all" in text
+    assert not [e for e in demo_run.account.served_emails() if e in text]
 
 
 def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
