@@ -9,6 +9,9 @@ UV_VERSION := 0.13.9
 # Prefer a uv on PATH; otherwise install the pinned one into the venv.
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 STAMP := $(VENV)/.synced-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
+# The optional group `dashboard` (marimo, dlt[hub], ibis): make dashboard, make notebook and make test
+# install it on first use; make env leaves it out.
+DASHBOARD_STAMP := $(VENV)/.dashboard-synced-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
@@ -17,8 +20,12 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@command -v uv >/dev/null 2>&1 || test -x $(BIN)/uv || { $(BIN)/python -m ensurepip -q 2>/dev/null; $(BIN)/python -m pip install -q "uv==$(UV_VERSION)"; }
-	$(UV) sync --frozen --inexact --all-groups --compile-bytecode --python $(BIN)/python
+	$(UV) sync --frozen --inexact --all-groups --no-group dashboard --compile-bytecode --python $(BIN)/python
 	@rm -f $(VENV)/.synced-*; touch $@
+
+$(DASHBOARD_STAMP): $(STAMP)
+	$(UV) sync --frozen --inexact --all-groups --compile-bytecode --python $(BIN)/python
+	@rm -f $(VENV)/.dashboard-synced-*; touch $@
 
 .PHONY: help env
 help: ## list the targets
@@ -29,15 +36,19 @@ env: $(STAMP) ## create or refresh the Python environment (.venv)
 # Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
 PORT ?= 8080
 NEON := $(BIN)/neon-elt
-# TARGET=postgres loads and builds into PostgreSQL (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
-TARGET ?= duckdb
+# TARGET=postgres (or NEON_ELT_TARGET=postgres in the environment) loads and builds into PostgreSQL
+# (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
+TARGET ?= $(or $(NEON_ELT_TARGET),duckdb)
 export NEON_ELT_TARGET := $(TARGET)
 # Debian packages the PostgreSQL, report and neonctl tests need; `make system-deps` installs them.
 # npm counts as present when the command is: a Node.js from elsewhere (NodeSource's, say) ships
 # its own npm and conflicts with Debian's package.
 SYSTEM_PACKAGES := postgresql chromium npm
 
-.PHONY: elt extract plan transform demo docs report simulator test system-deps lint bench clean
+# make exits 0, or 2 for any failure: the runner's own codes (1 a failed run, 2 configuration,
+# 3 another run holds the warehouse) reach the caller only from .venv/bin/neon-elt, which
+# schedules call (README: Run it on a schedule). make's last line, `Error N`, names the code.
+.PHONY: elt extract plan transform demo docs report dashboard notebook simulator test system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
 	@$(NEON) elt
 
@@ -59,10 +70,20 @@ docs: $(STAMP) ## dbt docs generate, then serve on 127.0.0.1:$(PORT)
 report: $(STAMP) ## write reports/neon_estate_report.html from the marts (self-contained, no network)
 	@$(NEON) report
 
+# The marimo apps take --port only from a PORT= given on the command line or in the environment;
+# else their own defaults (2718 for the dashboard, as dlt's, and 2719 for the notebook).
+MARIMO_PORT = $(if $(filter file,$(origin PORT)),,--port $(PORT))
+
+dashboard: $(DASHBOARD_STAMP) ## dlt's dashboard (`dlt pipeline neon_api_pipeline show`) on the warehouse, read-only
+	@$(NEON) dashboard $(MARIMO_PORT)
+
+notebook: $(DASHBOARD_STAMP) ## the analysts' marimo notebook (notebooks/neon_estate.py) on the warehouse, read-only
+	@$(NEON) notebook $(MARIMO_PORT)
+
 simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRESET=)
 	@$(BIN)/neon-simulator --port $(PORT) --preset $${PRESET:-demo}
 
-test: $(STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
+test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
 	@$(BIN)/pytest
 
 system-deps: ## install Debian's postgresql, chromium and npm (as root, or with sudo) for the whole test suite
@@ -78,8 +99,8 @@ system-deps: ## install Debian's postgresql, chromium and npm (as root, or with 
 # The same checks as tests/test_lint.py, which make test runs.
 lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
-	@$(BIN)/ruff check extract tests bench
-	@$(BIN)/ruff format --check extract tests bench
+	@$(BIN)/ruff check extract tests bench notebooks neon_api_pipeline.py
+	@$(BIN)/ruff format --check extract tests bench notebooks neon_api_pipeline.py
 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench

@@ -17,7 +17,7 @@ from conftest import REPO
 
 BIN = Path(sys.executable).parent
 SQL_PATHS = ("dbt_project/models", "dbt_project/macros", "dbt_project/tests")
-PYTHON_PATHS = ("extract", "tests", "bench")
+PYTHON_PATHS = ("extract", "tests", "bench", "notebooks", "neon_api_pipeline.py")
 MART = REPO / "dbt_project" / "models" / "marts" / "projects.sql"
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 from conftest import REPO
 from expected import branch_facts, query, query_dicts, region_facts
 
@@ -72,14 +73,16 @@ def test_dbt_builds_exactly_the_staging_and_marts_schemas(demo_warehouse):
     assert schemas == {"staging", "marts"}
 
 
-# The README names the file relative to the repository root, where the pipeline ran: dlt resolves
-# a relative path against the run's folder. Here the copy is named by its full path, as the README
-# says to do from anywhere else.
+# The README's form for a warehouse outside the working folder (another folder, NEON_DUCKDB_PATH):
+# the file named by its path and opened read-only, so that it reads alongside other readers (the
+# notebook, a `duckdb -readonly` session), which dlt's default read-write opening cannot.
 READ_THROUGH_DLT = """
 import sys
 import dlt
 pipeline = dlt.pipeline(
-    "neon_api_pipeline", destination=dlt.destinations.duckdb(sys.argv[1]), dataset_name="neon_api_data"
+    "neon_api_pipeline",
+    destination=dlt.destinations.duckdb({"database": sys.argv[1], "read_only": True}),
+    dataset_name="neon_api_data",
 )
 dataset = pipeline.dataset()
 print(len(dataset.projects.df()))
@@ -88,20 +91,23 @@ print(len(dataset.project_branches.df()))
 
 
 def test_the_readme_s_dlt_habits_read_the_warehouse(demo_account, demo_warehouse, tmp_path):
-    """The README's way in for users of dltHub's page: the pipeline's dataset as DataFrames, and
-    `dlt pipeline neon_api_pipeline info`."""
-    shutil.copyfile(demo_warehouse, tmp_path / "neon_api.duckdb")
+    """The README's way in for users of dltHub's page from elsewhere: the pipeline's dataset as
+    DataFrames while another reader holds the file, and `dlt pipeline neon_api_pipeline info`.
+    (The page's bare snippet, from the warehouse's folder, is in test_dlthub_habits.py.)"""
+    warehouse = tmp_path / "warehouse" / "neon_api_pipeline.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copyfile(demo_warehouse, warehouse)
     repo_files = set(REPO.iterdir())
     env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
-    warehouse = tmp_path / "neon_api.duckdb"
-    read = subprocess.run(
-        [sys.executable, "-c", READ_THROUGH_DLT, str(warehouse)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with duckdb.connect(str(warehouse), read_only=True):  # another reader, all along
+        read = subprocess.run(
+            [sys.executable, "-c", READ_THROUGH_DLT, str(warehouse)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert read.returncode == 0, read.stderr[-2000:]
     projects, branches = map(int, read.stdout.split())
     assert projects == len(demo_account.all_projects())  # one run: one version per project

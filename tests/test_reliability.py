@@ -151,6 +151,7 @@ def test_three_runs_in_a_row_give_identical_marts_and_a_deleted_project_leaves(t
             assert result.returncode == 0, result.stderr
             snapshots.append(marts(warehouse))
         assert snapshots[0] == snapshots[1] == snapshots[2]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [warehouse.name]  # no lock file, no copy
 
         gone = account.all_projects()[0]["id"]
         gone_branches = {b["id"] for b in account.branches(gone)}

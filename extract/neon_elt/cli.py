@@ -1,7 +1,8 @@
-"""Command line: `neon-elt elt|extract|transform|demo|docs|summary` (the Makefile's targets).
+"""Command line: `neon-elt elt|extract|transform|demo|docs|report|dashboard|…` (the Makefile's targets).
 
 Every failure ends with one line on stderr that names the cause, and a non-zero exit:
-1 for a failed run (API, dbt), 2 for configuration, 3 when another run holds the warehouse.
+1 for a failed run (API, dbt, or the machine: a full disk, a read-only file system), 2 for
+configuration, 3 when another run holds the warehouse, 130 when interrupted.
 The published warehouse is never left half-written.
 """
 
@@ -11,6 +12,7 @@ import argparse
 import importlib.abc
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -19,10 +21,10 @@ from typing import Any
 
 from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
 
-from . import config, targets
+from . import config, marimo_apps, targets
 from .marts_summary import print_marts_summary
 from .run import StepFailed, dbt, elt
-from .warehouse import WarehouseBusy
+from .warehouse import MachineFault, WarehouseBusy, describe_fault, find_fault
 
 
 def _client(key: config.ApiKey, base_url: str, requests_per_minute: float | None) -> NeonClient:
@@ -177,6 +179,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"Report written: {output}")
 
 
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    marimo_apps.serve(marimo_apps.dashboard(args.port))
+
+
+def cmd_notebook(args: argparse.Namespace) -> None:
+    marimo_apps.serve(marimo_apps.notebook(args.port))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="neon-elt", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
@@ -236,6 +246,15 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--output", default="reports/neon_estate_report.html")
     report.set_defaults(func=cmd_report)
     target_option(report)
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="dlt's dashboard (`dlt pipeline neon_api_pipeline show`) on the warehouse, read-only",
+    )
+    dashboard.add_argument("--port", type=int, default=marimo_apps.DASHBOARD_PORT)
+    dashboard.set_defaults(func=cmd_dashboard)
+    notebook = sub.add_parser("notebook", help="the analysts' marimo notebook on the warehouse, read-only")
+    notebook.add_argument("--port", type=int, default=marimo_apps.NOTEBOOK_PORT)
+    notebook.set_defaults(func=cmd_notebook)
     return top
 
 
@@ -271,9 +290,22 @@ def main(argv: list[str] | None = None) -> int:
     except StepFailed as exc:
         print(f"neon-elt: {exc}. The published warehouse is unchanged.", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("neon-elt: interrupted; the published warehouse is unchanged.", file=sys.stderr)
-        return 130
+    except MachineFault as exc:
+        print(f"neon-elt: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a disk fault outside a run's working copy (a report, say)
+        found = find_fault(exc)
+        if found is None:
+            raise
+        code, path = found
+        folder = Path(path).parent if path else Path.cwd()
+        print(f"neon-elt: {describe_fault(code, folder)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C; dlt turns a SIGTERM during its load into one too
+        number = getattr(exc, "signal_code", signal.SIGINT)
+        name = "" if number == signal.SIGINT else f" ({signal.Signals(number).name})"
+        print(f"neon-elt: interrupted{name}; the published warehouse is unchanged.", file=sys.stderr)
+        return 128 + number
     return 0
 
 

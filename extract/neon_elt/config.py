@@ -4,7 +4,7 @@
 |--------------------|----------------------|----------------------------------------------|--------------------|
 | API key            | `NEON_API_KEY`       | `[sources.neon_api_source] api_key` (secrets)| none               |
 | API base URL       | `NEON_API_BASE_URL`  | `[sources.neon_api_source] base_url`         | Neon's public API  |
-| warehouse file     | `NEON_DUCKDB_PATH`   |                                              | `neon_api.duckdb`  |
+| warehouse file     | `NEON_DUCKDB_PATH`   |                                              | `neon_api_pipeline.duckdb` |
 | stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
@@ -18,20 +18,30 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dlt
+from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
 from neon_api_source import settings as source_settings
 from neon_api_source.helpers import RetryPolicy
+
+from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
 
 ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = ROOT / "dbt_project"
 PIPELINE_NAME = "neon_api_pipeline"
 DATASET_NAME = "neon_api_data"
-DEFAULT_WAREHOUSE = "neon_api.duckdb"
+# The file dlt's duckdb destination opens for this pipeline when it is given no path: the
+# pipeline's name + .duckdb in the working folder. Publishing there lets dltHub's page's habits,
+# `dlt.pipeline("neon_api_pipeline").dataset()` and `dlt pipeline neon_api_pipeline show`, read the
+# warehouse unchanged from the repository root.
+DEFAULT_WAREHOUSE = DUCK_DB_NAME_PAT % PIPELINE_NAME
+# The default until then. A warehouse under that name stays in use until it is moved (below).
+OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
 SECRETS_SECTION = "sources.neon_api_source"
 
 
@@ -48,9 +58,9 @@ class ApiKey:
         return f"ApiKey(source={self.source!r})"
 
 
-def warehouse_path(default: str = DEFAULT_WAREHOUSE) -> Path:
+def warehouse_path() -> Path:
     """The DuckDB warehouse file, checked before anything runs."""
-    raw = os.environ.get("NEON_DUCKDB_PATH") or default
+    raw = os.environ.get("NEON_DUCKDB_PATH") or default_warehouse()
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
@@ -63,6 +73,43 @@ def warehouse_path(default: str = DEFAULT_WAREHOUSE) -> Path:
     if path.exists() and not os.access(path, os.R_OK):
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the file is not readable")
     return path
+
+
+def default_warehouse() -> str:
+    """dlt's file for the pipeline, unless the warehouse here still has its old name: then that
+    one, with a notice, so that an upgrade never starts an empty warehouse beside a full one (a
+    full re-read, and its history left behind). The new file counts only if a run published into
+    it: dlt creates an empty one when its dataset is opened where there is none."""
+    if Path(OLD_DEFAULT_WAREHOUSE).is_file() and not _holds_a_load(Path(DEFAULT_WAREHOUSE)):
+        print(
+            f"neon-elt: the warehouse is still {OLD_DEFAULT_WAREHOUSE}, its old name; dlt and its "
+            f"dashboard look for {DEFAULT_WAREHOUSE}. To move it: mv {OLD_DEFAULT_WAREHOUSE} "
+            f"{DEFAULT_WAREHOUSE} && make transform",
+            file=sys.stderr,
+        )
+        return OLD_DEFAULT_WAREHOUSE
+    return DEFAULT_WAREHOUSE
+
+
+def _holds_a_load(path: Path) -> bool:
+    """Whether dlt has loaded the raw dataset into this DuckDB file."""
+    if not path.is_file():
+        return False
+    import duckdb
+
+    try:
+        connection = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:  # held by a writer, or not DuckDB: keep to the old file, which is known
+        return False
+    try:
+        return bool(
+            connection.execute(
+                "select 1 from information_schema.tables "
+                f"where table_schema = '{DATASET_NAME}' and table_name = '_dlt_loads'"
+            ).fetchall()
+        )
+    finally:
+        connection.close()
 
 
 def report_path(raw: str) -> Path:
@@ -87,6 +134,8 @@ def _probe_writable(folder: Path, setting: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".neon-elt-probe-"):
             pass
     except OSError as exc:
+        if exc.errno in FAULT_ERRNOS:  # the machine's fault (read-only, full), not the setting's
+            raise MachineFault(f"{describe_fault(exc.errno, folder)}; nothing was read or written") from None
         raise ConfigError(f"{setting}: cannot write in {folder} ({exc.strerror})") from None
 
 

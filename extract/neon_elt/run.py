@@ -11,7 +11,9 @@ import ctypes
 import gc
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_o
 from . import config
 from .progress import Progress, summary
 from .targets import DuckDBTarget, PostgresTarget
+from .warehouse import FAULT_TEXTS
 
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
@@ -37,6 +40,7 @@ SECRET_ENV = (
     "SOURCES__NEON_API_SOURCE__API_KEY",
     "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
 )
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StepFailed(Exception):
@@ -99,7 +103,6 @@ def extract(
     one so that the listings held during the extract are freed before the destination loads.
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
-    pipeline = make_pipeline(build)
     options = {"concurrency": concurrency} if concurrency else {}
     source = neon_api_source(
         base_url=client.base_url,
@@ -110,6 +113,7 @@ def extract(
         **source_options,
     )
     try:
+        pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
@@ -121,6 +125,9 @@ def extract(
         dlt.config["load.workers"] = 4 if sum(rows.values()) <= PARALLEL_LOAD_MAX_ROWS else 1
         load_info = pipeline.load()
     except Exception as exc:  # dlt wraps the cause in step exceptions
+        interrupt = interrupt_in(exc)
+        if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
+            raise interrupt from None
         raise StepFailed(f"extract failed: {root_cause(exc)}") from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
@@ -133,6 +140,20 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt in an exception chain, if any: dlt wraps a KeyboardInterrupt raised in its
+    steps in its own step exception, and turns a signal during its load into
+    SignalReceivedException (a KeyboardInterrupt with the signal's number)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def root_cause(exc: BaseException) -> str:
@@ -168,9 +189,27 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
         "--target",
         build.dbt_target,
     ]
-    completed = subprocess.run(command, env=env, cwd=config.DBT_PROJECT_DIR)
-    if completed.returncode != 0:
-        raise StepFailed(f"dbt {args[0]} failed (exit {completed.returncode}); see its output above")
+    # dbt's output goes on to ours line by line, read on the way for a fault of the machine (a full
+    # disk, say), which the one-line message then names instead of pointing at dbt's output.
+    env["PYTHONUNBUFFERED"] = "1"
+    fault_line = None
+    with subprocess.Popen(
+        command, env=env, cwd=config.DBT_PROJECT_DIR, stdout=subprocess.PIPE, text=True, errors="replace"
+    ) as process:
+        assert process.stdout is not None
+        try:
+            for line in process.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                if fault_line is None and any(text in line for text in FAULT_TEXTS):
+                    fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
+        except KeyboardInterrupt:  # a signal to this process alone: stop dbt before waiting for it
+            process.send_signal(signal.SIGINT)
+            raise
+    if process.returncode != 0:
+        if fault_line:
+            raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}): {fault_line}")
+        raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}); see its output above")
 
 
 def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:

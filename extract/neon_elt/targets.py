@@ -11,6 +11,7 @@ A target opens a *build* for a run: what dlt loads into and what dbt builds in.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import dlt
 import duckdb
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from . import config
@@ -84,6 +86,16 @@ class DuckDBBuild:
             connection.close()
 
 
+def run_folders() -> list[Path]:
+    """The folders a run writes in besides the warehouse's: dlt's pipelines, dbt's target and logs."""
+    dbt_dir = config.DBT_PROJECT_DIR
+    return [
+        Path(get_dlt_pipelines_dir()),
+        Path(os.environ.get("DBT_TARGET_PATH") or dbt_dir / "target"),
+        Path(os.environ.get("DBT_LOG_PATH") or dbt_dir / "logs"),
+    ]
+
+
 class DuckDBTarget:
     name = "duckdb"
 
@@ -103,7 +115,7 @@ class DuckDBTarget:
     @contextmanager
     def build(self, publish: bool = True) -> Iterator[DuckDBBuild]:
         """A working copy, published if the block succeeds (and `publish`), else thrown away."""
-        with working_copy(self.path, publish=publish) as working:
+        with working_copy(self.path, publish=publish, also_writes=run_folders()) as working:
             yield DuckDBBuild(working)
 
 
