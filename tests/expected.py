@@ -8,9 +8,10 @@ from collections import Counter, defaultdict
 import duckdb
 
 # Columns whose values depend on when a run happened, or when it last read a listing (freshness),
-# rather than on what the API served.
+# rather than on what the API served. `carried_forward` counts what a run did not re-read.
 RUN_TIME_COLUMN = re.compile(
     r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id|recorded_at|confirmed_at|refresh_due_at"
+    r"|carried_forward"
 )
 
 

@@ -12,6 +12,7 @@ from conftest import client_for
 from expected import query
 from neon_api_source import settings
 from neon_elt.run import ExtractResult, elt
+from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 
 SCD2_TABLES = ("projects", "project_branches", "endpoints")
 
@@ -93,7 +94,14 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "roles": 0,
         "operations": 0,
         "consumption": 0,
+        "branch_consumption": 0,
         "confirmations": len(projects),  # one per project, and one per branch (below)
+    }
+    # branch consumption: organizations on a usage-based paid plan (not Business)
+    branch_plans = {
+        o["id"]
+        for o in account.organizations
+        if o["id"] in account.plan_org_ids() and o["plan"] in BRANCH_CONSUMPTION_PLANS
     }
     for project in projects:
         pid = project["id"]
@@ -111,6 +119,12 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
             day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
             if start <= day < end:
                 counts["consumption"] += len(frame["metrics"])
+        if project.get("org_id") in branch_plans:
+            for frames in account.branch_consumption(pid).values():
+                for frame in frames:
+                    day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
+                    if start <= day < end:
+                        counts["branch_consumption"] += len(frame["metrics"])
     counts.update(access_table_counts(account))
     return counts
 

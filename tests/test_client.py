@@ -9,11 +9,14 @@ import time
 
 import pytest
 from conftest import client_for
+from neon_api_source import settings
 from neon_api_source.helpers import (
     NeonAuthError,
+    NeonThrottled,
     PaginationError,
     RateLimiter,
     RunStats,
+    neon_rate_limiter,
     paginate_cursor,
 )
 from neon_elt.progress import Progress, summary
@@ -75,34 +78,99 @@ def test_a_repeated_cursor_fails_loudly_instead_of_looping():
             next(pages)
 
 
-def test_the_limiter_spaces_requests_at_the_configured_rate_after_the_burst():
+def test_the_limiter_spaces_requests_at_the_configured_rate_after_half_the_burst():
     limiter = RateLimiter(requests_per_minute=60 * 200, burst=10, route_requests_per_second=0, safety=1.0)
+    for _ in range(5):  # the burst is earned, as in TCP's slow start: these make it available
+        limiter.succeeded("/r", 0)
     started = time.monotonic()
     workers = [threading.Thread(target=lambda: [limiter.acquire("/r") for _ in range(15)]) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    # 60 requests at 200/s with a burst of 8 (10 less the safety margin): at least 52 intervals
-    assert time.monotonic() - started >= 51 / 200
+    elapsed = time.monotonic() - started
+    # 60 requests at 200/s with a burst of 5 (half of 10, a margin for bunched arrivals)
+    assert 54 / 200 <= elapsed < 59 / 200 + 0.2
 
 
-def test_a_429_penalty_holds_every_worker():
-    limiter = RateLimiter(requests_per_minute=60 * 1000, burst=20, route_requests_per_second=0)
-    limiter.penalize(0.3, "/throttled")
-    waited = []
+def test_a_429_halves_the_rate_once_and_holds_every_worker():
+    limiter = RateLimiter(requests_per_minute=60 * 100, burst=20, route_requests_per_second=0, safety=1.0)
+    ticket = limiter.acquire("/throttled")
+    throttled_at = time.monotonic()
+    limiter.throttled("/throttled", ticket)
+    limiter.throttled("/throttled", ticket)  # sent before the cut: no second cut
+    assert limiter.rate_per_minute == pytest.approx(60 * 50)
+    sent = []
 
     def worker(route):
-        started = time.monotonic()
         limiter.acquire(route)
-        waited.append(time.monotonic() - started)
+        sent.append(time.monotonic() - throttled_at)
 
     threads = [threading.Thread(target=worker, args=(f"/other/{i}",)) for i in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert min(waited) >= 0.25
+    # one interval at the new rate (1/50 s), then no burst: the others follow 1/50 s apart
+    assert sorted(sent)[0] >= 0.95 / 50 and sorted(sent)[-1] >= 2.95 / 50
+
+
+def test_retry_after_holds_the_whole_account_that_long():
+    limiter = RateLimiter(requests_per_minute=60 * 100, burst=20, route_requests_per_second=0, safety=1.0)
+    ticket = limiter.acquire("/throttled")
+    throttled_at = time.monotonic()
+    assert limiter.throttled("/throttled", ticket, retry_after=0.3) == pytest.approx(0.3, abs=0.01)
+    limiter.acquire("/other")
+    assert time.monotonic() - throttled_at >= 0.3
+
+
+def test_the_rate_climbs_back_as_requests_succeed_up_to_the_ceiling():
+    limiter = RateLimiter(requests_per_minute=600, burst=20, route_requests_per_second=0, safety=1.0)
+    stale = limiter.acquire("/r")
+    limiter.throttled("/r", stale)
+    assert limiter.rate_per_minute == 300
+    limiter.succeeded("/r", stale)
+    assert limiter.rate_per_minute == 300, "a request sent before the cut earns nothing"
+    ticket = limiter.acquire("/r")
+    for _ in range(10):
+        limiter.succeeded("/r", ticket)
+    # 10 successes at 5/s are 2 s at full speed: 2 / RATE_INCREASE_SECONDS of the ceiling more
+    climbed = limiter.rate_per_minute - 300
+    assert climbed == pytest.approx(600 * 2 / settings.RATE_INCREASE_SECONDS, rel=0.05)
+    for _ in range(10_000):
+        limiter.succeeded("/r", ticket)
+    assert limiter.rate_per_minute == limiter.ceiling_per_minute == 600
+
+
+def test_a_budget_share_lowers_the_ceiling_and_the_burst():
+    full, half = neon_rate_limiter(), neon_rate_limiter(budget_share=0.5)
+    assert half.ceiling_per_minute == pytest.approx(full.ceiling_per_minute / 2)
+    assert full.ceiling_per_minute == pytest.approx(settings.REQUESTS_PER_MINUTE * settings.RATE_SAFETY)
+    with pytest.raises(ValueError, match="budget_share"):
+        neon_rate_limiter(budget_share=0)
+
+
+def test_429s_do_not_use_up_the_attempts_a_5xx_would(account):
+    faults = Faults(seed=2, burst_429_rate=0.6)
+    with Simulator(account, faults=faults) as simulator:
+        client = client_for(simulator, max_attempts=1)
+        answers = [client.get(ORGS) for _ in range(10)]
+        refused = simulator.stats.faults["burst_429"]
+    assert all(a["organizations"] == account.organizations for a in answers)
+    assert client.stats.throttled == refused > 0  # one attempt each, yet every request got through
+
+
+def test_a_429_that_lasts_longer_than_the_documented_wait_fails_in_one_line(account):
+    with Simulator(account, faults=Faults(persistent={ORGS: 429})) as simulator:
+        client = client_for(simulator, max_throttle_wait=0.5)
+        started = time.monotonic()
+        with pytest.raises(NeonThrottled) as failure:
+            client.get(ORGS)
+        elapsed = time.monotonic() - started
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith(f"GET {ORGS} answered 429: still refused after")
+    assert "max_throttle_wait_seconds" in message
+    assert 0.5 <= elapsed < 3
 
 
 def test_progress_draws_per_resource_lines_on_a_terminal_only():
@@ -142,5 +210,22 @@ def test_the_summary_reports_rows_requests_retries_throttling_skips_and_the_load
         "skipped 404s 3",
         "load id 1234.5",
         "elapsed",
+        "rate limit: off",
     ):
         assert fragment in text
+
+
+def test_the_summary_says_what_the_rate_limit_did():
+    stats = RunStats(rate_ceiling=679.0, rate=679.0)
+    stats.count_request("/projects")
+    assert "rate limit: 679/min throughout, no 429s" in summary(stats, None, {})
+    for _ in range(199):
+        stats.count_request("/projects")
+    stats.add(throttled=8)
+    stats.rate = 205.4
+    stats.pause(0.2)
+    stats.pause(0.1)  # within the first pause: counted once
+    assert stats.throttle_pause == pytest.approx(0.2, abs=0.02)
+    line = summary(stats, None, {}).splitlines()[-1]
+    assert line.startswith("  rate limit: settled at 205/min (ceiling 679/min), 8 x 429 (4.0% of requests)")
+    assert line.endswith("paused 0.2 s for them")

@@ -19,14 +19,22 @@ from pathlib import Path
 import pytest
 import vl_convert
 from conftest import client_for
-from expected import query
+from expected import query, query_dicts
 from neon_elt.report import ATLAS, LAND, _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-EXPECTED_CHARTS = {"regions", "regions-map", "branch-ages", "stale-branches", "projects", "consumption"}
+EXPECTED_CHARTS = {
+    "regions",
+    "regions-map",
+    "branch-ages",
+    "stale-branches",
+    "projects",
+    "consumption",
+    "branch-costs",
+}
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
     reason="Debian's chromium is not installed (.ci/run installs it)",
@@ -432,3 +440,95 @@ def test_the_report_fetches_nothing(demo_warehouse, tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(ValueError, match="not allowed"):
         _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
+
+
+# ------------------------------------------------------------------- cost per branch and hygiene
+
+
+def table_rows(page: str, heading: str) -> list[list[str]]:
+    """The cells of the first table after `heading`, row by row."""
+    section = page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
+    body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [
+        [html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+def test_cost_per_branch_is_listed_in_cu_hours_gib_months_and_gib(report, demo_warehouse):
+    """The branches that used the most compute over the window, in units people read, and no
+    cost where no price is set."""
+    expected = query(
+        demo_warehouse,
+        """select project_name, branch_name, consumption_day_count, cu_hours_last_30_days,
+                  storage_bytes_month_last_30_days, network_transfer_bytes_last_30_days
+           from marts.branch_costs where cu_hours_last_30_days is not null
+           order by cu_hours_last_30_days desc, branch_id limit 25""",
+    )
+    page = report.read_text()
+    rows = table_rows(page, "Cost per branch, last 30 days")
+    assert rows == [
+        [
+            project,
+            branch,
+            str(days),
+            f"{hours:,.1f}",
+            f"{storage / 2**30:,.2f}",
+            f"{transfer / 2**30:,.2f}",
+            "not priced",
+        ]
+        for project, branch, days, hours, storage, transfer in expected
+    ]
+    assert rows and "set them in the dbt var neon_prices" in page
+
+
+def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(report, demo_warehouse):
+    flagged = query_dicts(
+        demo_warehouse,
+        """select * from marts.compute_hygiene where flag_count > 0
+           order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id""",
+    )
+    rows = table_rows(report.read_text(), "Compute hygiene")
+    assert [row[1] for row in rows] == [r["endpoint_id"] for r in flagged][:30]
+    words = {
+        "never_suspends": "never suspends",
+        "has_oversized_minimum": "minimum above 0.25 CU",
+        "is_active_on_stale_branch": "runs on a stale branch",
+        "is_idle_read_replica": "idle read replica",
+    }
+    for row, facts in zip(rows, flagged, strict=False):
+        assert row[2] == ", ".join(text for flag, text in words.items() if facts[flag])
+        assert row[3] == f"{facts['autoscaling_limit_min_cu']:g}–{facts['autoscaling_limit_max_cu']:g} CU"
+        assert row[5] == str(facts["days_since_active"])
+        hours = facts["cu_hours_last_30_days"]
+        if hours is not None:
+            assert row[6] == f"{hours:,.1f}"
+        if facts["suspend_timeout_seconds"] == -1:
+            assert row[4] == "never"
+    assert any(r["never_suspends"] for r in flagged) and any(r["is_idle_read_replica"] for r in flagged)
+
+
+@needs_chromium
+def test_branch_costs_are_charted_in_cu_hours_and_gib_months(laid_out):
+    """Each panel's axis reaches the largest value charted, in the unit its title names."""
+    warehouse, charts = laid_out
+    chart = charts["branch-costs"]
+    charted = query(
+        warehouse,
+        """select cu_hours_last_30_days, storage_bytes_month_last_30_days / 2^30
+           from marts.branch_costs where cu_hours_last_30_days is not null
+           order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc, branch_id limit 15""",
+    )
+    headers = {t["text"]: t["box"] for t in texts(chart, "role-title-text") if t["text"].endswith(")")}
+    assert set(headers) == {"Compute (CU-hours)", "Storage (GiB-months)"}
+    ticks = {name: [] for name in headers}
+    for label in texts(chart, "role-axis-label"):
+        value = number(label["text"])
+        if value is None:
+            continue
+        middle = (label["box"]["left"] + label["box"]["right"]) / 2
+        nearest = min(headers, key=lambda n: abs((headers[n]["left"] + headers[n]["right"]) / 2 - middle))
+        ticks[nearest].append(value)
+    assert in_scale(max(ticks["Compute (CU-hours)"]), max(h for h, _ in charted))
+    assert in_scale(max(ticks["Storage (GiB-months)"]), max(g for _, g in charted))
+    assert chart["bars"] == 2 * len(charted)

@@ -16,6 +16,7 @@ from neon_simulator import PRESETS, VOLATILE_FIELDS, Account, AccountSpec, Simul
 from neon_simulator.account import CONSUMPTION_METRICS, REGIONS
 from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN
 from neon_simulator.params import _param
+from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS
 from neon_simulator.routes import ROUTE_TEMPLATES, match_route
 from simulator_helpers import schema, session, spec, validate, walk_branches, walk_cursor, walk_projects
 
@@ -143,6 +144,22 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
                     },
                 )
             )
+            # branch consumption: the projects of that organization, a hundred at most
+            ids = [p["id"] for p in projects if p.get("org_id") == org][:100]
+            if ids:
+                requests_.append(
+                    (
+                        "/consumption_history/v2/branches",
+                        {
+                            "org_id": org,
+                            "project_ids": ids,
+                            "from": (account.now - back).isoformat(),
+                            "to": account.now.isoformat(),
+                            "granularity": granularity,
+                            "metrics": list(BRANCH_CONSUMPTION_METRICS),
+                        },
+                    )
+                )
     return requests_
 
 
@@ -214,6 +231,10 @@ def test_every_parameter_rule_the_spec_declares_is_enforced(demo_sim, demo):
         "/projects/{project_id}/branches": {},
         "/projects/{project_id}/operations": {},
         "/consumption_history/v2/projects": consumption_params(demo, org, 3),
+        "/consumption_history/v2/branches": {
+            **consumption_params(demo, org, 3, metrics=list(BRANCH_CONSUMPTION_METRICS)),
+            "project_ids": demo.all_projects(org)[0]["id"],
+        },
         "/organizations/{org_id}/members": {},
     }
     with_query = {t for t in ROUTE_TEMPLATES if any(p["in"] == "query" for p in spec_parameters(t))}
@@ -234,7 +255,11 @@ def test_every_parameter_rule_the_spec_declares_is_enforced(demo_sim, demo):
 
 def test_a_parameter_rule_the_simulator_cannot_check_stops_it():
     """A constraint a newer spec might add is never silently left unchecked."""
-    for rules in ({"type": "string", "maxLength": 8}, {"type": "number"}, {"type": "array", "minItems": 1}):
+    for rules in (
+        {"type": "string", "maxLength": 8},
+        {"type": "number"},
+        {"type": "array", "uniqueItems": True},
+    ):
         with pytest.raises(ValueError, match="not checked here"):
             _param("/projects", {"name": "q", "in": "query", "schema": rules})
 

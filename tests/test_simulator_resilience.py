@@ -67,13 +67,48 @@ def test_token_buckets_follow_neons_documented_numbers():
     assert limiter.try_acquire(consumption)
 
 
-def test_route_bucket_limits_one_route_alone():
+def test_the_route_limit_is_a_sliding_window_of_one_second():
+    """Stricter than a bucket with the same numbers, which would admit a second's refill on top of
+    a full burst within one second."""
     clock = FakeClock()
     limiter = RateLimiter(
         RateLimits(account_rate=1000, account_burst=1000, route_rate=2, route_burst=3), clock
     )
     assert [limiter.try_acquire("/projects") for _ in range(4)] == [True, True, True, False]
     assert limiter.try_acquire("/regions")
+    clock.now += 1.0  # a bucket would hold two tokens again; the window (3 in 1.5 s) is still full
+    assert not limiter.try_acquire("/projects")
+    clock.now += 0.5
+    assert [limiter.try_acquire("/projects") for _ in range(4)] == [True, True, True, False]
+    neon = RateLimiter(RateLimits.neon(), clock)
+    clock.now += 100
+    assert sum(neon.try_acquire("/projects") for _ in range(60)) == 40
+    clock.now += 0.99
+    assert not neon.try_acquire("/projects"), "at most 40 in any second on one route"
+    assert neon.try_acquire("/regions")
+
+
+def test_a_squeezed_budget_scales_the_account_or_every_limit():
+    neon = RateLimits.neon()
+    squeezed = neon.scaled(0.3)
+    assert (squeezed.account_rate * 60, squeezed.account_burst) == pytest.approx((210, 12))
+    assert (squeezed.route_rate, squeezed.route_burst, squeezed.consumption_burst) == (40, 40, 5)
+    everywhere = neon.scaled(0.3, routes=True)
+    assert (everywhere.account_rate * 60, everywhere.account_burst) == pytest.approx((210, 12))
+    assert (everywhere.route_rate, everywhere.route_burst) == pytest.approx((12, 12))
+    assert (everywhere.consumption_rate * 60, everywhere.consumption_burst) == pytest.approx((9, 1))
+    assert neon.scaled(0.01).account_burst == 1
+    assert neon.floor_seconds(740) == pytest.approx(neon.scaled(0.5).floor_seconds(720) / 2)
+
+
+def test_the_budget_drops_after_a_number_of_requests():
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimits(account_rate=10, account_burst=10).dropping(after=4, to=0.5), clock)
+    assert all(limiter.try_acquire(f"/r{i}") for i in range(4))
+    # from the fifth request on: a bucket of 5 (the 6 tokens left are cut to 5), refilled at 5/s
+    assert [limiter.try_acquire(f"/s{i}") for i in range(6)] == [True] * 5 + [False]
+    clock.now += 0.2
+    assert limiter.try_acquire("/t") and not limiter.try_acquire("/u")
 
 
 def test_floor_formula():
@@ -269,6 +304,18 @@ def test_faults_from_the_environment():
 # --------------------------------------------------------------------------------------------------
 
 
+def test_jitter_spreads_the_arrivals(account):
+    with Simulator(account, latency=0.01, jitter=0.1) as sim:
+        http = session(sim.api_key)
+        times = []
+        for _ in range(12):
+            start = time.monotonic()
+            assert regions(sim, http).status_code == 200
+            times.append(time.monotonic() - start)
+    assert min(times) >= 0.01
+    assert max(times) - min(times) > 0.04, "delays spread over 10..110 ms"
+
+
 def test_latency_is_added_and_requests_run_in_parallel(account):
     latency = 0.2
     with Simulator(account, latency=latency) as sim:
@@ -315,6 +362,26 @@ def test_binds_loopback_only_and_stops_cleanly(account):
     assert time.monotonic() - start < 2, "an idle keep-alive client must not hold stop() up"
     with pytest.raises(requests.ConnectionError):
         regions(sim, http)
+
+
+def test_command_line_rate_share(monkeypatch):
+    from neon_simulator.__main__ import _describe, _parser, _rate_limits
+
+    def limits(*argv):
+        return _rate_limits(_parser().parse_args(list(argv)))
+
+    assert limits() == RateLimits.neon() and _describe(limits()) == "neon"
+    assert limits("--rate-limits", "off") is None
+    assert limits("--rate-share", "0.3") == RateLimits.neon().scaled(0.3)
+    assert _describe(limits("--rate-share", "0.3")) == "30% of neon's"
+    dropping = limits("--rate-share", "0.3", "--rate-share-after", "200")
+    assert dropping == RateLimits.neon().dropping(after=200, to=0.3)
+    assert _describe(dropping) == "neon, 30% of them after 200 requests"
+    monkeypatch.setenv("NEON_SIM_RATE_SHARE", "0.5")
+    monkeypatch.setenv("NEON_SIM_RATE_SHARE_AFTER", "10")
+    assert limits() == RateLimits.neon().dropping(after=10, to=0.5)
+    with pytest.raises(ValueError, match="rate share"):
+        limits("--rate-share", "2")
 
 
 def test_command_line(tmp_path: Path):

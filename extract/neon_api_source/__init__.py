@@ -16,6 +16,8 @@ Loads, into the dataset of the pipeline (`neon_api_data` by convention):
 |                       | `.../roles` (one call per branch)                 |                         |
 | `operations`          | `GET /projects/{id}/operations`                   | merge on id, only new   |
 | `consumption`         | `GET /consumption_history/v2/projects` (daily)    | merge, by date, look-back|
+| `branch_consumption`  | `GET /consumption_history/v2/branches` (daily,    | merge, by date, look-back|
+|                       | 100 projects a request)                           |                         |
 | `confirmations`       | (this source) when the API last confirmed each    | replace                 |
 |                       | listing, why it was read, when it is due again    |                         |
 
@@ -102,7 +104,8 @@ def neon_api_source(
         org_ids: restrict a personal key to these organizations (default: every one it can see).
         concurrency: requests in flight at once.
         requests_per_minute: the client-side rate limit (Neon allows 700; 0 disables the limiter).
-        consumption: also load daily consumption history (plans without it are skipped).
+        consumption: also load daily consumption history, per project and per branch (plans
+            without it are skipped).
         full_refresh_days: every project is re-read in full at least this often (incremental.py).
         full_refresh: re-read everything this run.
         plan_only: read the signals and decide the plan (`RunStats.plan`), load nothing.
@@ -141,6 +144,7 @@ def neon_api_source(
         roles(estate),
         operations(estate),
         consumption_history(estate, enabled=consumption),
+        branch_consumption(estate, enabled=consumption),
         confirmations(estate),
     ]
     resources += access_resources(Access(estate, emails))  # who can reach the estate
@@ -754,36 +758,20 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if not enabled:
         return
-    state = dlt.current.resource_state()
-    loaded_until: dict[str, str] = state.setdefault("loaded_until", {})
-    today = estate.run_at.replace(hour=0, minute=0, second=0)
-    earliest = today - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1)
-
-    org_ids = [o["id"] for o in estate.organizations()]
-    if estate.org_key:
-        org_ids = sorted({p["org_id"] for p in estate.projects() if p.get("org_id")})
-    if not org_ids:
-        estate.stats.skipped_optional.append("consumption: needs an organization (personal account)")
-        return
+    loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
+    org_ids = _consumption_org_ids(estate, "consumption")
 
     for org_id in org_ids:
-        start = earliest
-        if org_id in loaded_until:
-            start = max(
-                earliest, _parse_ts(loaded_until[org_id]) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS)
-            )
         params = {
+            **_consumption_days(estate, loaded_until.get(org_id)),
             "org_id": org_id,
-            "from": _iso(start),
-            "to": _iso(estate.run_at),
-            "granularity": "daily",
             "metrics": ",".join(settings.CONSUMPTION_METRICS),
             "limit": settings.CONSUMPTION_PAGE_LIMIT,
         }
         latest = loaded_until.get(org_id, "")
         try:
             for page in paginate_cursor(estate.client, CONSUMPTION_ROUTE, "projects", params):
-                rows = _consumption_table(org_id, page)
+                rows = _consumption_table(org_id, page, before=params["to"])
                 if rows.num_rows:
                     latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
                     estate.stats.count_rows("consumption", rows.num_rows)
@@ -792,6 +780,96 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
             if exc.status not in (403, 404, 406):
                 raise
             estate.stats.skipped_optional.append(f"consumption for {org_id}: {exc.status} {exc.detail}")
+            continue
+        if latest:
+            loaded_until[org_id] = latest
+
+
+def _consumption_org_ids(estate: Estate, what: str) -> list[str]:
+    """The organizations whose consumption to read (an organization key's from its projects);
+    none for a personal account, which is noted: consumption history is per organization."""
+    org_ids = [o["id"] for o in estate.organizations()]
+    if estate.org_key:
+        org_ids = sorted({p["org_id"] for p in estate.projects() if p.get("org_id")})
+    if not org_ids:
+        estate.stats.skipped_optional.append(f"{what}: needs an organization (personal account)")
+    return org_ids
+
+
+def _consumption_days(estate: Estate, loaded_until: str | None) -> dict[str, str]:
+    """`from`, `to` and `granularity` of a consumption request: complete UTC days only, back to
+    CONSUMPTION_HISTORY_DAYS on the first run, and from the last day loaded minus the look-back
+    (Neon revises the latest day) after it."""
+    today = estate.run_at.replace(hour=0, minute=0, second=0)
+    start = today - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1)
+    if loaded_until:
+        start = max(start, _parse_ts(loaded_until) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS))
+    return {"from": _iso(start), "to": _iso(today), "granularity": "daily"}
+
+
+# -------------------------------------------------------------------------- branch consumption
+
+
+@dlt.resource(
+    name="branch_consumption",
+    primary_key=["branch_id", "timeframe_start", "metric_name"],
+    write_disposition="merge",
+    columns={
+        "org_id": {"data_type": "text"},
+        "project_id": {"data_type": "text", "nullable": False},
+        "branch_id": {"data_type": "text", "nullable": False},
+        "period_id": {"data_type": "text"},
+        "period_plan": {"data_type": "text"},
+        "period_start": {"data_type": "timestamp"},
+        "period_end": {"data_type": "timestamp"},
+        "timeframe_start": {"data_type": "timestamp", "nullable": False},
+        "timeframe_end": {"data_type": "timestamp"},
+        "metric_name": {"data_type": "text", "nullable": False},
+        "value": {"data_type": "bigint"},
+    },
+)
+def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
+    """Daily consumption per branch and metric (`GET /consumption_history/v2/branches`), by the
+    project consumption's rules: the same days and look-back, complete UTC days only, merged by
+    date. The endpoint takes 1 to 100 projects a request and serves six of the eight metrics; it
+    is for usage-based paid plans, and its history starts when the account first ingested
+    branch-level data. A 403 or 404 (plans without it) and a 406 are noted once per organization
+    and skipped. A run costs about one request per hundred projects, and a page per thousand
+    branches: this route is held to Neon's consumption limit like the project consumption."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+    if not enabled:
+        return
+    loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
+    org_ids = _consumption_org_ids(estate, "branch consumption")
+    batch = settings.BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST
+
+    for org_id in org_ids:
+        days = _consumption_days(estate, loaded_until.get(org_id))
+        project_ids = sorted(p["id"] for p in estate.projects() if p.get("org_id") == org_id)
+        latest = loaded_until.get(org_id, "")
+        try:
+            for first in range(0, len(project_ids), batch):
+                params = {
+                    **days,
+                    "org_id": org_id,
+                    "project_ids": ",".join(project_ids[first : first + batch]),
+                    "metrics": ",".join(settings.BRANCH_CONSUMPTION_METRICS),
+                    "limit": settings.BRANCH_CONSUMPTION_PAGE_LIMIT,
+                }
+                for page in paginate_cursor(
+                    estate.client, settings.CONSUMPTION_BRANCHES_ROUTE, "branches", params
+                ):
+                    rows = _consumption_table(org_id, page, BRANCH_CONSUMPTION_SCHEMA, before=days["to"])
+                    if rows.num_rows:
+                        latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
+                        estate.stats.count_rows("branch_consumption", rows.num_rows)
+                        yield rows
+        except NeonAPIError as exc:
+            if exc.status not in (403, 404, 406):
+                raise
+            estate.stats.skipped_optional.append(
+                f"branch consumption for {org_id}: {exc.status} {exc.detail}"
+            )
             continue
         if latest:
             loaded_until[org_id] = latest
@@ -843,13 +921,24 @@ CONSUMPTION_SCHEMA = pyarrow.schema(
 )
 
 
-def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
-    """One page of consumption, flattened to one row per project, day and metric. An Arrow table
+# The branch consumption's rows: the project consumption's, with the branch beside the project.
+BRANCH_CONSUMPTION_SCHEMA = CONSUMPTION_SCHEMA.insert(
+    2, pyarrow.field("branch_id", pyarrow.string(), nullable=False)
+)
+
+
+def _consumption_table(
+    org_id: str, page: list[dict], schema: pyarrow.Schema = CONSUMPTION_SCHEMA, before: str | None = None
+) -> pyarrow.Table:
+    """One page of consumption, flattened to one row per project (or branch, as `schema` has
+    it), day and metric; with `before`, only timeframes that start before it. An Arrow table
     rather than dicts: a large account has about a million of these rows, and dlt writes Arrow
     straight to parquet instead of normalizing row by row."""
-    columns: dict[str, list] = {name: [] for name in CONSUMPTION_SCHEMA.names}
-    for project in page:
-        for period in project.get("periods") or []:
+    ids = [name for name in ("project_id", "branch_id") if name in schema.names]
+    until = _parse_ts(before) if before else None
+    columns: dict[str, list] = {name: [] for name in schema.names}
+    for item in page:
+        for period in item.get("periods") or []:
             period_values = (
                 period.get("period_id"),
                 period.get("period_plan"),
@@ -861,12 +950,14 @@ def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
                     _ts_or_none(frame.get("timeframe_start")),
                     _ts_or_none(frame.get("timeframe_end")),
                 )
+                if until is not None and start is not None and start >= until:
+                    continue  # a day that has not ended: Neon revises it until it does
                 for metric in frame.get("metrics") or []:
                     for name, value in zip(
-                        CONSUMPTION_SCHEMA.names,
+                        schema.names,
                         (
                             org_id,
-                            project["project_id"],
+                            *(item[key] for key in ids),
                             *period_values,
                             start,
                             end,
@@ -876,7 +967,7 @@ def _consumption_table(org_id: str, page: list[dict]) -> pyarrow.Table:
                         strict=True,
                     ):
                         columns[name].append(value)
-    return pyarrow.Table.from_pydict(columns, schema=CONSUMPTION_SCHEMA)
+    return pyarrow.Table.from_pydict(columns, schema=schema)
 
 
 def _ts_or_none(value: str | None) -> datetime | None:

@@ -4,7 +4,10 @@ pagination helper per pagination scheme, shared by every resource."""
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
+import math
 import random
 import threading
 import time
@@ -20,7 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from . import settings
 
-CONSUMPTION_ROUTE = "/consumption_history/v2/projects"
+CONSUMPTION_ROUTE = settings.CONSUMPTION_PROJECTS_ROUTE
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -51,6 +54,18 @@ class NeonNotFound(NeonAPIError):
     """404: the object is gone, typically deleted between the listing and this request."""
 
 
+class NeonThrottled(NeonAPIError):
+    """429s for longer than the run may wait (RetryPolicy.max_throttle_wait)."""
+
+    def __init__(self, route: str, waited: float, refusals: int):
+        super().__init__(
+            route,
+            429,
+            f"still refused after {waited:.0f} s of waiting ({refusals} x 429; max_throttle_wait_seconds): "
+            "the account's rate limit is used up, by other tools sharing it; run again later",
+        )
+
+
 class PaginationError(NeonAPIError):
     """The API handed back a cursor it had already given: paging on would loop forever."""
 
@@ -70,7 +85,7 @@ class _Transient(Exception):
 
 @dataclass
 class RunStats:
-    """Counters for the run summary. Thread-safe through `add`."""
+    """Counters for the run summary. Thread-safe through `add` and the other methods."""
 
     requests: Counter = field(default_factory=Counter)  # per route template
     rows: Counter = field(default_factory=Counter)  # per table
@@ -81,6 +96,13 @@ class RunStats:
     notes: list[str] = field(default_factory=list)
     plan: Any = None  # the incremental plan (incremental.Plan) once the run has decided it
     started: float = field(default_factory=time.monotonic)
+    # the client-side limiter: its ceiling and its rate at the end, in requests per minute
+    # (None: no limiter), and the wall time during which 429s held requests back on purpose
+    # (the limiter's pause, Retry-After, backoff), overlaps counted once
+    rate_ceiling: float | None = None
+    rate: float | None = None
+    throttle_pause: float = 0.0
+    _paused_until: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -101,6 +123,14 @@ class RunStats:
             if message not in self.notes:
                 self.notes.append(message)
 
+    def pause(self, seconds: float) -> None:
+        """A 429 holds requests back for `seconds` from now."""
+        with self._lock:
+            now = time.monotonic()
+            end = now + seconds
+            self.throttle_pause += max(0.0, end - max(now, self._paused_until))
+            self._paused_until = max(self._paused_until, end)
+
     @property
     def total_requests(self) -> int:
         return sum(self.requests.values())
@@ -112,32 +142,86 @@ class RunStats:
 
 # -------------------------------------------------------------------------------------- rate limiting
 
+# Hand-written: PyPI's limiters (pyrate-limiter, limits, aiolimiter) enforce fixed rates, and
+# aiolimiter serves asyncio only; none lowers a rate shared by threads on 429s and climbs back.
 
-class _Bucket:
-    """Generic cell rate algorithm: `rate` requests per second with bursts of `burst`."""
 
-    __slots__ = ("interval", "tolerance", "tat")
+class _Pace:
+    """Generic cell rate algorithm at a rate that adapts between a floor and `ceiling` (requests
+    per second).
 
-    def __init__(self, rate: float, burst: int):
-        self.interval = 1.0 / rate
-        burst = max(1, burst - settings.BURST_MARGIN)
-        self.tolerance = (burst - 1) * self.interval
+    The burst is kept as a time window, so it shrinks with the rate: `burst` requests at the
+    ceiling, proportionally fewer below it. At the start it is earned, as TCP's slow start earns
+    its window: at most one request more than have succeeded, so a run granted less than it
+    assumes learns so before its first burst, not from it. After a cut there is no burst until
+    the pace has idled for one (GCRA's own rule). `cuts` counts the decreases: a 429 for a
+    request sent (or reserved) before the last one answers a rate already given up."""
+
+    __slots__ = ("ceiling", "floor", "rate", "window", "tat", "cuts", "earned")
+
+    def __init__(self, ceiling: float, burst: int):
+        self.ceiling = self.rate = ceiling
+        self.floor = min(ceiling, settings.MIN_REQUESTS_PER_MINUTE / 60)
+        self.window = (max(1, burst) - 1) / ceiling
         self.tat = 0.0  # theoretical arrival time of the next conforming request
+        self.cuts = 0
+        self.earned = 0  # successes so far (sent under the rate in force)
+
+    def tolerance(self) -> float:
+        """How far ahead of its schedule a request may go: the burst, as earned so far."""
+        return min(self.window, self.earned / self.rate)
 
     def earliest(self, now: float) -> float:
-        return max(now, self.tat - self.tolerance)
+        return max(now, self.tat - self.tolerance())
 
     def take(self, at: float) -> None:
-        self.tat = max(self.tat, at) + self.interval
+        self.tat = max(self.tat, at) + 1.0 / self.rate
+
+    def succeeded(self, ticket: int) -> None:
+        """Additive increase: 1/RATE_INCREASE_SECONDS of the ceiling per second at full speed,
+        but never more than RATE_INCREASE_CAP of the rate for one success (for a slow limit, one
+        success stands for many seconds). A success of a request sent before the last cut says
+        nothing about the new rate, and earns nothing."""
+        if ticket != self.cuts:
+            return
+        self.earned += 1
+        if self.rate < self.ceiling:
+            step = min(
+                self.ceiling / settings.RATE_INCREASE_SECONDS / self.rate,
+                self.rate * settings.RATE_INCREASE_CAP,
+            )
+            self.rate = min(self.ceiling, self.rate + step)
+
+    def throttled(self, ticket: int, now: float, hold: float | None) -> bool:
+        """A 429 for a request sent under cut number `ticket`. If no cut has answered it yet:
+        multiplicative decrease, and the next request goes out after `hold` seconds (one
+        interval at the new rate by default) with no burst: the API's bucket is empty. A 429
+        that an earlier cut has answered changes nothing, unless it asks to hold longer.
+        True if it cut."""
+        if ticket == self.cuts:
+            self.rate = max(self.floor, self.rate * settings.RATE_DECREASE)
+            self.cuts += 1
+            self.tat = now + (hold if hold is not None else 1.0 / self.rate) + self.tolerance()
+            return True
+        if hold is not None:
+            self.tat = max(self.tat, now + hold + self.tolerance())
+        return False
 
 
 class RateLimiter:
-    """One limiter for the whole account, shaped like Neon's limits: a sustained rate per account
-    with a burst allowance, a per-route rate, and optional tighter limits for particular routes.
+    """One limiter for the whole account, shaped like Neon's limits and adapting to what the
+    account actually grants: a sustained rate per account with a burst allowance, a per-route
+    rate, and tighter limits for particular routes (consumption). The numbers given are the API's;
+    the limiter keeps its own margin below them (settings.RATE_SAFETY, BURST_SHARE, ROUTE_*).
 
-    `acquire` reserves a send time under a lock and sleeps outside it, so concurrent workers are
-    served in order and never stampede. A 429 pushes the whole account back (`penalize`), so every
-    worker pauses, not only the one that was throttled. A rate of 0 disables a limit.
+    `acquire` waits in two stages: the route's own limits first (its per-route pace and, for
+    consumption, the tighter limit), by reservation; then a place in the account's queue, so a
+    request held by its route does not keep an account slot idle meanwhile. The account's queue
+    serves requests in order, except that a request from outside `fan_out`'s workers goes first:
+    that is the thread driving the extract, paging through one listing at a time, and the whole
+    extract waits for it. `throttled` reports a 429: the rate of the account (or of the special
+    route) is cut for every worker, and everyone pauses; `succeeded` lets the rate climb back
+    towards the ceiling. A rate of 0 disables a limit.
     """
 
     def __init__(
@@ -148,56 +232,171 @@ class RateLimiter:
         route_burst: int = settings.ROUTE_BURST,
         route_limits: Mapping[str, tuple[float, int]] | None = None,
         safety: float = settings.RATE_SAFETY,
+        budget_share: float = settings.BUDGET_SHARE,
     ):
+        if not 0 < budget_share <= 1:
+            raise ValueError(f"budget_share must be within (0, 1], not {budget_share!r}")
+        scale = safety * budget_share
         self._lock = threading.Lock()
-        self._account = _Bucket(requests_per_minute / 60 * safety, burst) if requests_per_minute else None
-        self._route_rate = route_requests_per_second * safety
-        self._route_burst = route_burst
-        self._routes: dict[str, _Bucket] = {}
+        self._changed = threading.Condition(self._lock)
+        self._waiting: list[tuple[int, int]] = []  # the account's queue: (0 urgent or 1, arrival)
+        self._closed: Exception | None = None
+        self._arrivals = itertools.count()
+        self._account = (
+            _Pace(requests_per_minute / 60 * scale, _client_burst(burst, budget_share))
+            if requests_per_minute
+            else None
+        )
+        self._route_rate = route_requests_per_second * settings.ROUTE_RATE_SHARE * scale
+        self._route_burst = max(1, round(route_burst * settings.ROUTE_BURST_SHARE * budget_share))
+        self._routes: dict[str, _Pace] = {}
         self._extra = {
-            route: _Bucket(per_minute / 60 * safety, extra_burst)
+            route: _Pace(per_minute / 60 * scale, _client_burst(extra_burst, budget_share))
             for route, (per_minute, extra_burst) in (route_limits or {}).items()
             if per_minute
         }
 
-    def _buckets(self, route: str) -> list[_Bucket]:
-        buckets = [self._account] if self._account else []
+    @property
+    def enabled(self) -> bool:
+        return self._account is not None
+
+    @property
+    def ceiling_per_minute(self) -> float | None:
+        return self._account.ceiling * 60 if self._account else None
+
+    @property
+    def rate_per_minute(self) -> float | None:
+        """The account's rate now (None when the limiter is off)."""
+        return self._account.rate * 60 if self._account else None
+
+    def _own_paces(self, route: str) -> list[_Pace]:
+        """The limits of this route alone: its per-route pace and its special limit, if any."""
+        paces = []
         if self._route_rate:
             if route not in self._routes:
-                self._routes[route] = _Bucket(self._route_rate, self._route_burst)
-            buckets.append(self._routes[route])
+                self._routes[route] = _Pace(self._route_rate, self._route_burst)
+            paces.append(self._routes[route])
         if route in self._extra:
-            buckets.append(self._extra[route])
-        return buckets
+            paces.append(self._extra[route])
+        return paces
 
-    def acquire(self, route: str) -> None:
-        with self._lock:
+    def _adaptive(self, route: str) -> _Pace | None:
+        """The limit a 429 on `route` speaks of: the route's own tighter one, else the account's."""
+        return self._extra.get(route, self._account)
+
+    def acquire(self, route: str, deadline: float = math.inf) -> int:
+        """Wait until a request to `route` may go. Returns a ticket for `throttled`: which cut of
+        the route's adaptive limit it was sent under. Raises TimeoutError if that would be after
+        `deadline` (time.monotonic), and the error the run gave up with once it is `close`d."""
+        with self._changed:
+            own = self._own_paces(route)
+            ticket = self._reserve(own, self._extra.get(route), deadline)
+            if self._account is not None:
+                urgent = not getattr(_fan_out_worker, "active", False)
+                account_ticket = self._queue(self._account, urgent, deadline)
+                if route not in self._extra:
+                    ticket = account_ticket
+            sent = time.monotonic()
+            for pace in own:  # a request held up in the account's queue went later than reserved
+                pace.tat = max(pace.tat, sent + 1.0 / pace.rate)
+            return ticket
+
+    def _reserve(self, paces: list[_Pace], adaptive: _Pace | None, deadline: float) -> int:
+        """Reserve the next send time all `paces` allow and wait for it; reserve again if a cut
+        of `adaptive` voids the reservation meanwhile (a cut wakes the waiters)."""
+        while True:
             now = time.monotonic()
-            buckets = self._buckets(route)
-            at = max((b.earliest(now) for b in buckets), default=now)
-            for bucket in buckets:
-                bucket.take(at)
-        if at > now:
-            time.sleep(at - now)
+            at = max((p.earliest(now) for p in paces), default=now)
+            if self._closed:
+                raise self._closed
+            if at > deadline:
+                raise TimeoutError
+            for pace in paces:
+                pace.take(at)
+            ticket = adaptive.cuts if adaptive else 0
+            while now < at and (adaptive is None or adaptive.cuts == ticket) and not self._closed:
+                self._changed.wait(at - now)
+                now = time.monotonic()
+            if self._closed:
+                raise self._closed
+            if adaptive is None or adaptive.cuts == ticket:
+                return ticket
 
-    def penalize(self, seconds: float, route: str | None = None) -> None:
-        """Hold every request (or a route's) for `seconds`, then restart without a burst."""
+    def _queue(self, pace: _Pace, urgent: bool, deadline: float) -> int:
+        """Wait for a turn in `pace`'s queue, then for the time the pace allows. Only the head of
+        the queue watches the clock, without reserving, so a cut or a more urgent request that
+        arrives meanwhile changes what it waits for."""
+        me = (0 if urgent else 1, next(self._arrivals))
+        heapq.heappush(self._waiting, me)
+        self._changed.notify_all()  # a more urgent arrival becomes the head
+        try:
+            while True:
+                now = time.monotonic()
+                if self._closed:
+                    raise self._closed
+                if now >= deadline:
+                    raise TimeoutError
+                if self._waiting[0] != me:
+                    self._changed.wait(min(deadline - now, 3600))
+                    continue
+                at = pace.earliest(now)
+                if at <= now:
+                    pace.take(now)
+                    return pace.cuts
+                self._changed.wait(min(at, deadline) - now)
+        finally:
+            self._waiting.remove(me)
+            heapq.heapify(self._waiting)
+            self._changed.notify_all()  # the next one is the head now
+
+    def close(self, error: Exception) -> None:
+        """The run gives up with `error`: every request still waiting for its turn raises it."""
         with self._lock:
-            until = time.monotonic() + seconds
-            buckets = [self._extra[route]] if route in self._extra else [self._account]
-            for bucket in filter(None, buckets):
-                bucket.tat = max(bucket.tat, until + bucket.tolerance)
+            self._closed = error
+            self._changed.notify_all()
+
+    def succeeded(self, route: str, ticket: int) -> None:
+        """A request (its `acquire` ticket) succeeded: the route's adaptive limit may climb."""
+        with self._lock:
+            pace = self._adaptive(route)
+            if pace is not None:
+                pace.succeeded(ticket)
+
+    def throttled(self, route: str, ticket: int, retry_after: float | None = None) -> float:
+        """A request (its `acquire` ticket) answered 429: cut the rate and hold every request of
+        the account (or of the special route) for `retry_after` seconds, or one interval.
+        Returns how long that holds them from now."""
+        with self._lock:
+            pace = self._adaptive(route)
+            if pace is None:
+                return 0.0
+            now = time.monotonic()
+            if pace.throttled(ticket, now, retry_after):
+                self._changed.notify_all()
+            return max(0.0, pace.earliest(now) - now)
 
 
-def neon_rate_limiter(requests_per_minute: float = settings.REQUESTS_PER_MINUTE) -> RateLimiter:
-    """The limiter for Neon's documented limits (pass 0 to disable, e.g. for a local simulator)."""
+def _client_burst(api_burst: int, budget_share: float) -> int:
+    """The client's burst for an API burst of `api_burst` of which it takes `budget_share`: half
+    of it (settings.BURST_SHARE) rounded up, and at least one below it, but never less than 1."""
+    granted = api_burst * budget_share
+    return max(1, min(math.ceil(granted * settings.BURST_SHARE), math.floor(round(granted, 9)) - 1))
+
+
+def neon_rate_limiter(
+    requests_per_minute: float = settings.REQUESTS_PER_MINUTE, budget_share: float = settings.BUDGET_SHARE
+) -> RateLimiter:
+    """The limiter for Neon's documented limits, taking `budget_share` of the account's budget
+    (pass requests_per_minute=0 to disable it, e.g. for a local simulator without limits)."""
     if not requests_per_minute:
         return RateLimiter(0, 1, 0, 1, {})
     return RateLimiter(
         requests_per_minute,
         route_limits={
-            CONSUMPTION_ROUTE: (settings.CONSUMPTION_REQUESTS_PER_MINUTE, settings.CONSUMPTION_BURST)
+            route: (settings.CONSUMPTION_REQUESTS_PER_MINUTE, settings.CONSUMPTION_BURST)
+            for route in settings.CONSUMPTION_ROUTES
         },
+        budget_share=budget_share,
     )
 
 
@@ -211,6 +410,7 @@ class RetryPolicy:
     backoff_max: float = settings.BACKOFF_MAX_SECONDS
     connect_timeout: float = settings.CONNECT_TIMEOUT_SECONDS
     read_timeout: float = settings.READ_TIMEOUT_SECONDS
+    max_throttle_wait: float = settings.MAX_THROTTLE_WAIT_SECONDS
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter (attempt counts from 1)."""
@@ -246,6 +446,7 @@ class NeonClient:
         self.limiter = limiter or neon_rate_limiter()
         self.retry = retry or RetryPolicy()
         self.stats = stats or RunStats()
+        self.stats.rate_ceiling = self.stats.rate = self.limiter.ceiling_per_minute
         self._local = threading.local()
         self._reached = False  # set once any request got an HTTP answer
 
@@ -267,26 +468,61 @@ class NeonClient:
         validate: Callable[[dict], str | None] | None = None,
         **path: str,
     ) -> dict:
-        """GET with retries. `validate(body)` may return a reason to treat a 200 as transient."""
+        """GET with retries. `validate(body)` may return a reason to treat a 200 as transient.
+
+        5xx, timeouts, dropped connections and corrupt bodies use up `max_attempts`. A 429 does
+        not: the limiter slows the whole account down, and the request waits its turn again,
+        until `max_throttle_wait` seconds after its first 429 (refused again, or still waiting
+        for its turn)."""
         url = self.base_url + route.format(**path)
-        last: _Transient | None = None
-        for attempt in range(1, self.retry.max_attempts + 1):
-            if attempt > 1:
-                self.stats.add(retries=1)
-                delay = self.retry.backoff(attempt - 1)
-                if last is not None and last.retry_after is not None:
-                    delay = max(delay, last.retry_after)
-                if last is not None and last.status == 429:
-                    self.limiter.penalize(delay, route)
-                time.sleep(delay)
-            self.limiter.acquire(route)
+        failures = 0  # attempts used up by failures other than 429
+        refusals = 0  # 429s in a row
+        first_refusal = 0.0
+        while True:
+            deadline = first_refusal + self.retry.max_throttle_wait if first_refusal else math.inf
+            try:
+                ticket = self.limiter.acquire(route, deadline)
+            except TimeoutError:  # refused, and no turn again within the wait
+                self._give_up(NeonThrottled(route, time.monotonic() - first_refusal, refusals))
             self.stats.count_request(route)
             try:
-                return self._attempt(route, url, params, validate)
+                body = self._attempt(route, url, params, validate)
             except _Transient as transient:
-                last = transient
-        assert last is not None
-        raise NeonAPIError(route, last.status, last.detail, attempts=self.retry.max_attempts)
+                if transient.status == 429:
+                    refusals += 1
+                    now = time.monotonic()
+                    first_refusal = first_refusal or now
+                    held = self.limiter.throttled(route, ticket, transient.retry_after)
+                    self._note_rate()
+                    if now - first_refusal >= self.retry.max_throttle_wait:
+                        self._give_up(NeonThrottled(route, now - first_refusal, refusals))
+                    # the limiter holds the whole account now; without one, back off
+                    delay = transient.retry_after
+                    if delay is None:
+                        delay = 0.0 if self.limiter.enabled else self.retry.backoff(refusals)
+                    self.stats.pause(max(held, delay))
+                else:
+                    refusals = 0
+                    failures += 1
+                    if failures >= self.retry.max_attempts:
+                        raise NeonAPIError(
+                            route, transient.status, transient.detail, attempts=failures
+                        ) from None
+                    delay = self.retry.backoff(failures)
+                self.stats.add(retries=1)
+                time.sleep(delay)
+                continue
+            self.limiter.succeeded(route, ticket)
+            self._note_rate()
+            return body
+
+    def _give_up(self, error: NeonThrottled) -> None:
+        """The run ends: no other request keeps waiting for a turn at a rate Neon does not grant."""
+        self.limiter.close(error)
+        raise error from None
+
+    def _note_rate(self) -> None:
+        self.stats.rate = self.limiter.rate_per_minute
 
     def _attempt(self, route, url, params, validate) -> dict:
         try:
@@ -444,13 +680,23 @@ def paginate_next(
 # ----------------------------------------------------------------------------------------- concurrency
 
 
+_fan_out_worker = threading.local()
+
+
+def _mark_worker() -> None:
+    """Tell the rate limiter this thread is one of many interchangeable workers (see RateLimiter)."""
+    _fan_out_worker.active = True
+
+
 def fan_out(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
     """Run `fn` over `items` on `workers` threads and yield results as they complete.
 
     At most two tasks per worker are in flight, so memory stays flat however long `items` is.
     The first exception cancels what has not started and propagates.
     """
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="neon")
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, workers), thread_name_prefix="neon", initializer=_mark_worker
+    )
     pending: set = set()
     try:
         for item in items:

@@ -21,21 +21,45 @@ ROUTE_REQUESTS_PER_SECOND = 40
 ROUTE_BURST = 40
 CONSUMPTION_REQUESTS_PER_MINUTE = 30
 CONSUMPTION_BURST = 5
-# The client-side limiter runs slightly below the documented rate, and with a slightly smaller
-# burst, so that requests bunched up on their way to Neon never turn into a 429.
+
+# The client-side limiter keeps a margin that delays on the way to Neon (threads, the GIL, the
+# network) cannot eat: requests sent on schedule may arrive bunched, against a bucket Neon has
+# already emptied. It runs slightly below the documented rate and bursts at most half as deep
+# (20 of 40: about 1.7 s of arrivals may bunch before Neon's bucket runs dry). On one route it
+# sends at most three quarters of Neon's 40 per second, with a burst of one eighth of it (5).
 RATE_SAFETY = 0.97
-BURST_MARGIN = 2
+BURST_SHARE = 0.5
+ROUTE_RATE_SHARE = 0.75
+ROUTE_BURST_SHARE = 0.125
+
+# The limiter adapts to the rate Neon actually grants (other tools draw on the same account):
+# every 429 not already answered by a cut halves the rate, for the whole account (for the
+# consumption route, its own limit); each success adds back a little, so that requests sent at
+# full speed climb 1/120 of the ceiling per second, from half the ceiling back to it in a minute,
+# but one success never adds more than 2% (a slow limit's successes are seconds apart). The
+# ceiling is requests_per_minute times budget_share; the rate never falls below
+# MIN_REQUESTS_PER_MINUTE.
+RATE_DECREASE = 0.5
+RATE_INCREASE_SECONDS = 120
+RATE_INCREASE_CAP = 0.02
+MIN_REQUESTS_PER_MINUTE = 6
+# The share of the account's budget a run takes on purpose (0 < share <= 1), leaving the rest to
+# CI jobs, Terraform and the console.
+BUDGET_SHARE = 1.0
 
 # Concurrent requests in flight. Neon's rate limit, not this number, bounds a large account;
 # it matters for latency-bound small accounts.
 CONCURRENCY = 16
 
-# Retries for 429, 5xx, timeouts, dropped connections and corrupt bodies.
+# Retries for 5xx, timeouts, dropped connections and corrupt bodies: attempts per request.
 MAX_ATTEMPTS = 7
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
+# A 429 is retried without using up those attempts: the run slows down instead. A request still
+# refused this long after its first 429 fails the run.
+MAX_THROTTLE_WAIT_SECONDS = 600.0
 
 # Incremental windows.
 OPERATIONS_LOOKBACK_HOURS = 24  # operations change status for a while after they are created
@@ -52,6 +76,17 @@ CONSUMPTION_METRICS = (
     "extra_branches_month",
     "snapshot_storage_bytes_month",
 )
+
+# Branch consumption (GET /consumption_history/v2/branches): the same days and look-back as the
+# project consumption, 1 to 100 projects a request, up to 1,000 branches a page, and only the six
+# metrics the spec allows there (not extra_branches_month nor snapshot_storage_bytes_month).
+BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST = 100
+BRANCH_CONSUMPTION_PAGE_LIMIT = 1_000
+BRANCH_CONSUMPTION_METRICS = CONSUMPTION_METRICS[:6]
+# The consumption routes, each held to CONSUMPTION_REQUESTS_PER_MINUTE by the client's limiter.
+CONSUMPTION_PROJECTS_ROUTE = "/consumption_history/v2/projects"
+CONSUMPTION_BRANCHES_ROUTE = "/consumption_history/v2/branches"
+CONSUMPTION_ROUTES = (CONSUMPTION_PROJECTS_ROUTE, CONSUMPTION_BRANCHES_ROUTE)
 
 # Incremental extract (incremental.py). After the first run, a project's branch and compute
 # listings, and a branch's databases and roles, are re-read only when Neon signals a change, and

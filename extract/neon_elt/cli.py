@@ -27,14 +27,16 @@ from .run import StepFailed, dbt, elt
 from .warehouse import MachineFault, WarehouseBusy, describe_fault, find_fault
 
 
-def _client(key: config.ApiKey, base_url: str, requests_per_minute: float | None) -> NeonClient:
+def _client(
+    key: config.ApiKey, base_url: str, requests_per_minute: float | None, budget_share: float | None
+) -> NeonClient:
     if requests_per_minute is None:
         requests_per_minute = config.requests_per_minute()
     return NeonClient(
         base_url,
         key.value,
         key_source=key.source,
-        limiter=neon_rate_limiter(requests_per_minute),
+        limiter=neon_rate_limiter(requests_per_minute, config.budget_share(budget_share)),
         retry=config.retry_policy(),
         stats=RunStats(),
     )
@@ -46,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     do_transform = args.command in ("elt", "transform")
     client = None
     if do_extract:
-        client = _client(config.api_key(), config.base_url(), args.requests_per_minute)
+        client = _client(config.api_key(), config.base_url(), args.requests_per_minute, args.budget_share)
     elif not target.exists():
         raise config.ConfigError(
             f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
@@ -202,6 +204,13 @@ def parser() -> argparse.ArgumentParser:
             type=float,
             default=None,
             help="client-side rate limit (default 700, Neon's; 0 disables)",
+        )
+        command.add_argument(
+            "--budget-share",
+            type=float,
+            default=None,
+            metavar="SHARE",
+            help="take only this share of the account's rate limit (default 1)",
         )
         command.add_argument("--no-consumption", action="store_true", help="skip consumption history")
         if name != "transform":

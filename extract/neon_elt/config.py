@@ -9,7 +9,7 @@
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
 | its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
-| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
+| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `budget_share`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
 | hash emails        | `SOURCES__NEON_API_SOURCE__HASH_EMAILS` | `[sources.neon_api_source] hash_emails` | false |
 | their salt         | `SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT` | `[sources.neon_api_source] email_hash_salt` (secrets) | none |
 """
@@ -190,11 +190,21 @@ def retry_policy() -> RetryPolicy:
         backoff_max=_config("backoff_max_seconds", float, defaults.backoff_max),
         connect_timeout=_config("connect_timeout_seconds", float, defaults.connect_timeout),
         read_timeout=_config("read_timeout_seconds", float, defaults.read_timeout),
+        max_throttle_wait=_config("max_throttle_wait_seconds", float, defaults.max_throttle_wait),
     )
 
 
 def requests_per_minute() -> float:
     return _config("requests_per_minute", float, source_settings.REQUESTS_PER_MINUTE)
+
+
+def budget_share(option: float | None = None) -> float:
+    """The share of the account's rate limit a run takes: the command-line option, else
+    `[sources.neon_api_source] budget_share` (or its environment variable), else 1."""
+    share = option if option is not None else _config("budget_share", float, source_settings.BUDGET_SHARE)
+    if not 0 < share <= 1:
+        raise ConfigError(f"budget_share must be more than 0 and at most 1 (got {share:g})")
+    return share
 
 
 def concurrency() -> int:

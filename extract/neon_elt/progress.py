@@ -19,6 +19,7 @@ ROUTE_LABELS = {
     "/projects/{project_id}/branches/{branch_id}/roles": "roles",
     "/projects/{project_id}/operations": "operations",
     "/consumption_history/v2/projects": "consumption",
+    "/consumption_history/v2/branches": "branch usage",
     "/organizations/{org_id}/members": "members",
     "/organizations/{org_id}/api_keys": "api keys",
     "/organizations/{org_id}/vpc/vpc_endpoints": "vpc",
@@ -79,8 +80,23 @@ class Progress:
         self.stream.flush()
 
 
+def rate_limit(stats: RunStats) -> str:
+    """What the rate limit did to the run: the rate it ended at against the ceiling, the 429s
+    met, and how long they held requests back on purpose (pauses, Retry-After, backoff)."""
+    if stats.rate_ceiling is None:
+        return f"rate limit: off (client-side limiter disabled), {stats.throttled} x 429"
+    if not stats.throttled:
+        return f"rate limit: {stats.rate_ceiling:,.0f}/min throughout, no 429s"
+    share = stats.throttled / max(1, stats.total_requests)
+    return (
+        f"rate limit: settled at {stats.rate:,.0f}/min (ceiling {stats.rate_ceiling:,.0f}/min), "
+        f"{stats.throttled} x 429 ({share:.1%} of requests), paused {stats.throttle_pause:.1f} s for them"
+    )
+
+
 def summary(stats: RunStats, load_id: str | None, table_rows: dict[str, int]) -> str:
-    """The end-of-run report: rows per table, requests, retries, 429s, skips, time, load id."""
+    """The end-of-run report: rows per table, requests, retries, 429s, skips, time, load id, and
+    what the rate limit did."""
     lines = ["", "Extract summary"]
     width = max((len(t) for t in table_rows), default=10)
     for table, n in sorted(table_rows.items()):
@@ -89,6 +105,7 @@ def summary(stats: RunStats, load_id: str | None, table_rows: dict[str, int]) ->
         f"  requests {stats.total_requests:,}, retries {stats.retries}, 429s {stats.throttled}, "
         f"skipped 404s {stats.skipped_404}, elapsed {stats.elapsed:.1f} s, load id {load_id or '-'}"
     )
+    lines.append(f"  {rate_limit(stats)}")
     for note in stats.notes:
         lines.append(f"  note: {note}")
     for skipped in stats.skipped_optional:

@@ -604,6 +604,223 @@ def consumption_chart(daily: list[dict]) -> Chart:
     )
 
 
+# Cost per branch and compute hygiene (branch_costs, compute_hygiene)
+# --------------------------------------------------------------------------------------------------
+
+COST_BARS = 15  # branches charted; the table below the chart lists more
+COST_ROWS = 25  # branches in the cost table
+HYGIENE_ROWS = 30  # computes in the hygiene list
+# A flag of compute_hygiene -> the finding's name in the report, and what it means.
+FINDINGS = {
+    "never_suspends": (
+        "never suspends",
+        "its suspend timeout is -1: it never scales to zero, and bills at least its minimum size for as "
+        "long as it runs",
+    ),
+    "has_oversized_minimum": (
+        "minimum above 0.25 CU",
+        "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
+    ),
+    "is_active_on_stale_branch": (
+        "runs on a stale branch",
+        "it was running when last read, on a stale branch: one nobody used for two weeks or more "
+        "(see the clean-up list)",
+    ),
+    "is_idle_read_replica": (
+        "idle read replica",
+        "a read replica nobody used for a week or more (the dbt var idle_replica_after_days): likely "
+        "forgotten",
+    ),
+}
+
+
+def window_words(start: Any, end: Any) -> str:
+    """The cost window in words: "Oct 31 to Nov 29"."""
+    return f"{start:%b} {start.day} to {end:%b} {end.day}"
+
+
+def hours(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.1f}"
+
+
+def gib(value: float | None) -> str:
+    return "–" if value is None else f"{value / GIB:,.2f}"
+
+
+def money(value: float | None) -> str:
+    return "not priced" if value is None else f"{value:,.2f}"
+
+
+def suspend_words(seconds: int | None) -> str:
+    """A compute's suspend timeout as people say it."""
+    if seconds is None:
+        return "–"
+    if seconds < 0:
+        return "never"
+    if seconds == 0:
+        return "after 5 min (default)"
+    if seconds % 3600 == 0:
+        return f"after {seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"after {seconds // 60} min"
+    return f"after {seconds} s"
+
+
+def branch_cost_chart(costs: list[dict]) -> Chart:
+    """The branches that cost the most over the cost window (without prices, that used the most
+    compute; `costs` comes in that order): CU-hours, storage in GiB-months, and the estimated cost
+    when prices are set."""
+    top = [r for r in costs if r["cu_hours_last_30_days"] is not None][:COST_BARS]
+    labels = distinct_labels(
+        [f"{r['project_name']} / {r['branch_name']}" for r in top], [r["branch_id"] for r in top]
+    )
+    priced = any(r["estimated_cost_last_30_days"] is not None for r in top)
+
+    def measures(r: dict) -> dict[str, float | None]:
+        shown = {
+            "Compute (CU-hours)": r["cu_hours_last_30_days"],
+            "Storage (GiB-months)": (r["storage_bytes_month_last_30_days"] or 0) / GIB,
+        }
+        if priced:
+            shown["Estimated cost (your prices)"] = r["estimated_cost_last_30_days"]
+        return shown
+
+    panels = list(measures(top[0])) if top else []
+    values = [
+        {"branch": label, "panel": panel, "value": value}
+        for r, label in zip(top, labels, strict=True)
+        for panel, value in measures(r).items()
+    ]
+    first = top[0] if top else costs[0]
+    return Chart(
+        "branch-costs",
+        "Cost per branch",
+        _svg(
+            {
+                "title": f"The {len(top)} branches that "
+                + ("cost the most, " if priced else "used the most compute, ")
+                + window_words(first["window_start_date"], first["window_end_date"]),
+                "data": {"values": values},
+                "mark": "bar",
+                "encoding": {
+                    "y": {
+                        "field": "branch",
+                        "type": "nominal",
+                        "sort": labels,
+                        "title": None,
+                        "axis": {"labelLimit": 0},
+                    },
+                    "x": {"field": "value", "type": "quantitative", "title": None},
+                    "column": {
+                        "field": "panel",
+                        "type": "nominal",
+                        "title": None,
+                        "sort": panels,
+                        "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
+                    },
+                },
+                "resolve": {"scale": {"x": "independent"}},
+                "width": 200 if priced else 260,
+            }
+        ),
+    )
+
+
+def _figure(chart: Chart) -> str:
+    return f'<figure class="chart" data-chart="{chart.key}">{chart.svg}</figure>'
+
+
+def _cells(values: tuple) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values) + "</tr>"
+
+
+def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
+    """Cost per branch (a chart, when branch consumption is loaded, and a table) and the compute
+    hygiene list."""
+    measured = [r for r in costs if r["cu_hours_last_30_days"] is not None]
+    parts = []
+    if costs:
+        window = window_words(costs[0]["window_start_date"], costs[0]["window_end_date"])
+        priced = any(r["estimated_cost_last_30_days"] is not None for r in costs)
+        note = (
+            f"{len(measured)} of {len(costs)} branches have branch consumption for the 30 complete "
+            f"days {window} (UTC); plans without it (free, Business) have none, and days before the "
+            "account's branch history began are not in it. "
+            + (
+                "Estimated costs are at your prices, before your plan's allowances."
+                if priced
+                else "Estimated costs need your prices: set them in the dbt var neon_prices (dbt_project.yml)."
+            )
+        )
+        rows = "\n".join(
+            _cells(
+                (
+                    r["project_name"],
+                    r["branch_name"],
+                    r["consumption_day_count"],
+                    hours(r["cu_hours_last_30_days"]),
+                    gib(r["storage_bytes_month_last_30_days"]),
+                    gib(r["network_transfer_bytes_last_30_days"]),
+                    money(r["estimated_cost_last_30_days"]),
+                )
+            )
+            for r in measured[:COST_ROWS]
+        )
+        more = len(measured) - COST_ROWS
+        parts.append(
+            "<section><h2>Cost per branch, last 30 days</h2>"
+            + (_figure(branch_cost_chart(costs)) if measured else "")
+            + f'<p class="note">{html.escape(note)}</p>'
+            '<table class="costs"><thead><tr><th>project</th><th>branch</th><th>days measured</th>'
+            "<th>CU-hours</th><th>storage (GiB-months)</th><th>transfer (GiB)</th>"
+            "<th>estimated cost</th></tr></thead><tbody>"
+            + (rows or '<tr><td colspan="7">No branch consumption was loaded.</td></tr>')
+            + "</tbody></table>"
+            + (f'<p class="note">And {more} more in marts.branch_costs.</p>' if more > 0 else "")
+            + "</section>"
+        )
+    flagged = [r for r in hygiene if r["flag_count"]]
+    counts = ", ".join(
+        f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in FINDINGS.items()
+    )
+    legend = "".join(
+        f"<li><b>{html.escape(words)}</b>: {html.escape(meaning)}</li>"
+        for words, meaning in FINDINGS.values()
+    )
+    rows = "\n".join(
+        _cells(
+            (
+                f"{r['project_name']} / {r['branch_name']}",
+                r["endpoint_id"],
+                ", ".join(words for flag, (words, _) in FINDINGS.items() if r[flag]),
+                f"{r['autoscaling_limit_min_cu']:g}–{r['autoscaling_limit_max_cu']:g} CU",
+                suspend_words(r["suspend_timeout_seconds"]),
+                r["days_since_active"],
+                "shared"
+                if r["cu_hours_last_30_days"] is None and r["branch_cu_hours_last_30_days"] is not None
+                else hours(r["cu_hours_last_30_days"]),
+            )
+        )
+        for r in flagged[:HYGIENE_ROWS]
+    )
+    more = len(flagged) - HYGIENE_ROWS
+    parts.append(
+        "<section><h2>Compute hygiene</h2>"
+        f'<p class="note">{len(flagged)} of {len(hygiene)} computes have findings: {html.escape(counts)}.</p>'
+        f'<ul class="note">{legend}</ul>'
+        '<table class="hygiene"><thead><tr><th>project / branch</th><th>compute</th><th>findings</th>'
+        "<th>size</th><th>suspends</th><th>idle (days)</th><th>CU-hours, 30 days</th></tr></thead><tbody>"
+        + (rows or '<tr><td colspan="7">No findings.</td></tr>')
+        + "</tbody></table>"
+        + "<p class=\"note\">CU-hours are those of the compute's branch where they are the compute's "
+        "alone (its only compute, or the only one that ran); \u201cshared\u201d where several computes "
+        "of the branch ran, \u2013 where no branch consumption is loaded."
+        + (f" And {more} more in marts.compute_hygiene." if more > 0 else "")
+        + "</p></section>"
+    )
+    return "\n".join(parts)
+
+
 # Who can reach the estate
 # --------------------------------------------------------------------------------------------------
 # Counts and flags per organization, from the access review's marts. Never an address: no query
@@ -739,6 +956,16 @@ def build(target: Any) -> str:
     ]
     if daily:
         charts.append(consumption_chart(daily))
+    costs_html = cost_sections(
+        rows(
+            "select * from marts.branch_costs order by estimated_cost_last_30_days desc nulls last, "
+            "cu_hours_last_30_days desc nulls last, branch_id"
+        ),
+        rows(
+            "select * from marts.compute_hygiene "
+            "order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id"
+        ),
+    )
     access = access_section(rows(ACCESS_COUNTS), rows(SECURITY_ROWS))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
@@ -778,6 +1005,7 @@ def build(target: Any) -> str:
         figures=figures,
         stale_rows=stale_rows or '<tr><td colspan="7">No stale branches.</td></tr>',
         consumption_note="" if daily else "<p>No consumption history was loaded (plans without it).</p>",
+        cost_sections=costs_html,
         access=access,
     )
 
@@ -805,7 +1033,11 @@ PAGE = """<!doctype html>
   table {{ border-collapse: collapse; font-size: 0.9rem; }}
   th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
   td:nth-child(n+4) {{ text-align: right; }}
+  table.costs td:nth-child(3) {{ text-align: right; }}
+  table.hygiene td:nth-child(3), table.hygiene td:nth-child(5) {{ text-align: left; }}
+  table.hygiene td:nth-child(4) {{ white-space: nowrap; }}
   table.access td:nth-child(n+2) {{ text-align: right; }}
+  .note {{ color: #666; font-size: 0.85rem; max-width: 900px; }}
 </style>
 </head>
 <body>
@@ -813,6 +1045,7 @@ PAGE = """<!doctype html>
 <p class="meta">Generated {generated} from {warehouse}. {totals}.</p>
 {figures}
 {consumption_note}
+{cost_sections}
 <section>
 <h2>Clean-up list</h2>
 <table>

@@ -21,7 +21,8 @@ In Python::
 From a shell (``neon-simulator`` is the same)::
 
     python -m neon_simulator --preset demo --port 8080 [--seed 42] [--projects N] [--orgs N]
-        [--latency-ms 50] [--rate-limits neon|off] [--fault-rate 0.1] [--org-key]
+        [--latency-ms 50] [--jitter-ms 20] [--rate-limits neon|off] [--rate-share 0.3]
+        [--rate-share-after N] [--fault-rate 0.1] [--org-key]
         [--serve-secrets] [--now 2026-05-01T12:00:00Z] [--url-file PATH]
 
 It prints the base URL and the API key, then serves until Ctrl-C or SIGTERM. Fault options can
@@ -33,7 +34,8 @@ Presets (``PRESETS``; ``dataclasses.replace(PRESETS[name], ...)`` for variants):
 preset     orgs   projects branches  notes
 ========== ====== ======== ========= ==================================================
 tiny       1      3        6         one paid org
-demo       2      12       36        one paid org, one free org (consumption answers 403)
+demo       2      12       36        one paid org, one free org (consumption answers 403);
+                                     branch consumption from 21 days back
 realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
 ========== ====== ======== ========= ==================================================
@@ -59,7 +61,15 @@ Behaviour worth knowing (details in :mod:`~.routes`, :mod:`~.account` and :mod:`
 - Consumption: ``from``/``to`` are rounded down to the granularity and timeframes starting in
   ``[from, to)`` are returned, grouped into monthly billing periods. Orgs without a paid plan
   answer 403; ranges beyond 168 hours / 60 days / 1 year (or before 2024-03-01) answer 406.
-- Rate limits (:class:`RateLimits`) answer 429 without ``Retry-After``, like Neon.
+- Branch consumption (``/consumption_history/v2/branches``): 1 to 100 ``project_ids``, up to
+  1,000 branches a page ordered by project and branch id, six metrics; only usage-based plans
+  (not Business: 403), from ``AccountSpec.branch_consumption_days`` back. Each timeframe of a
+  project is split between its branches alive then (deleted ones too), so they add up to it.
+- Rate limits (:class:`RateLimits`) answer 429 without ``Retry-After``, like Neon. The route
+  limit is a sliding window (40 in any second), stricter than a bucket. ``RateLimits.neon()
+  .scaled(0.3)`` grants 30% of the account's budget (``--rate-share 0.3``), as when other tools
+  use the rest (``routes=True``: of the per-route limits too); ``.dropping(after=N, to=0.3)``
+  switches to that mid-run (``--rate-share-after N``).
 - :data:`VOLATILE_FIELDS` lists the fields that change with time alone (what ``tick`` changes).
 - ``AccountSpec(serve_secrets=True)`` makes roles carry passwords; ``account.served_secrets()``
   lists them, so a test can check that none ends up in a warehouse or log.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -42,10 +43,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every response (default 0)")
     parser.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="plus a random 0..this, per request (default 0)"
+    )
+    parser.add_argument(
         "--rate-limits",
         choices=("neon", "off"),
         default="neon",
         help="enforce Neon's documented limits (default neon)",
+    )
+    parser.add_argument(
+        "--rate-share",
+        type=float,
+        metavar="SHARE",
+        help="grant only this share of the account's budget of Neon's limits, as when other tools "
+        "use the rest (default: NEON_SIM_RATE_SHARE, else 1)",
+    )
+    parser.add_argument(
+        "--rate-share-after",
+        type=int,
+        metavar="N",
+        help="grant the full budget for the first N requests, then only --rate-share "
+        "(default: NEON_SIM_RATE_SHARE_AFTER, else from the start)",
     )
     faults = parser.add_argument_group(
         "faults (defaults come from NEON_SIM_* variables, see neon_simulator.faults)"
@@ -110,6 +128,34 @@ def _faults(args: argparse.Namespace) -> Faults:
     return dataclasses.replace(faults, **changes)
 
 
+def _rate_limits(args: argparse.Namespace) -> RateLimits | None:
+    """Neon's limits, or the share of the account's budget that --rate-share (NEON_SIM_RATE_SHARE)
+    grants, from the start or after --rate-share-after (NEON_SIM_RATE_SHARE_AFTER) requests."""
+    if args.rate_limits == "off":
+        return None
+    share = args.rate_share
+    if share is None:
+        share = float(os.environ.get("NEON_SIM_RATE_SHARE") or 1)
+    after = args.rate_share_after
+    if after is None and os.environ.get("NEON_SIM_RATE_SHARE_AFTER"):
+        after = int(os.environ["NEON_SIM_RATE_SHARE_AFTER"])
+    if not 0 < share <= 1:
+        raise ValueError(f"the rate share must be more than 0 and at most 1 (got {share:g})")
+    neon = RateLimits.neon()
+    if after is not None:
+        return neon.dropping(after=after, to=share)
+    return neon.scaled(share) if share != 1 else neon
+
+
+def _describe(limits: RateLimits | None) -> str:
+    if limits is None:
+        return "off"
+    if limits.drop_after is not None:
+        return f"neon, {limits.drop_to:.0%} of them after {limits.drop_after} requests"
+    share = limits.account_rate / RateLimits.neon().account_rate
+    return "neon" if share == 1 else f"{share:.0%} of neon's"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator until interrupted; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -123,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         changes["now"] = args.now
     if args.serve_secrets:
         changes["serve_secrets"] = True
+    try:
+        limits = _rate_limits(args)
+    except ValueError as exc:
+        return _config_error(
+            f"a rate limit setting (NEON_SIM_RATE_SHARE* or --rate-share*) is not valid: {exc}"
+        )
     account = Account.generate(dataclasses.replace(spec, **changes))
     api_keys = None
     if args.org_key:
@@ -142,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             latency=args.latency_ms / 1000,
-            rate_limits=RateLimits.neon() if args.rate_limits == "neon" else None,
+            jitter=args.jitter_ms / 1000,
+            rate_limits=limits,
             faults=faults,
         )
         simulator.start()
@@ -162,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = account.counts()
         print(
             f"Neon API simulator on {simulator.base_url} (preset {args.preset}, {counts['projects']} projects, "
-            f"{counts['branches']} branches, {counts['organizations']} orgs, rate limits {args.rate_limits})",
+            f"{counts['branches']} branches, {counts['organizations']} orgs, rate limits {_describe(limits)})",
             flush=True,
         )
         print(f"API key: {simulator.api_key}", flush=True)

@@ -11,7 +11,8 @@ beside it, each in a file of its own:
 - :mod:`~neon_simulator.generate`: ``Account.generate(spec)``, byte-identical for equal specs;
 - :mod:`~neon_simulator.mutations`: changes (``create_branch``, ``tick``, ``churn_day``, ...) and
   the operations and ``updated_at`` they leave;
-- :mod:`~neon_simulator.consumption`: consumption history, computed on demand, never stored;
+- :mod:`~neon_simulator.consumption`: consumption history per project and per branch, computed on
+  demand, never stored;
 - :mod:`~neon_simulator.reference`: regions, metric names, name tables, ``AccountSpec`` and presets.
 
 Public accessors (``all_projects()``, ``branches(pid)``, ...) return deep copies of exactly what the
@@ -31,7 +32,7 @@ from .consumption import ConsumptionHistory
 from .generate import Generation
 from .mutations import Mutations
 from .records import _Project, _snapshot
-from .reference import _ID_ALPHABET, CONSUMPTION_METRICS, AccountSpec
+from .reference import _ID_ALPHABET, BRANCH_CONSUMPTION_METRICS, CONSUMPTION_METRICS, AccountSpec
 from .reference import REGIONS as REGIONS  # re-exported: tests read neon_simulator.account.REGIONS
 from .timestamps import _HOUR, month_start, next_month_start, ts
 
@@ -60,6 +61,7 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
         # Per scope (org id or None), (created_at, project id) in ascending order for keyset paging.
         self._order: dict[str | None, list[tuple[str, str]]] = {}
         self._consumption_since = 0
+        self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
 
     # ---------------------------------------------------------------------------------- reads
@@ -205,6 +207,29 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
                 }
                 for start, end, values in self._consumption_frames(project, granularity, 0, self._now)
             ]
+
+    def branch_consumption(self, project_id: str, granularity: str = "daily") -> dict[str, list[dict]]:
+        """Branch id -> all its consumption timeframes, oldest first, since branch-level history
+        began, for every branch the project has had (deleted ones too).
+
+        Entries are shaped as in :meth:`consumption`, with the :data:`BRANCH_CONSUMPTION_METRICS`.
+        Per timeframe and metric, a project's branches add up to its own :meth:`consumption`.
+        """
+        with self.lock:
+            project = self._project(project_id)
+            if project.scope not in self._plan_orgs:
+                return {}
+            return {
+                bid: [
+                    {
+                        "timeframe_start": ts(start),
+                        "timeframe_end": ts(end),
+                        "metrics": dict(zip(BRANCH_CONSUMPTION_METRICS, values, strict=True)),
+                    }
+                    for start, end, values in frames
+                ]
+                for bid, frames in sorted(self._branch_frames(project, granularity, 0, self._now).items())
+            }
 
     # ----------------------------------------------------- package-internal live reads (server.py)
 

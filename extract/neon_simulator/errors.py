@@ -10,6 +10,10 @@ CONSUMPTION_PLAN_REQUIRED = (
     "Not available for this account. Project consumption history requires a Launch, Scale, Agent, "
     "Business, or Enterprise plan."
 )
+BRANCH_CONSUMPTION_PLAN_REQUIRED = (
+    "Not available for this account. Branch consumption history requires a paid usage-based "
+    "Launch, Scale, Agent, or Enterprise plan."
+)
 
 # Access review endpoints (access.py): who may read API keys and VPC endpoints.
 ADMIN_REQUIRED = "only organization admins can do this"

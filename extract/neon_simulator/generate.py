@@ -111,6 +111,11 @@ class Generation:
         self._consumption_since = max(
             today - spec.consumption_days * _DAY, int(CONSUMPTION_EPOCH.timestamp())
         )
+        if spec.branch_consumption_days is not None:
+            branch_since = today - spec.branch_consumption_days * _DAY
+            self._branch_consumption_since = max(branch_since, self._consumption_since)
+        else:
+            self._branch_consumption_since = self._consumption_since
         for index, n_branches in enumerate(self._branch_counts(rng)):
             self._add_project(index, n_branches, rng)
         self._generate_access()  # from a generator of its own: access.py

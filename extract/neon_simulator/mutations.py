@@ -108,6 +108,9 @@ class Mutations:
                 )
             order = sorted(doomed, key=lambda b: project.meta[b][0], reverse=True) + [branch_id]
             for bid in order:
+                depth, created = project.meta[bid]
+                had_compute = any(e["branch_id"] == bid for e in project.endpoints)
+                project.retired[bid] = (created, self._now, depth, had_compute)
                 del project.branches[bid]
                 del project.meta[bid]
                 del project.databases[bid]

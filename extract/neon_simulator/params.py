@@ -29,7 +29,18 @@ SPEC_PATH = Path(__file__).with_name("neon-openapi-v2.yaml")
 _FORMATS = {"uuid": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")}
 #: The schema keywords :func:`_param` understands. Any other fails loudly when the routes are read,
 #: so that a constraint a newer spec adds is never silently left unchecked.
-_UNDERSTOOD = {"type", "format", "pattern", "enum", "default", "minimum", "maximum", "items", "maxItems"}
+_UNDERSTOOD = {
+    "type",
+    "format",
+    "pattern",
+    "enum",
+    "default",
+    "minimum",
+    "maximum",
+    "items",
+    "minItems",
+    "maxItems",
+}
 
 
 @cache
@@ -55,6 +66,7 @@ class Param:
     maximum: int | None = None
     choices: tuple[str, ...] = ()
     pattern: re.Pattern | None = None
+    min_items: int = 0
     max_items: int | None = None
 
 
@@ -115,6 +127,8 @@ def _parse_list(name: str, raw: list[str], param: Param) -> list[str]:
     items = [item for value in raw for item in value.split(",") if item]
     if param.required and not items:
         raise ApiError(400, f"query parameter {name!r} is required")
+    if len(items) < param.min_items:
+        raise ApiError(400, f"query parameter {name!r} needs at least {param.min_items} values")
     if param.max_items is not None and len(items) > param.max_items:
         raise ApiError(400, f"query parameter {name!r} accepts at most {param.max_items} values")
     return list(dict.fromkeys(items))
@@ -164,8 +178,15 @@ def _param(template: str, declared: dict) -> Param:
         items = _understood(where, _resolve(schema["items"]))
         if items.keys() - {"type", "pattern", "format"} or items["type"] != "string":
             raise ValueError(f"{where}: its items {items} are not checked here")
-        # maxItems counts values, repeated or comma-separated (the spec: "up to 100" project ids).
-        return Param("list", pattern=_pattern(items), max_items=schema.get("maxItems"), **common)
+        # minItems and maxItems count values, repeated or comma-separated (the spec: "up to 100"
+        # project ids).
+        return Param(
+            "list",
+            pattern=_pattern(items),
+            min_items=schema.get("minItems", 0),
+            max_items=schema.get("maxItems"),
+            **common,
+        )
     if kind != "string":
         raise ValueError(f"{where}: type {kind} is not checked here")
     if "enum" in schema:
@@ -177,7 +198,7 @@ def _param(template: str, declared: dict) -> Param:
 
 def _understood(where: str, schema: dict) -> dict:
     """``schema`` without its description, or a ``ValueError`` if it has a keyword not checked here."""
-    schema = {k: v for k, v in schema.items() if k != "description" and not (k == "minItems" and v == 0)}
+    schema = {k: v for k, v in schema.items() if k != "description"}
     if schema.keys() - _UNDERSTOOD:
         raise ValueError(f"{where}: {sorted(schema.keys() - _UNDERSTOOD)} are not checked here")
     return schema

@@ -28,6 +28,7 @@ class _Project:
         "meta",
         "operations",
         "profile",
+        "retired",
         "roles",
         "scope",
     )
@@ -45,3 +46,6 @@ class _Project:
         self.operations: list[dict] = []  # Operation, newest first
         self.annotations: dict[str, dict] = {}  # branch id -> AnnotationData
         self.applications: list[str] = []  # installed applications (ApplicationType)
+        # branch id -> (created epoch, deleted epoch, depth, had a compute) of deleted branches:
+        # their consumption history outlives them
+        self.retired: dict[str, tuple[int, int, int, bool]] = {}

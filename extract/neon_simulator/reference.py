@@ -59,6 +59,12 @@ CONSUMPTION_METRICS: tuple[str, ...] = (
     "extra_branches_month",
     "snapshot_storage_bytes_month",
 )
+#: Metric names of ``GET /consumption_history/v2/branches``: the spec supports only these six (not
+#: ``extra_branches_month`` nor ``snapshot_storage_bytes_month``), the first six above.
+BRANCH_CONSUMPTION_METRICS: tuple[str, ...] = CONSUMPTION_METRICS[:6]
+#: Plans whose organizations get branch consumption: the spec's "paid usage-based Launch, Scale,
+#: Agent, and Enterprise plans" (project consumption also serves Business).
+BRANCH_CONSUMPTION_PLANS = frozenset({"launch", "scale", "agent", "enterprise"})
 
 # fmt: off
 _ADJECTIVES = (
@@ -152,7 +158,9 @@ class AccountSpec:
     ``orgs=0`` makes a personal account (projects without ``org_id``; there is then no consumption
     history, since that endpoint is per organization). Otherwise every project belongs to one of the
     orgs and the first ``consumption_plan_orgs`` orgs are on a paid plan with
-    ``consumption_days`` days of consumption history; the others answer 403 there.
+    ``consumption_days`` days of consumption history; the others answer 403 there. Branch-level
+    history starts ``branch_consumption_days`` ago (when the account first ingested branch-level
+    data; ``None``: as far back as the project history).
     ``branches_per_project`` is a mean: the account has exactly
     ``round(projects * branches_per_project)`` branches (at least one per project), spread unevenly,
     in trees up to ``max_branch_depth`` levels below the root. ``read_only_ratio`` is the share of
@@ -172,6 +180,7 @@ class AccountSpec:
     operations_per_project: int = 8
     consumption_days: int = 30
     consumption_plan_orgs: int = 1
+    branch_consumption_days: int | None = None
     now: datetime | None = None
     serve_secrets: bool = False
 
@@ -205,6 +214,7 @@ PRESETS: dict[str, AccountSpec] = {
         operations_per_project=6,
         consumption_days=30,
         consumption_plan_orgs=1,
+        branch_consumption_days=21,  # the branch endpoint is newer: its history starts later
     ),
     "realistic": AccountSpec(
         orgs=3,

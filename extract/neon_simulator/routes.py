@@ -4,9 +4,10 @@ Routing, query validation, envelopes and pagination follow Neon's spec (``neon-o
 
 Pagination, as real Neon does it:
 
-- ``/projects``, ``/projects/{project_id}/operations`` and ``/consumption_history/v2/projects``
-  always answer ``pagination.cursor``, also on the last page and on the empty page after it (a
-  client must stop on a short or empty page, not on a missing cursor).
+- ``/projects``, ``/projects/{project_id}/operations``, ``/consumption_history/v2/projects`` and
+  ``/consumption_history/v2/branches`` always answer ``pagination.cursor``, also on the last page
+  and on the empty page after it (a client must stop on a short or empty page, not on a missing
+  cursor). Branch consumption pages are ordered by project id, then branch id, as the spec says.
 - ``/projects/{project_id}/branches`` answers ``pagination.next`` only while more branches remain,
   beside the effective ``sort_by`` and ``sort_order``. Without ``limit`` it returns every branch.
 
@@ -31,6 +32,7 @@ from urllib.parse import unquote
 from .account import Account
 from .errors import (
     ADMIN_REQUIRED,
+    BRANCH_CONSUMPTION_PLAN_REQUIRED,
     CONSUMPTION_PLAN_REQUIRED,
     ORG_ID_REQUIRED,
     ORG_KEY_FORBIDDEN,
@@ -39,7 +41,12 @@ from .errors import (
 )
 from .faults import FaultInjector
 from .params import parse_query, query_params
-from .reference import CONSUMPTION_EPOCH, CONSUMPTION_METRICS
+from .reference import (
+    BRANCH_CONSUMPTION_METRICS,
+    BRANCH_CONSUMPTION_PLANS,
+    CONSUMPTION_EPOCH,
+    CONSUMPTION_METRICS,
+)
 from .timestamps import _DAY, _HOUR, month_start
 
 #: How far back each consumption granularity reaches (the spec: 168 hours, 60 days, 1 year).
@@ -103,6 +110,7 @@ _ROUTES: list[tuple[str, str]] = [
     ("/projects/{project_id}/operations", "operations"),
     ("/projects/{project_id}/operations/{operation_id}", "operation"),
     ("/consumption_history/v2/projects", "consumption"),
+    ("/consumption_history/v2/branches", "branch_consumption"),
     # who can reach the estate (access.py)
     ("/organizations/{org_id}/members", "org_members"),
     ("/organizations/{org_id}/api_keys", "org_api_keys"),
@@ -353,17 +361,18 @@ class Routes:
                 return {"operation": op}
         raise ApiError(404, f"operation {op_id} not found")
 
-    def consumption(self, req: Request) -> dict:
-        args = parse_query(req.template, req.query)
-        unknown = [m for m in args["metrics"] if m not in CONSUMPTION_METRICS]
+    @staticmethod
+    def _check_metrics(args: dict, supported: tuple[str, ...]) -> None:
+        """A 400 for a metric name the route does not support (the spec lists them in prose)."""
+        unknown = [m for m in args["metrics"] if m not in supported]
         if unknown:
             raise ApiError(
-                400, f"unsupported metrics: {', '.join(unknown)}; supported: {', '.join(CONSUMPTION_METRICS)}"
+                400, f"unsupported metrics: {', '.join(unknown)}; supported: {', '.join(supported)}"
             )
-        org_id, granularity = args["org_id"], args["granularity"]
-        self._member_org(req, org_id)
-        if org_id not in self.account._plan_orgs:
-            raise ApiError(403, CONSUMPTION_PLAN_REQUIRED)
+
+    def _consumption_range(self, args: dict) -> tuple[int, int]:
+        """``from`` and ``to`` rounded down to the granularity; a 406 for a range it does not allow."""
+        granularity = args["granularity"]
         start, end = (_round_down(args[k], granularity) for k in ("from", "to"))
         if start > end or start < _horizon(self.account.now_epoch, granularity):
             raise ApiError(
@@ -371,6 +380,16 @@ class Routes:
                 f"the from/to range is not valid for granularity {granularity}: from must not be after "
                 f"to, nor before {CONSUMPTION_EPOCH:%Y-%m-%d} or older than {_CONSUMPTION_HORIZON[granularity]}",
             )
+        return start, end
+
+    def consumption(self, req: Request) -> dict:
+        args = parse_query(req.template, req.query)
+        self._check_metrics(args, CONSUMPTION_METRICS)
+        org_id, granularity = args["org_id"], args["granularity"]
+        self._member_org(req, org_id)
+        if org_id not in self.account._plan_orgs:
+            raise ApiError(403, CONSUMPTION_PLAN_REQUIRED)
+        start, end = self._consumption_range(args)
         ids = set(args["project_ids"]) if args["project_ids"] else None
         page, cursor = self._keyset_page(org_id, args["cursor"], args["limit"], None, ids)
         projects = [
@@ -383,6 +402,42 @@ class Routes:
             for pid in page
         ]
         return {"projects": projects, "pagination": {"cursor": cursor}}
+
+    def branch_consumption(self, req: Request) -> dict:
+        """Every branch (deleted ones too) of the listed projects of the organization, by project id
+        and branch id; ids of projects elsewhere are ignored, as the projects route ignores them."""
+        args = parse_query(req.template, req.query)
+        self._check_metrics(args, BRANCH_CONSUMPTION_METRICS)
+        org_id, granularity = args["org_id"], args["granularity"]
+        self._member_org(req, org_id)
+        org = self.account._org_by_id.get(org_id)
+        if org_id not in self.account._plan_orgs or org["plan"] not in BRANCH_CONSUMPTION_PLANS:
+            raise ApiError(403, BRANCH_CONSUMPTION_PLAN_REQUIRED)
+        start, end = self._consumption_range(args)
+        projects = self.account._projects
+        pids = sorted(p for p in args["project_ids"] if p in projects and projects[p].scope == org_id)
+        wanted = set(args["branch_ids"]) if args["branch_ids"] else None
+        after = tuple(decode_cursor(args["cursor"], 2)) if args["cursor"] is not None else ("", "")
+        page: list[dict] = []
+        for pid in pids:
+            if len(page) == args["limit"]:
+                break
+            if pid < after[0]:
+                continue
+            periods = self.account._branch_consumption_periods(
+                projects[pid], granularity, start, end, args["metrics"]
+            )
+            for bid in sorted(periods):
+                if (pid, bid) <= after or (wanted is not None and bid not in wanted):
+                    continue
+                if len(page) == args["limit"]:
+                    break
+                page.append({"project_id": pid, "branch_id": bid, "periods": periods[bid]})
+        if page:
+            cursor = encode_cursor(page[-1]["project_id"], page[-1]["branch_id"])
+        else:
+            cursor = args["cursor"] or _START_CURSOR
+        return {"branches": page, "pagination": {"cursor": cursor}}
 
     # -- who can reach the estate (access.py) -----------------------------------------------------
 

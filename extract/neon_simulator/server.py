@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import sys
 import threading
@@ -170,9 +171,11 @@ class Simulator:
     """A local Neon API v2 server for one :class:`Account`; a context manager.
 
     ``api_keys`` maps key strings to ``{"kind": "personal"}`` or ``{"kind": "org", "org_id": ...}``
-    (default: the account's personal key only). ``latency`` seconds are added to every response,
-    in the handler thread, so concurrent requests still overlap. ``rate_limits=None`` disables rate
-    limiting; ``faults=None`` disables faults. The server binds a loopback address only.
+    (default: the account's personal key only). ``latency`` seconds, plus a uniformly drawn
+    ``0..jitter`` seconds, are added to every request before it reaches the rate limiter, in the
+    handler thread, so concurrent requests still overlap and arrive in a different order and
+    spacing than they were sent. ``rate_limits=None`` disables rate limiting; ``faults=None``
+    disables faults. The server binds a loopback address only.
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class Simulator:
         latency: float = 0.0,
         rate_limits: RateLimits | None = None,
         faults: Faults | None = None,
+        jitter: float = 0.0,
     ):
         if host not in _LOOPBACK:
             raise ValueError(f"the simulator binds a loopback address only, not {host!r}")
@@ -199,6 +203,8 @@ class Simulator:
         self.host = host
         self.port = port
         self.latency = latency
+        self.jitter = jitter
+        self._jitter_draw = random.Random(0).uniform
         self.rate_limits = rate_limits
         self.faults = faults
         self._limiter = RateLimiter(rate_limits) if rate_limits is not None else None
@@ -286,8 +292,8 @@ class Simulator:
             self._stats.total += 1
             self._stats.by_route[template] += 1
             self._stats.by_request[target] += 1
-        if self.latency:
-            time.sleep(self.latency)
+        if self.latency or self.jitter:
+            time.sleep(self.latency + (self._jitter_draw(0, self.jitter) if self.jitter else 0.0))
         try:
             fault = self._fault(handler, template, path[len(API_PREFIX) :])
             if fault == "handled":

@@ -26,25 +26,31 @@ consumption_days as (
 
 recent_consumption as (
 
-    -- the 30 UTC days up to and including the day the project was observed
+    -- the 30 complete UTC days before the day the project was observed (the cost window)
     select
         consumption_days.project_id,
-        cast(sum(consumption_days.compute_unit_seconds) as {{ dbt.type_bigint() }})
-            as compute_unit_seconds_last_30_days,
-        cast(sum(consumption_days.root_branch_bytes_month) as {{ dbt.type_bigint() }})
-            as root_branch_bytes_month_last_30_days,
-        cast(sum(consumption_days.child_branch_bytes_month) as {{ dbt.type_bigint() }})
-            as child_branch_bytes_month_last_30_days,
-        cast(sum(consumption_days.public_network_transfer_bytes) as {{ dbt.type_bigint() }})
-            as public_network_transfer_bytes_last_30_days
+        {% for metric in neon_consumption_metrics() %}
+            cast(sum(consumption_days.{{ metric }}) as {{ dbt.type_bigint() }}) as {{ metric }}_last_30_days,
+        {% endfor %}
+        count(*) as consumption_day_count
     from consumption_days
     inner join project_rollup
         on consumption_days.project_id = project_rollup.project_id
-    where
-        consumption_days.consumption_date
-        >= cast({{ dbt.dateadd('day', -29, 'project_rollup.observed_at') }} as date)
-        and consumption_days.consumption_date <= cast(project_rollup.observed_at as date)
+    where {{ in_cost_window('consumption_days.consumption_date', 'project_rollup.observed_at') }}
     group by consumption_days.project_id
+
+),
+
+recent_costs as (
+
+    -- at the prices set in the dbt var neon_prices; NULL unless every one of them is set
+    select
+        project_id,
+        cast(compute_unit_seconds_last_30_days as double precision) / 3600 as cu_hours_last_30_days,
+        {% for metric in neon_consumption_metrics() %}
+            {{ neon_cost(metric, metric ~ '_last_30_days') }}{{ " +" if not loop.last }}
+        {% endfor %} as estimated_cost_last_30_days
+    from recent_consumption
 
 ),
 
@@ -105,7 +111,13 @@ final as (
         latest_consumption.last_consumption_date,
         project_rollup.observed_at,
         project_rollup.confirmed_at,
-        project_rollup.refresh_due_at
+        project_rollup.refresh_due_at,
+        recent_consumption.instant_restore_bytes_month_last_30_days,
+        recent_consumption.snapshot_storage_bytes_month_last_30_days,
+        recent_consumption.private_network_transfer_bytes_last_30_days,
+        recent_consumption.extra_branches_month_last_30_days,
+        recent_costs.cu_hours_last_30_days,
+        recent_costs.estimated_cost_last_30_days
     from projects
     inner join project_rollup
         on projects.project_id = project_rollup.project_id
@@ -115,6 +127,8 @@ final as (
         on projects.project_id = recent_consumption.project_id
     left join latest_consumption
         on projects.project_id = latest_consumption.project_id
+    left join recent_costs
+        on projects.project_id = recent_costs.project_id
 
 )
 

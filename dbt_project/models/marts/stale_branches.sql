@@ -7,10 +7,25 @@ inventory as (
 
 ),
 
+branch_costs as (
+
+    select * from {{ ref('branch_costs') }}
+
+),
+
 stale as (
 
-    select * from inventory
-    where is_stale
+    select
+        inventory.*,
+        branch_costs.compute_unit_seconds_last_30_days,
+        branch_costs.cu_hours_last_30_days,
+        branch_costs.storage_bytes_month_last_30_days,
+        branch_costs.network_transfer_bytes_last_30_days,
+        branch_costs.estimated_cost_last_30_days
+    from inventory
+    left join branch_costs
+        on inventory.branch_id = branch_costs.branch_id
+    where inventory.is_stale
 
 ),
 
@@ -49,7 +64,12 @@ final as (
         database_count,
         expires_at,
         observed_at,
-        confirmed_at
+        confirmed_at,
+        compute_unit_seconds_last_30_days,
+        cu_hours_last_30_days,
+        storage_bytes_month_last_30_days,
+        network_transfer_bytes_last_30_days,
+        estimated_cost_last_30_days
     from stale
 
 )

@@ -1,0 +1,40 @@
+-- Every reading of each branch's size and usage counters: one per branch and day a run re-read
+-- its project's branch listing (the day's last run wins). An incremental run that did not re-read
+-- a project leaves no reading of its branches that day. The latest one per branch is
+-- stg_neon__branch_snapshots.
+with
+
+source as (
+
+    select * from {{ source('neon', 'branch_snapshots') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        branch_id,
+        project_id,
+
+        -- strings
+        pending_state as pending_branch_state,
+
+        -- numerics
+        logical_size as logical_size_bytes,
+        compute_time_seconds,
+        active_time_seconds,
+        cpu_used_sec as cpu_used_seconds,
+        written_data_bytes,
+        data_transfer_bytes,
+
+        -- dates and timestamps
+        snapshot_date,
+        {{ to_utc('snapshot_at') }} as snapshot_at,
+        {{ to_utc('updated_at') }} as updated_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,223 @@
+"""The extract of branch consumption (`GET /consumption_history/v2/branches`) against the
+simulator: what lands, how it is asked for (a hundred projects a request, the six metrics, complete
+UTC days), the look-back of later runs, plans without it, and its share of the rate limit. Counts
+and values are computed from the account the simulator served."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import client_for
+from expected import query
+from neon_api_source import BRANCH_CONSUMPTION_SCHEMA, _consumption_table, helpers, settings
+from neon_elt.run import elt
+from neon_simulator import PRESETS, Account, AccountSpec, Simulator
+from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
+from runs import consumption_window, expected_table_counts, extract, landed_counts
+
+ROUTE = settings.CONSUMPTION_BRANCHES_ROUTE
+
+
+def served_branch_days(account: Account, now: datetime) -> dict[tuple[str, object, str], int]:
+    """(branch, UTC day, metric) -> value, over the days a first run asks for, for the
+    organizations whose plan has branch consumption."""
+    start, end = consumption_window(now)
+    plans = {o["id"]: o["plan"] for o in account.organizations}
+    values = {}
+    for project in account.all_projects():
+        if project.get("org_id") not in account.plan_org_ids():
+            continue
+        if plans[project["org_id"]] not in BRANCH_CONSUMPTION_PLANS:
+            continue
+        for branch_id, frames in account.branch_consumption(project["id"]).items():
+            for frame in frames:
+                day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
+                if start <= day < end:
+                    for metric, value in frame["metrics"].items():
+                        values[(branch_id, day.date(), metric)] = value
+    return values
+
+
+def landed_branch_days(warehouse) -> dict[tuple[str, object, str], int]:
+    return {
+        (branch_id, day, metric): value
+        for branch_id, day, metric, value in query(
+            warehouse,
+            "select branch_id, cast(timeframe_start as date), metric_name, value "
+            "from neon_api_data.branch_consumption",
+        )
+    }
+
+
+def recording(client) -> list[tuple[str, dict]]:
+    """Every (route, params) the client sends from now on."""
+    sent: list[tuple[str, dict]] = []
+    get = client.get
+
+    def recorded(route, params=None, *args, **kwargs):
+        sent.append((route, dict(params or {})))
+        return get(route, params, *args, **kwargs)
+
+    client.get = recorded
+    return sent
+
+
+def test_branch_consumption_lands_what_the_simulator_served(demo_account, demo_warehouse):
+    """The session's demo run: every branch, day and metric served, complete UTC days only, and a
+    project's branches add up to its consumption on the days both cover."""
+    (run_day,) = query(
+        demo_warehouse, "select distinct cast(snapshot_at as date) from neon_api_data.project_snapshots"
+    )[0]
+    expected = served_branch_days(demo_account, datetime.combine(run_day, datetime.min.time(), UTC))
+    assert expected, "the demo's paid organization has branch consumption"
+    assert landed_branch_days(demo_warehouse) == expected
+    sums = query(
+        demo_warehouse,
+        """select b.project_id, cast(b.timeframe_start as date), b.metric_name, sum(b.value), max(p.value)
+           from neon_api_data.branch_consumption as b
+           inner join neon_api_data.consumption as p
+               on b.project_id = p.project_id and b.timeframe_start = p.timeframe_start
+               and b.metric_name = p.metric_name
+           group by 1, 2, 3""",
+    )
+    assert sums and all(total == project for *_key, total, project in sums)
+
+
+def test_a_hundred_projects_a_request_six_metrics_and_complete_days(tmp_path, monkeypatch):
+    """250 projects of one organization take three batches of at most 100 projects; a small page
+    size makes each batch page through its branches, each page asked for once."""
+    monkeypatch.setattr(settings, "BRANCH_CONSUMPTION_PAGE_LIMIT", 40)
+    account = Account.generate(
+        AccountSpec(seed=5, orgs=1, projects=250, branches_per_project=1.3, operations_per_project=1)
+    )
+    account._org_by_id[account.organizations[0]["id"]]["plan"] = "scale"  # a usage-based plan
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        client = client_for(simulator)
+        sent = recording(client)
+        elt(warehouse, client, do_transform=False, show_progress=False, run_at=account.now)
+        served = simulator.stats.by_request
+    asked = [params for route, params in sent if route == ROUTE]
+    batches = defaultdict(list)
+    for params in asked:
+        assert params["metrics"] == ",".join(settings.BRANCH_CONSUMPTION_METRICS)
+        assert params["granularity"] == "daily" and params["limit"] == 40
+        assert params["to"] == account.now.strftime("%Y-%m-%dT00:00:00Z")  # complete days only
+        batches[params["project_ids"]].append(params.get("cursor"))
+    ids = [batch.split(",") for batch in batches]
+    assert [len(batch) for batch in ids] == [100, 100, 50]
+    assert sorted(pid for batch in ids for pid in batch) == sorted(p["id"] for p in account.all_projects())
+    assert all(len(cursors) > 1 and cursors[0] is None for cursors in batches.values())
+    assert max(served.values()) == 1
+    assert landed_branch_days(warehouse) == served_branch_days(account, account.now)
+    assert landed_counts(warehouse) == expected_table_counts(account, account.now)
+
+
+def test_later_runs_read_back_only_the_look_back(tmp_path):
+    account = Account.generate(PRESETS["demo"])
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        first = extract(warehouse, simulator)
+        account.tick(24)
+        second = extract(warehouse, simulator)
+    first_last = max(
+        day for _branch, day, _metric in served_branch_days(account, account.now - timedelta(days=1))
+    )
+    reread = {
+        key: value
+        for key, value in served_branch_days(account, account.now).items()
+        if key[1] >= first_last - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS)
+    }
+    # the second run asked from the look-back on, and found the day that ended since
+    assert second.table_rows["branch_consumption"] == len(reread) < first.table_rows["branch_consumption"]
+    assert max(day for _branch, day, _metric in reread) == first_last + timedelta(days=1)
+    assert landed_branch_days(warehouse) == served_branch_days(account, account.now)
+
+
+def test_plans_without_branch_consumption_are_noted_and_skipped(tmp_path):
+    """A Business plan has project consumption but not branch consumption (403), a free plan has
+    neither: each is one line of the summary, and the rest of the run goes on."""
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], consumption_plan_orgs=2))
+    business = account.organizations[1]["id"]
+    account._org_by_id[business]["plan"] = "business"
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        result = extract(warehouse, simulator)
+    skipped = [s for s in result.stats.skipped_optional if s.startswith("branch consumption")]
+    assert len(skipped) == 1 and skipped[0].startswith(f"branch consumption for {business}: 403 ")
+    assert "Launch, Scale, Agent, or Enterprise" in skipped[0]
+    landed_projects = {
+        pid for (pid,) in query(warehouse, "select distinct project_id from neon_api_data.branch_consumption")
+    }
+    assert landed_projects == {p["id"] for p in account.all_projects(account.organizations[0]["id"])}
+    assert business in {
+        o for (o,) in query(warehouse, "select distinct org_id from neon_api_data.consumption")
+    }
+
+
+def test_no_consumption_loads_no_branch_consumption(tmp_path):
+    account = Account.generate(PRESETS["tiny"])
+    with Simulator(account) as simulator:
+        client = client_for(simulator)
+        result = elt(
+            tmp_path / "neon_api.duckdb", client, do_transform=False, show_progress=False, consumption=False
+        )
+        assert simulator.stats.by_route.get(ROUTE, 0) == 0
+    assert result.table_rows.get("branch_consumption", 0) == 0
+
+
+@pytest.mark.parametrize("route", settings.CONSUMPTION_ROUTES)
+def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route, monkeypatch):
+    """The client's limiter paces both consumption routes at about 30 requests per minute: after
+    the burst, a request every two seconds (a fake clock, so the test does not wait)."""
+    now = [1000.0]
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return now[0]
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+    monkeypatch.setattr(helpers, "time", Clock)
+    limiter = helpers.neon_rate_limiter(settings.REQUESTS_PER_MINUTE)
+    for _ in range(20):
+        limiter.acquire(route)
+    per_minute = 60 * 20 / (now[0] - 1000.0)
+    assert (
+        settings.CONSUMPTION_REQUESTS_PER_MINUTE * 0.9
+        <= per_minute
+        <= settings.CONSUMPTION_REQUESTS_PER_MINUTE * 1.5
+    )
+    start = now[0]
+    for _ in range(20):
+        limiter.acquire("/projects/{project_id}/branches")
+    assert now[0] - start < 5, "other routes keep the account's pace"
+
+
+def test_a_day_that_has_not_ended_is_never_loaded():
+    """Were Neon to answer the running day too (a `to` read as inclusive), it is dropped: both
+    consumption tables hold complete UTC days only."""
+
+    def day(start: str, end: str) -> dict:
+        return {
+            "timeframe_start": start,
+            "timeframe_end": end,
+            "metrics": [{"metric_name": "compute_unit_seconds", "value": 1}],
+        }
+
+    period = {"period_id": "p", "period_plan": "scale", "period_start": "2026-05-01T00:00:00Z"}
+    frames = [
+        day("2026-05-09T00:00:00Z", "2026-05-10T00:00:00Z"),
+        day("2026-05-10T00:00:00Z", "2026-05-11T00:00:00Z"),
+    ]
+    page = [{"project_id": "p-1", "branch_id": "br-1", "periods": [{**period, "consumption": frames}]}]
+    for schema in (None, BRANCH_CONSUMPTION_SCHEMA):
+        options = {"schema": schema} if schema is not None else {}
+        rows = _consumption_table("org-1", page, before="2026-05-10T00:00:00Z", **options).to_pylist()
+        assert [r["timeframe_start"].day for r in rows] == [9]
