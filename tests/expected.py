@@ -105,3 +105,190 @@ def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], 
         return result
     finally:
         connection.close()
+
+
+# ------------------------------------------------------------------- who can reach the estate
+
+
+def _ts(value: str | None):
+    """An API timestamp as the marts hold it: a naive UTC datetime."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None) if value else None
+
+
+def visible_to_the_personal_key(account, org_id: str) -> dict[str, bool]:
+    """Which organization-wide access listings the simulator lets the personal key read."""
+    admin = account.org_role(org_id) == "admin"
+    return {"members": True, "api_keys": admin, "vpc_endpoints": admin and org_id in account.plan_org_ids()}
+
+
+def access_review_rows(account, keys_read_at, unused_after_days: int, max_admins: int) -> dict[str, dict]:
+    """Per grant id: the access_review mart's row, from what the simulator served to its personal
+    key. `keys_read_at` is when the run read the API keys: "unused for N days" counts to it."""
+    rows = {}
+    for org in account.organizations:
+        org_id = org["id"]
+        members = account.members(org_id)
+        emails = {m["member"]["user_id"]: m["user"]["email"].lower() for m in members}
+        admins = sum(
+            1 for m in members if m["member"]["role"] == "admin" and "deactivated_at" not in m["user"]
+        )
+        for m in members:
+            active = "deactivated_at" not in m["user"]
+            no_mfa = active and m["user"].get("has_mfa") is False
+            excess = active and m["member"]["role"] == "admin" and admins > max_admins
+            reasons = (["active member without MFA"] if no_mfa else []) + (
+                [f"one of {admins} admins (more than {max_admins})"] if excess else []
+            )
+            rows[f"member/{m['member']['id']}"] = dict(
+                org_id=org_id,
+                project_id=None,
+                principal=m["user"]["email"].lower(),
+                member_role=m["member"]["role"],
+                is_active=active,
+                is_outside_org=False,
+                is_flagged_without_mfa=no_mfa,
+                is_flagged_unused_key=False,
+                is_flagged_outside_share=False,
+                is_flagged_excess_admin=excess,
+                review_reasons="; ".join(reasons) or None,
+                last_used_at=None,
+                days_since_last_use=None,
+                created_by=None,
+            )
+        if not visible_to_the_personal_key(account, org_id)["api_keys"]:
+            continue
+        for key in account.org_api_keys(org_id):
+            used = _ts(key.get("last_used_at"))
+            days = (keys_read_at.date() - used.date()).days if used else None
+            unused = used is None or days >= unused_after_days
+            reason = (
+                "API key never used"
+                if used is None
+                else (
+                    f"API key unused for {days} days (flagged from {unused_after_days})" if unused else None
+                )
+            )
+            rows[f"api_key/{key['id']}"] = dict(
+                org_id=org_id,
+                project_id=key.get("project_id"),
+                principal=key["name"],
+                member_role=None,
+                is_active=True,
+                is_outside_org=False,
+                is_flagged_without_mfa=False,
+                is_flagged_unused_key=unused,
+                is_flagged_outside_share=False,
+                is_flagged_excess_admin=False,
+                review_reasons=reason,
+                last_used_at=used,
+                days_since_last_use=days,
+                created_by=emails.get(key["created_by"]["id"]),
+            )
+    member_emails = {
+        o["id"]: {m["user"]["email"].lower() for m in account.members(o["id"])} for o in account.organizations
+    }
+    for project in account.all_projects():
+        org_id = project.get("org_id")
+        for share in account.project_permissions(project["id"]):
+            email = share["granted_to_email"].lower()
+            active = "revoked_at" not in share
+            outside = email not in member_emails[org_id] if org_id else None
+            flagged = bool(active and outside)
+            rows[f"project_share/{project['id']}/{share['id']}"] = dict(
+                org_id=org_id,
+                project_id=project["id"],
+                principal=email,
+                member_role=None,
+                is_active=active,
+                is_outside_org=outside,
+                is_flagged_without_mfa=False,
+                is_flagged_unused_key=False,
+                is_flagged_outside_share=flagged,
+                is_flagged_excess_admin=False,
+                review_reasons="shared outside the organization" if flagged else None,
+                last_used_at=None,
+                days_since_last_use=None,
+                created_by=None,
+            )
+    return rows
+
+
+def project_security_rows(account) -> dict[str, dict]:
+    """Per project id: the project_security mart's row, from what the simulator served."""
+    member_emails = {
+        o["id"]: {m["user"]["email"].lower() for m in account.members(o["id"])} for o in account.organizations
+    }
+    rows = {}
+    for project in account.all_projects():
+        pid, org_id = project["id"], project.get("org_id")
+        settings = project.get("settings", {})
+        allowed = settings.get("allowed_ips") or {}
+        branches = account.branches(pid)
+        protected = sum(1 for b in branches if b.get("protected"))
+        ip_count = len(allowed.get("ips") or [])
+        every_branch = ip_count > 0 and (
+            not allowed.get("protected_branches_only") or protected == len(branches)
+        )
+        public_blocked = bool(settings.get("block_public_connections"))
+        vpc_blocked = bool(settings.get("block_vpc_connections"))
+        visible = visible_to_the_personal_key(account, org_id) if org_id else {}
+        not_visible = []
+        if org_id and not visible["api_keys"]:
+            not_visible.append("organization API keys (403)")
+        if org_id and not visible["vpc_endpoints"]:
+            not_visible.append("organization VPC endpoints (403)")
+            not_visible.append("VPC restrictions")
+        if org_id and visible["vpc_endpoints"]:
+            restrictions = len(account.project_vpc_endpoints(pid)) if account.org_vpc_endpoints(org_id) else 0
+        else:
+            restrictions = None if org_id else 0
+        shares = [s for s in account.project_permissions(pid) if "revoked_at" not in s]
+        outside = (
+            sum(1 for s in shares if s["granted_to_email"].lower() not in member_emails[org_id])
+            if org_id
+            else None
+        )
+        rows[pid] = dict(
+            org_id=org_id,
+            is_reachable_from_anywhere=not public_blocked and not every_branch,
+            has_ip_allow_list=ip_count > 0,
+            allowed_ip_count=ip_count,
+            is_ip_allow_list_on_every_branch=every_branch,
+            is_public_connection_blocked=public_blocked,
+            is_vpc_connection_blocked=vpc_blocked,
+            is_vpc_only=public_blocked and not vpc_blocked,
+            vpc_restriction_count=restrictions,
+            branch_count=len(branches),
+            protected_branch_count=protected,
+            history_retention_seconds=project.get("history_retention_seconds"),
+            is_logical_replication_enabled=bool(settings.get("enable_logical_replication")),
+            is_hipaa_enabled=bool(settings.get("hipaa", "hipaa_enabled_at" in project)),
+            audit_log_level=settings.get("audit_log_level"),
+            active_share_count=len(shares),
+            outside_org_share_count=outside,
+            not_visible=", ".join(not_visible) or None,
+        )
+    return rows
+
+
+def relations_holding(warehouse, needles: set[str]) -> set[tuple[str, str]]:
+    """(schema, relation) of every table and view whose rows, read as text, hold any of `needles`
+    (DuckDB compresses strings on disk: a byte scan of the file could miss them)."""
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        found = set()
+        relations = connection.execute(
+            "select table_schema, table_name from information_schema.tables"
+        ).fetchall()
+        for schema, table in relations:
+            text = connection.execute(
+                f'select string_agg(cast(t as varchar), chr(10)) from "{schema}"."{table}" as t'
+            )
+            blob = (text.fetchone()[0] or "").lower()
+            if any(needle.lower() in blob for needle in needles):
+                found.add((schema, table))
+        return found
+    finally:
+        connection.close()

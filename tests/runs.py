@@ -125,7 +125,33 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
                     day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
                     if start <= day < end:
                         counts["branch_consumption"] += len(frame["metrics"])
+    counts.update(access_table_counts(account))
     return counts
+
+
+def access_table_counts(account) -> dict[str, int]:
+    """Rows of the access review's tables after a run with the account's personal key, which
+    administers some organizations only (test_simulator_access.py)."""
+    from expected import visible_to_the_personal_key
+
+    projects = account.all_projects()
+    visible = {o["id"]: visible_to_the_personal_key(account, o["id"]) for o in account.organizations}
+    return {
+        "organization_members": sum(len(account.members(org)) for org in visible),
+        "organization_api_keys": sum(
+            len(account.org_api_keys(org)) for org, v in visible.items() if v["api_keys"]
+        ),
+        "organization_vpc_endpoints": sum(
+            len(account.org_vpc_endpoints(org)) for org, v in visible.items() if v["vpc_endpoints"]
+        ),
+        "project_permissions": sum(len(account.project_permissions(p["id"])) for p in projects),
+        "project_vpc_endpoints": sum(
+            len(account.project_vpc_endpoints(p["id"]))
+            for p in projects
+            if p.get("org_id") and visible[p["org_id"]]["vpc_endpoints"]
+        ),
+        "access_coverage": 3 * len(visible) + 2 * len(projects),  # per organization, per project
+    }
 
 
 def landed_counts(warehouse: Path) -> dict[str, int]:

@@ -120,6 +120,8 @@ def test_marts_have_an_enforced_contract_with_every_data_type(models):
         "branch_history",
         "daily_consumption",
         "stale_branches",
+        "access_review",
+        "project_security",
     } <= set(marts)
     for name, model in marts.items():
         assert model["contract"]["enforced"], f"mart {name} has no enforced contract"
@@ -226,6 +228,8 @@ def test_enumerations_come_from_neon_s_spec_and_only_closed_ones_fail_the_build(
         ("stg_neon__operations", "operation_status"): (schemas["OperationStatus"]["enum"], "WARN"),
         ("stg_neon__operations", "operation_action"): (schemas["OperationAction"]["enum"], "WARN"),
         ("stg_neon__branches", "branch_state"): (None, "WARN"),
+        ("stg_neon__organization_members", "member_role"): (schemas["MemberRole"]["enum"], "WARN"),
+        ("stg_neon__projects", "audit_log_level"): (schemas["ProjectAuditLogLevel"]["enum"], "WARN"),
     }
     for (model, column), (enum, severity) in cases.items():
         test = _accepted_values(data_tests, model, column)
@@ -250,6 +254,8 @@ def test_unit_tests_cover_the_tricky_logic(manifest):
         "regional_footprint",
         "stg_neon__branches",
         "int_consumption_pivoted_to_project_days",
+        "access_review",
+        "project_security",
     ):
         assert covered[model], f"{model} has no unit test"
 

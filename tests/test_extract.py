@@ -54,6 +54,7 @@ def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
         ("BRANCHES_PAGE_LIMIT", 1),
         ("OPERATIONS_PAGE_LIMIT", 2),
         ("CONSUMPTION_PAGE_LIMIT", 1),
+        ("MEMBERS_PAGE_LIMIT", 2),
     ):
         monkeypatch.setattr(settings, name, size)
     account = fresh()
@@ -69,6 +70,9 @@ def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
     # `next` paging: one page per branch, and no request after the last one
     branches = sum(len(account.branches(p["id"])) for p in account.all_projects())
     assert by_route["/projects/{project_id}/branches"] == branches
+    # members page by `next` too: a page per 2 members
+    members = [len(account.members(o["id"])) for o in account.organizations]
+    assert by_route["/organizations/{org_id}/members"] == sum(-(-n // 2) for n in members)
 
 
 def test_an_organization_key_takes_orgs_and_regions_from_the_projects(tmp_path):

@@ -24,6 +24,8 @@ def test_required_spec_fields_are_kept_unless_deliberately_dropped(table):
         "projects": {"applications"},  # not a ProjectListItem field; listed for completeness
         "project_branches": set(),
         "endpoints": {"proxy_host"},  # deprecated alias of `host`
+        # the creator's id lands as created_by_user_id; their name and avatar are not needed
+        "organization_api_keys": {"created_by"},
     }
     schema_name, columns = settings.SPEC_SCHEMAS[table]
     required = set(schema(schema_name).get("required", []))
@@ -45,3 +47,15 @@ def test_every_operation_action_of_the_spec_has_a_decided_effect():
         settings.LISTINGS,
         settings.CONTENTS,
     }
+
+
+def test_fields_the_spec_marks_sensitive_land_only_where_decided():
+    """Neon's spec marks personal data and secrets `x-sensitive`. Of those, the raw tables hold the
+    email columns of the access review (hashed on request) and a compute's host name (loaded
+    before the access review; a decision of its own), and nothing else."""
+    decided = {(table, column) for table, column in settings.EMAIL_COLUMNS.items()} | {("endpoints", "host")}
+    landed = set()
+    for table, (schema_name, columns) in settings.SPEC_SCHEMAS.items():
+        sensitive = set(schema(schema_name).get("x-sensitive", []))
+        landed |= {(table.split(" ")[0], column) for column in sensitive & set(columns)}
+    assert landed == decided

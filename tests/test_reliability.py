@@ -19,7 +19,8 @@ import duckdb
 import psutil
 import pytest
 from conftest import REPO
-from expected import marts, query
+from expected import marts, query, relations_holding
+from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, file_digest, files_holding, run_cli
 
@@ -322,29 +323,71 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 120) -> None
 # --------------------------------------------------------------------------------------- secrets
 
 
-def test_no_file_a_run_produces_holds_the_key_or_a_password(tmp_path):
-    account = Account.generate(dataclasses.replace(PRESETS["tiny"], serve_secrets=True))
-    secrets = account.served_secrets() | {account.personal_api_key}
-    assert len(secrets) > 1
-    warehouse = tmp_path / "neon_api.duckdb"
-    dlt_dir = tmp_path / "dlt"
-    target, logs = tmp_path / "dbt-target", tmp_path / "dbt-logs"
+def _run_and_report(account: Account, folder: Path, **env_extra: str) -> tuple[Path, str, list[Path]]:
+    """`neon-elt elt` then `neon-elt report`, as a scheduler runs them: (the warehouse, everything
+    they printed, the folders they wrote besides it, the report included)."""
+    warehouse = folder / "neon_api.duckdb"
+    written = [folder / "dlt", folder / "dbt-target", folder / "dbt-logs", folder / "reports"]
     with Simulator(account) as simulator:
         env = cli_env(
             warehouse,
             simulator,
-            DLT_DATA_DIR=str(dlt_dir),
-            DBT_TARGET_PATH=str(target),
-            DBT_LOG_PATH=str(logs),
+            DLT_DATA_DIR=str(written[0]),
+            DBT_TARGET_PATH=str(written[1]),
+            DBT_LOG_PATH=str(written[2]),
+            **env_extra,
         )
-        result = run_cli("elt", env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+        result = run_cli("elt", env=env, cwd=folder)
+        assert result.returncode == 0, result.stderr
+        report = run_cli("report", "--output", str(written[3] / "report.html"), env=env, cwd=folder)
+        assert report.returncode == 0, report.stderr
+    assert all(path.exists() for path in written)
+    return warehouse, result.stdout + result.stderr + report.stdout + report.stderr, written
 
-    leaks = [f"stdout/stderr: {s}" for s in secrets if s in result.stdout + result.stderr]
-    assert dlt_dir.exists() and target.exists() and logs.exists()
-    leaks += files_holding(secrets, dlt_dir, target, logs)
+
+# The access review's relations: the only ones that may hold an email address.
+ACCESS_RELATIONS = {
+    ("neon_api_data", "organization_members"),
+    ("neon_api_data", "project_permissions"),
+    ("staging", "stg_neon__organization_members"),
+    ("staging", "stg_neon__project_permissions"),
+    ("staging", "int_project_shares_matched_to_members"),
+    ("marts", "access_review"),
+}
+
+
+def test_no_file_a_run_produces_holds_the_key_or_a_password_and_emails_stay_in_the_access_tables(tmp_path):
+    account = Account.generate(dataclasses.replace(PRESETS["tiny"], serve_secrets=True))
+    secrets = account.served_secrets() | {account.personal_api_key}
+    emails = account.served_emails()
+    assert len(secrets) > 1 and any(len(s) == 64 for s in secrets)  # passwords and API key tokens
+    assert emails
+    warehouse, printed, written = _run_and_report(account, tmp_path)
+
+    leaks = [f"stdout/stderr: {s}" for s in secrets | emails if s in printed]
+    leaks += files_holding(secrets | emails, *written)
     leaks += [f"{warehouse}: {s}" for s in secrets if _warehouse_contains(warehouse, s)]
     assert not leaks
+    assert relations_holding(warehouse, emails) == ACCESS_RELATIONS
+
+
+def test_with_hash_emails_no_address_and_no_salt_lands_anywhere(tmp_path):
+    """For a warehouse shared beyond admins: every address is an HMAC of it, in the warehouse, the
+    pipeline's files, dbt's, the output and the report; the salt is nowhere."""
+    account = Account.generate(PRESETS["tiny"])
+    salt = "a-long-random-salt-for-this-test"
+    warehouse, printed, written = _run_and_report(
+        account,
+        tmp_path,
+        SOURCES__NEON_API_SOURCE__HASH_EMAILS="true",
+        SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT=salt,
+    )
+    needles = account.served_emails() | {salt}
+    assert not [s for s in needles if s in printed]
+    assert not files_holding(needles, *written)
+    assert relations_holding(warehouse, needles) == set()
+    hashes = {hash_email(e, salt) for e in account.served_emails()}
+    assert relations_holding(warehouse, hashes) == ACCESS_RELATIONS
 
 
 def _warehouse_contains(warehouse: Path, secret: str) -> bool:

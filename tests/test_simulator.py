@@ -115,6 +115,17 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
                 (f"{prefix}/databases", {}),
                 (f"{prefix}/roles", {}),
             ]
+    # who can reach the estate: what the personal key's user may read (the 403s: test_simulator_access)
+    for org in orgs if orgs != [None] else []:
+        requests_.append((f"/organizations/{org}/members", {"limit": 500}))
+        if account.org_role(org) == "admin":
+            requests_.append((f"/organizations/{org}/api_keys", {}))
+            if org in account.plan_org_ids():
+                requests_.append((f"/organizations/{org}/vpc/vpc_endpoints", {}))
+    for project in projects:
+        requests_.append((f"/projects/{project['id']}/permissions", {}))
+        if project.get("org_id") in account.plan_org_ids():
+            requests_.append((f"/projects/{project['id']}/vpc_endpoints", {}))
     for org in account.plan_org_ids():
         for granularity, back in (
             ("hourly", timedelta(hours=30)),
@@ -224,11 +235,12 @@ def test_every_parameter_rule_the_spec_declares_is_enforced(demo_sim, demo):
             **consumption_params(demo, org, 3, metrics=list(BRANCH_CONSUMPTION_METRICS)),
             "project_ids": demo.all_projects(org)[0]["id"],
         },
+        "/organizations/{org_id}/members": {},
     }
     with_query = {t for t in ROUTE_TEMPLATES if any(p["in"] == "query" for p in spec_parameters(t))}
     assert with_query == set(valid)
     for template, base in valid.items():
-        path = template.replace("{project_id}", pid)
+        path = template.replace("{project_id}", pid).replace("{org_id}", org)
         for param in (p for p in spec_parameters(template) if p["in"] == "query"):
             name = param["name"]
             allowed, refused = allowed_and_refused(param["schema"])
@@ -976,4 +988,9 @@ def test_secrets_are_served_only_on_request(demo):
                 roles = get(sim, f"/projects/{project['id']}/branches/{branch['id']}/roles").json()["roles"]
                 assert all(r["password"].startswith("npg_") and len(r["password"]) == 16 for r in roles)
                 served |= {r["password"] for r in roles}
-    assert served == secret.served_secrets() and len(served) > 10
+        tokens = set()  # and API key tokens, which Neon itself never lists
+        for org in secret.organizations:
+            keys = get(sim, f"/organizations/{org['id']}/api_keys")
+            tokens |= {k["key"] for k in keys.json()} if keys.status_code == 200 else set()
+    assert served == {s for s in secret.served_secrets() if s.startswith("npg_")} and len(served) > 10
+    assert tokens and tokens <= secret.served_secrets()

@@ -36,6 +36,11 @@ written.
 
 Configuration: `api_key` from `dlt.secrets` (`[sources.neon_api_source] api_key`), everything
 else from `dlt.config` under the same section or from the arguments.
+
+Who can reach the estate (access.py): organization members, organization API keys, VPC endpoints
+and, per project, shares and VPC restrictions, with `access_coverage` saying what the key could
+not read. Emails land in two columns only, hashed with `hash_emails` (salt: `email_hash_salt`,
+a secret).
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ import pyarrow
 import pyarrow.compute
 
 from . import incremental, settings
+from .access import Access, Emails
+from .access import resources as access_resources
 from .helpers import (
     CONSUMPTION_ROUTE,
     NeonAPIError,
@@ -85,6 +92,8 @@ def neon_api_source(
     plan_only: bool = False,
     run_at: datetime | None = None,
     client: Any = None,
+    hash_emails: bool = False,
+    email_hash_salt: str | None = dlt.secrets.value,
 ) -> Any:
     """The Neon estate reachable with one API key.
 
@@ -102,7 +111,12 @@ def neon_api_source(
         plan_only: read the signals and decide the plan (`RunStats.plan`), load nothing.
         run_at: the run's clock (default: now); tests move it to simulate days.
         client: a ready `NeonClient` (tests, and the runner, which owns the stats and retry policy).
+        hash_emails: replace every email address with an HMAC of it (access.py), for warehouses
+            shared beyond admins.
+        email_hash_salt: the HMAC's secret key (`[sources.neon_api_source] email_hash_salt` in
+            secrets), needed with `hash_emails`.
     """
+    emails = Emails(hash_emails, email_hash_salt)  # a missing salt fails before any request
     if client is None:
         if not api_key:
             raise NeonAPIError("/", None, "no API key: set [sources.neon_api_source] api_key")
@@ -133,6 +147,7 @@ def neon_api_source(
         branch_consumption(estate, enabled=consumption),
         confirmations(estate),
     ]
+    resources += access_resources(Access(estate, emails))  # who can reach the estate
     return resources
 
 

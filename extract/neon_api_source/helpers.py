@@ -561,7 +561,9 @@ class NeonClient:
                     f"the body is not valid JSON ({kind}, {len(body_text)} bytes); is {self.base_url} "
                     "the Neon API?",
                 ) from None
-            if not isinstance(body, dict):
+            if not isinstance(body, dict) and not (
+                isinstance(body, list) and route in settings.ARRAY_BODY_ROUTES
+            ):
                 raise _Transient(200, "the body is JSON but not an object")
             reason = validate(body) if validate else None
             if reason:

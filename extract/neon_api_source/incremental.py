@@ -415,3 +415,91 @@ class Planner:
         return Confirmation(
             "branch", branch_id, project.project_id, self.now, reason, updated_at, project.refresh_due_at
         )
+
+
+# ------------------------------------------------------------------ who can reach the estate (access.py)
+#
+# A project's shares (`project_permissions`) and VPC restrictions (`project_vpc_endpoints`) cost a
+# request per project, like its listings, and Neon signals no change to them: the spec's
+# OperationAction has no action for project access, and nothing documents that granting or
+# revoking a share moves the project's `updated_at`. So they are read when the project is read in
+# full (a new project, the rolling refresh, a full run, a repair) and carried from the warehouse
+# otherwise, with the time they were last read: a share is at most `full_refresh_days` old (plus
+# the gap between runs). Besides that, a project's access listings are read when the warehouse
+# holds no reading of them yet, when the email setting changed (carried rows would mix plain and
+# hashed addresses), and, for VPC restrictions, when its organization's VPC endpoints changed.
+
+PROJECT_ACCESS_LISTINGS = ("project_permissions", "project_vpc_endpoints")
+NOT_READ_BEFORE = "not read before"
+EMAIL_SETTING_CHANGED = "email setting changed"
+ORG_VPC_CHANGED = "organization's VPC endpoints changed"
+
+
+@dataclass
+class PreviousAccess:
+    """What the last published run left of the per-project access listings: per listing and
+    project, its coverage row (read or refused, when, why) and its rows (compact JSON)."""
+
+    coverage: dict[tuple[str, str], dict] = field(default_factory=dict)  # (listing, project id) -> row
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # listing -> project id -> rows
+    org_vpc_endpoints: dict[str, list[str]] = field(default_factory=dict)  # org id -> endpoint ids
+
+    def carried(self, listing: str, project_id: str) -> tuple[list[dict], dict]:
+        return json.loads(self.rows.get(listing, {}).get(project_id, "[]")), self.coverage[
+            (listing, project_id)
+        ]
+
+
+def read_previous_access(
+    sql: Any, tables: Mapping[str, str], columns: Mapping[str, list[str]]
+) -> PreviousAccess:
+    """The per-project access listings the warehouse holds. A table that is missing (a warehouse
+    loaded before this version) holds nothing: then every project's listings are read."""
+    previous = PreviousAccess()
+    coverage_columns = columns["access_coverage"]
+    for values in _rows_or_none(sql, tables["access_coverage"], coverage_columns):
+        row = dict(zip(coverage_columns, values, strict=True))
+        if row["listing"] in PROJECT_ACCESS_LISTINGS:
+            previous.coverage[(row["listing"], row["scope_id"])] = {
+                k: v for k, v in row.items() if v is not None
+            }
+    for listing in PROJECT_ACCESS_LISTINGS:
+        grouped: dict[str, list] = defaultdict(list)
+        for values in _rows_or_none(sql, tables[listing], columns[listing]):
+            row = {n: v for n, v in zip(columns[listing], values, strict=True) if v is not None}
+            grouped[row["project_id"]].append(row)
+        previous.rows[listing] = {pid: _compact(rows) for pid, rows in grouped.items()}
+    for org_id, endpoint_id in _rows_or_none(
+        sql, tables["organization_vpc_endpoints"], ["org_id", "vpc_endpoint_id"]
+    ):
+        previous.org_vpc_endpoints.setdefault(org_id, []).append(endpoint_id)
+    for endpoints in previous.org_vpc_endpoints.values():
+        endpoints.sort()
+    return previous
+
+
+def _rows_or_none(sql: Any, table: str, names: list[str]) -> list:
+    try:
+        return sql(f"select {', '.join(_quoted(n) for n in names)} from {table}")
+    except Exception:  # no such table (yet): nothing to carry
+        return []
+
+
+def access_reason(
+    decision: ProjectPlan,
+    previous: PreviousAccess | None,
+    listing: str,
+    *,
+    email_setting_changed: bool = False,
+    org_vpc_changed: bool = False,
+) -> str | None:
+    """Why this run reads one of a project's access listings, or None to carry it."""
+    if decision.mode == FULL:
+        return decision.reason
+    if previous is None or (listing, decision.project_id) not in previous.coverage:
+        return NOT_READ_BEFORE
+    if listing == "project_permissions" and email_setting_changed:
+        return EMAIL_SETTING_CHANGED
+    if listing == "project_vpc_endpoints" and org_vpc_changed:
+        return ORG_VPC_CHANGED
+    return None

@@ -306,3 +306,68 @@ SPEC_SCHEMAS = {
     "roles": ("Role", ROLE_COLUMNS),
     "operations": ("Operation", OPERATION_COLUMNS),
 }
+
+
+# ------------------------------------------------------------------- who can reach the estate (access.py)
+# Members, organization API keys and VPC endpoints are read per organization on every run (a few
+# requests); project shares and VPC restrictions per project, with the project's full reading
+# (incremental.py). Field lists come from the spec's Member, MemberUserInfo,
+# OrgApiKeysListResponseItem, ProjectPermission, VPCEndpointWithRegion and VPCEndpoint.
+MEMBERS_PAGE_LIMIT = 500
+# Routes whose body is a bare JSON array, as the spec declares it; the client takes an array from
+# these routes only.
+ARRAY_BODY_ROUTES = frozenset({"/organizations/{org_id}/api_keys"})
+MEMBER_COLUMNS = {
+    "id": "text",
+    "user_id": "text",
+    "org_id": "text",
+    "role": "text",
+    "joined_at": "timestamp",
+}
+MEMBER_USER_COLUMNS = {
+    "email": "text",
+    "has_mfa": "bool",
+    "deactivated_at": "timestamp",
+}
+# `created_by` (the creator's id, name and avatar) lands as `created_by_user_id` only: the id
+# joins the members, whose email names the creator; a second copy of a person's name would be
+# personal data the review does not need. A key's token is never a column (the list has none).
+API_KEY_COLUMNS = {
+    "id": "bigint",
+    "name": "text",
+    "created_at": "timestamp",
+    "last_used_at": "timestamp",
+    "last_used_from_addr": "text",
+    "project_id": "text",
+}
+PERMISSION_COLUMNS = {
+    "id": "text",
+    "granted_to_email": "text",
+    "granted_at": "timestamp",
+    "revoked_at": "timestamp",
+}
+VPC_ENDPOINT_COLUMNS = {
+    "vpc_endpoint_id": "text",
+    "label": "text",
+    "region_id": "text",
+}
+PROJECT_VPC_ENDPOINT_COLUMNS = {
+    "vpc_endpoint_id": "text",
+    "label": "text",
+}
+# The only columns that hold email addresses (the spec marks them x-sensitive): with
+# `hash_emails` they hold `hmac-sha256:<hex>` of the trimmed, lower-cased address instead.
+EMAIL_COLUMNS = {"organization_members": "email", "project_permissions": "granted_to_email"}
+EMAIL_HASH_PREFIX = "hmac-sha256:"
+EMAIL_HASH_SALT_MIN_LENGTH = 16
+
+SPEC_SCHEMAS.update(
+    {
+        "organization_members": ("Member", MEMBER_COLUMNS),
+        "organization_members (user)": ("MemberUserInfo", MEMBER_USER_COLUMNS),
+        "organization_api_keys": ("OrgApiKeysListResponseItem", API_KEY_COLUMNS),
+        "project_permissions": ("ProjectPermission", PERMISSION_COLUMNS),
+        "organization_vpc_endpoints": ("VPCEndpointWithRegion", VPC_ENDPOINT_COLUMNS),
+        "project_vpc_endpoints": ("VPCEndpoint", PROJECT_VPC_ENDPOINT_COLUMNS),
+    }
+)

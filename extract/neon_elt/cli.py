@@ -55,9 +55,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         )
     options = {}
     if do_extract:
+        emails = config.email_hashing()
         options = {
             "full_refresh": args.full_refresh,
             "full_refresh_days": config.full_refresh_days(args.full_refresh_days),
+            "hash_emails": emails.enabled,
+            "email_hash_salt": emails.salt,
         }
     if getattr(args, "plan", False):
         result = elt(target, client, plan_only=True, **options)
@@ -155,6 +158,18 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print_marts_summary(target)
 
 
+def cmd_hash_email(args: argparse.Namespace) -> None:
+    """The value an address has in a warehouse loaded with `hash_emails`: how an admin who holds
+    the salt finds one person's grants without the warehouse holding any address."""
+    from neon_api_source.access import hash_email
+
+    emails = config.email_hashing()
+    if not emails.enabled:
+        raise config.ConfigError("hash_emails is off: the warehouse holds addresses as they are")
+    for address in args.addresses:
+        print(f"{hash_email(address, emails.salt)}  {address.strip().lower()}")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from . import report
 
@@ -233,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="print a short summary of the marts")
     summary.set_defaults(func=cmd_summary)
     target_option(summary)
+    hashed = sub.add_parser("hash-email", help="print the hash an address has with hash_emails on")
+    hashed.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    hashed.set_defaults(func=cmd_hash_email)
     report = sub.add_parser("report", help="write a self-contained HTML report of the marts")
     report.add_argument("--output", default="reports/neon_estate_report.html")
     report.set_defaults(func=cmd_report)

@@ -10,6 +10,8 @@
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
 | its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
 | tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `budget_share`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
+| hash emails        | `SOURCES__NEON_API_SOURCE__HASH_EMAILS` | `[sources.neon_api_source] hash_emails` | false |
+| their salt         | `SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT` | `[sources.neon_api_source] email_hash_salt` (secrets) | none |
 """
 
 from __future__ import annotations
@@ -233,6 +235,39 @@ def stale_after_days(option: int | None = None) -> int | None:
     if days < 1:
         raise ConfigError(f"stale_after_days must be a whole number of days, 1 or more (got {raw!r})")
     return days
+
+
+# ------------------------------------------------------------------------ emails (access review)
+
+
+@dataclass(frozen=True)
+class EmailHashing:
+    enabled: bool
+    salt: str | None  # the HMAC key: a secret, never printed
+
+    def __repr__(self) -> str:
+        return f"EmailHashing(enabled={self.enabled})"
+
+
+def email_hashing() -> EmailHashing:
+    """Whether emails land hashed (`hash_emails`, false by default) and the salt that keys the
+    hash (`email_hash_salt`, a secret). Hashing without a salt of at least 16 characters is a
+    configuration error: an unkeyed hash of an address is undone by hashing guesses."""
+    raw = _config("hash_emails", str, "false")
+    flag = str(raw).strip().lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"[sources.neon_api_source] hash_emails = {raw!r} is not true or false")
+    if flag not in ("true", "1", "yes"):
+        return EmailHashing(False, None)
+    salt = str(_secret(f"{SECRETS_SECTION}.email_hash_salt") or "")
+    if len(salt) < source_settings.EMAIL_HASH_SALT_MIN_LENGTH:
+        raise ConfigError(
+            "hash_emails is on but email_hash_salt is missing or shorter than "
+            f"{source_settings.EMAIL_HASH_SALT_MIN_LENGTH} characters: put a long random secret under "
+            "[sources.neon_api_source] in .dlt/secrets.toml (or SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT), "
+            "and keep it: another salt gives other hashes"
+        )
+    return EmailHashing(True, salt)
 
 
 def base_url() -> str:

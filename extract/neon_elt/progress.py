@@ -20,6 +20,11 @@ ROUTE_LABELS = {
     "/projects/{project_id}/operations": "operations",
     "/consumption_history/v2/projects": "consumption",
     "/consumption_history/v2/branches": "branch usage",
+    "/organizations/{org_id}/members": "members",
+    "/organizations/{org_id}/api_keys": "api keys",
+    "/organizations/{org_id}/vpc/vpc_endpoints": "vpc",
+    "/projects/{project_id}/permissions": "shares",
+    "/projects/{project_id}/vpc_endpoints": "vpc limits",
 }
 
 

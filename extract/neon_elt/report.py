@@ -821,6 +821,113 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
     return "\n".join(parts)
 
 
+# Who can reach the estate
+# --------------------------------------------------------------------------------------------------
+# Counts and flags per organization, from the access review's marts. Never an address: no query
+# here reads a column that holds one (`principal`, `created_by`).
+
+ACCESS_COUNTS = """
+    select
+        org_id,
+        max(org_name) as org_name,
+        count(case when principal_kind = 'member' and is_active then 1 end) as members,
+        count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
+            as admins,
+        count(case when is_flagged_without_mfa then 1 end) as without_mfa,
+        count(case when principal_kind = 'api_key' then 1 end) as api_keys,
+        count(case when is_flagged_unused_key then 1 end) as unused_keys,
+        count(case when principal_kind = 'project_share' and is_active then 1 end) as shares,
+        count(case when is_flagged_outside_share then 1 end) as outside_shares,
+        count(case when is_flagged_excess_admin then 1 end) as excess_admins
+    from marts.access_review
+    group by org_id
+"""
+SECURITY_ROWS = """
+    select org_id, org_name, is_reachable_from_anywhere, has_ip_allow_list, is_vpc_only, not_visible
+    from marts.project_security
+"""
+ACCESS_COLUMNS = (
+    "organization",
+    "active members",
+    "admins",
+    "without MFA",
+    "API keys",
+    "unused keys",
+    "active shares",
+    "outside the org",
+    "projects",
+    "reachable from anywhere",
+    "IP allow list",
+    "VPC only",
+)
+
+
+def access_section(access: list[dict], security: list[dict]) -> str:
+    """The access review in counts: one row per organization, and what the key could not see."""
+    orgs: dict[Any, dict] = {}
+    for row in security:
+        org = orgs.setdefault(row["org_id"], {"name": row["org_name"], "projects": 0, "reachable": 0,
+                                              "allow_list": 0, "vpc_only": 0, "hidden": set()})  # fmt: skip
+        org["projects"] += 1
+        org["reachable"] += bool(row["is_reachable_from_anywhere"])
+        org["allow_list"] += bool(row["has_ip_allow_list"])
+        org["vpc_only"] += bool(row["is_vpc_only"])
+        org["hidden"] |= set((row["not_visible"] or "").split(", ")) - {""}
+    counts = {row["org_id"]: row for row in access}
+    body, flagged, notes = [], Counter(), []
+    for org_id, org in sorted(orgs.items(), key=lambda kv: (kv[0] is None, kv[1]["name"] or "")):
+        grants = counts.get(org_id, {})
+        name = org["name"] or org_id or "Personal account"
+        cells = [
+            name,
+            *(
+                "not visible"
+                if any(h.startswith(listing) for h in org["hidden"])
+                else f"{grants.get(key, 0):,}"
+                for key, listing in (
+                    ("members", "organization members"),
+                    ("admins", "organization members"),
+                    ("without_mfa", "organization members"),
+                    ("api_keys", "organization API keys"),
+                    ("unused_keys", "organization API keys"),
+                    ("shares", "project shares"),
+                    ("outside_shares", "organization members"),
+                )
+            ),
+            f"{org['projects']:,}",
+            f"{org['reachable']:,}",
+            f"{org['allow_list']:,}",
+            f"{org['vpc_only']:,}",
+        ]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        for key in ("without_mfa", "unused_keys", "outside_shares", "excess_admins"):
+            flagged[key] += grants.get(key, 0)
+        if org["hidden"]:
+            notes.append(f"{name}: {', '.join(sorted(org['hidden']))}")
+    reachable = sum(o["reachable"] for o in orgs.values())
+    summary = (
+        f"{flagged['without_mfa']:,} active members without MFA, {flagged['unused_keys']:,} API keys "
+        f"never used or long unused, {flagged['outside_shares']:,} active shares outside their "
+        f"organization, {flagged['excess_admins']:,} admins of organizations with too many; "
+        f"{reachable:,} of {sum(o['projects'] for o in orgs.values()):,} projects reachable from anywhere."
+    )
+    hidden = (
+        "<p>Not visible to the API key (so counted as unknown, never as none): "
+        + "; ".join(html.escape(n) for n in notes)
+        + ".</p>"
+        if notes
+        else ""
+    )
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ACCESS_COLUMNS)
+    return (
+        '<section data-section="access"><h2>Who can reach the estate</h2>'
+        f"<p>Flagged for review: {html.escape(summary)} The list of grants, with each flag's "
+        "reason, is <code>marts.access_review</code>; per project, <code>marts.project_security</code>.</p>"
+        f'<table class="access"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f"{hidden}</section>"
+    )
+
+
 def build(target: Any) -> str:
     direct = target.direct()
 
@@ -859,6 +966,7 @@ def build(target: Any) -> str:
             "order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id"
         ),
     )
+    access = access_section(rows(ACCESS_COUNTS), rows(SECURITY_ROWS))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(
@@ -898,6 +1006,7 @@ def build(target: Any) -> str:
         stale_rows=stale_rows or '<tr><td colspan="7">No stale branches.</td></tr>',
         consumption_note="" if daily else "<p>No consumption history was loaded (plans without it).</p>",
         cost_sections=costs_html,
+        access=access,
     )
 
 
@@ -927,6 +1036,7 @@ PAGE = """<!doctype html>
   table.costs td:nth-child(3) {{ text-align: right; }}
   table.hygiene td:nth-child(3), table.hygiene td:nth-child(5) {{ text-align: left; }}
   table.hygiene td:nth-child(4) {{ white-space: nowrap; }}
+  table.access td:nth-child(n+2) {{ text-align: right; }}
   .note {{ color: #666; font-size: 0.85rem; max-width: 900px; }}
 </style>
 </head>
@@ -946,6 +1056,7 @@ PAGE = """<!doctype html>
 </tbody>
 </table>
 </section>
+{access}
 </body>
 </html>
 """

@@ -35,7 +35,11 @@ from .warehouse import FAULT_TEXTS
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
 # Environment variables that carry secrets: never passed on to dbt.
-SECRET_ENV = ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
+SECRET_ENV = (
+    "NEON_API_KEY",
+    "SOURCES__NEON_API_SOURCE__API_KEY",
+    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
+)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -67,6 +71,9 @@ def make_pipeline(build: Build) -> dlt.Pipeline:
     # Arrow items (consumption) get dlt's load id and row id like every other row.
     dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
     dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
+    # A load's files go once loaded: they hold every row (emails of the access review included),
+    # and the warehouse is the one place rows may stay.
+    dlt.config["load.delete_completed_jobs"] = True
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     # The last run's local state goes before dlt opens the pipeline: opened with a destination,
     # a state left by a run into the other warehouse (make demo after TARGET=postgres) makes dlt

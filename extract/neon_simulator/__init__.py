@@ -42,7 +42,8 @@ large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~3
 
 Where things are: :mod:`~.reference` (regions, name tables, ``AccountSpec``, ``PRESETS``),
 :mod:`~.generate` (an account from a spec), :mod:`~.account` (the store and its reads),
-:mod:`~.mutations` (changes and the signals they leave), :mod:`~.consumption` (consumption
+:mod:`~.mutations` (changes and the signals they leave), :mod:`~.access` (members, API keys,
+project shares and VPC endpoints, and who may read them), :mod:`~.consumption` (consumption
 maths), :mod:`~.server` (HTTP handling), :mod:`~.routes` (route handlers and paging),
 :mod:`~.params` (parameter rules read from the spec), :mod:`~.limits` and :mod:`~.faults`.
 

@@ -27,6 +27,7 @@ import random
 import threading
 from datetime import UTC, datetime
 
+from .access import AccessControl
 from .consumption import ConsumptionHistory
 from .generate import Generation
 from .mutations import Mutations
@@ -40,7 +41,7 @@ from .timestamps import _HOUR, month_start, next_month_start, ts
 # --------------------------------------------------------------------------------------------------
 
 
-class Account(Generation, Mutations, ConsumptionHistory):
+class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
     """A synthetic Neon account. Build one with :meth:`generate`; all reads and writes are locked."""
 
     def __init__(self, spec: AccountSpec, now: datetime):
@@ -61,6 +62,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
         self._order: dict[str | None, list[tuple[str, str]]] = {}
         self._consumption_since = 0
         self._branch_consumption_since = 0
+        self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
 
     # ---------------------------------------------------------------------------------- reads
 
@@ -178,7 +180,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
             return list(self._project(project_id).applications)
 
     def served_secrets(self) -> set[str]:
-        """Every secret value the server can currently serve (role passwords)."""
+        """Every secret value the server can currently serve (role passwords, API key tokens)."""
         with self.lock:
             return {
                 role["password"]
@@ -186,7 +188,7 @@ class Account(Generation, Mutations, ConsumptionHistory):
                 for roles in project.roles.values()
                 for role in roles
                 if "password" in role
-            }
+            } | self._served_key_tokens()
 
     def consumption(self, project_id: str, granularity: str = "daily") -> list[dict]:
         """All consumption timeframes of a project, oldest first.

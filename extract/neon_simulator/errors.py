@@ -15,6 +15,10 @@ BRANCH_CONSUMPTION_PLAN_REQUIRED = (
     "Launch, Scale, Agent, or Enterprise plan."
 )
 
+# Access review endpoints (access.py): who may read API keys and VPC endpoints.
+ADMIN_REQUIRED = "only organization admins can do this"
+VPC_PLAN_REQUIRED = "Private networking is available on the Scale and Business plans."
+
 
 class ApiError(Exception):
     """An error answer: HTTP ``status`` with a ``GeneralError`` body."""

@@ -118,6 +118,7 @@ class Generation:
             self._branch_consumption_since = self._consumption_since
         for index, n_branches in enumerate(self._branch_counts(rng)):
             self._add_project(index, n_branches, rng)
+        self._generate_access()  # from a generator of its own: access.py
 
     def _branch_counts(self, rng: random.Random) -> list[int]:
         """Branches per project: exactly ``round(projects * mean)`` in total, unevenly spread."""

@@ -31,10 +31,12 @@ from urllib.parse import unquote
 
 from .account import Account
 from .errors import (
+    ADMIN_REQUIRED,
     BRANCH_CONSUMPTION_PLAN_REQUIRED,
     CONSUMPTION_PLAN_REQUIRED,
     ORG_ID_REQUIRED,
     ORG_KEY_FORBIDDEN,
+    VPC_PLAN_REQUIRED,
     ApiError,
 )
 from .faults import FaultInjector
@@ -109,6 +111,12 @@ _ROUTES: list[tuple[str, str]] = [
     ("/projects/{project_id}/operations/{operation_id}", "operation"),
     ("/consumption_history/v2/projects", "consumption"),
     ("/consumption_history/v2/branches", "branch_consumption"),
+    # who can reach the estate (access.py)
+    ("/organizations/{org_id}/members", "org_members"),
+    ("/organizations/{org_id}/api_keys", "org_api_keys"),
+    ("/organizations/{org_id}/vpc/vpc_endpoints", "org_vpc_endpoints"),
+    ("/projects/{project_id}/permissions", "project_permissions"),
+    ("/projects/{project_id}/vpc_endpoints", "project_vpc_endpoints"),
 ]
 #: The route templates the simulator serves.
 ROUTE_TEMPLATES: tuple[str, ...] = tuple(template for template, _ in _ROUTES)
@@ -430,6 +438,75 @@ class Routes:
         else:
             cursor = args["cursor"] or _START_CURSOR
         return {"branches": page, "pagination": {"cursor": cursor}}
+
+    # -- who can reach the estate (access.py) -----------------------------------------------------
+
+    def _org_admin(self, req: Request, org_id: str) -> None:
+        """403 unless the key acts as an admin of ``org_id`` (an organization key does, in its own)."""
+        self._member_org(req, org_id)
+        if req.key["kind"] != "org" and self.account.org_role(org_id) != "admin":
+            raise ApiError(403, ADMIN_REQUIRED)
+
+    def _private_networking(self, org_id: str | None) -> None:
+        if org_id not in self.account._plan_orgs:
+            raise ApiError(403, VPC_PLAN_REQUIRED)
+
+    def org_members(self, req: Request) -> dict:
+        """Members with their user info, paged like branches: ``pagination.next`` while more remain."""
+        org_id = req.path_params["org_id"]
+        self._member_org(req, org_id)
+        args = parse_query(req.template, req.query)
+        sort_by, sort_order = args["sort_by"], args["sort_order"]  # or the spec's defaults
+        after = None
+        if args["cursor"] is not None:  # the cursor holds its sort; one given beside it must match
+            cursor_by, cursor_order, value, member_id = decode_cursor(args["cursor"], 4)
+            declared = query_params(req.template)
+            if (
+                cursor_by not in declared["sort_by"].choices
+                or cursor_order not in declared["sort_order"].choices
+            ):
+                raise ApiError(400, "invalid cursor")
+            if ("sort_by" in req.query and sort_by != cursor_by) or (
+                "sort_order" in req.query and sort_order != cursor_order
+            ):
+                raise ApiError(400, "sort_by and sort_order must match the cursor")
+            sort_by, sort_order, after = cursor_by, cursor_order, (value, member_id)
+
+        def key(record: dict) -> tuple[str, str]:
+            value = record["user"]["email"] if sort_by == "email" else record["member"].get(sort_by, "")
+            return value, record["member"]["id"]
+
+        descending = sort_order == "desc"
+        ordered = sorted(self.account._members.get(org_id, []), key=key, reverse=descending)
+        if after is not None:
+            ordered = [m for m in ordered if (key(m) < after if descending else key(m) > after)]
+        limit = args["limit"] or len(ordered)
+        page = ordered[:limit]
+        pagination = {"sort_by": sort_by, "sort_order": sort_order}
+        if len(ordered) > limit:
+            pagination["next"] = encode_cursor(sort_by, sort_order, *key(page[-1]))
+        return {"members": page, "pagination": pagination}
+
+    def org_api_keys(self, req: Request) -> list:
+        """A bare JSON array, as the spec has it; never the keys' tokens (unless serve_secrets)."""
+        org_id = req.path_params["org_id"]
+        self._org_admin(req, org_id)
+        return self.account._api_keys_served(org_id)
+
+    def org_vpc_endpoints(self, req: Request) -> dict:
+        org_id = req.path_params["org_id"]
+        self._org_admin(req, org_id)
+        self._private_networking(org_id)
+        return {"endpoints": self.account._org_vpc.get(org_id, [])}
+
+    def project_permissions(self, req: Request) -> dict:
+        project = self._project(req)
+        return {"project_permissions": self.account._permissions.get(project.item["id"], [])}
+
+    def project_vpc_endpoints(self, req: Request) -> dict:
+        project = self._project(req)
+        self._private_networking(project.scope)
+        return {"endpoints": self.account._project_vpc.get(project.item["id"], [])}
 
 
 def _round_down(epoch: int, granularity: str) -> int:

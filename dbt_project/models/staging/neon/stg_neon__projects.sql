@@ -53,6 +53,23 @@ renamed as (
         settings,
         default_endpoint_settings,
 
+        -- who can connect, from `settings` (absent settings: Neon's defaults, open and off)
+        coalesce(
+            {{ json_array_length('settings', ['allowed_ips', 'ips']) }}, 0
+        ) as allowed_ip_count,
+        coalesce(
+            cast({{ json_text('settings', ['allowed_ips', 'protected_branches_only']) }} as boolean), false
+        ) as is_ip_allow_list_protected_branches_only,
+        coalesce(cast({{ json_text('settings', ['block_public_connections']) }} as boolean), false)
+            as is_public_connection_blocked,
+        coalesce(cast({{ json_text('settings', ['block_vpc_connections']) }} as boolean), false)
+            as is_vpc_connection_blocked,
+        coalesce(cast({{ json_text('settings', ['enable_logical_replication']) }} as boolean), false)
+            as is_logical_replication_enabled,
+        coalesce(cast({{ json_text('settings', ['hipaa']) }} as boolean), hipaa_enabled_at is not null)
+            as is_hipaa_enabled,
+        {{ json_text('settings', ['audit_log_level']) }} as audit_log_level,
+
         -- timestamps
         {{ to_utc('created_at') }} as created_at,
         {{ to_utc('maintenance_starts_at') }} as maintenance_starts_at,

@@ -1,0 +1,454 @@
+"""Who can reach the estate: the listings an access review reads, as resources of the source.
+
+| table                        | from                                                 | how                   |
+|------------------------------|------------------------------------------------------|-----------------------|
+| `organization_members`       | `GET /organizations/{org_id}/members` (500 a page)   | replace, every run    |
+| `organization_api_keys`      | `GET /organizations/{org_id}/api_keys`               | replace, every run    |
+| `organization_vpc_endpoints` | `GET /organizations/{org_id}/vpc/vpc_endpoints`      | replace, every run    |
+| `project_permissions`        | `GET /projects/{project_id}/permissions` (shares)    | replace; read with    |
+| `project_vpc_endpoints`      | `GET /projects/{project_id}/vpc_endpoints`, for      | the project's full    |
+|                              | projects of organizations with VPC endpoints         | reading, else carried |
+| `access_coverage`            | (this source) for each listing and organization or   | replace               |
+|                              | project: read or refused, when, and why              |                       |
+
+A key may not read every listing: organization API keys and VPC endpoints need an admin, VPC
+endpoints a paid plan. A 403 (or 404) is noted in the run summary and skipped, and
+`access_coverage` keeps it, so the marts can tell "nobody" from "not visible".
+
+Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
+`organization_members.email` and `project_permissions.granted_to_email` only; no message of this
+module names one (an API message is redacted before it is noted). With `hash_emails` they never
+leave this module as addresses: each is replaced by `hmac-sha256:<hex>`, an HMAC-SHA256 of the
+trimmed, lower-cased address keyed with a secret salt, so the same address gets the same value in
+both tables (shares still join members) and nobody without the salt can test a guess. Key tokens
+are never columns: the listing has none, and `pick` keeps declared fields only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import dlt
+
+from . import incremental, settings
+from .helpers import NeonAPIError, column_hints, fan_out, paginate_next, pick
+
+MEMBERS_ROUTE = "/organizations/{org_id}/members"
+API_KEYS_ROUTE = "/organizations/{org_id}/api_keys"
+ORG_VPC_ROUTE = "/organizations/{org_id}/vpc/vpc_endpoints"
+PERMISSIONS_ROUTE = "/projects/{project_id}/permissions"
+PROJECT_VPC_ROUTE = "/projects/{project_id}/vpc_endpoints"
+
+# What the summary and `access_coverage.listing` call each listing.
+LISTING_WORDS = {
+    "organization_members": "organization members",
+    "organization_api_keys": "organization API keys",
+    "organization_vpc_endpoints": "organization VPC endpoints",
+    "project_permissions": "project shares",
+    "project_vpc_endpoints": "project VPC restrictions",
+}
+EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
+CONFIRMED_AT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
+COVERAGE_COLUMNS = {
+    "listing": "text",
+    "scope_id": "text",
+    "org_id": "text",
+    "project_id": "text",
+    "is_visible": "bool",
+    "status": "bigint",
+    "detail": "text",
+    "read_reason": "text",
+    "confirmed_at": "timestamp",
+}
+# What a run reads back from the warehouse to carry the per-project listings.
+CARRIED_COLUMNS = {
+    "access_coverage": list(COVERAGE_COLUMNS),
+    "project_permissions": [*settings.PERMISSION_COLUMNS, "project_id", "confirmed_at"],
+    "project_vpc_endpoints": [*settings.PROJECT_VPC_ENDPOINT_COLUMNS, "project_id", "confirmed_at"],
+}
+
+
+# ------------------------------------------------------------------------------------------- emails
+
+
+class Emails:
+    """How email addresses land: as Neon sends them, or as a keyed hash (`hash_emails`)."""
+
+    def __init__(self, hash_emails: bool = False, salt: str | None = None):
+        if hash_emails and len(salt or "") < settings.EMAIL_HASH_SALT_MIN_LENGTH:
+            raise ValueError(
+                f"hash_emails needs email_hash_salt, a secret of at least "
+                f"{settings.EMAIL_HASH_SALT_MIN_LENGTH} characters"
+            )
+        self._key = salt.encode() if hash_emails and salt else None
+
+    @property
+    def mode(self) -> str:
+        """`plain`, or the hash and a fingerprint of its salt: a change of either means the
+        addresses carried from the warehouse no longer match the ones read now."""
+        if self._key is None:
+            return "plain"
+        return settings.EMAIL_HASH_PREFIX + hashlib.sha256(self._key).hexdigest()[:16]
+
+    def __call__(self, email: str | None) -> str | None:
+        if email is None or self._key is None:
+            return email
+        return hash_email(email, self._key)
+
+
+def hash_email(email: str, salt: str | bytes) -> str:
+    """`hmac-sha256:<hex>` of the trimmed, lower-cased address, keyed with the salt."""
+    key = salt.encode() if isinstance(salt, str) else salt
+    digest = hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+    return settings.EMAIL_HASH_PREFIX + digest
+
+
+def redact(text: str) -> str:
+    """An API message fit for a log line: any address in it replaced."""
+    return EMAIL.sub("<email>", text)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+class Access:
+    """The access listings of one run, read once and shared by the resources below."""
+
+    def __init__(self, estate: Any, emails: Emails):
+        self.estate = estate
+        self.emails = emails
+
+    # organizations ------------------------------------------------------------------------------
+
+    def org_ids(self) -> list[str]:
+        """Every organization the key sees (an organization key: its projects' one)."""
+        estate = self.estate
+        orgs = [o["id"] for o in estate.organizations()]
+        if estate.org_key:
+            orgs = sorted({p["org_id"] for p in estate.projects() if p.get("org_id")})
+        return orgs
+
+    def per_org(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+        """Org id -> (rows, coverage row) of an organization-wide listing, read this run."""
+        return self.estate._once(f"access:{listing}", lambda: self._read_orgs(listing))
+
+    def _read_orgs(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+        fetch = {
+            "organization_members": self._members,
+            "organization_api_keys": self._api_keys,
+            "organization_vpc_endpoints": self._vpc_endpoints,
+        }[listing]
+        result = {}
+        for org_id in self.org_ids():
+            try:
+                rows, status, detail = fetch(org_id), 200, None
+            except NeonAPIError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                rows, status, detail = [], exc.status, redact(exc.detail)
+            result[org_id] = (
+                rows,
+                self._coverage(listing, org_id, org_id, None, status, detail, "every run"),
+            )
+        self._note_refusals(listing, [cov for _, cov in result.values()], "organization")
+        return result
+
+    def _members(self, org_id: str) -> list[dict]:
+        rows = []
+        params = {"limit": settings.MEMBERS_PAGE_LIMIT}
+        for page in paginate_next(self.estate.client, MEMBERS_ROUTE, "members", params, org_id=org_id):
+            for item in page:
+                row = {**pick(item.get("member") or {}, settings.MEMBER_COLUMNS), "org_id": org_id}
+                row.update(pick(item.get("user") or {}, settings.MEMBER_USER_COLUMNS))
+                row["email"] = self.emails(row.get("email"))
+                rows.append(row)
+        return rows
+
+    def _api_keys(self, org_id: str) -> list[dict]:
+        rows = []
+        for item in self.estate.client.get(API_KEYS_ROUTE, org_id=org_id):
+            row = {**pick(item, settings.API_KEY_COLUMNS), "org_id": org_id}
+            row["created_by_user_id"] = (item.get("created_by") or {}).get("id")
+            rows.append(row)
+        return rows
+
+    def _vpc_endpoints(self, org_id: str) -> list[dict]:
+        body = self.estate.client.get(ORG_VPC_ROUTE, org_id=org_id)
+        return [
+            {**pick(item, settings.VPC_ENDPOINT_COLUMNS), "org_id": org_id}
+            for item in body.get("endpoints") or []
+        ]
+
+    # projects ---------------------------------------------------------------------------------
+
+    def per_project(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+        """Project id -> (rows, coverage row) of a per-project listing: read or carried."""
+        return self.estate._once(f"access:{listing}", lambda: self._read_projects(listing))
+
+    def _read_projects(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+        estate = self.estate
+        planner = estate.planner()
+        previous = self._previous()
+        state = dlt.current.source_state().setdefault("access", {})
+        email_changed = state.get("email_mode", self.emails.mode) != self.emails.mode
+        orgs_vpc = self.per_org("organization_vpc_endpoints")
+        result: dict[str, tuple[list[dict], dict]] = {}
+        wanted: list[tuple[str, str]] = []
+        for project in estate.projects():
+            pid, org_id = project["id"], project.get("org_id")
+            if listing == "project_vpc_endpoints":
+                settled = self._vpc_settled(pid, org_id, orgs_vpc)
+                if settled is not None:
+                    result[pid] = settled
+                    continue
+            org_vpc_changed = listing == "project_vpc_endpoints" and sorted(
+                e["vpc_endpoint_id"] for e in orgs_vpc[org_id][0]
+            ) != (previous.org_vpc_endpoints.get(org_id) if previous else None)
+            reason = incremental.access_reason(
+                planner.plan.projects[pid],
+                previous,
+                listing,
+                email_setting_changed=email_changed,
+                org_vpc_changed=org_vpc_changed,
+            )
+            if reason is None:
+                assert previous is not None
+                result[pid] = previous.carried(listing, pid)
+            else:
+                wanted.append((pid, reason))
+        org_of = {p["id"]: p.get("org_id") for p in estate.projects()}
+
+        def one(item: tuple[str, str]) -> tuple[str, list[dict], dict]:
+            pid, reason = item
+            try:
+                rows, status, detail = self._project_rows(listing, pid), 200, None
+            except NeonAPIError as exc:
+                if exc.status not in (403, 404):
+                    raise
+                rows, status, detail = [], exc.status, redact(exc.detail)
+            return pid, rows, self._coverage(listing, pid, org_of[pid], pid, status, detail, reason)
+
+        for pid, rows, coverage in fan_out(one, wanted, estate.workers):
+            result[pid] = (rows, coverage)
+        self._note_refusals(listing, [cov for _, cov in result.values()], "project")
+        if listing == "project_permissions":
+            state["email_mode"] = self.emails.mode
+            read = sum(1 for _, cov in result.values() if cov["confirmed_at"] == estate.run_at)
+            estate.stats.note(
+                f"access review: shares of all {read:,} projects read"
+                if read == len(result)
+                else f"access review: shares of {read:,} of {len(result):,} projects read, the rest "
+                f"carried from the warehouse (re-read with each project's full reading, every "
+                f"{estate.full_refresh_days} days at the latest)"
+            )
+        return result
+
+    def _vpc_settled(self, pid: str, org_id: str | None, orgs_vpc: dict) -> tuple[list[dict], dict] | None:
+        """A project whose VPC restrictions need no request: its organization has no VPC
+        endpoints (or it has no organization), or they could not be seen."""
+        if org_id is None or org_id not in orgs_vpc:
+            return [], self._coverage(
+                "project_vpc_endpoints", pid, org_id, pid, None, "no organization", None
+            )
+        endpoints, org_coverage = orgs_vpc[org_id]
+        if not org_coverage["is_visible"]:
+            detail = f"the organization's VPC endpoints are not visible ({org_coverage['status']})"
+            return [], {
+                **self._coverage("project_vpc_endpoints", pid, org_id, pid, None, detail, None),
+                "is_visible": False,
+            }
+        if not endpoints:
+            detail = "the organization has no VPC endpoints"
+            return [], self._coverage("project_vpc_endpoints", pid, org_id, pid, None, detail, "every run")
+        return None
+
+    def _project_rows(self, listing: str, pid: str) -> list[dict]:
+        client, now = self.estate.client, self.estate.run_at
+        if listing == "project_permissions":
+            body = client.get(PERMISSIONS_ROUTE, project_id=pid)
+            rows = []
+            for item in body.get("project_permissions") or []:
+                row = pick(item, settings.PERMISSION_COLUMNS)
+                row["granted_to_email"] = self.emails(row.get("granted_to_email"))
+                rows.append(dict(row, project_id=pid, confirmed_at=now))
+            return rows
+        body = client.get(PROJECT_VPC_ROUTE, project_id=pid)
+        return [
+            dict(pick(item, settings.PROJECT_VPC_ENDPOINT_COLUMNS), project_id=pid, confirmed_at=now)
+            for item in body.get("endpoints") or []
+        ]
+
+    def _previous(self) -> incremental.PreviousAccess | None:
+        """The warehouse's per-project access listings, when this run carries anything."""
+        return self.estate._once("access:previous", self._read_previous)
+
+    def _read_previous(self) -> incremental.PreviousAccess | None:
+        if self.estate.planner().previous is None:  # a full run reads everything
+            return None
+        pipeline = dlt.current.pipeline()
+        names = ("access_coverage", *incremental.PROJECT_ACCESS_LISTINGS, "organization_vpc_endpoints")
+        try:
+            with pipeline.sql_client() as client:
+                tables = {name: client.make_qualified_table_name(name) for name in names}
+                return incremental.read_previous_access(
+                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_COLUMNS
+                )
+        except Exception:  # no destination to read: nothing to carry
+            return incremental.PreviousAccess()
+
+    # coverage ---------------------------------------------------------------------------------
+
+    def _coverage(self, listing, scope_id, org_id, project_id, status, detail, reason) -> dict:
+        return {
+            "listing": listing,
+            "scope_id": scope_id,
+            "org_id": org_id,
+            "project_id": project_id,
+            "is_visible": status in (200, None),
+            "status": status,
+            "detail": detail,
+            "read_reason": reason,
+            "confirmed_at": self.estate.run_at,
+        }
+
+    def _note_refusals(self, listing: str, coverage: list[dict], scope: str) -> None:
+        """One summary line per kind of refusal met this run: what, how many, and Neon's reason."""
+        refused = Counter(
+            (c["status"], c["detail"])
+            for c in coverage
+            if not c["is_visible"] and c["status"] is not None and c["confirmed_at"] == self.estate.run_at
+        )
+        for (status, detail), n in sorted(refused.items(), key=lambda kv: -kv[1]):
+            where = f"{n:,} {scope}{'s' if n > 1 else ''}"
+            self.estate.stats.skipped_optional.append(
+                f"{LISTING_WORDS[listing]} of {where}: {status} {detail} (not visible; the marts say so)"
+            )
+
+    def coverage_rows(self) -> list[dict]:
+        rows = []
+        for listing in ("organization_members", "organization_api_keys", "organization_vpc_endpoints"):
+            rows += [cov for _, cov in self.per_org(listing).values()]
+        for listing in incremental.PROJECT_ACCESS_LISTINGS:
+            rows += [cov for _, cov in self.per_project(listing).values()]
+        return rows
+
+
+# ---------------------------------------------------------------------------------------- resources
+
+
+def resources(access: Access) -> list[Any]:
+    return [
+        organization_members(access),
+        organization_api_keys(access),
+        organization_vpc_endpoints(access),
+        project_permissions(access),
+        project_vpc_endpoints(access),
+        access_coverage(access),
+    ]
+
+
+def _org_rows(access: Access, table: str) -> Iterator[list[dict]]:
+    rows = [row for rows, _ in access.per_org(table).values() for row in rows]
+    access.estate.stats.count_rows(table, len(rows))
+    if rows:
+        yield rows
+
+
+def _project_rows(access: Access, table: str) -> Iterator[list[dict]]:
+    rows = [row for rows, _ in access.per_project(table).values() for row in rows]
+    access.estate.stats.count_rows(table, len(rows))
+    if rows:
+        yield rows
+
+
+@dlt.resource(
+    name="organization_members",
+    primary_key="id",
+    write_disposition="replace",
+    columns=column_hints(
+        {**settings.MEMBER_COLUMNS, **settings.MEMBER_USER_COLUMNS}, ["id", "user_id", "org_id", "role"]
+    ),
+)
+def organization_members(access: Access) -> Iterator[Any]:
+    """Members of every organization, with their email (or its hash), MFA and deactivation."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+    yield from _org_rows(access, "organization_members")
+
+
+@dlt.resource(
+    name="organization_api_keys",
+    primary_key="id",
+    write_disposition="replace",
+    columns=column_hints(
+        {**settings.API_KEY_COLUMNS, "org_id": "text", "created_by_user_id": "text"}, ["id", "org_id", "name"]
+    ),
+)
+def organization_api_keys(access: Access) -> Iterator[Any]:
+    """Organization API keys: who made them, when each was last used and from where. No tokens."""
+    yield dlt.mark.materialize_table_schema()
+    yield from _org_rows(access, "organization_api_keys")
+
+
+@dlt.resource(
+    name="organization_vpc_endpoints",
+    primary_key=["org_id", "vpc_endpoint_id"],
+    write_disposition="replace",
+    columns=column_hints({**settings.VPC_ENDPOINT_COLUMNS, "org_id": "text"}, ["org_id", "vpc_endpoint_id"]),
+)
+def organization_vpc_endpoints(access: Access) -> Iterator[Any]:
+    """The VPC endpoints of every organization, in every region."""
+    yield dlt.mark.materialize_table_schema()
+    yield from _org_rows(access, "organization_vpc_endpoints")
+
+
+@dlt.resource(
+    name="project_permissions",
+    primary_key=["project_id", "id"],
+    write_disposition="replace",
+    columns={
+        **column_hints({**settings.PERMISSION_COLUMNS, "project_id": "text"}, ["id", "project_id"]),
+        **CONFIRMED_AT,
+    },
+)
+def project_permissions(access: Access) -> Iterator[Any]:
+    """Project shares, revoked ones included: read with each project's full reading, else carried."""
+    yield dlt.mark.materialize_table_schema()
+    yield from _project_rows(access, "project_permissions")
+
+
+@dlt.resource(
+    name="project_vpc_endpoints",
+    primary_key=["project_id", "vpc_endpoint_id"],
+    write_disposition="replace",
+    columns={
+        **column_hints(
+            {**settings.PROJECT_VPC_ENDPOINT_COLUMNS, "project_id": "text"}, ["project_id", "vpc_endpoint_id"]
+        ),
+        **CONFIRMED_AT,
+    },
+)
+def project_vpc_endpoints(access: Access) -> Iterator[Any]:
+    """The VPC endpoints each project accepts connections through (its VPC restrictions)."""
+    yield dlt.mark.materialize_table_schema()
+    yield from _project_rows(access, "project_vpc_endpoints")
+
+
+@dlt.resource(
+    name="access_coverage",
+    primary_key=["listing", "scope_id"],
+    write_disposition="replace",
+    columns=column_hints(COVERAGE_COLUMNS, ["listing", "scope_id", "is_visible", "confirmed_at"]),
+)
+def access_coverage(access: Access) -> Iterator[Any]:
+    """For each access listing and organization or project: whether the key could read it (the
+    HTTP status, and Neon's reason when it could not), when and why it was last read."""
+    yield dlt.mark.materialize_table_schema()
+    rows = access.coverage_rows()
+    access.estate.stats.count_rows("access_coverage", len(rows))
+    if rows:
+        yield rows

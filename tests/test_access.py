@@ -1,0 +1,381 @@
+"""Who can reach the estate: the access listings the extract lands, how fresh the per-project ones
+stay, and what a key could not see. Expected rows come from what the simulator served."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from conftest import REPO, client_for
+from expected import access_review_rows, project_security_rows, query, query_dicts, relations_holding
+from neon_api_source import incremental
+from neon_api_source.access import hash_email
+from neon_elt.report import write
+from neon_elt.run import elt
+from neon_elt.targets import DuckDBTarget
+from neon_simulator import PRESETS, Account, Faults, Simulator
+from runs import cli_env, run_cli
+
+PERMISSIONS = "/projects/{project_id}/permissions"
+
+
+def ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def run(warehouse: Path, simulator: Simulator, **options):
+    """One extract into `warehouse` (no dbt); `options` go to the source."""
+    client = client_for(simulator, options.pop("api_key", None))
+    return elt(warehouse, client, do_transform=False, show_progress=False, **options)
+
+
+def served_members(account: Account, emails=lambda e: e) -> set[tuple]:
+    return {
+        (
+            m["member"]["id"],
+            m["member"]["user_id"],
+            org["id"],
+            m["member"]["role"],
+            ts(m["member"].get("joined_at")),
+            emails(m["user"]["email"]),
+            m["user"].get("has_mfa"),
+            ts(m["user"].get("deactivated_at")),
+        )
+        for org in account.organizations
+        for m in account.members(org["id"])
+    }
+
+
+def served_shares(account: Account, emails=lambda e: e) -> set[tuple]:
+    return {
+        (p["id"], s["id"], emails(s["granted_to_email"]), ts(s["granted_at"]), ts(s.get("revoked_at")))
+        for p in account.all_projects()
+        for s in account.project_permissions(p["id"])
+    }
+
+
+def landed_members(warehouse: Path) -> set[tuple]:
+    return set(
+        query(
+            warehouse,
+            "select id, user_id, org_id, role, joined_at, email, has_mfa, deactivated_at "
+            "from neon_api_data.organization_members",
+        )
+    )
+
+
+def landed_shares(warehouse: Path) -> set[tuple]:
+    return set(
+        query(
+            warehouse,
+            "select project_id, id, granted_to_email, granted_at, revoked_at from neon_api_data.project_permissions",
+        )
+    )
+
+
+def coverage(warehouse: Path) -> dict[tuple[str, str], dict]:
+    rows = query(
+        warehouse,
+        "select listing, scope_id, is_visible, status, detail, read_reason, confirmed_at "
+        "from neon_api_data.access_coverage",
+    )
+    names = ("is_visible", "status", "detail", "read_reason", "confirmed_at")
+    return {(listing, scope): dict(zip(names, rest, strict=True)) for listing, scope, *rest in rows}
+
+
+# ---------------------------------------------------------------------------- what lands
+
+
+def test_members_land_with_their_email_mfa_and_deactivation(demo_account, demo_warehouse):
+    assert landed_members(demo_warehouse) == served_members(demo_account)
+
+
+def test_api_keys_land_for_the_organizations_the_key_administers_without_tokens(demo_account, demo_warehouse):
+    expected = {
+        (
+            k["id"],
+            org["id"],
+            k["name"],
+            ts(k["created_at"]),
+            k["created_by"]["id"],
+            ts(k.get("last_used_at")),
+            k["last_used_from_addr"],
+            k.get("project_id"),
+        )
+        for org in demo_account.organizations
+        if demo_account.org_role(org["id"]) == "admin"
+        for k in demo_account.org_api_keys(org["id"])
+    }
+    landed = query(
+        demo_warehouse,
+        "select id, org_id, name, created_at, created_by_user_id, last_used_at, last_used_from_addr, "
+        "project_id from neon_api_data.organization_api_keys",
+    )
+    assert set(landed) == expected and len(landed) == len(expected) > 0
+    columns = {
+        c
+        for (c,) in query(
+            demo_warehouse,
+            "select column_name from information_schema.columns where table_name = 'organization_api_keys'",
+        )
+    }
+    assert not columns & {"key", "token", "created_by", "created_by__name", "created_by__image"}
+
+
+def test_shares_and_vpc_endpoints_land(demo_account, demo_warehouse):
+    assert landed_shares(demo_warehouse) == served_shares(demo_account)
+    org_vpc = {
+        (org["id"], e["vpc_endpoint_id"], e["label"], e["region_id"])
+        for org in demo_account.organizations
+        if demo_account.org_role(org["id"]) == "admin" and org["id"] in demo_account.plan_org_ids()
+        for e in demo_account.org_vpc_endpoints(org["id"])
+    }
+    assert (
+        org_vpc
+        and set(
+            query(
+                demo_warehouse,
+                "select org_id, vpc_endpoint_id, label, region_id from "
+                "neon_api_data.organization_vpc_endpoints",
+            )
+        )
+        == org_vpc
+    )
+    restrictions = {
+        (p["id"], e["vpc_endpoint_id"], e["label"])
+        for p in demo_account.all_projects()
+        if p.get("org_id") in {org for org, *_ in org_vpc}
+        for e in demo_account.project_vpc_endpoints(p["id"])
+    }
+    assert (
+        restrictions
+        and set(
+            query(
+                demo_warehouse,
+                "select project_id, vpc_endpoint_id, label from neon_api_data.project_vpc_endpoints",
+            )
+        )
+        == restrictions
+    )
+
+
+def test_coverage_says_what_the_key_could_not_read(demo_account, demo_warehouse):
+    """The personal key's user is a plain member of one organization: its API keys and VPC
+    endpoints answer 403, and its projects' VPC restrictions are therefore unknown."""
+    found = coverage(demo_warehouse)
+    for org in demo_account.organizations:
+        admin = demo_account.org_role(org["id"]) == "admin"
+        assert found[("organization_members", org["id"])]["is_visible"]
+        for listing in ("organization_api_keys", "organization_vpc_endpoints"):
+            assert found[(listing, org["id"])]["is_visible"] == admin
+            assert found[(listing, org["id"])]["status"] == (200 if admin else 403)
+        for project in demo_account.all_projects(org["id"]):
+            assert found[("project_permissions", project["id"])]["status"] == 200
+            vpc = found[("project_vpc_endpoints", project["id"])]
+            assert vpc["is_visible"] == admin and (vpc["status"] == 200) == admin
+
+
+# ------------------------------------------------------------------- freshness of shares
+
+
+@pytest.fixture
+def demo_run(tmp_path) -> SimpleNamespace:
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=5))
+    warehouse = tmp_path / "neon_api.duckdb"
+    simulator = Simulator(account)
+    with simulator:
+        started = account.now + timedelta(hours=1)
+        first = run(warehouse, simulator, run_at=started)
+        yield SimpleNamespace(
+            account=account, simulator=simulator, warehouse=warehouse, started=started, first=first
+        )
+
+
+def test_the_summary_says_what_the_key_could_not_read_and_names_nobody(demo_run):
+    """The personal key's user is a plain member of one organization: two summary lines, and no
+    address anywhere in the summary."""
+    from neon_elt.progress import summary
+
+    text = summary(demo_run.first.stats, demo_run.first.load_id, demo_run.first.table_rows)
+    assert "skipped: organization API keys of 1 organization: 403" in text
+    assert "skipped: organization VPC endpoints of 1 organization: 403" in text
+    assert "access review: shares of all" in text
+    assert not [e for e in demo_run.account.served_emails() if e in text]
+
+
+def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
+    """A share granted after the first run leaves no signal: the next day's run carries the
+    project's shares with the time they were read, and the project's full reading (here asked
+    for) brings the new one in."""
+    account, warehouse = demo_run.account, demo_run.warehouse
+    # the project the rolling refresh reaches last
+    ((project,),) = query(
+        warehouse,
+        "select object_id from neon_api_data.confirmations where object_kind = 'project' "
+        "order by refresh_due_at desc limit 1",
+    )
+    granted = account.grant_project_access(project, "new.partner@elsewhere.example")
+    next_day = demo_run.started + timedelta(days=1)
+    demo_run.simulator.reset_stats()
+    result = run(warehouse, demo_run.simulator, run_at=next_day)
+    plan = result.stats.plan
+    in_full = {pid for pid, d in plan.projects.items() if d.mode == incremental.FULL}
+    assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(in_full) < len(plan.projects)
+    found = coverage(warehouse)
+    for pid in plan.projects:
+        read_at = found[("project_permissions", pid)]["confirmed_at"]
+        assert read_at == (next_day if pid in in_full else demo_run.started)
+    assert project not in in_full
+    assert granted["id"] not in {row[1] for row in landed_shares(warehouse) if row[0] == project}
+    assert any("access review: shares of" in note for note in result.stats.notes)
+
+    run(warehouse, demo_run.simulator, run_at=next_day + timedelta(hours=1), full_refresh=True)
+    assert landed_shares(warehouse) == served_shares(account)
+
+
+def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_run):
+    salt = "a-salt-of-sixteen-or-more"
+    account, warehouse = demo_run.account, demo_run.warehouse
+    demo_run.simulator.reset_stats()
+    run(
+        warehouse,
+        demo_run.simulator,
+        run_at=demo_run.started + timedelta(days=1),
+        hash_emails=True,
+        email_hash_salt=salt,
+    )
+    assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(account.all_projects())
+    hashed = lambda email: hash_email(email, salt)  # noqa: E731
+    assert landed_shares(warehouse) == served_shares(account, hashed)
+    assert landed_members(warehouse) == served_members(account, hashed)
+    reasons = {
+        c["read_reason"]
+        for (listing, _), c in coverage(warehouse).items()
+        if listing == "project_permissions"
+    }
+    assert incremental.EMAIL_SETTING_CHANGED in reasons
+
+
+def test_a_share_listing_a_key_may_not_read_is_noted_and_skipped(tmp_path):
+    account = Account.generate(PRESETS["tiny"])
+    refused = account.all_projects()[0]["id"]
+    faults = Faults(persistent={f"/projects/{refused}/permissions": 403})
+    with Simulator(account, faults=faults) as simulator:
+        result = run(tmp_path / "neon_api.duckdb", simulator)
+    found = coverage(tmp_path / "neon_api.duckdb")
+    assert not found[("project_permissions", refused)]["is_visible"]
+    assert found[("project_permissions", refused)]["status"] == 403
+    assert all(
+        f["is_visible"]
+        for (listing, pid), f in found.items()
+        if listing == "project_permissions" and pid != refused
+    )
+    assert any(s.startswith("project shares of 1 project: 403") for s in result.stats.skipped_optional)
+
+
+def test_the_hash_is_keyed_and_normalised():
+    assert hash_email(" Alice@Example.COM ", "s" * 16) == hash_email("alice@example.com", "s" * 16)
+    assert hash_email("alice@example.com", "s" * 16) != hash_email("alice@example.com", "t" * 16)
+    assert hash_email("alice@example.com", "s" * 16).startswith("hmac-sha256:")
+
+
+# ---------------------------------------------------------------------- the email setting
+
+
+def test_hash_emails_without_a_salt_stops_before_any_request(demo_account, tmp_path):
+    with Simulator(demo_account) as simulator:
+        env = cli_env(tmp_path / "neon_api.duckdb", simulator, SOURCES__NEON_API_SOURCE__HASH_EMAILS="true")
+        result = run_cli("extract", env=env, cwd=tmp_path)
+        assert simulator.stats.total == 0
+    assert result.returncode == 2
+    assert "hash_emails is on but email_hash_salt is missing" in result.stderr
+    assert not (tmp_path / "neon_api.duckdb").exists()
+
+
+def test_hash_email_prints_what_the_warehouse_holds_for_an_address(tmp_path):
+    """The setting read from .dlt/config.toml, the salt from .dlt/secrets.toml, as a user sets them."""
+    salt = "correct-horse-battery-staple"
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / "config.toml").write_text("[sources.neon_api_source]\nhash_emails = true\n")
+    (tmp_path / ".dlt" / "secrets.toml").write_text(
+        f'[sources.neon_api_source]\nemail_hash_salt = "{salt}"\n'
+    )
+    result = run_cli(
+        "hash-email", "Ada.Lovelace@example.com", env=cli_env(tmp_path / "w.duckdb"), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == hash_email("ada.lovelace@example.com", salt)
+    assert salt not in result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------------- the marts
+
+VARS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"]
+
+
+def test_access_review_has_one_row_per_grant_with_its_flags(demo_account, demo_warehouse):
+    ((keys_read_at,),) = query(
+        demo_warehouse,
+        "select max(confirmed_at) from staging.stg_neon__access_coverage where listing = 'organization_api_keys'",
+    )
+    expected = access_review_rows(
+        demo_account, keys_read_at, VARS["api_key_unused_after_days"], VARS["max_admins_per_org"]
+    )
+    columns = next(iter(expected.values())).keys()
+    rows = query_dicts(demo_warehouse, f"select grant_id, {', '.join(columns)} from marts.access_review")
+    actual = {row.pop("grant_id"): row for row in rows}
+    assert len(rows) == len(actual) and actual == expected
+    # the demo account raises every flag, and leaves some grants unflagged
+    for flag in ("without_mfa", "unused_key", "outside_share", "excess_admin"):
+        assert any(row[f"is_flagged_{flag}"] for row in expected.values()), flag
+    assert any(row["review_reasons"] is None for row in expected.values())
+
+
+def test_project_security_has_one_row_per_project_and_says_what_was_not_visible(demo_account, demo_warehouse):
+    expected = project_security_rows(demo_account)
+    columns = next(iter(expected.values())).keys()
+    rows = query_dicts(demo_warehouse, f"select project_id, {', '.join(columns)} from marts.project_security")
+    actual = {row.pop("project_id"): row for row in rows}
+    assert actual == expected
+    assert any(row["not_visible"] for row in expected.values())
+    assert any(row["is_reachable_from_anywhere"] for row in expected.values())
+    assert any(not row["is_reachable_from_anywhere"] for row in expected.values())
+
+
+def test_emails_appear_only_in_the_access_tables(demo_account, demo_warehouse):
+    """Every relation of the warehouse, searched as text: the addresses served appear in the
+    access review's tables and views only."""
+    allowed = {
+        ("neon_api_data", "organization_members"),
+        ("neon_api_data", "project_permissions"),
+        ("staging", "stg_neon__organization_members"),
+        ("staging", "stg_neon__project_permissions"),
+        ("staging", "int_project_shares_matched_to_members"),
+        ("marts", "access_review"),
+    }
+    holding = relations_holding(demo_warehouse, demo_account.served_emails())
+    assert holding == allowed
+
+
+def test_the_report_counts_the_access_review_and_names_nobody(demo_account, demo_warehouse, tmp_path):
+    page = write(DuckDBTarget(demo_warehouse), tmp_path / "report.html").read_text()
+    section = page.split('<section data-section="access">', 1)[1].split("</section>", 1)[0]
+    rows = query_dicts(demo_warehouse, "select * from marts.access_review")
+    flags = [sum(r[f"is_flagged_{f}"] for r in rows) for f in ("without_mfa", "unused_key", "outside_share")]
+    assert (
+        f"{flags[0]} active members without MFA, {flags[1]} API keys never used or long unused, "
+        f"{flags[2]} active shares outside their organization"
+    ) in section
+    for (
+        org
+    ) in demo_account.organizations:  # one row per organization, keys shown as not visible to a non-admin
+        (cells,) = [r for r in section.split("<tr>") if r.startswith(f"<td>{org['name']}</td>")]
+        assert ("not visible" in cells) == (demo_account.org_role(org["id"]) != "admin")
+    assert "organization API keys (403)" in section
+    lowered = page.lower()
+    assert not [e for e in demo_account.served_emails() if e.lower() in lowered]
+    assert "hmac-sha256:" not in page
