@@ -261,6 +261,62 @@ def _(GIB, con, mo):
 
 
 @app.cell
+def _(GIB, con, mo):
+    branch_cost = con.sql(f"""
+        select
+            project_name,
+            branch_name,
+            is_stale,
+            cu_hours_last_30_days,
+            round(storage_bytes_month_last_30_days / {GIB}, 3) as storage_gib_months_30_days,
+            round(network_transfer_bytes_last_30_days / {GIB}, 3) as transfer_gib_30_days,
+            estimated_cost_last_30_days
+        from marts.branch_costs
+        where consumption_day_count > 0
+        order by cu_hours_last_30_days desc, storage_bytes_month_last_30_days desc
+        limit 50
+    """).df()
+    mo.stop(branch_cost.empty, mo.md("No branch consumption history was loaded (plans without it)."))
+    mo.vstack(
+        [
+            mo.ui.table(branch_cost, selection=None, label="Branches by compute, last 30 days"),
+            mo.md(
+                "The estimated cost is empty until prices are set (the dbt var `neon_prices`, see the "
+                "README): never a guess presented as fact."
+            ),
+        ]
+    )
+    return
+
+
+@app.cell
+def _(GIB, con, mo):
+    growth = con.sql(f"""
+        with days as (
+            select
+                project_name,
+                min(usage_date) as first_day,
+                max(usage_date) as last_day,
+                arg_min(logical_size_bytes, usage_date) as first_bytes,
+                arg_max(logical_size_bytes, usage_date) as last_bytes
+            from marts.project_daily_usage
+            group by project_name
+        )
+        select
+            project_name,
+            first_day,
+            last_day,
+            round(first_bytes / {GIB}, 3) as logical_size_gib_first_day,
+            round(last_bytes / {GIB}, 3) as logical_size_gib_last_day,
+            round((last_bytes - first_bytes) / {GIB}, 3) as growth_gib
+        from days
+        order by growth_gib desc nulls last
+    """).df()
+    mo.ui.table(growth, selection=None, label="Storage growth per project, from the daily snapshots")
+    return
+
+
+@app.cell
 def _(con, consumption_panel, mo):
     metric_rows = con.sql("""
         select metric_name, any_value(metric_unit) as metric_unit

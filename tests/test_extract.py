@@ -231,8 +231,15 @@ def test_consumption_is_incremental_with_a_look_back(tmp_path):
 
 def test_neon_rate_limits_are_respected_without_a_single_429(tmp_path):
     """Client and simulator share the same limits (scaled up so the test is quick)."""
-    limits = RateLimits(account_rate=60.0, account_burst=10, route_rate=40.0, route_burst=40)
-    limiter = RateLimiter(requests_per_minute=60.0 * 60, burst=10, route_requests_per_second=40)
+    limits = RateLimits(
+        account_rate=60.0, account_burst=10, route_rate=40.0, route_burst=40, consumption_rate=30.0
+    )
+    limiter = RateLimiter(
+        requests_per_minute=60.0 * 60,
+        burst=10,
+        route_requests_per_second=40,
+        route_limits={settings.CONSUMPTION_ROUTES: (30.0 * 60, limits.consumption_burst)},
+    )
     account = fresh()
     with Simulator(account, rate_limits=limits) as simulator:
         result = extract(tmp_path / "neon_api.duckdb", simulator, limiter=limiter)
