@@ -190,6 +190,18 @@ def test_truncated_bodies(account):
         assert seen == {"short_body", "broken_json"}
 
 
+def test_a_truncation_counts_only_when_a_body_was_truncated(account):
+    """An error answer (a 404 here, a 403 on an access listing) has no body to cut short: the
+    fault counts only when it happened, so tests can hold the client to one retry per fault."""
+    with Simulator(account, faults=Faults(truncate_rate=1.0, seed=1)) as sim:
+        missing = session(sim.api_key).get(sim.base_url + "/projects/no-such-project")
+        assert missing.status_code == 404
+        assert sim.stats.faults.get("truncate", 0) == 0
+        with pytest.raises((ValueError, requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+            regions(sim).json()
+        assert sim.stats.faults["truncate"] == 1
+
+
 def test_not_json(account):
     with Simulator(account, faults=Faults(not_json_rate=1.0)) as sim:
         response = regions(sim)

@@ -318,6 +318,7 @@ class Simulator:
             self._respond_error(handler, ApiError(500, "internal server error"))
             return
         if fault == "truncate":
+            self._count_fault("truncate")
             self._send_truncated(handler, body)
             return
         handler.send_body(200, body)
@@ -343,6 +344,8 @@ class Simulator:
         kind = injector.draw()
         if kind is None:
             return None
+        if kind == "truncate":
+            return kind  # needs the real body first, and counts only once it is cut (not on an error)
         self._count_fault(kind)
         if kind == "drop":
             handler.close_connection = True
@@ -362,7 +365,7 @@ class Simulator:
             handler.send_body(200, _HTML_PAGE, "text/html; charset=utf-8")
             self._count_status(200)
             return "handled"
-        return kind  # truncate: needs the real body first
+        return kind
 
     def _send_truncated(self, handler: _Handler, body: bytes) -> None:
         """Either a body cut short of its Content-Length (then hang up), or complete but broken JSON."""
