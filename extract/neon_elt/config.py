@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
 from neon_api_source import settings as source_settings
-from neon_api_source.helpers import RetryPolicy
+from neon_api_source.helpers import RetryPolicy, innermost
 
 from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
 
@@ -145,8 +145,7 @@ def _secret(key: str):
     try:
         return dlt.secrets.get(key)
     except Exception as exc:  # dlt wraps the toml parser's error; the innermost one says where
-        while exc.__cause__ or exc.__context__:
-            exc = exc.__cause__ or exc.__context__
+        exc = innermost(exc)
         cause = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"cannot read .dlt/secrets.toml: {cause}") from None
 

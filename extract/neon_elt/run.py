@@ -25,7 +25,7 @@ import dlt
 import pyarrow
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 from neon_api_source import neon_api_source
-from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_of
+from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, exception_chain, innermost, origin_of
 
 from . import config
 from .progress import Progress, summary
@@ -146,26 +146,15 @@ def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
     """The interrupt in an exception chain, if any: dlt wraps a KeyboardInterrupt raised in its
     steps in its own step exception, and turns a signal during its load into
     SignalReceivedException (a KeyboardInterrupt with the signal's number)."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
 
 
 def root_cause(exc: BaseException) -> str:
     """The most useful one-line message in an exception chain: ours if we raised it."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, NeonAPIError):
-            return str(current)
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    deepest = seen[-1]
+    ours = next((e for e in exception_chain(exc) if isinstance(e, NeonAPIError)), None)
+    if ours is not None:
+        return str(ours)
+    deepest = innermost(exc)
     text = str(deepest).strip().splitlines()
     return f"{type(deepest).__name__}: {text[0]}" if text else type(deepest).__name__
 
