@@ -29,6 +29,10 @@ CONSUMPTION_ROUTE = settings.CONSUMPTION_PROJECTS_ROUTE
 # --------------------------------------------------------------------------------------------- errors
 
 
+class SourceConfigError(ValueError):
+    """A setting that cannot work: the message is one line that names it."""
+
+
 class NeonAPIError(Exception):
     """A request that failed for good. The message names the endpoint and the status."""
 
