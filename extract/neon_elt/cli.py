@@ -9,7 +9,6 @@ The published warehouse is never left half-written.
 from __future__ import annotations
 
 import argparse
-import importlib.abc
 import os
 import shutil
 import signal
@@ -17,12 +16,11 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
 from neon_api_source.helpers import NeonClient, SourceConfigError
 
-from . import config, marimo_apps, targets
+from . import config, marimo_apps, memory, targets
 from .marts_summary import print_marts_summary
 from .run import StepFailed, dbt, elt
 from .warehouse import MachineFault, WarehouseBusy, describe_fault, find_fault
@@ -314,27 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
-    """Answers `import pandas` as if pandas were not installed."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r} (neon-elt runs without pandas)", name=name)
-        return None
-
-
-def keep_pandas_out() -> None:
-    """DuckDB imports pandas, when it is installed, on the first query with parameters (dlt sends
-    some). That is about 50 MB the runner never uses: pandas is in the environment for the users'
-    own dlt and DuckDB sessions (`.df()`), not for neon-elt. Only the `neon-elt` command calls this,
-    so a Python session that imports neon_elt keeps its pandas."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _WithoutPandas())
-
-
 def console(argv: list[str] | None = None) -> int:
-    """The `neon-elt` command."""
-    keep_pandas_out()
+    """The `neon-elt` command: a process of its own, whose memory measures (memory.py) reach no
+    one else's session."""
+    memory.keep_pandas_out()
+    memory.arrow_uses_the_system_allocator()
     return main(argv)
 
 
