@@ -53,12 +53,21 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds:.1f} s"
 
 
+def _client(simulator, **settings):
+    """The client for a simulator, built as the runner builds it; Neon's limits unless told
+    otherwise (`requests_per_minute=0`: none)."""
+    from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
+
+    return make_client(
+        NeonApiSourceConfiguration(api_key=simulator.api_key, base_url=simulator.base_url, **settings)
+    )
+
+
 def _isolated_dlt(folder: Path) -> None:
     os.environ["DLT_DATA_DIR"] = str(folder / "dlt")
 
 
 def bench_speed(workdir: Path, preset: str) -> Row:
-    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
     from neon_elt.run import elt
     from neon_simulator import PRESETS, Account, Simulator
 
@@ -73,9 +82,7 @@ def bench_speed(workdir: Path, preset: str) -> Row:
         baseline_requests = simulator.stats.total
         simulator.reset_stats()
 
-        client = NeonClient(
-            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats()
-        )
+        client = _client(simulator, requests_per_minute=0)
         started = time.perf_counter()
         elt(workdir / "speed.duckdb", client, do_transform=False, consumption=False, show_progress=False)
         ours_seconds = time.perf_counter() - started
@@ -94,16 +101,13 @@ def bench_speed(workdir: Path, preset: str) -> Row:
 
 
 def bench_limits(workdir: Path, preset: str) -> Row:
-    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
     from neon_elt.run import elt
     from neon_simulator import PRESETS, Account, RateLimits, Simulator
 
     account = Account.generate(PRESETS[preset])
     limits = RateLimits.neon()
     with Simulator(account, latency=0.05, jitter=0.02, rate_limits=limits) as simulator:
-        client = NeonClient(
-            simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats()
-        )
+        client = _client(simulator)
         started = time.perf_counter()
         elt(workdir / "limits.duckdb", client, do_transform=False, show_progress=False)
         seconds = time.perf_counter() - started
@@ -128,7 +132,6 @@ def bench_squeeze(workdir: Path, projects: int, share: float = 0.3, turns: int =
     """The issue-16 case: other tools leave this run `share` of the account's budget (the
     per-route limits stay Neon's); the extract runs with its default settings and has to find
     that out by itself. Turns vary with the machine's load, so the median time counts."""
-    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
     from neon_elt.run import elt
     from neon_simulator import PRESETS, Account, RateLimits, Simulator
 
@@ -137,9 +140,7 @@ def bench_squeeze(workdir: Path, projects: int, share: float = 0.3, turns: int =
     runs = []
     for turn in range(turns):
         with Simulator(account, latency=0.02, rate_limits=granted) as simulator:
-            client = NeonClient(
-                simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(), stats=RunStats()
-            )
+            client = _client(simulator)
             started = time.perf_counter()
             elt(workdir / f"squeeze-{turn}.duckdb", client, do_transform=False, show_progress=False)
             seconds = time.perf_counter() - started
@@ -295,10 +296,9 @@ def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
 
 def _timed_run(simulator, warehouse: Path, run_at, full_refresh_days: int):
     """One extract into `warehouse` at `run_at`, without limits: its result and seconds."""
-    from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
     from neon_elt.run import elt
 
-    client = NeonClient(simulator.base_url, simulator.api_key, limiter=neon_rate_limiter(0), stats=RunStats())
+    client = _client(simulator, requests_per_minute=0)
     started = time.perf_counter()
     result = elt(
         warehouse,

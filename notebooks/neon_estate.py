@@ -161,7 +161,7 @@ def _(mo):
     ## What is stale
 
     The clean-up list (`marts.stale_branches`): non-default branches none of whose computes was
-    active for `stale_after_days` (a dbt var, 14 by default), biggest first. A branch with children
+    active for `stale_after_days` (a dbt var, set in dbt_project.yml), biggest first. A branch with children
     or protection needs those handled before it can go.
     """)
     return

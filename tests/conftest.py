@@ -18,7 +18,8 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 for _name in ("NEON_API_KEY", "NEON_API_BASE_URL", "NEON_DUCKDB_PATH", "SOURCES__NEON_API_SOURCE__API_KEY"):
     os.environ.pop(_name, None)
 
-from neon_api_source.helpers import NeonClient, RetryPolicy, RunStats, neon_rate_limiter  # noqa: E402
+from neon_api_source.configuration import NeonApiSourceConfiguration, make_client  # noqa: E402
+from neon_api_source.helpers import NeonClient  # noqa: E402
 from neon_elt.run import elt  # noqa: E402
 from neon_simulator import PRESETS, Account, Simulator  # noqa: E402
 
@@ -30,22 +31,18 @@ def session_dir() -> Path:
     return _SESSION_DIR
 
 
-def fast_retry(**overrides) -> RetryPolicy:
-    """Retries as in production, but with short backoff so that fault tests stay quick."""
-    values = dict(backoff_base=0.02, backoff_max=0.2, read_timeout=5.0)
-    values.update(overrides)
-    return RetryPolicy(**values)
-
-
 def client_for(simulator: Simulator, api_key: str | None = None, limiter=None, **retry) -> NeonClient:
-    return NeonClient(
-        simulator.base_url,
-        api_key or simulator.api_key,
-        key_source="the test simulator key",
-        limiter=limiter or neon_rate_limiter(0),
-        retry=fast_retry(**retry),
-        stats=RunStats(),
+    """The client for a simulator, built as every client is (configuration.make_client): no rate
+    limit unless `limiter` is given, and retries as in production but with short backoff, so that
+    fault tests stay quick. `retry` overrides RetryPolicy's fields (`max_attempts`, `read_timeout`)."""
+    retry = {"backoff_base": 0.02, "backoff_max": 0.2, "read_timeout": 5.0, **retry}
+    settings = NeonApiSourceConfiguration(
+        api_key=api_key or simulator.api_key,
+        base_url=simulator.base_url,
+        requests_per_minute=0,
+        **{name if name == "max_attempts" else f"{name}_seconds": value for name, value in retry.items()},
     )
+    return make_client(settings, key_source="the test simulator key", limiter=limiter)
 
 
 @pytest.fixture(scope="session")

@@ -247,3 +247,16 @@ def test_the_summary_says_what_the_rate_limit_did():
     line = summary(stats, None, {}).splitlines()[-1]
     assert line.startswith("  rate limit: settled at 205/min (ceiling 679/min), 8 x 429 (4.0% of requests)")
     assert line.endswith("paused 0.2 s for them")
+
+
+def test_the_cause_of_a_failure_is_found_even_in_a_chain_that_loops():
+    """One walk down an exception chain serves the client, the runner and the config: the
+    innermost exception is the one that says what went wrong, and a loop ends the walk."""
+    from neon_api_source.helpers import exception_chain, innermost
+
+    outer, middle, inner = RuntimeError("step failed"), ValueError("wrapped"), OSError("disk full")
+    outer.__cause__, middle.__context__ = middle, inner
+    assert list(exception_chain(outer)) == [outer, middle, inner]
+    assert innermost(outer) is inner
+    inner.__context__ = outer  # a loop: each exception once, then the walk ends
+    assert list(exception_chain(outer)) == [outer, middle, inner]

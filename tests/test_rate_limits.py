@@ -10,12 +10,15 @@ own time per request does not shrink with the limits, so it stands in for the la
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import dlt
 import pytest
 from conftest import client_for
 from expected import RUN_TIME_COLUMN, query
-from neon_api_source import settings
+from neon_api_source import neon_api_source, settings
+from neon_api_source.configuration import make_client
 from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, neon_rate_limiter
 from neon_elt import cli, config
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
@@ -168,14 +171,44 @@ def test_a_budget_used_up_for_longer_than_the_wait_ends_the_run_in_one_line(acco
 def test_budget_share_comes_from_the_command_line_or_config(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .dlt/config.toml here
     monkeypatch.delenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", raising=False)
-    assert config.budget_share() == settings.BUDGET_SHARE == 1.0
+    assert config.source_configuration().budget_share == settings.BUDGET_SHARE == 1.0
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
-    assert config.budget_share() == 0.5
-    assert config.budget_share(0.25) == 0.25, "the command line wins"
+    assert config.source_configuration().budget_share == 0.5
+    assert config.source_configuration(budget_share=0.25).budget_share == 0.25, "the command line wins"
     assert cli.parser().parse_args(["extract", "--budget-share", "0.25"]).budget_share == 0.25
     for bad in ("0", "1.5", "-1"):
         monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", bad)
         with pytest.raises(config.ConfigError, match="budget_share"):
-            config.budget_share()
+            config.source_configuration()
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS", "90")
-    assert config.retry_policy().max_throttle_wait == 90
+    monkeypatch.setenv("NEON_API_KEY", "napi_test")
+    client = make_client(config.source_configuration())
+    assert client.retry.max_throttle_wait == 90
+    assert client.stats.rate_ceiling == pytest.approx(
+        0.5 * settings.RATE_SAFETY * settings.REQUESTS_PER_MINUTE
+    )
+
+
+def test_the_source_on_its_own_takes_the_same_settings_as_the_runner(account, monkeypatch, tmp_path):
+    """`neon_api_source()` in a user's own pipeline reads budget_share and max_throttle_wait_seconds
+    as the runner does: a budget used up for longer than the wait ends the run, not ten minutes
+    later (the default wait)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS", "2")
+    roles = "/projects/{project_id}/branches/{branch_id}/roles"
+    with Simulator(account, faults=Faults(persistent={roles: 429})) as simulator:
+        pipeline = dlt.pipeline(
+            "standalone",
+            destination=dlt.destinations.duckdb(str(tmp_path / "own.duckdb")),
+            dataset_name="neon",
+        )
+        source = neon_api_source(api_key=simulator.api_key, base_url=simulator.base_url, consumption=False)
+        started = time.monotonic()
+        with pytest.raises(Exception) as failed:
+            pipeline.run(source)
+        assert time.monotonic() - started < 60
+    message = str(failed.value)
+    assert "still refused after" in message and "max_throttle_wait_seconds" in message

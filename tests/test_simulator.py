@@ -994,3 +994,13 @@ def test_secrets_are_served_only_on_request(demo):
             tokens |= {k["key"] for k in keys.json()} if keys.status_code == 200 else set()
     assert served == {s for s in secret.served_secrets() if s.startswith("npg_")} and len(served) > 10
     assert tokens and tokens <= secret.served_secrets()
+
+
+def test_every_consumption_metric_the_simulator_serves_is_one_neon_s_spec_names():
+    """The simulator takes its metric lists from the extract's settings (the spec names them in
+    prose only); each is checked against the spec's text here, so that both stay Neon's."""
+    from neon_simulator.params import SPEC_PATH
+
+    spec_text = SPEC_PATH.read_text()
+    assert all(metric in spec_text for metric in CONSUMPTION_METRICS)
+    assert set(BRANCH_CONSUMPTION_METRICS) < set(CONSUMPTION_METRICS)

@@ -1,5 +1,6 @@
-{#- The metrics the extract asks Neon's consumption history for (extract/neon_api_source/settings.py),
-    in the order Neon's spec lists them: the columns of the consumption pivot. -#}
+{#- Written by `python -m neon_elt.dbt_facts` from extract/neon_api_source/settings.py
+    (CONSUMPTION_METRICS): change it there. The metrics the extract asks Neon's consumption
+    history for, in the order Neon's spec lists them: the columns of the consumption pivot. -#}
 {% macro neon_consumption_metrics() -%}
     {{ return([
         'compute_unit_seconds',

@@ -34,8 +34,9 @@ mark branches or computes as deleted; only a 404 (the parent was deleted mid-run
 counted. Credential fields (role passwords, connection URIs) are dropped before anything is
 written.
 
-Configuration: `api_key` from `dlt.secrets` (`[sources.neon_api_source] api_key`), everything
-else from `dlt.config` under the same section or from the arguments.
+Configuration: dlt fills the source's settings from its arguments, `NEON_API_KEY` and
+`NEON_API_BASE_URL`, the environment (`SOURCES__NEON_API_SOURCE__<KEY>`) and `[sources.neon_api_source]`
+in `.dlt/secrets.toml` (`api_key`, `email_hash_salt`) and `.dlt/config.toml` (configuration.py).
 
 Who can reach the estate (access.py): organization members, organization API keys, VPC endpoints
 and, per project, shares and VPC restrictions, with `access_coverage` saying what the key could
@@ -58,6 +59,7 @@ import pyarrow.compute
 from . import incremental, settings
 from .access import Access, Emails
 from .access import resources as access_resources
+from .configuration import NeonApiSourceConfiguration, make_client
 from .helpers import (
     CONSUMPTION_ROUTE,
     NeonAPIError,
@@ -67,7 +69,6 @@ from .helpers import (
     RunStats,
     column_hints,
     fan_out,
-    neon_rate_limiter,
     origin_of,
     paginate_cursor,
     paginate_next,
@@ -79,23 +80,33 @@ __all__ = ["neon_api_source", "NeonClient", "NeonAPIError", "RunStats"]
 SCD2 = {"disposition": "merge", "strategy": "scd2"}
 
 
-@dlt.source(name="neon_api", max_table_nesting=0)
+@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
 def neon_api_source(
     api_key: str | None = dlt.secrets.value,
-    base_url: str = settings.DEFAULT_BASE_URL,
+    base_url: str = dlt.config.value,
     org_ids: list[str] | None = None,
-    concurrency: int = settings.CONCURRENCY,
-    requests_per_minute: int = settings.REQUESTS_PER_MINUTE,
+    concurrency: int = dlt.config.value,
+    requests_per_minute: float = dlt.config.value,
+    budget_share: float = dlt.config.value,
+    max_attempts: int = dlt.config.value,
+    backoff_base_seconds: float = dlt.config.value,
+    backoff_max_seconds: float = dlt.config.value,
+    connect_timeout_seconds: float = dlt.config.value,
+    read_timeout_seconds: float = dlt.config.value,
+    max_throttle_wait_seconds: float = dlt.config.value,
     consumption: bool = True,
-    full_refresh_days: int = settings.FULL_REFRESH_DAYS,
+    full_refresh_days: int = dlt.config.value,
     full_refresh: bool = False,
     plan_only: bool = False,
     run_at: datetime | None = None,
     client: Any = None,
-    hash_emails: bool = False,
+    hash_emails: bool = dlt.config.value,
     email_hash_salt: str | None = dlt.secrets.value,
 ) -> Any:
     """The Neon estate reachable with one API key.
+
+    The settings (`api_key` to `email_hash_salt`, but not `org_ids` and the run's own switches)
+    are dlt's to fill in: configuration.py says from where, and their defaults.
 
     Args:
         api_key: a personal or organization API key (not needed when `client` is given).
@@ -104,13 +115,17 @@ def neon_api_source(
         org_ids: restrict a personal key to these organizations (default: every one it can see).
         concurrency: requests in flight at once.
         requests_per_minute: the client-side rate limit (Neon allows 700; 0 disables the limiter).
+        budget_share: the share of the account's rate limit to take (0 < share <= 1).
+        max_attempts, backoff_base_seconds, backoff_max_seconds, connect_timeout_seconds,
+            read_timeout_seconds, max_throttle_wait_seconds: the retry policy (helpers.RetryPolicy).
         consumption: also load daily consumption history, per project and per branch (plans
             without it are skipped).
         full_refresh_days: every project is re-read in full at least this often (incremental.py).
         full_refresh: re-read everything this run.
         plan_only: read the signals and decide the plan (`RunStats.plan`), load nothing.
         run_at: the run's clock (default: now); tests move it to simulate days.
-        client: a ready `NeonClient` (tests, and the runner, which owns the stats and retry policy).
+        client: a ready `NeonClient` (from configuration.make_client): the runner's, which owns
+            the run's statistics; the client settings above are then its.
         hash_emails: replace every email address with an HMAC of it (access.py), for warehouses
             shared beyond admins.
         email_hash_salt: the HMAC's secret key (`[sources.neon_api_source] email_hash_salt` in
@@ -118,9 +133,20 @@ def neon_api_source(
     """
     emails = Emails(hash_emails, email_hash_salt)  # a missing salt fails before any request
     if client is None:
-        if not api_key:
-            raise NeonAPIError("/", None, "no API key: set [sources.neon_api_source] api_key")
-        client = NeonClient(base_url, api_key, limiter=neon_rate_limiter(requests_per_minute))
+        client = make_client(
+            NeonApiSourceConfiguration(
+                api_key=api_key,
+                base_url=base_url,
+                requests_per_minute=requests_per_minute,
+                budget_share=budget_share,
+                max_attempts=max_attempts,
+                backoff_base_seconds=backoff_base_seconds,
+                backoff_max_seconds=backoff_max_seconds,
+                connect_timeout_seconds=connect_timeout_seconds,
+                read_timeout_seconds=read_timeout_seconds,
+                max_throttle_wait_seconds=max_throttle_wait_seconds,
+            )
+        )
     estate = Estate(
         client,
         org_ids=org_ids,

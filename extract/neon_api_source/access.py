@@ -36,7 +36,7 @@ from typing import Any
 import dlt
 
 from . import incremental, settings
-from .helpers import NeonAPIError, column_hints, fan_out, paginate_next, pick
+from .helpers import NeonAPIError, SourceConfigError, column_hints, fan_out, paginate_next, pick
 
 MEMBERS_ROUTE = "/organizations/{org_id}/members"
 API_KEYS_ROUTE = "/organizations/{org_id}/api_keys"
@@ -81,9 +81,11 @@ class Emails:
 
     def __init__(self, hash_emails: bool = False, salt: str | None = None):
         if hash_emails and len(salt or "") < settings.EMAIL_HASH_SALT_MIN_LENGTH:
-            raise ValueError(
-                f"hash_emails needs email_hash_salt, a secret of at least "
-                f"{settings.EMAIL_HASH_SALT_MIN_LENGTH} characters"
+            raise SourceConfigError(
+                "hash_emails is on but email_hash_salt is missing or shorter than "
+                f"{settings.EMAIL_HASH_SALT_MIN_LENGTH} characters: put a long random secret under "
+                "[sources.neon_api_source] in .dlt/secrets.toml (or SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT), "
+                "and keep it: another salt gives other hashes"
             )
         self._key = salt.encode() if hash_emails and salt else None
 

@@ -29,6 +29,10 @@ CONSUMPTION_ROUTE = settings.CONSUMPTION_PROJECTS_ROUTE
 # --------------------------------------------------------------------------------------------- errors
 
 
+class SourceConfigError(ValueError):
+    """A setting that cannot work: the message is one line that names it."""
+
+
 class NeonAPIError(Exception):
     """A request that failed for good. The message names the endpoint and the status."""
 
@@ -615,9 +619,26 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`raise ... from`) or was being handled when it was raised, and
+    so on down to the innermost one; each once, even where a chain loops back on itself. Every
+    walk down a chain (the cause to print, an interrupt or a fault of the machine to find) is this."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def innermost(exc: BaseException) -> BaseException:
+    """The last exception of the chain: usually the one that says what actually went wrong."""
+    *_, last = exception_chain(exc)
+    return last
+
+
 def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
+    exc = innermost(exc)
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
 
 

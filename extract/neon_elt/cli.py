@@ -9,7 +9,6 @@ The published warehouse is never left half-written.
 from __future__ import annotations
 
 import argparse
-import importlib.abc
 import os
 import shutil
 import signal
@@ -17,29 +16,14 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from neon_api_source.helpers import NeonClient, RunStats, neon_rate_limiter
+from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
+from neon_api_source.helpers import NeonClient, SourceConfigError
 
-from . import config, marimo_apps, targets
+from . import config, marimo_apps, memory, targets
 from .marts_summary import print_marts_summary
 from .run import StepFailed, dbt, elt
 from .warehouse import MachineFault, WarehouseBusy, describe_fault, find_fault
-
-
-def _client(
-    key: config.ApiKey, base_url: str, requests_per_minute: float | None, budget_share: float | None
-) -> NeonClient:
-    if requests_per_minute is None:
-        requests_per_minute = config.requests_per_minute()
-    return NeonClient(
-        base_url,
-        key.value,
-        key_source=key.source,
-        limiter=neon_rate_limiter(requests_per_minute, config.budget_share(budget_share)),
-        retry=config.retry_policy(),
-        stats=RunStats(),
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -47,21 +31,27 @@ def cmd_run(args: argparse.Namespace) -> None:
     do_extract = args.command in ("elt", "extract")
     do_transform = args.command in ("elt", "transform")
     client = None
+    options = {}
     if do_extract:
-        client = _client(config.api_key(), config.base_url(), args.requests_per_minute, args.budget_share)
+        # the options given on the command line first, then dlt's providers (configuration.py)
+        settings = config.source_configuration(
+            requests_per_minute=args.requests_per_minute,
+            budget_share=args.budget_share,
+            concurrency=args.concurrency,
+            full_refresh_days=args.full_refresh_days,
+        )
+        client = _make_client(settings)
+        options = {
+            "full_refresh": args.full_refresh,
+            "concurrency": settings.concurrency,
+            "full_refresh_days": settings.full_refresh_days,
+            "hash_emails": settings.hash_emails,
+            "email_hash_salt": settings.email_hash_salt,
+        }
     elif not target.exists():
         raise config.ConfigError(
             f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
         )
-    options = {}
-    if do_extract:
-        emails = config.email_hashing()
-        options = {
-            "full_refresh": args.full_refresh,
-            "full_refresh_days": config.full_refresh_days(args.full_refresh_days),
-            "hash_emails": emails.enabled,
-            "email_hash_salt": emails.salt,
-        }
     if getattr(args, "plan", False):
         result = elt(target, client, plan_only=True, **options)
         assert result is not None and result.stats.plan is not None
@@ -73,12 +63,18 @@ def cmd_run(args: argparse.Namespace) -> None:
         client,
         do_extract=do_extract,
         do_transform=do_transform,
-        concurrency=args.concurrency or config.concurrency(),
         consumption=not args.no_consumption,
         dbt_vars=_dbt_vars(args),
         **options,
     )
     print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
+
+
+def _make_client(settings: NeonApiSourceConfiguration, **options) -> NeonClient:
+    try:
+        return make_client(settings, **options)
+    except SourceConfigError as exc:
+        raise config.ConfigError(str(exc)) from None
 
 
 def plan_report(plan) -> str:
@@ -103,13 +99,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     account = Account.generate(PRESETS[args.preset])
     with Simulator(account) as simulator:
         print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
-        client = NeonClient(
-            simulator.base_url,
-            simulator.api_key,
-            key_source="the demo simulator",
-            limiter=neon_rate_limiter(0),
-            stats=RunStats(),
+        settings = NeonApiSourceConfiguration(
+            api_key=simulator.api_key, base_url=simulator.base_url, requests_per_minute=0
         )
+        client = _make_client(settings, key_source="the demo simulator")
         elt(target, client, dbt_vars=_dbt_vars(args))
     print_marts_summary(target)
 
@@ -163,11 +156,11 @@ def cmd_hash_email(args: argparse.Namespace) -> None:
     the salt finds one person's grants without the warehouse holding any address."""
     from neon_api_source.access import hash_email
 
-    emails = config.email_hashing()
-    if not emails.enabled:
+    settings = config.source_configuration()
+    if not settings.hash_emails:
         raise config.ConfigError("hash_emails is off: the warehouse holds addresses as they are")
     for address in args.addresses:
-        print(f"{hash_email(address, emails.salt)}  {address.strip().lower()}")
+        print(f"{hash_email(address, settings.email_hash_salt)}  {address.strip().lower()}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -282,7 +275,8 @@ def stale_option(command: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="DAYS",
-        help="a non-default branch idle this long is stale (default: NEON_STALE_AFTER_DAYS, else 14)",
+        help="a non-default branch idle this long is stale "
+        "(default: NEON_STALE_AFTER_DAYS, else the dbt var stale_after_days in dbt_project.yml)",
     )
 
 
@@ -318,27 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
-    """Answers `import pandas` as if pandas were not installed."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r} (neon-elt runs without pandas)", name=name)
-        return None
-
-
-def keep_pandas_out() -> None:
-    """DuckDB imports pandas, when it is installed, on the first query with parameters (dlt sends
-    some). That is about 50 MB the runner never uses: pandas is in the environment for the users'
-    own dlt and DuckDB sessions (`.df()`), not for neon-elt. Only the `neon-elt` command calls this,
-    so a Python session that imports neon_elt keeps its pandas."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _WithoutPandas())
-
-
 def console(argv: list[str] | None = None) -> int:
-    """The `neon-elt` command."""
-    keep_pandas_out()
+    """The `neon-elt` command: a process of its own, whose memory measures (memory.py) reach no
+    one else's session."""
+    memory.keep_pandas_out()
+    memory.arrow_uses_the_system_allocator()
     return main(argv)
 
 

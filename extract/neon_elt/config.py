@@ -1,17 +1,17 @@
-"""Where the runner's settings come from: the environment first, then dlt's config and secrets.
+"""Where the runner's settings come from.
+
+The source's settings (the key, the API's URL, tuning, email hashing) are dlt's to resolve, for
+the runner as for a standalone `neon_api_source()`: neon_api_source/configuration.py says from
+where, with `NEON_API_KEY` and `NEON_API_BASE_URL` as its two aliases. This module resolves the
+rest, which belongs to the runner:
 
 | setting            | environment          | dlt config / secrets                         | default            |
 |--------------------|----------------------|----------------------------------------------|--------------------|
-| API key            | `NEON_API_KEY`       | `[sources.neon_api_source] api_key` (secrets)| none               |
-| API base URL       | `NEON_API_BASE_URL`  | `[sources.neon_api_source] base_url`         | Neon's public API  |
 | warehouse file     | `NEON_DUCKDB_PATH`   |                                              | `neon_api_pipeline.duckdb` |
-| stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | 14 days            |
+| stale threshold    | `NEON_STALE_AFTER_DAYS` | (dbt var `stale_after_days`)              | dbt_project.yml's  |
 | warehouse kind     | `NEON_ELT_TARGET`    |                                              | `duckdb`           |
 | PostgreSQL         | `NEON_POSTGRES_URL`, `PG*` | `[destination.postgres] credentials` (secrets) | libpq defaults |
 | its password       | in the URL, `PGPASSWORD`, `PGPASSFILE` | in `credentials` | `~/.pgpass` (libpq reads it) |
-| tuning             | `SOURCES__NEON_API_SOURCE__<KEY>` | `[sources.neon_api_source] requests_per_minute`, `budget_share`, `concurrency`, `max_attempts`, `full_refresh_days`, … | Neon's limits, 7 days |
-| hash emails        | `SOURCES__NEON_API_SOURCE__HASH_EMAILS` | `[sources.neon_api_source] hash_emails` | false |
-| their salt         | `SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT` | `[sources.neon_api_source] email_hash_salt` (secrets) | none |
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
-from neon_api_source import settings as source_settings
-from neon_api_source.helpers import RetryPolicy
+from neon_api_source import configuration
+from neon_api_source.configuration import NeonApiSourceConfiguration
+from neon_api_source.helpers import SourceConfigError, innermost
 
 from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
 
@@ -42,20 +43,10 @@ DATASET_NAME = "neon_api_data"
 DEFAULT_WAREHOUSE = DUCK_DB_NAME_PAT % PIPELINE_NAME
 # The default until then. A warehouse under that name stays in use until it is moved (below).
 OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
-SECRETS_SECTION = "sources.neon_api_source"
 
 
 class ConfigError(Exception):
     """Bad or missing configuration: printed as one line, exit code 2, nothing touched."""
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    value: str
-    source: str  # where it came from, for error messages; never the key itself
-
-    def __repr__(self) -> str:  # keep the key out of tracebacks and logs
-        return f"ApiKey(source={self.source!r})"
 
 
 def warehouse_path() -> Path:
@@ -145,86 +136,23 @@ def _secret(key: str):
     try:
         return dlt.secrets.get(key)
     except Exception as exc:  # dlt wraps the toml parser's error; the innermost one says where
-        while exc.__cause__ or exc.__context__:
-            exc = exc.__cause__ or exc.__context__
+        exc = innermost(exc)
         cause = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(f"cannot read .dlt/secrets.toml: {cause}") from None
 
 
-def api_key() -> ApiKey:
-    """The API key and a description of where it was found."""
-    value = os.environ.get("NEON_API_KEY", "").strip()
-    if value:
-        return ApiKey(value, "the NEON_API_KEY environment variable")
-    value = (_secret(f"{SECRETS_SECTION}.api_key") or "").strip()
-    if value:
-        if os.environ.get("SOURCES__NEON_API_SOURCE__API_KEY"):
-            return ApiKey(value, "the SOURCES__NEON_API_SOURCE__API_KEY environment variable")
-        return ApiKey(value, "[sources.neon_api_source] api_key in .dlt/secrets.toml")
-    raise ConfigError(
-        "no Neon API key: set NEON_API_KEY or put api_key under [sources.neon_api_source] in "
-        ".dlt/secrets.toml (see README). `make demo` runs the whole pipeline without a key."
-    )
-
-
-def _config(key: str, kind: type, default):
-    """A tuning value from dlt's config: `[sources.neon_api_source] <key>` in .dlt/config.toml, or
-    the environment variable `SOURCES__NEON_API_SOURCE__<KEY>`."""
+def source_configuration(**options) -> NeonApiSourceConfiguration:
+    """The source's settings as dlt resolves them for `neon_api_source` (see
+    neon_api_source/configuration.py), with the command-line options (None: not given) first."""
     try:
-        value = dlt.config.get(f"{SECRETS_SECTION}.{key}")
-    except Exception as exc:
-        raise ConfigError(f"cannot read .dlt/config.toml: {exc}") from None
-    if value is None or value == "":
-        return default
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"[sources.neon_api_source] {key} = {value!r} is not a {kind.__name__}") from None
-
-
-def retry_policy() -> RetryPolicy:
-    defaults = RetryPolicy()
-    return RetryPolicy(
-        max_attempts=_config("max_attempts", int, defaults.max_attempts),
-        backoff_base=_config("backoff_base_seconds", float, defaults.backoff_base),
-        backoff_max=_config("backoff_max_seconds", float, defaults.backoff_max),
-        connect_timeout=_config("connect_timeout_seconds", float, defaults.connect_timeout),
-        read_timeout=_config("read_timeout_seconds", float, defaults.read_timeout),
-        max_throttle_wait=_config("max_throttle_wait_seconds", float, defaults.max_throttle_wait),
-    )
-
-
-def requests_per_minute() -> float:
-    return _config("requests_per_minute", float, source_settings.REQUESTS_PER_MINUTE)
-
-
-def budget_share(option: float | None = None) -> float:
-    """The share of the account's rate limit a run takes: the command-line option, else
-    `[sources.neon_api_source] budget_share` (or its environment variable), else 1."""
-    share = option if option is not None else _config("budget_share", float, source_settings.BUDGET_SHARE)
-    if not 0 < share <= 1:
-        raise ConfigError(f"budget_share must be more than 0 and at most 1 (got {share:g})")
-    return share
-
-
-def concurrency() -> int:
-    return _config("concurrency", int, source_settings.CONCURRENCY)
-
-
-def full_refresh_days(option: int | None = None) -> int:
-    """How often every project is re-read in full: the command-line option, else
-    `[sources.neon_api_source] full_refresh_days` (or its environment variable), else 7."""
-    days = (
-        option if option is not None else _config("full_refresh_days", int, source_settings.FULL_REFRESH_DAYS)
-    )
-    if days < 1:
-        raise ConfigError(f"full_refresh_days must be a whole number of days, 1 or more (got {days})")
-    return days
+        return configuration.resolve(**options)
+    except SourceConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def stale_after_days(option: int | None = None) -> int | None:
     """dbt's `stale_after_days` for this run: the command-line option, else NEON_STALE_AFTER_DAYS,
-    else None (the project's default in dbt_project.yml, 14)."""
+    else None (the project's default, in dbt_project.yml)."""
     raw = option if option is not None else os.environ.get("NEON_STALE_AFTER_DAYS", "").strip() or None
     if raw is None:
         return None
@@ -235,52 +163,6 @@ def stale_after_days(option: int | None = None) -> int | None:
     if days < 1:
         raise ConfigError(f"stale_after_days must be a whole number of days, 1 or more (got {raw!r})")
     return days
-
-
-# ------------------------------------------------------------------------ emails (access review)
-
-
-@dataclass(frozen=True)
-class EmailHashing:
-    enabled: bool
-    salt: str | None  # the HMAC key: a secret, never printed
-
-    def __repr__(self) -> str:
-        return f"EmailHashing(enabled={self.enabled})"
-
-
-def email_hashing() -> EmailHashing:
-    """Whether emails land hashed (`hash_emails`, false by default) and the salt that keys the
-    hash (`email_hash_salt`, a secret). Hashing without a salt of at least 16 characters is a
-    configuration error: an unkeyed hash of an address is undone by hashing guesses."""
-    raw = _config("hash_emails", str, "false")
-    flag = str(raw).strip().lower()
-    if flag not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"[sources.neon_api_source] hash_emails = {raw!r} is not true or false")
-    if flag not in ("true", "1", "yes"):
-        return EmailHashing(False, None)
-    salt = str(_secret(f"{SECRETS_SECTION}.email_hash_salt") or "")
-    if len(salt) < source_settings.EMAIL_HASH_SALT_MIN_LENGTH:
-        raise ConfigError(
-            "hash_emails is on but email_hash_salt is missing or shorter than "
-            f"{source_settings.EMAIL_HASH_SALT_MIN_LENGTH} characters: put a long random secret under "
-            "[sources.neon_api_source] in .dlt/secrets.toml (or SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT), "
-            "and keep it: another salt gives other hashes"
-        )
-    return EmailHashing(True, salt)
-
-
-def base_url() -> str:
-    value = os.environ.get("NEON_API_BASE_URL", "").strip()
-    if not value:
-        try:
-            value = dlt.config.get(f"{SECRETS_SECTION}.base_url") or ""
-        except Exception as exc:
-            raise ConfigError(f"cannot read .dlt/config.toml: {exc}") from None
-    value = (value or source_settings.DEFAULT_BASE_URL).rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"NEON_API_BASE_URL={value!r} is not an http(s) URL")
-    return value
 
 
 # --------------------------------------------------------------------------------------- targets

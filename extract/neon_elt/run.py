@@ -7,8 +7,6 @@ DuckDB readers see either the previous warehouse or the new one, never a mix.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import os
 import re
@@ -22,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-import pyarrow
 from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 from neon_api_source import neon_api_source
-from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, origin_of
+from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, exception_chain, innermost, origin_of
 
-from . import config
+from . import config, memory
 from .progress import Progress, summary
 from .targets import DuckDBTarget, PostgresTarget
 from .warehouse import FAULT_TEXTS
@@ -59,22 +56,23 @@ class ExtractResult:
         return ids[-1] if ids else None
 
 
-# Memory, measured on a 5,000-project account (make bench): Arrow allocates from the system heap,
-# which hands memory back, instead of its own pool, which keeps it; and small loads (every test, most accounts) run their jobs four at a time; past this many rows, one
-# at a time keeps a 5,000-project account under 400 MB.
-PARALLEL_LOAD_MAX_ROWS = 100_000
+# dlt's settings for this pipeline, under its name: dlt reads `<pipeline>.<key>` before `<key>`, so
+# they change no other pipeline in the process (a user's own, or dlt's dashboard).
+PIPELINE_CONFIG = {
+    # Arrow items (consumption) get dlt's load id and row id like every other row.
+    "normalize.parquet_normalizer.add_dlt_load_id": True,
+    "normalize.parquet_normalizer.add_dlt_id": True,
+    # A load's files go once loaded: they hold every row (emails of the access review included),
+    # and the warehouse is the one place rows may stay.
+    "load.delete_completed_jobs": True,
+}
 
 
 def make_pipeline(build: Build) -> dlt.Pipeline:
     """The dlt pipeline, with its local state reset so that the state (incremental cursors) always
     comes from the warehouse it loads into, never from a run whose warehouse was not published."""
-    # Arrow items (consumption) get dlt's load id and row id like every other row.
-    dlt.config["normalize.parquet_normalizer.add_dlt_load_id"] = True
-    dlt.config["normalize.parquet_normalizer.add_dlt_id"] = True
-    # A load's files go once loaded: they hold every row (emails of the access review included),
-    # and the warehouse is the one place rows may stay.
-    dlt.config["load.delete_completed_jobs"] = True
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    for key, value in PIPELINE_CONFIG.items():  # this pipeline's only, by dlt's pipeline section
+        dlt.config[f"{config.PIPELINE_NAME}.{key}"] = value
     # The last run's local state goes before dlt opens the pipeline: opened with a destination,
     # a state left by a run into the other warehouse (make demo after TARGET=postgres) makes dlt
     # log that the state's destination differs. (Pipeline.drop() comes too late for that, and
@@ -119,11 +117,10 @@ def extract(
         if plan_only:
             return ExtractResult(None, client.stats)
         del source
-        release_memory()
+        memory.release_memory()
         rows = pipeline.normalize().row_counts
-        release_memory()
-        dlt.config["load.workers"] = 4 if sum(rows.values()) <= PARALLEL_LOAD_MAX_ROWS else 1
-        load_info = pipeline.load()
+        memory.release_memory()
+        load_info = pipeline.load(workers=memory.load_workers(sum(rows.values())))
     except Exception as exc:  # dlt wraps the cause in step exceptions
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
@@ -133,39 +130,19 @@ def extract(
     return ExtractResult(load_info, client.stats, tables)
 
 
-def release_memory() -> None:
-    """Hand freed heap back to the OS between steps (glibc keeps it otherwise)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
     """The interrupt in an exception chain, if any: dlt wraps a KeyboardInterrupt raised in its
     steps in its own step exception, and turns a signal during its load into
     SignalReceivedException (a KeyboardInterrupt with the signal's number)."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            return current
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
 
 
 def root_cause(exc: BaseException) -> str:
     """The most useful one-line message in an exception chain: ours if we raised it."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, NeonAPIError):
-            return str(current)
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    deepest = seen[-1]
+    ours = next((e for e in exception_chain(exc) if isinstance(e, NeonAPIError)), None)
+    if ours is not None:
+        return str(ours)
+    deepest = innermost(exc)
     text = str(deepest).strip().splitlines()
     return f"{type(deepest).__name__}: {text[0]}" if text else type(deepest).__name__
 

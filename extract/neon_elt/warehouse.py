@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+from neon_api_source.helpers import exception_chain
 
 
 class WarehouseBusy(Exception):
@@ -92,10 +93,7 @@ def check_space(published: Path) -> int:
 def find_fault(exc: BaseException) -> tuple[int, str | None] | None:
     """(errno, path or None) of the first machine fault in an exception chain: an OSError, or the
     message of DuckDB, dlt or dbt that passes one on."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        seen.append(current)
+    for current in exception_chain(exc):
         if isinstance(current, OSError) and current.errno in FAULT_ERRNOS:
             return current.errno, current.filename
         message = str(current)
@@ -103,7 +101,6 @@ def find_fault(exc: BaseException) -> tuple[int, str | None] | None:
             if text in message:
                 paths = _QUOTED_PATH.findall(message)
                 return code, paths[0] if paths else None
-        current = current.__cause__ or current.__context__
     return None
 
 

@@ -14,6 +14,8 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from neon_api_source import settings as _extract_settings
+
 
 class _Choice:
     """A weighted choice among ``(value, weight)`` pairs, with the cumulative weights computed once."""
@@ -48,20 +50,12 @@ REGIONS: tuple[tuple[str, str, str, str, int], ...] = (
 )
 DEFAULT_REGION = "aws-us-east-2"
 
-#: Metric names of ``GET /consumption_history/v2/projects``, in the order the spec lists them.
-CONSUMPTION_METRICS: tuple[str, ...] = (
-    "compute_unit_seconds",
-    "root_branch_bytes_month",
-    "child_branch_bytes_month",
-    "instant_restore_bytes_month",
-    "public_network_transfer_bytes",
-    "private_network_transfer_bytes",
-    "extra_branches_month",
-    "snapshot_storage_bytes_month",
-)
-#: Metric names of ``GET /consumption_history/v2/branches``: the spec supports only these six (not
-#: ``extra_branches_month`` nor ``snapshot_storage_bytes_month``), the first six above.
-BRANCH_CONSUMPTION_METRICS: tuple[str, ...] = CONSUMPTION_METRICS[:6]
+#: Metric names of ``GET /consumption_history/v2/projects`` and ``.../branches`` (the spec names them
+#: in prose only, so they cannot be read from it): the extract's lists, which ask for every metric
+#: in the order the spec lists them; the branch route supports only the first six (not
+#: ``extra_branches_month`` nor ``snapshot_storage_bytes_month``).
+CONSUMPTION_METRICS: tuple[str, ...] = _extract_settings.CONSUMPTION_METRICS
+BRANCH_CONSUMPTION_METRICS: tuple[str, ...] = _extract_settings.BRANCH_CONSUMPTION_METRICS
 #: Plans whose organizations get branch consumption: the spec's "paid usage-based Launch, Scale,
 #: Agent, and Enterprise plans" (project consumption also serves Business).
 BRANCH_CONSUMPTION_PLANS = frozenset({"launch", "scale", "agent", "enterprise"})

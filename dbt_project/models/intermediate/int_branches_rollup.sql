@@ -185,7 +185,7 @@ final as (
         coalesce(
             not is_default
             and {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }}
-            >= {{ var('stale_after_days', 14) }},
+            >= {{ var('stale_after_days') }},
             false
         ) as is_stale
     from joined

@@ -96,7 +96,7 @@ flagged as (
         coalesce(autoscaling_limit_min_cu > 0.25, false) as has_oversized_minimum,
         coalesce(endpoint_state = 'active' and is_stale_branch, false) as is_active_on_stale_branch,
         coalesce(
-            endpoint_type = 'read_only' and days_since_active >= {{ var('idle_replica_after_days', 7) }}, false
+            endpoint_type = 'read_only' and days_since_active >= {{ var('idle_replica_after_days') }}, false
         ) as is_idle_read_replica
     from attributed
 

@@ -1,0 +1,151 @@
+"""The source's settings, resolved by dlt, and the one factory of the API client.
+
+`NeonApiSourceConfiguration` is the spec of `neon_api_source` (`@dlt.source(spec=...)`): dlt fills
+every field, first found wins, from
+
+1. the arguments given to the source (the runner's command-line options),
+2. the aliases below,
+3. the environment in dlt's naming, `SOURCES__NEON_API_SOURCE__<KEY>`,
+4. `[sources.neon_api_source]` in `.dlt/secrets.toml` and `.dlt/config.toml`,
+5. the defaults, from settings.py.
+
+The runner resolves the same spec with `resolve()` before it builds the source, since it needs
+the client (the run's statistics, the API's origin) first; a standalone `neon_api_source()`
+resolves it itself. Either way `make_client()` builds the client from it.
+
+Two environment variables are older than dlt's naming and the README documents them: they are
+aliases, read here and nowhere else, and they win over every provider (a key exported for one
+run beats the one in secrets.toml).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.typing import TSecretStrValue
+
+from . import settings
+from .access import Emails
+from .helpers import (
+    NeonClient,
+    RateLimiter,
+    RetryPolicy,
+    RunStats,
+    SourceConfigError,
+    innermost,
+    neon_rate_limiter,
+)
+
+SECTIONS = ("sources", "neon_api_source")
+# field -> the environment variable that gives it before dlt's providers do
+ALIASES = {"api_key": "NEON_API_KEY", "base_url": "NEON_API_BASE_URL"}
+_SECRETS_FILE_KEY = "[sources.neon_api_source] api_key in .dlt/secrets.toml"
+
+
+@configspec
+class NeonApiSourceConfiguration(BaseConfiguration):
+    api_key: TSecretStrValue | None = None
+    base_url: str = settings.DEFAULT_BASE_URL
+    requests_per_minute: float = settings.REQUESTS_PER_MINUTE
+    budget_share: float = settings.BUDGET_SHARE
+    concurrency: int = settings.CONCURRENCY
+    max_attempts: int = settings.MAX_ATTEMPTS
+    backoff_base_seconds: float = settings.BACKOFF_BASE_SECONDS
+    backoff_max_seconds: float = settings.BACKOFF_MAX_SECONDS
+    connect_timeout_seconds: float = settings.CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds: float = settings.READ_TIMEOUT_SECONDS
+    max_throttle_wait_seconds: float = settings.MAX_THROTTLE_WAIT_SECONDS
+    full_refresh_days: int = settings.FULL_REFRESH_DAYS
+    hash_emails: bool = False
+    email_hash_salt: TSecretStrValue | None = None
+
+    def on_resolved(self) -> None:
+        for name, variable in ALIASES.items():
+            value = os.environ.get(variable, "").strip()
+            if value:
+                setattr(self, name, value)
+        self.base_url = self.base_url.strip().rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise SourceConfigError(f"NEON_API_BASE_URL={self.base_url!r} is not an http(s) URL")
+        if not 0 < self.budget_share <= 1:
+            raise SourceConfigError(
+                f"budget_share must be more than 0 and at most 1 (got {self.budget_share:g})"
+            )
+        if self.full_refresh_days < 1:
+            raise SourceConfigError(
+                f"full_refresh_days must be a whole number of days, 1 or more (got {self.full_refresh_days})"
+            )
+        Emails(self.hash_emails, self.email_hash_salt)  # hashing needs a long enough salt
+
+    def key_source(self) -> str:
+        """Where the key came from, for messages (a 401 names it); never the key itself."""
+        if os.environ.get(ALIASES["api_key"], "").strip():
+            return f"the {ALIASES['api_key']} environment variable"
+        if os.environ.get("SOURCES__NEON_API_SOURCE__API_KEY"):
+            return "the SOURCES__NEON_API_SOURCE__API_KEY environment variable"
+        return _SECRETS_FILE_KEY if self.is_resolved() else "the configured API key"
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            backoff_base=self.backoff_base_seconds,
+            backoff_max=self.backoff_max_seconds,
+            connect_timeout=self.connect_timeout_seconds,
+            read_timeout=self.read_timeout_seconds,
+            max_throttle_wait=self.max_throttle_wait_seconds,
+        )
+
+
+def resolve(**explicit) -> NeonApiSourceConfiguration:
+    """The source's settings as dlt resolves them, `explicit` values first (None: not given). A
+    setting that is missing, of the wrong type or unreadable is a SourceConfigError in one line."""
+    given = {name: value for name, value in explicit.items() if value is not None}
+    try:
+        return resolve_configuration(NeonApiSourceConfiguration(), sections=SECTIONS, explicit_value=given)
+    except SourceConfigError:
+        raise
+    except Exception as exc:
+        raise SourceConfigError(describe_error(exc)) from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A configuration error of dlt's as one line: a value of the wrong type names the setting
+    and its value; a file dlt cannot parse names the file and what the parser says."""
+    from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
+
+    if isinstance(exc, ConfigValueCannotBeCoercedException):
+        kind = getattr(exc.hint, "__name__", str(exc.hint))
+        return f"[sources.neon_api_source] {exc.field_name} = {exc.field_value!r} is not a {kind}"
+    cause = innermost(exc)
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    for name in ("secrets.toml", "config.toml"):
+        if name in str(exc) or name in text:
+            return f"cannot read .dlt/{name}: {text}"
+    return f"cannot read the configuration: {text}"
+
+
+def make_client(
+    config: NeonApiSourceConfiguration,
+    *,
+    stats: RunStats | None = None,
+    key_source: str | None = None,
+    limiter: RateLimiter | None = None,
+) -> NeonClient:
+    """The API client the settings describe: the key, the rate limiter (requests_per_minute 0
+    disables it), the budget share and the retry policy. The only place a client is built; tests
+    that shape a limiter of their own pass it as `limiter`."""
+    if not config.api_key:
+        raise SourceConfigError(
+            "no Neon API key: set NEON_API_KEY or put api_key under [sources.neon_api_source] in "
+            ".dlt/secrets.toml (see README). `make demo` runs the whole pipeline without a key."
+        )
+    return NeonClient(
+        config.base_url,
+        config.api_key,
+        key_source=key_source or config.key_source(),
+        limiter=limiter or neon_rate_limiter(config.requests_per_minute, config.budget_share),
+        retry=config.retry_policy(),
+        stats=stats or RunStats(),
+    )

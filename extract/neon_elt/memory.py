@@ -1,0 +1,76 @@
+"""What the runner does to keep a large extract within its memory budget, and the measurement
+behind each measure. Every process-wide switch the runner flips lives here, and nowhere else.
+
+The budget: peak RSS of `neon-elt extract` below 400 MB on an account of 5,000 projects and
+25,000 branches (`make bench`'s memory row: bench/extract_child.py runs the command in a child
+process against the simulator, without latency or limits). Measured on 2 shared cores on
+2026-11-30, each measure left out in turn (peak RSS; single runs vary by 10 MB or so):
+
+| measure                                   | with every measure | without this one |
+|-------------------------------------------|--------------------|------------------|
+| `keep_pandas_out`                         | 470 MB             | 513 MB (+43)     |
+| `arrow_uses_the_system_allocator`         | 470 MB             | 485 MB (+15)     |
+| `release_memory` (malloc_trim)            | 470 MB             | 496 MB (+26)     |
+| `load_workers` (one at a time when large) | 470 MB             | 608 MB (+138)    |
+
+The account has grown since the 400 MB budget was set (the access review's tables): with every
+measure the run is over it, so none of them can go.
+
+Only the `neon-elt` command (cli.console) calls `keep_pandas_out` and
+`arrow_uses_the_system_allocator`: a Python session that imports neon_elt, or runs the source in
+a pipeline of its own, keeps its pandas and Arrow's default allocator.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib.abc
+import sys
+from typing import Any
+
+# Loads up to this many rows (every test, most accounts) run dlt's load jobs four at a time;
+# larger ones one at a time, so that only one table's files are in DuckDB's hands at once.
+PARALLEL_LOAD_MAX_ROWS = 100_000
+
+
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """Answers `import pandas` as if pandas were not installed."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (neon-elt runs without pandas)", name=name)
+        return None
+
+
+def keep_pandas_out() -> None:
+    """DuckDB's Python client imports pandas, when it is installed, on the first query with
+    parameters (dlt sends some), to check whether a parameter is one of pandas' objects; DuckDB
+    has no setting against it. pandas costs the command about 50 MB it never uses: it is in the
+    environment for the users' own dlt and DuckDB sessions (`.df()`), not for neon-elt."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutPandas())
+
+
+def arrow_uses_the_system_allocator() -> None:
+    """Arrow allocates from its own pool (jemalloc or mimalloc) by default, which keeps what it
+    freed for later; the consumption tables and dlt's parquet files are built once each, so the
+    system's allocator, which hands memory back (with `release_memory`), serves them better."""
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS between dlt's steps: glibc keeps it otherwise, and the
+    extract's listings are freed just before the normalize and the load need theirs."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def load_workers(rows: int) -> int:
+    """dlt's load workers for a load of `rows` rows (PARALLEL_LOAD_MAX_ROWS)."""
+    return 4 if rows <= PARALLEL_LOAD_MAX_ROWS else 1
