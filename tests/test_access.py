@@ -20,6 +20,9 @@ from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 PERMISSIONS = "/projects/{project_id}/permissions"
 
 

@@ -23,6 +23,9 @@ from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 

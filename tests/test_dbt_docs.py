@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from expected import query
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def marts(demo_warehouse) -> dict[str, dict]:

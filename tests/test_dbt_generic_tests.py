@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 GENERIC_TESTS = REPO / "dbt_project" / "tests" / "generic"
 MACROS = REPO / "dbt_project" / "macros"

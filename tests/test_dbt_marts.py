@@ -18,6 +18,9 @@ from expected import query, query_dicts
 from neon_api_source import settings
 from runs import cli_env, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 STALE_AFTER_DAYS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
     "stale_after_days"

@@ -1,4 +1,4 @@
-"""Structural rules of the dbt project, checked on the manifest of the session's `dbt build`.
+"""Structural rules of the dbt project, checked on the manifest of `dbt parse`.
 
 These are the rules of dbt Labs' dbt-project-evaluator that matter here (it cannot be installed
 offline): every model and column documented, every model tested, sources with freshness, only
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -29,10 +31,30 @@ NOT_SOURCES = {"_dlt_loads", "_dlt_pipeline_state", "_dlt_version", "_neon_elt_o
 
 
 @pytest.fixture(scope="module")
-def manifest(demo_warehouse) -> dict:
-    """The manifest written by the session's build of the demo warehouse."""
-    path = Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json"
-    return json.loads(path.read_text())
+def manifest(tmp_path_factory) -> dict:
+    """The project's manifest, from `dbt parse` (the rules need no warehouse), with the runner's
+    environment and a target folder of its own."""
+    target = tmp_path_factory.mktemp("dbt-parse")
+    parsed = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "parse",
+            "--project-dir",
+            str(REPO / "dbt_project"),
+            "--profiles-dir",
+            str(REPO / "dbt_project"),
+            "--target-path",
+            str(target),
+            "--log-path",
+            str(target / "logs"),
+        ],
+        env={**os.environ, "NEON_DUCKDB_PATH": str(target / "unused.duckdb")},
+        cwd=REPO / "dbt_project",
+        capture_output=True,
+        text=True,
+    )
+    assert parsed.returncode == 0, parsed.stdout[-3000:]
+    return json.loads((target / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +111,7 @@ def test_models_live_in_their_layer_with_the_layer_s_name_schema_and_materializa
         assert model["config"]["materialized"] == expected, f"{name} should be a {expected}"
 
 
+@pytest.mark.slow  # compares with the columns of a built warehouse
 def test_every_model_and_every_column_is_described(models, warehouse_columns):
     for name, model in models.items():
         assert model["description"].strip(), f"{name} has no description"
@@ -129,6 +152,7 @@ def test_marts_have_an_enforced_contract_with_every_data_type(models):
         assert not untyped, f"{name}: columns without data_type: {untyped}"
 
 
+@pytest.mark.slow  # compares with the columns of a built warehouse
 def test_every_source_table_and_column_is_described_and_declared(manifest, warehouse_columns):
     sources = {s["name"]: s for s in manifest["sources"].values() if s["source_name"] == "neon"}
     raw_tables = {t for (schema, t) in warehouse_columns if schema == "neon_api_data"} - NOT_SOURCES

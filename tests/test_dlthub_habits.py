@@ -36,6 +36,9 @@ from neon_elt.warehouse import run_lock
 from neon_simulator import Simulator
 from runs import cli_env, expected_table_counts, file_digest, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 PAGE_SNIPPET = """
 import dlt
 dataset = dlt.pipeline("neon_api_pipeline").dataset()

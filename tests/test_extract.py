@@ -26,6 +26,9 @@ from runs import (
     versions,
 )
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 def fresh(preset: str = "demo", **changes) -> Account:
     return Account.generate(dataclasses.replace(PRESETS[preset], **changes))

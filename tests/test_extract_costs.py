@@ -18,6 +18,9 @@ from neon_simulator import PRESETS, Account, AccountSpec, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 from runs import consumption_window, expected_table_counts, extract, landed_counts
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 ROUTE = settings.CONSUMPTION_BRANCHES_ROUTE
 
 

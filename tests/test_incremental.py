@@ -21,6 +21,9 @@ from neon_elt.run import StepFailed, elt
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, file_digest, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 SKEW = timedelta(seconds=settings.CLOCK_SKEW_SECONDS)
 BRANCHES = "/projects/{project_id}/branches"
 ENDPOINTS = "/projects/{project_id}/endpoints"

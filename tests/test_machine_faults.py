@@ -26,6 +26,9 @@ from neon_elt.warehouse import MachineFault, space_needed, working_copy
 from neon_simulator import Simulator
 from runs import cli_env, file_digest, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
 
 

@@ -10,8 +10,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 from conftest import REPO
 from expected import branch_facts, query, query_dicts, region_facts
+
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
 
 INVENTORY_COLUMNS = (
     "project_id",

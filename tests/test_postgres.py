@@ -25,10 +25,13 @@ from postgres_server import postgres_server, server_binaries
 from runs import cli_env, files_holding, run_cli
 
 # On a laptop without PostgreSQL these skip; in CI (.ci/run installs it) a missing server fails them.
-pytestmark = pytest.mark.skipif(
-    server_binaries() is None and not os.environ.get("CI"),
-    reason="PostgreSQL server binaries missing (.ci/run installs postgresql)",
-)
+pytestmark = [
+    pytest.mark.slow,  # runs the pipeline, dbt and a server: `make test-fast` leaves it out
+    pytest.mark.skipif(
+        server_binaries() is None and not os.environ.get("CI"),
+        reason="PostgreSQL server binaries missing (.ci/run installs postgresql)",
+    ),
+]
 
 LIBPQ_VARS = ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGDATABASE", "PGSSLMODE")
 

@@ -24,6 +24,9 @@ from neon_elt import cli, config
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
 from runs import cli_env, extract, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 FAST = 10
 BRANCHES = "/projects/{project_id}/branches"
 

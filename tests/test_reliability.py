@@ -24,6 +24,9 @@ from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, file_digest, files_holding, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 
 def last_line(stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]

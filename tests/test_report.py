@@ -25,6 +25,9 @@ from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EXPECTED_CHARTS = {
     "regions",

@@ -27,6 +27,9 @@ from neon_elt.warehouse import WarehouseBusy, run_lock
 from neon_simulator import PRESETS, Account, Simulator
 from runs import cli_env, file_digest, run_cli
 
+# runs the pipeline, dbt or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
 README = REPO / "README.md"
 WORKFLOW = REPO / ".github" / "workflows" / "neon-elt.yml"
 
