@@ -48,7 +48,7 @@ SYSTEM_PACKAGES := postgresql chromium npm
 # make exits 0, or 2 for any failure: the runner's own codes (1 a failed run, 2 configuration,
 # 3 another run holds the warehouse) reach the caller only from .venv/bin/neon-elt, which
 # schedules call (README: Run it on a schedule). make's last line, `Error N`, names the code.
-.PHONY: elt extract plan transform demo docs report dashboard notebook simulator test system-deps lint bench clean
+.PHONY: elt extract plan transform demo docs report dashboard notebook simulator test test-fast system-deps lint bench clean
 elt: $(STAMP) ## extract from the Neon API, then dbt build (needs NEON_API_KEY)
 	@$(NEON) elt
 
@@ -85,6 +85,9 @@ simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRES
 
 test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
 	@$(BIN)/pytest
+
+test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop, under a minute
+	@$(BIN)/pytest -m "not slow"
 
 system-deps: ## install Debian's postgresql, chromium and npm (as root, or with sudo) for the whole test suite
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
