@@ -35,6 +35,9 @@ env: $(STAMP) ## create or refresh the Python environment (.venv)
 
 # Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
 PORT ?= 8080
+# make test runs the suite's modules on this many pytest-xdist workers (1: one after another).
+# Many tests wait on a subprocess, a server or the simulator's clock, so two keep two cores busy.
+TEST_WORKERS ?= 2
 NEON := $(BIN)/neon-elt
 # TARGET=postgres (or NEON_ELT_TARGET=postgres in the environment) loads and builds into PostgreSQL
 # (NEON_POSTGRES_URL or PG* variables); DuckDB is the default.
@@ -83,8 +86,8 @@ notebook: $(DASHBOARD_STAMP) ## the analysts' marimo notebook (notebooks/neon_es
 simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRESET=)
 	@$(BIN)/neon-simulator --port $(PORT) --preset $${PRESET:-demo}
 
-test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint)
-	@$(BIN)/pytest
+test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint), on TEST_WORKERS workers
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop, under a minute
 	@$(BIN)/pytest -m "not slow"
