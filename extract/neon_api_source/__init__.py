@@ -46,6 +46,7 @@ a secret).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -796,8 +797,10 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
         }
         latest = loaded_until.get(org_id, "")
         try:
-            for page in paginate_cursor(estate.client, CONSUMPTION_ROUTE, "projects", params):
-                rows = _consumption_table(org_id, page, before=params["to"])
+            to_table = functools.partial(_consumption_table, org_id, before=params["to"])
+            for rows in paginate_cursor(
+                estate.client, CONSUMPTION_ROUTE, "projects", params, convert=to_table
+            ):
                 if rows.num_rows:
                     latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
                     estate.stats.count_rows("consumption", rows.num_rows)
@@ -871,6 +874,9 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
 
     for org_id in org_ids:
         days = _consumption_days(estate, loaded_until.get(org_id))
+        to_table = functools.partial(
+            _consumption_table, org_id, schema=BRANCH_CONSUMPTION_SCHEMA, before=days["to"]
+        )
         project_ids = sorted(p["id"] for p in estate.projects() if p.get("org_id") == org_id)
         latest = loaded_until.get(org_id, "")
         try:
@@ -882,10 +888,9 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
                     "metrics": ",".join(settings.BRANCH_CONSUMPTION_METRICS),
                     "limit": settings.BRANCH_CONSUMPTION_PAGE_LIMIT,
                 }
-                for page in paginate_cursor(
-                    estate.client, settings.CONSUMPTION_BRANCHES_ROUTE, "branches", params
+                for rows in paginate_cursor(
+                    estate.client, settings.CONSUMPTION_BRANCHES_ROUTE, "branches", params, convert=to_table
                 ):
-                    rows = _consumption_table(org_id, page, BRANCH_CONSUMPTION_SCHEMA, before=days["to"])
                     if rows.num_rows:
                         latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
                         estate.stats.count_rows("branch_consumption", rows.num_rows)

@@ -660,12 +660,15 @@ def paginate_cursor(
     items_key: str,
     params: Mapping[str, Any],
     validate: Callable[[dict], str | None] | None = None,
+    convert: Callable[[list[dict]], Any] | None = None,
     **path: str,
-) -> Iterator[list[dict]]:
+) -> Iterator[Any]:
     """`pagination.cursor` paging (projects, operations, consumption).
 
     Neon always returns a cursor, also after the last page, so a page without items ends the
-    listing; a cursor seen before is an error rather than an endless loop.
+    listing; a cursor seen before is an error rather than an endless loop. With `convert`, each
+    page is yielded converted (consumption: to an Arrow table), and the page's dicts are freed
+    before the caller gets it rather than held while the caller works on the next one.
     """
     cursor: str | None = None
     seen: set[str] = set()
@@ -675,8 +678,11 @@ def paginate_cursor(
         items = body.get(items_key) or []
         if not items:
             return
-        yield items
         cursor = (body.get("pagination") or {}).get("cursor")
+        page = convert(items) if convert else items
+        del body, items
+        yield page
+        del page
         if not cursor:
             return
         if cursor in seen:

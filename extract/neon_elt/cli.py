@@ -317,6 +317,7 @@ def console(argv: list[str] | None = None) -> int:
     one else's session."""
     memory.keep_pandas_out()
     memory.arrow_uses_the_system_allocator()
+    memory.large_blocks_go_back_to_the_os()
     return main(argv)
 
 
