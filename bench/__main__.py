@@ -97,8 +97,10 @@ def bench_speed(workdir: Path, preset: str) -> Row:
         f"{ratio:.1f}x faster",
         ">= 5x faster",
         "met" if ratio >= 5 else "MISSED",
-        "same endpoints (organizations, regions, projects, branches, computes, databases, roles, "
-        "operations); consumption left out of both",
+        "both read organizations, regions, projects, branches, computes, databases, roles and "
+        "operations; ours also reads the access review's listings (members, API keys, VPC endpoints, "
+        f"each project's shares and VPC restrictions): {ours_requests - baseline_requests:,} requests "
+        "more in all; consumption left out of both",
     )
 
 

@@ -279,22 +279,7 @@ class Routes:
     def branches(self, req: Request) -> dict:
         project = self._project(req)
         args = parse_query(req.template, req.query)
-        sort_by, sort_order = args["sort_by"], args["sort_order"]  # or the spec's defaults
-        after = None
-        if args["cursor"] is not None:
-            cursor_by, cursor_order, value, bid = decode_cursor(args["cursor"], 4)
-            declared = query_params(req.template)
-            if (
-                cursor_by not in declared["sort_by"].choices
-                or cursor_order not in declared["sort_order"].choices
-            ):
-                raise ApiError(400, "invalid cursor")
-            # A sort given beside a cursor must be the cursor's own.
-            if ("sort_by" in req.query and sort_by != cursor_by) or (
-                "sort_order" in req.query and sort_order != cursor_order
-            ):
-                raise ApiError(400, "sort_by and sort_order must match the cursor")
-            sort_by, sort_order, after = cursor_by, cursor_order, (value, bid)
+        sort_by, sort_order, after = _sort_and_cursor(req, args)
         descending = sort_order == "desc"
         found = project.branches.values()
         if args["search"]:
@@ -456,21 +441,7 @@ class Routes:
         org_id = req.path_params["org_id"]
         self._member_org(req, org_id)
         args = parse_query(req.template, req.query)
-        sort_by, sort_order = args["sort_by"], args["sort_order"]  # or the spec's defaults
-        after = None
-        if args["cursor"] is not None:  # the cursor holds its sort; one given beside it must match
-            cursor_by, cursor_order, value, member_id = decode_cursor(args["cursor"], 4)
-            declared = query_params(req.template)
-            if (
-                cursor_by not in declared["sort_by"].choices
-                or cursor_order not in declared["sort_order"].choices
-            ):
-                raise ApiError(400, "invalid cursor")
-            if ("sort_by" in req.query and sort_by != cursor_by) or (
-                "sort_order" in req.query and sort_order != cursor_order
-            ):
-                raise ApiError(400, "sort_by and sort_order must match the cursor")
-            sort_by, sort_order, after = cursor_by, cursor_order, (value, member_id)
+        sort_by, sort_order, after = _sort_and_cursor(req, args)
 
         def key(record: dict) -> tuple[str, str]:
             value = record["user"]["email"] if sort_by == "email" else record["member"].get(sort_by, "")
@@ -507,6 +478,23 @@ class Routes:
         project = self._project(req)
         self._private_networking(project.scope)
         return {"endpoints": self.account._project_vpc.get(project.item["id"], [])}
+
+
+def _sort_and_cursor(req: Request, args: dict) -> tuple[str, str, tuple[str, str] | None]:
+    """The sort of a list paged by `next` (branches, members) and the (value, id) to start after.
+    The cursor holds its own sort: one given beside it must be the same, else 400."""
+    sort_by, sort_order = args["sort_by"], args["sort_order"]  # or the spec's defaults
+    if args["cursor"] is None:
+        return sort_by, sort_order, None
+    cursor_by, cursor_order, value, last_id = decode_cursor(args["cursor"], 4)
+    declared = query_params(req.template)
+    if cursor_by not in declared["sort_by"].choices or cursor_order not in declared["sort_order"].choices:
+        raise ApiError(400, "invalid cursor")
+    if ("sort_by" in req.query and sort_by != cursor_by) or (
+        "sort_order" in req.query and sort_order != cursor_order
+    ):
+        raise ApiError(400, "sort_by and sort_order must match the cursor")
+    return cursor_by, cursor_order, (value, last_id)
 
 
 def _round_down(epoch: int, granularity: str) -> int:
