@@ -1,0 +1,32 @@
+"""The benchmarks measure what they say: the memory row's figure is the extract's own peak."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+BALLAST_MB = 400
+# The child reads its own peak, started from a parent that holds BALLAST_MB or nothing: as
+# `make bench` starts the extract for the memory row from a process that ran the other rows.
+PARENT = """
+import subprocess, sys
+ballast = bytearray(int(sys.argv[1]) * 2**20)
+for i in range(0, len(ballast), 4096):
+    ballast[i] = 1  # touched, so resident
+child = "from bench.extract_child import peak_rss_mb; print(peak_rss_mb())"
+print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+"""
+
+
+def child_peak(parent_mb: int) -> float:
+    run = subprocess.run(
+        [sys.executable, "-c", PARENT, str(parent_mb)], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    return float(run.stdout.split()[-1])
+
+
+def test_the_memory_row_counts_the_extract_alone_not_the_process_that_started_it():
+    alone, beside_ballast = child_peak(0), child_peak(BALLAST_MB)
+    assert abs(beside_ballast - alone) < BALLAST_MB / 8, (alone, beside_ballast)
