@@ -273,6 +273,17 @@ def project_security_rows(account) -> dict[str, dict]:
     return rows
 
 
+# The access review's relations: the only ones that may hold an email address.
+ACCESS_RELATIONS = {
+    ("neon_api_data", "organization_members"),
+    ("neon_api_data", "project_permissions"),
+    ("staging", "stg_neon__organization_members"),
+    ("staging", "stg_neon__project_permissions"),
+    ("staging", "int_project_shares_matched_to_members"),
+    ("marts", "access_review"),
+}
+
+
 def relations_holding(warehouse, needles: set[str]) -> set[tuple[str, str]]:
     """(schema, relation) of every table and view whose rows, read as text, hold any of `needles`
     (DuckDB compresses strings on disk: a byte scan of the file could miss them)."""

@@ -19,7 +19,7 @@ import duckdb
 import psutil
 import pytest
 from conftest import REPO
-from expected import marts, query, relations_holding
+from expected import ACCESS_RELATIONS, marts, query, relations_holding
 from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, file_digest, files_holding, run_cli
@@ -346,17 +346,6 @@ def _run_and_report(account: Account, folder: Path, **env_extra: str) -> tuple[P
         assert report.returncode == 0, report.stderr
     assert all(path.exists() for path in written)
     return warehouse, result.stdout + result.stderr + report.stdout + report.stderr, written
-
-
-# The access review's relations: the only ones that may hold an email address.
-ACCESS_RELATIONS = {
-    ("neon_api_data", "organization_members"),
-    ("neon_api_data", "project_permissions"),
-    ("staging", "stg_neon__organization_members"),
-    ("staging", "stg_neon__project_permissions"),
-    ("staging", "int_project_shares_matched_to_members"),
-    ("marts", "access_review"),
-}
 
 
 def test_no_file_a_run_produces_holds_the_key_or_a_password_and_emails_stay_in_the_access_tables(tmp_path):
