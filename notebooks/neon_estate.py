@@ -294,13 +294,15 @@ def _(GIB, con, mo):
     growth = con.sql(f"""
         with days as (
             select
-                project_name,
+                project_id,
+                arg_max(project_name, usage_date) as project_name,
                 min(usage_date) as first_day,
                 max(usage_date) as last_day,
                 arg_min(logical_size_bytes, usage_date) as first_bytes,
                 arg_max(logical_size_bytes, usage_date) as last_bytes
             from marts.project_daily_usage
-            group by project_name
+            group by project_id  -- names are not unique
+            having not bool_or(is_deleted_project)
         )
         select
             project_name,
