@@ -62,6 +62,7 @@ from .access import Access, Emails
 from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client
 from .helpers import (
+    CONFIRMED_AT_HINT,
     CONSUMPTION_ROUTE,
     NeonAPIError,
     NeonClient,
@@ -233,6 +234,13 @@ class Estate:
                     200,
                     f"the key is not a member of organization(s) {', '.join(sorted(missing))}",
                 )
+        return orgs
+
+    def org_ids(self) -> list[str]:
+        """Every organization the key sees (an organization key: its projects' one)."""
+        orgs = [o["id"] for o in self.organizations()]
+        if self.org_key:
+            orgs = sorted({p["org_id"] for p in self.projects() if p.get("org_id")})
         return orgs
 
     def org_scopes(self) -> list[str | None]:
@@ -697,9 +705,6 @@ def _per_branch(estate: Estate, table: str, route: str, key: str, columns: dict[
             yield _counted(estate, table, rows)
 
 
-CONFIRMED_AT_HINT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
-
-
 @dlt.resource(
     name="databases",
     primary_key="id",
@@ -817,9 +822,7 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
 def _consumption_org_ids(estate: Estate, what: str) -> list[str]:
     """The organizations whose consumption to read (an organization key's from its projects);
     none for a personal account, which is noted: consumption history is per organization."""
-    org_ids = [o["id"] for o in estate.organizations()]
-    if estate.org_key:
-        org_ids = sorted({p["org_id"] for p in estate.projects() if p.get("org_id")})
+    org_ids = estate.org_ids()
     if not org_ids:
         estate.stats.skipped_optional.append(f"{what}: needs an organization (personal account)")
     return org_ids

@@ -36,10 +36,18 @@ from typing import Any
 import dlt
 
 from . import incremental, settings
-from .helpers import NeonAPIError, SourceConfigError, column_hints, fan_out, paginate_next, pick
+from .helpers import (
+    CONFIRMED_AT_HINT,
+    NeonAPIError,
+    SourceConfigError,
+    column_hints,
+    fan_out,
+    paginate_next,
+    pick,
+)
 
 MEMBERS_ROUTE = "/organizations/{org_id}/members"
-API_KEYS_ROUTE = "/organizations/{org_id}/api_keys"
+API_KEYS_ROUTE = settings.API_KEYS_ROUTE
 ORG_VPC_ROUTE = "/organizations/{org_id}/vpc/vpc_endpoints"
 PERMISSIONS_ROUTE = "/projects/{project_id}/permissions"
 PROJECT_VPC_ROUTE = "/projects/{project_id}/vpc_endpoints"
@@ -53,7 +61,6 @@ LISTING_WORDS = {
     "project_vpc_endpoints": "project VPC restrictions",
 }
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
-CONFIRMED_AT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
 COVERAGE_COLUMNS = {
     "listing": "text",
     "scope_id": "text",
@@ -118,6 +125,17 @@ def redact(text: str) -> str:
 # ------------------------------------------------------------------------------------------ reading
 
 
+def _read_or_refused(fetch, *args) -> tuple[list[dict], int, str | None]:
+    """`fetch(*args)`'s rows with status 200, or none with the 403 or 404 the key met and Neon's
+    reason, redacted; any other error goes on up."""
+    try:
+        return fetch(*args), 200, None
+    except NeonAPIError as exc:
+        if exc.status not in (403, 404):
+            raise
+        return [], exc.status, redact(exc.detail)
+
+
 class Access:
     """The access listings of one run, read once and shared by the resources below."""
 
@@ -126,14 +144,6 @@ class Access:
         self.emails = emails
 
     # organizations ------------------------------------------------------------------------------
-
-    def org_ids(self) -> list[str]:
-        """Every organization the key sees (an organization key: its projects' one)."""
-        estate = self.estate
-        orgs = [o["id"] for o in estate.organizations()]
-        if estate.org_key:
-            orgs = sorted({p["org_id"] for p in estate.projects() if p.get("org_id")})
-        return orgs
 
     def per_org(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
         """Org id -> (rows, coverage row) of an organization-wide listing, read this run."""
@@ -146,13 +156,8 @@ class Access:
             "organization_vpc_endpoints": self._vpc_endpoints,
         }[listing]
         result = {}
-        for org_id in self.org_ids():
-            try:
-                rows, status, detail = fetch(org_id), 200, None
-            except NeonAPIError as exc:
-                if exc.status not in (403, 404):
-                    raise
-                rows, status, detail = [], exc.status, redact(exc.detail)
+        for org_id in self.estate.org_ids():
+            rows, status, detail = _read_or_refused(fetch, org_id)
             result[org_id] = (
                 rows,
                 self._coverage(listing, org_id, org_id, None, status, detail, "every run"),
@@ -227,12 +232,7 @@ class Access:
 
         def one(item: tuple[str, str]) -> tuple[str, list[dict], dict]:
             pid, reason = item
-            try:
-                rows, status, detail = self._project_rows(listing, pid), 200, None
-            except NeonAPIError as exc:
-                if exc.status not in (403, 404):
-                    raise
-                rows, status, detail = [], exc.status, redact(exc.detail)
+            rows, status, detail = _read_or_refused(self._project_rows, listing, pid)
             return pid, rows, self._coverage(listing, pid, org_of[pid], pid, status, detail, reason)
 
         for pid, rows, coverage in fan_out(one, wanted, estate.workers):
@@ -354,15 +354,12 @@ def resources(access: Access) -> list[Any]:
     ]
 
 
-def _org_rows(access: Access, table: str) -> Iterator[list[dict]]:
-    rows = [row for rows, _ in access.per_org(table).values() for row in rows]
-    access.estate.stats.count_rows(table, len(rows))
-    if rows:
-        yield rows
-
-
-def _project_rows(access: Access, table: str) -> Iterator[list[dict]]:
-    rows = [row for rows, _ in access.per_project(table).values() for row in rows]
+def _listing_rows(access: Access, table: str) -> Iterator[list[dict]]:
+    """Every row of one listing, counted for the summary (a per-project one: read or carried)."""
+    by_scope = (
+        access.per_project(table) if table in incremental.PROJECT_ACCESS_LISTINGS else access.per_org(table)
+    )
+    rows = [row for rows, _ in by_scope.values() for row in rows]
     access.estate.stats.count_rows(table, len(rows))
     if rows:
         yield rows
@@ -379,7 +376,7 @@ def _project_rows(access: Access, table: str) -> Iterator[list[dict]]:
 def organization_members(access: Access) -> Iterator[Any]:
     """Members of every organization, with their email (or its hash), MFA and deactivation."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    yield from _org_rows(access, "organization_members")
+    yield from _listing_rows(access, "organization_members")
 
 
 @dlt.resource(
@@ -393,7 +390,7 @@ def organization_members(access: Access) -> Iterator[Any]:
 def organization_api_keys(access: Access) -> Iterator[Any]:
     """Organization API keys: who made them, when each was last used and from where. No tokens."""
     yield dlt.mark.materialize_table_schema()
-    yield from _org_rows(access, "organization_api_keys")
+    yield from _listing_rows(access, "organization_api_keys")
 
 
 @dlt.resource(
@@ -405,7 +402,7 @@ def organization_api_keys(access: Access) -> Iterator[Any]:
 def organization_vpc_endpoints(access: Access) -> Iterator[Any]:
     """The VPC endpoints of every organization, in every region."""
     yield dlt.mark.materialize_table_schema()
-    yield from _org_rows(access, "organization_vpc_endpoints")
+    yield from _listing_rows(access, "organization_vpc_endpoints")
 
 
 @dlt.resource(
@@ -414,13 +411,13 @@ def organization_vpc_endpoints(access: Access) -> Iterator[Any]:
     write_disposition="replace",
     columns={
         **column_hints({**settings.PERMISSION_COLUMNS, "project_id": "text"}, ["id", "project_id"]),
-        **CONFIRMED_AT,
+        **CONFIRMED_AT_HINT,
     },
 )
 def project_permissions(access: Access) -> Iterator[Any]:
     """Project shares, revoked ones included: read with each project's full reading, else carried."""
     yield dlt.mark.materialize_table_schema()
-    yield from _project_rows(access, "project_permissions")
+    yield from _listing_rows(access, "project_permissions")
 
 
 @dlt.resource(
@@ -431,13 +428,13 @@ def project_permissions(access: Access) -> Iterator[Any]:
         **column_hints(
             {**settings.PROJECT_VPC_ENDPOINT_COLUMNS, "project_id": "text"}, ["project_id", "vpc_endpoint_id"]
         ),
-        **CONFIRMED_AT,
+        **CONFIRMED_AT_HINT,
     },
 )
 def project_vpc_endpoints(access: Access) -> Iterator[Any]:
     """The VPC endpoints each project accepts connections through (its VPC restrictions)."""
     yield dlt.mark.materialize_table_schema()
-    yield from _project_rows(access, "project_vpc_endpoints")
+    yield from _listing_rows(access, "project_vpc_endpoints")
 
 
 @dlt.resource(

@@ -764,6 +764,10 @@ def pick(record: Mapping[str, Any], columns: Mapping[str, str]) -> dict:
     return {name: scrub(record[name]) for name in columns if name in record}
 
 
+# When the API last returned a row: carried rows keep theirs (incremental runs).
+CONFIRMED_AT_HINT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
+
+
 def column_hints(columns: Mapping[str, str], nullable_except: Iterable[str] = ()) -> dict:
     """dlt column hints for a table shape: every declared column exists even when the API omits
     the field on every row of a run."""

@@ -316,7 +316,8 @@ SPEC_SCHEMAS = {
 MEMBERS_PAGE_LIMIT = 500
 # Routes whose body is a bare JSON array, as the spec declares it; the client takes an array from
 # these routes only.
-ARRAY_BODY_ROUTES = frozenset({"/organizations/{org_id}/api_keys"})
+API_KEYS_ROUTE = "/organizations/{org_id}/api_keys"
+ARRAY_BODY_ROUTES = frozenset({API_KEYS_ROUTE})
 MEMBER_COLUMNS = {
     "id": "text",
     "user_id": "text",
