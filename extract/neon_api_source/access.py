@@ -203,37 +203,41 @@ class Access:
         previous = self._previous()
         state = dlt.current.source_state().setdefault("access", {})
         email_changed = state.get("email_mode", self.emails.mode) != self.emails.mode
-        orgs_vpc = self.per_org("organization_vpc_endpoints")
+        vpc = listing == "project_vpc_endpoints"
+        orgs_vpc = self.per_org("organization_vpc_endpoints") if vpc else {}
+        # organizations whose endpoints differ from the warehouse's: their projects' restrictions are re-read
+        vpc_changed = {
+            org_id
+            for org_id, (endpoints, _) in orgs_vpc.items()
+            if sorted(e["vpc_endpoint_id"] for e in endpoints)
+            != (previous.org_vpc_endpoints.get(org_id) if previous else None)
+        }
         result: dict[str, tuple[list[dict], dict]] = {}
-        wanted: list[tuple[str, str]] = []
+        wanted: list[tuple[str, str | None, str]] = []
         for project in estate.projects():
             pid, org_id = project["id"], project.get("org_id")
-            if listing == "project_vpc_endpoints":
+            if vpc:
                 settled = self._vpc_settled(pid, org_id, orgs_vpc)
                 if settled is not None:
                     result[pid] = settled
                     continue
-            org_vpc_changed = listing == "project_vpc_endpoints" and sorted(
-                e["vpc_endpoint_id"] for e in orgs_vpc[org_id][0]
-            ) != (previous.org_vpc_endpoints.get(org_id) if previous else None)
             reason = incremental.access_reason(
                 planner.plan.projects[pid],
                 previous,
                 listing,
                 email_setting_changed=email_changed,
-                org_vpc_changed=org_vpc_changed,
+                org_vpc_changed=org_id in vpc_changed,
             )
             if reason is None:
                 assert previous is not None
                 result[pid] = previous.carried(listing, pid)
             else:
-                wanted.append((pid, reason))
-        org_of = {p["id"]: p.get("org_id") for p in estate.projects()}
+                wanted.append((pid, org_id, reason))
 
-        def one(item: tuple[str, str]) -> tuple[str, list[dict], dict]:
-            pid, reason = item
+        def one(item: tuple[str, str | None, str]) -> tuple[str, list[dict], dict]:
+            pid, org_id, reason = item
             rows, status, detail = _read_or_refused(self._project_rows, listing, pid)
-            return pid, rows, self._coverage(listing, pid, org_of[pid], pid, status, detail, reason)
+            return pid, rows, self._coverage(listing, pid, org_id, pid, status, detail, reason)
 
         for pid, rows, coverage in fan_out(one, wanted, estate.workers):
             result[pid] = (rows, coverage)
