@@ -377,6 +377,7 @@ def test_the_report_counts_the_access_review_and_names_nobody(demo_account, demo
     section = page.split('<section data-section="access">', 1)[1].split("</section>", 1)[0]
     rows = query_dicts(demo_warehouse, "select * from marts.access_review")
     flags = [sum(r[f"is_flagged_{f}"] for r in rows) for f in ("without_mfa", "unused_key", "outside_share")]
+    assert all(flags)  # the demo account raises each, so a section of zeros cannot pass
     assert (
         f"{flags[0]} active members without MFA, {flags[1]} API keys never used or long unused, "
         f"{flags[2]} active shares outside their organization"

@@ -8,9 +8,9 @@ projects as (
 
 ),
 
-branches as (
+project_rollup as (
 
-    select * from {{ ref('stg_neon__branches') }}
+    select * from {{ ref('int_projects_rollup') }}
 
 ),
 
@@ -29,17 +29,6 @@ vpc_restrictions as (
 coverage as (
 
     select * from {{ ref('stg_neon__access_coverage') }}
-
-),
-
-branch_protection as (
-
-    select
-        project_id,
-        count(*) as branch_count,
-        count(case when is_protected then 1 end) as protected_branch_count
-    from branches
-    group by project_id
 
 ),
 
@@ -120,16 +109,16 @@ settings as (
     select
         projects.*,
         projects.allowed_ip_count > 0 as has_ip_allow_list,
-        coalesce(branch_protection.branch_count, 0) as branch_count,
-        coalesce(branch_protection.protected_branch_count, 0) as protected_branch_count,
+        coalesce(project_rollup.branch_count, 0) as branch_count,
+        coalesce(project_rollup.protected_branch_count, 0) as protected_branch_count,
         projects.allowed_ip_count > 0
         and (
             not projects.is_ip_allow_list_protected_branches_only
-            or coalesce(branch_protection.protected_branch_count = branch_protection.branch_count, true)
+            or coalesce(project_rollup.protected_branch_count = project_rollup.branch_count, true)
         ) as is_ip_allow_list_on_every_branch
     from projects
-    left join branch_protection
-        on projects.project_id = branch_protection.project_id
+    left join project_rollup
+        on projects.project_id = project_rollup.project_id
 
 ),
 
