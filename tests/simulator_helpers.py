@@ -1,11 +1,20 @@
 """Helpers of the simulator tests: Neon's OpenAPI spec as an openapi-core validator, HTTP sessions
-against a running simulator, and pagination walkers that check the envelopes as they go."""
+against a running simulator, pagination walkers that check the envelopes as they go, and the demo
+account and simulator fixtures the simulator test modules share.
+
+A test module uses a fixture from here by importing it under its own name
+(``from simulator_helpers import demo as demo``): pytest finds fixtures among a module's names, and
+the redundant alias tells ruff the import is used although only test arguments name it."""
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from functools import lru_cache
 
+import pytest
 import requests
+from neon_simulator import PRESETS, Account, AccountSpec, Simulator
 from neon_simulator.params import spec as simulator_spec
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
@@ -55,6 +64,34 @@ def session(api_key: str) -> requests.Session:
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {api_key}"
     return http
+
+
+def get(sim: Simulator, path: str, *, key: str | None = None, **params) -> requests.Response:
+    """GET ``path`` from ``sim`` with ``key`` (the personal key unless given), the exchange validated
+    against the spec: the response always, the request unless the simulator refused it (a 400)."""
+    response = session(key or sim.api_key).get(sim.base_url + path, params=params)
+    validate(response, request_valid=response.status_code != 400)
+    return response
+
+
+# A fixed clock, so that what the simulator serves does not move with the day the tests run.
+NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def spec_of(preset: str, **changes) -> AccountSpec:
+    """A preset's account spec at ``NOW``, with ``changes``."""
+    return dataclasses.replace(PRESETS[preset], now=NOW, **changes)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Account:
+    return Account.generate(spec_of("demo"))
+
+
+@pytest.fixture(scope="module")
+def demo_sim(demo):
+    with Simulator(demo) as sim:
+        yield sim
 
 
 def walk_projects(

@@ -12,37 +12,33 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from neon_simulator import PRESETS, VOLATILE_FIELDS, Account, AccountSpec, Simulator
+from neon_simulator import PRESETS, VOLATILE_FIELDS, Account, Simulator
 from neon_simulator.account import CONSUMPTION_METRICS, REGIONS
 from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN
 from neon_simulator.params import _param
 from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS
 from neon_simulator.routes import ROUTE_TEMPLATES, match_route
-from simulator_helpers import schema, session, spec, validate, walk_branches, walk_cursor, walk_projects
+from simulator_helpers import demo as demo
+from simulator_helpers import demo_sim as demo_sim
+from simulator_helpers import (
+    get,
+    schema,
+    session,
+    spec,
+    spec_of,
+    validate,
+    walk_branches,
+    walk_cursor,
+    walk_projects,
+)
 
-NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
 ID = re.compile(r"^[a-z0-9-]{1,60}$")
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
-
-
-def spec_of(preset: str, **changes) -> AccountSpec:
-    return dataclasses.replace(PRESETS[preset], now=NOW, **changes)
-
-
-@pytest.fixture(scope="module")
-def demo() -> Account:
-    return Account.generate(spec_of("demo"))
 
 
 @pytest.fixture(scope="module")
 def realistic() -> Account:
     return Account.generate(spec_of("realistic"))
-
-
-@pytest.fixture(scope="module")
-def demo_sim(demo):
-    with Simulator(demo) as sim:
-        yield sim
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +52,6 @@ def fresh_sim():
     """A simulator over its own demo account, for tests that mutate the account."""
     with Simulator(Account.generate(spec_of("demo"))) as sim:
         yield sim
-
-
-def get(sim: Simulator, path: str, *, key: str | None = None, **params) -> requests.Response:
-    return session(key or sim.api_key).get(sim.base_url + path, params=params)
 
 
 def assert_error(response: requests.Response, status: int, message: str | None = None) -> dict:
@@ -735,7 +727,7 @@ def test_not_found_and_method_not_allowed(demo_sim, demo):
     ):
         assert_error(get(demo_sim, path), 404)
     for path in ("/no/such/route", f"/projects/{pid}/databases", f"/projects/{pid}/clusters"):
-        response = get(demo_sim, path)
+        response = session(demo_sim.api_key).get(demo_sim.base_url + path)  # no route of the spec to check
         assert response.status_code == 404 and response.json()["message"]
     response = session(demo_sim.api_key).post(demo_sim.base_url + "/projects", json={"project": {}})
     assert response.status_code == 405 and response.headers["Allow"] == "GET"

@@ -4,32 +4,12 @@ from the account's accessors (and the spec), never typed in."""
 
 from __future__ import annotations
 
-import dataclasses
-from datetime import UTC, datetime
-
 import pytest
-from neon_simulator import PRESETS, Account, Simulator
+from neon_simulator import Account, Simulator
 from neon_simulator.errors import ADMIN_REQUIRED, VPC_PLAN_REQUIRED
-from simulator_helpers import schema, session, validate
-
-NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def demo() -> Account:
-    return Account.generate(dataclasses.replace(PRESETS["demo"], now=NOW))
-
-
-@pytest.fixture(scope="module")
-def demo_sim(demo):
-    with Simulator(demo) as sim:
-        yield sim
-
-
-def get(sim, path, key=None, **params):
-    response = session(key or sim.api_key).get(sim.base_url + path, params=params)
-    validate(response, request_valid=response.status_code != 400)
-    return response
+from simulator_helpers import demo as demo
+from simulator_helpers import demo_sim as demo_sim
+from simulator_helpers import get, schema, spec_of
 
 
 def orgs_by_role(account: Account) -> tuple[str, str]:
@@ -150,7 +130,7 @@ def test_project_settings_vary_as_an_access_review_needs(demo):
 
 
 def test_shares_change_without_a_signal(demo):
-    account = Account.generate(dataclasses.replace(PRESETS["tiny"], now=NOW))
+    account = Account.generate(spec_of("tiny"))
     project = account.all_projects()[0]
     operations = account.operations(project["id"])
     granted = account.grant_project_access(project["id"], "new.partner@elsewhere.example")
@@ -164,8 +144,8 @@ def test_shares_change_without_a_signal(demo):
 
 
 def test_key_tokens_are_served_only_with_serve_secrets():
-    plain = Account.generate(dataclasses.replace(PRESETS["tiny"], now=NOW))
-    secret = Account.generate(dataclasses.replace(PRESETS["tiny"], now=NOW, serve_secrets=True))
+    plain = Account.generate(spec_of("tiny"))
+    secret = Account.generate(spec_of("tiny", serve_secrets=True))
     org = secret.organizations[0]["id"]
     with Simulator(secret) as sim:
         served = get(sim, f"/organizations/{org}/api_keys").json()
