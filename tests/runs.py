@@ -6,6 +6,7 @@ import gzip
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet
 from conftest import client_for
@@ -17,12 +18,29 @@ from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 SCD2_TABLES = ("projects", "project_branches", "endpoints")
 
 
-def extract(path: Path, simulator, *, transform: bool = False, **client_options) -> ExtractResult:
-    """One run of `neon-elt extract` (or `elt` with transform=True) into `path`, on the account's
-    clock: the simulator stamps the operations of a change with it, so a run after the change must
-    come after it on the same clock to see it (as a run after a change on Neon does)."""
+def extract(
+    path: Path,
+    simulator,
+    *,
+    transform: bool = False,
+    run_at: datetime | None = None,
+    source_options: dict[str, Any] | None = None,
+    **client_options,
+) -> ExtractResult:
+    """One run of `neon-elt extract` (or `elt` with transform=True) into `path`, by default on the
+    account's clock: the simulator stamps the operations of a change with it, so a run after the
+    change must come after it on the same clock to see it (as a run after a change on Neon does).
+    `source_options` go to the source (`full_refresh`, `hash_emails`, ...); `client_options` to
+    `client_for` (`api_key`, `limiter`, retry fields)."""
     client = client_for(simulator, **client_options)
-    return elt(path, client, do_transform=transform, show_progress=False, run_at=simulator.account.now)
+    return elt(
+        path,
+        client,
+        do_transform=transform,
+        show_progress=False,
+        run_at=run_at or simulator.account.now,
+        **(source_options or {}),
+    )
 
 
 def current_ids(warehouse: Path, table: str, key: str = "id") -> set[str]:

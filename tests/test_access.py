@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from conftest import REPO, client_for
+from conftest import REPO
 from expected import (
     ACCESS_RELATIONS,
     access_review_rows,
@@ -24,10 +24,9 @@ from expected import (
 from neon_api_source import incremental
 from neon_api_source.access import hash_email
 from neon_elt.report import write
-from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Faults, Simulator
-from runs import cli_env, run_cli
+from runs import cli_env, extract, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -37,12 +36,6 @@ PERMISSIONS = "/projects/{project_id}/permissions"
 
 def ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def run(warehouse: Path, simulator: Simulator, **options):
-    """One extract into `warehouse` (no dbt); `options` go to the source."""
-    client = client_for(simulator, options.pop("api_key", None))
-    return elt(warehouse, client, do_transform=False, show_progress=False, **options)
 
 
 def served_members(account: Account, emails=lambda e: e) -> set[tuple]:
@@ -206,7 +199,7 @@ def demo_run(tmp_path) -> SimpleNamespace:
     simulator = Simulator(account)
     with simulator:
         started = account.now + timedelta(hours=1)
-        first = run(warehouse, simulator, run_at=started)
+        first = extract(warehouse, simulator, run_at=started)
         yield SimpleNamespace(
             account=account, simulator=simulator, warehouse=warehouse, started=started, first=first
         )
@@ -241,7 +234,7 @@ def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
     granted = account.grant_project_access(project, "new.partner@elsewhere.example")
     next_day = demo_run.started + timedelta(days=1)
     demo_run.simulator.reset_stats()
-    result = run(warehouse, demo_run.simulator, run_at=next_day)
+    result = extract(warehouse, demo_run.simulator, run_at=next_day)
     plan = result.stats.plan
     in_full = {pid for pid, d in plan.projects.items() if d.mode == incremental.FULL}
     assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(in_full) < len(plan.projects)
@@ -253,7 +246,12 @@ def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
     assert granted["id"] not in {row[1] for row in landed_shares(warehouse) if row[0] == project}
     assert any("access review: shares of" in note for note in result.stats.notes)
 
-    run(warehouse, demo_run.simulator, run_at=next_day + timedelta(hours=1), full_refresh=True)
+    extract(
+        warehouse,
+        demo_run.simulator,
+        run_at=next_day + timedelta(hours=1),
+        source_options={"full_refresh": True},
+    )
     assert landed_shares(warehouse) == served_shares(account)
 
 
@@ -261,12 +259,11 @@ def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_
     salt = "a-salt-of-sixteen-or-more"
     account, warehouse = demo_run.account, demo_run.warehouse
     demo_run.simulator.reset_stats()
-    run(
+    extract(
         warehouse,
         demo_run.simulator,
         run_at=demo_run.started + timedelta(days=1),
-        hash_emails=True,
-        email_hash_salt=salt,
+        source_options={"hash_emails": True, "email_hash_salt": salt},
     )
     assert demo_run.simulator.stats.by_route[PERMISSIONS] == len(account.all_projects())
     hashed = lambda email: hash_email(email, salt)  # noqa: E731
@@ -285,7 +282,7 @@ def test_a_share_listing_a_key_may_not_read_is_noted_and_skipped(tmp_path):
     refused = account.all_projects()[0]["id"]
     faults = Faults(persistent={f"/projects/{refused}/permissions": 403})
     with Simulator(account, faults=faults) as simulator:
-        result = run(tmp_path / "neon_api.duckdb", simulator)
+        result = extract(tmp_path / "neon_api.duckdb", simulator)
     found = coverage(tmp_path / "neon_api.duckdb")
     assert not found[("project_permissions", refused)]["is_visible"]
     assert found[("project_permissions", refused)]["status"] == 403
