@@ -6,6 +6,8 @@ import re
 from collections import Counter, defaultdict
 
 import duckdb
+import yaml
+from neon_elt.config import DBT_PROJECT_DIR
 
 # Columns whose values depend on when a run happened, or when it last read a listing (freshness),
 # rather than on what the API served. `carried_forward` counts what a run did not re-read.
@@ -13,6 +15,11 @@ RUN_TIME_COLUMN = re.compile(
     r"observed_at|snapshot_at|valid_from|valid_to|loaded_at|load_id|recorded_at|confirmed_at|refresh_due_at"
     r"|carried_forward"
 )
+
+
+def dbt_vars() -> dict:
+    """The dbt vars as dbt_project.yml sets them: what the marts use unless a run passes others."""
+    return yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
 
 
 def query(warehouse, sql: str, params=None) -> list[tuple]:

@@ -14,9 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from conftest import client_for
-from expected import query, query_dicts
+from expected import dbt_vars, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import StepFailed, dbt, elt
 from neon_elt.targets import DuckDBTarget
@@ -137,8 +136,7 @@ def test_daily_usage_sums_the_branches_a_project_had_each_day(three_days):
 
 # ------------------------------------------------------------------ costs of the session's demo run
 
-PROJECT_DIR = REPO / "dbt_project"
-SETTINGS = yaml.safe_load((PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+SETTINGS = dbt_vars()
 BRANCH_METRICS = settings.BRANCH_CONSUMPTION_METRICS
 # What a price is per: the unit each metric is priced in, in the metric's own units.
 PER = {

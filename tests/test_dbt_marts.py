@@ -10,21 +10,16 @@ import shutil
 import statistics
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 import pytest
-import yaml
-from expected import query, query_dicts
+from expected import dbt_vars, query, query_dicts
 from neon_api_source import settings
 from runs import cli_env, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-STALE_AFTER_DAYS = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
-    "stale_after_days"
-]
+STALE_AFTER_DAYS = dbt_vars()["stale_after_days"]
 
 
 def parse(value: str) -> datetime:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import yaml
+from expected import dbt_vars
 from neon_api_source.configuration import NeonApiSourceConfiguration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +42,7 @@ def test_the_readme_tuning_table_gives_the_source_s_own_defaults():
 
 
 def test_the_readme_stale_threshold_is_dbt_s():
-    stale_after_days = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
-        "stale_after_days"
-    ]
+    stale_after_days = dbt_vars()["stale_after_days"]
     assert f"counts as stale after {stale_after_days} days" in README
 
 
@@ -58,7 +56,5 @@ def test_dbt_lists_the_consumption_metrics_the_extract_asks_for():
 
 
 def test_the_readme_idle_replica_threshold_is_dbt_s():
-    days = yaml.safe_load((REPO / "dbt_project" / "dbt_project.yml").read_text())["vars"][
-        "idle_replica_after_days"
-    ]
+    days = dbt_vars()["idle_replica_after_days"]
     assert f"`idle_replica_after_days` (dbt var, {days})" in README
