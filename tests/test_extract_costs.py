@@ -173,38 +173,15 @@ def test_no_consumption_loads_no_branch_consumption(tmp_path):
 
 
 @pytest.mark.parametrize("route", settings.CONSUMPTION_ROUTES)
-def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route, monkeypatch):
+def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route):
     """The client's limiter paces both consumption routes at about 30 requests per minute: after
     the burst, a request every two seconds (a fake clock, so the test does not wait)."""
     now = [1000.0]
 
-    class Clock:
-        @staticmethod
-        def monotonic() -> float:
-            return now[0]
+    def wait(condition, seconds: float) -> None:  # nothing else runs: waiting moves the clock on
+        now[0] += seconds
 
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            now[0] += seconds
-
-    class Waits:  # the limiter waits on a condition: waiting moves the fake clock on
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc) -> None:
-            return None
-
-        @staticmethod
-        def wait(seconds: float) -> None:
-            now[0] += seconds
-
-        @staticmethod
-        def notify_all() -> None:
-            return None
-
-    monkeypatch.setattr(helpers, "time", Clock)
-    limiter = helpers.neon_rate_limiter(settings.REQUESTS_PER_MINUTE)
-    limiter._changed = Waits()
+    limiter = helpers.neon_rate_limiter(settings.REQUESTS_PER_MINUTE, clock=lambda: now[0], wait=wait)
     for _ in range(20):
         limiter.acquire(route)
     per_minute = 60 * 20 / (now[0] - 1000.0)

@@ -226,6 +226,10 @@ class RateLimiter:
     extract waits for it. `throttled` reports a 429: the rate of the account (or of the special
     route) is cut for every worker, and everyone pauses; `succeeded` lets the rate climb back
     towards the ceiling. A rate of 0 disables a limit.
+
+    Time is read from `clock` (seconds, monotonic), and the limiter waits with `wait(condition,
+    seconds)`, which returns when the condition is notified or the seconds have passed: by default
+    time.monotonic and Condition.wait. A test passes a fake clock and a `wait` that moves it on.
     """
 
     def __init__(
@@ -237,12 +241,17 @@ class RateLimiter:
         route_limits: Mapping[str | tuple[str, ...], tuple[float, int]] | None = None,
         safety: float = settings.RATE_SAFETY,
         budget_share: float = settings.BUDGET_SHARE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Condition, float], object] = threading.Condition.wait,
     ):
         if not 0 < budget_share <= 1:
             raise ValueError(f"budget_share must be within (0, 1], not {budget_share!r}")
         scale = safety * budget_share
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._clock = clock
+        self._wait = wait
         self._waiting: list[tuple[int, int]] = []  # the account's queue: (0 urgent or 1, arrival)
         self._closed: Exception | None = None
         self._arrivals = itertools.count()
@@ -294,7 +303,7 @@ class RateLimiter:
     def acquire(self, route: str, deadline: float = math.inf) -> int:
         """Wait until a request to `route` may go. Returns a ticket for `throttled`: which cut of
         the route's adaptive limit it was sent under. Raises TimeoutError if that would be after
-        `deadline` (time.monotonic), and the error the run gave up with once it is `close`d."""
+        `deadline` (on the limiter's clock), and the error the run gave up with once it is `close`d."""
         with self._changed:
             own = self._own_paces(route)
             ticket = self._reserve(own, self._extra.get(route), deadline)
@@ -303,7 +312,7 @@ class RateLimiter:
                 account_ticket = self._queue(self._account, urgent, deadline)
                 if route not in self._extra:
                     ticket = account_ticket
-            sent = time.monotonic()
+            sent = self._clock()
             for pace in own:  # a request held up in the account's queue went later than reserved
                 pace.tat = max(pace.tat, sent + 1.0 / pace.rate)
             return ticket
@@ -312,7 +321,7 @@ class RateLimiter:
         """Reserve the next send time all `paces` allow and wait for it; reserve again if a cut
         of `adaptive` voids the reservation meanwhile (a cut wakes the waiters)."""
         while True:
-            now = time.monotonic()
+            now = self._clock()
             at = max((p.earliest(now) for p in paces), default=now)
             if self._closed:
                 raise self._closed
@@ -322,8 +331,8 @@ class RateLimiter:
                 pace.take(at)
             ticket = adaptive.cuts if adaptive else 0
             while now < at and (adaptive is None or adaptive.cuts == ticket) and not self._closed:
-                self._changed.wait(at - now)
-                now = time.monotonic()
+                self._wait(self._changed, at - now)
+                now = self._clock()
             if self._closed:
                 raise self._closed
             if adaptive is None or adaptive.cuts == ticket:
@@ -338,19 +347,19 @@ class RateLimiter:
         self._changed.notify_all()  # a more urgent arrival becomes the head
         try:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 if self._closed:
                     raise self._closed
                 if now >= deadline:
                     raise TimeoutError
                 if self._waiting[0] != me:
-                    self._changed.wait(min(deadline - now, 3600))
+                    self._wait(self._changed, min(deadline - now, 3600))
                     continue
                 at = pace.earliest(now)
                 if at <= now:
                     pace.take(now)
                     return pace.cuts
-                self._changed.wait(min(at, deadline) - now)
+                self._wait(self._changed, min(at, deadline) - now)
         finally:
             self._waiting.remove(me)
             heapq.heapify(self._waiting)
@@ -377,7 +386,7 @@ class RateLimiter:
             pace = self._adaptive(route)
             if pace is None:
                 return 0.0
-            now = time.monotonic()
+            now = self._clock()
             if pace.throttled(ticket, now, retry_after):
                 self._changed.notify_all()
             return max(0.0, pace.earliest(now) - now)
@@ -391,12 +400,15 @@ def _client_burst(api_burst: int, budget_share: float) -> int:
 
 
 def neon_rate_limiter(
-    requests_per_minute: float = settings.REQUESTS_PER_MINUTE, budget_share: float = settings.BUDGET_SHARE
+    requests_per_minute: float = settings.REQUESTS_PER_MINUTE,
+    budget_share: float = settings.BUDGET_SHARE,
+    **timing: Any,
 ) -> RateLimiter:
     """The limiter for Neon's documented limits, taking `budget_share` of the account's budget
-    (pass requests_per_minute=0 to disable it, e.g. for a local simulator without limits)."""
+    (pass requests_per_minute=0 to disable it, e.g. for a local simulator without limits).
+    `timing` goes to RateLimiter (`clock`, `wait`): a test's fake clock."""
     if not requests_per_minute:
-        return RateLimiter(0, 1, 0, 1, {})
+        return RateLimiter(0, 1, 0, 1, {}, **timing)
     return RateLimiter(
         requests_per_minute,
         # the strictest reading of Neon's limit for consumption history: both endpoints share it
@@ -407,6 +419,7 @@ def neon_rate_limiter(
             )
         },
         budget_share=budget_share,
+        **timing,
     )
 
 
