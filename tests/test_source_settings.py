@@ -1,6 +1,6 @@
-"""A standalone `neon_api_source()` in a user's own pipeline takes its settings as the runner does
-(neon_api_source/configuration.py): the aliases NEON_API_KEY and NEON_API_BASE_URL win over dlt's
-providers, and a rejected key is named by where it came from.
+"""A standalone `neon_api_source()` in a user's own pipeline takes its settings as the runner does,
+first found wins: its arguments, then the aliases NEON_API_KEY and NEON_API_BASE_URL, then dlt's
+providers (neon_api_source/configuration.py). A rejected key is named by where it came from.
 
 Each test extracts a `plan_only` source: the requests that read the signals, nothing loaded. The
 rejected keys are tried in a new process each, as a user runs a pipeline: dlt reads
@@ -63,6 +63,18 @@ def extract(source, folder) -> None:
         "standalone", destination=dlt.destinations.duckdb(str(folder / "own.duckdb")), dataset_name="neon"
     )
     pipeline.extract(source)
+
+
+@pytest.mark.parametrize("alias", ["NEON_API_KEY", "NEON_API_BASE_URL"])
+def test_an_argument_wins_over_its_exported_alias(alias, account, user, tmp_path):
+    """A key or URL exported for another run does not override the one the call names."""
+    exported = {"NEON_API_KEY": WRONG_KEY, "NEON_API_BASE_URL": f"http://127.0.0.1:{closed_port()}/api/v2"}
+    user.setenv(alias, exported[alias])
+    with Simulator(account) as simulator:
+        extract(
+            neon_api_source(api_key=simulator.api_key, base_url=simulator.base_url, plan_only=True), tmp_path
+        )
+        assert simulator.stats.total > 0
 
 
 def test_an_alias_wins_over_dlt_s_providers(account, user, tmp_path):

@@ -14,8 +14,9 @@ before it builds the source, since it needs the client (the run's statistics, th
 first. Either way `make_client()` builds the client from the result.
 
 Two environment variables are older than dlt's naming and the README documents them: they are
-aliases, read here and nowhere else, and they win over every provider (a key exported for one
-run beats the one in secrets.toml).
+aliases, read here and nowhere else. `resolve()` hands them to dlt as explicit values under the
+arguments, so they win over every provider (a key exported for one run beats the one in
+secrets.toml) but not over an argument.
 """
 
 from __future__ import annotations
@@ -65,10 +66,6 @@ class NeonApiSourceConfiguration(BaseConfiguration):
     """Where `resolve()` found `api_key`, for messages (a 401 names it); never the key itself."""
 
     def on_resolved(self) -> None:
-        for name, variable in ALIASES.items():
-            value = os.environ.get(variable, "").strip()
-            if value:
-                setattr(self, name, value)
         self.base_url = self.base_url.strip().rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise SourceConfigError(f"NEON_API_BASE_URL={self.base_url!r} is not an http(s) URL")
@@ -98,8 +95,9 @@ class NeonApiSourceConfiguration(BaseConfiguration):
 
 
 def resolve(**given) -> NeonApiSourceConfiguration:
-    """The source's settings as dlt resolves them, the `given` ones first (None: not given). A
-    setting that is missing, of the wrong type or unreadable is a SourceConfigError in one line."""
+    """The source's settings as dlt resolves them: the `given` ones first (None: not given), then
+    the aliases, then dlt's providers. A setting that is missing, of the wrong type or unreadable
+    is a SourceConfigError in one line."""
     unknown = sorted(set(given) - set(NeonApiSourceConfiguration.get_resolvable_fields()))
     if unknown:
         raise TypeError(
@@ -107,21 +105,28 @@ def resolve(**given) -> NeonApiSourceConfiguration:
             "NeonApiSourceConfiguration (configuration.py)"
         )
     given = {name: value for name, value in given.items() if value is not None}
+    aliased = {
+        name: os.environ[variable].strip()
+        for name, variable in ALIASES.items()
+        if name not in given and os.environ.get(variable, "").strip()
+    }
     try:
-        config = resolve_configuration(NeonApiSourceConfiguration(), sections=SECTIONS, explicit_value=given)
+        config = resolve_configuration(
+            NeonApiSourceConfiguration(), sections=SECTIONS, explicit_value=aliased | given
+        )
     except SourceConfigError:
         raise
     except Exception as exc:
         raise SourceConfigError(describe_error(exc)) from None
-    config.__key_source__ = _key_source(given)
+    config.__key_source__ = _key_source(given, aliased)
     return config
 
 
-def _key_source(given: dict) -> str:
-    if os.environ.get(ALIASES["api_key"], "").strip():
-        return f"the {ALIASES['api_key']} environment variable"
+def _key_source(given: dict, aliased: dict) -> str:
     if "api_key" in given:
         return "the api_key argument"
+    if "api_key" in aliased:
+        return f"the {ALIASES['api_key']} environment variable"
     if os.environ.get("SOURCES__NEON_API_SOURCE__API_KEY"):
         return "the SOURCES__NEON_API_SOURCE__API_KEY environment variable"
     return _SECRETS_FILE_KEY
