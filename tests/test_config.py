@@ -165,6 +165,12 @@ MISTAKES = {
         "cannot connect to PostgreSQL at postgresql://a@127.0.0.1:",
     ),
     "summary, no warehouse": (["summary"], {}, "no warehouse at "),
+    "no API key": (["extract"], {}, "no Neon API key: set NEON_API_KEY"),
+    "budget share": (
+        ["extract"],
+        {"NEON_API_KEY": "napi_any", "SOURCES__NEON_API_SOURCE__BUDGET_SHARE": "5"},
+        "budget_share must be more than 0 and at most 1",
+    ),
     "report into a folder": (
         ["report", "--output", "{tmp}"],
         {},
