@@ -133,8 +133,10 @@ def _key_source(given: dict, aliased: dict) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A configuration error of dlt's as one line: a value of the wrong type names the setting
-    and its value; a file dlt cannot parse names the file and what the parser says."""
+    """A configuration error of dlt's as one line, for the source's settings and for the runner's
+    own reads of dlt's secrets: a value of the wrong type names the setting and its value (only
+    the source's spec has typed settings); a file dlt cannot parse names the file and what the
+    parser says."""
     from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
     if isinstance(exc, ConfigValueCannotBeCoercedException):

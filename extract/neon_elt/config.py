@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
-from neon_api_source.helpers import innermost
+from neon_api_source.configuration import describe_error
 
 from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
 
@@ -131,14 +131,12 @@ def _probe_writable(folder: Path, setting: str) -> None:
 
 
 def _secret(key: str):
-    """A value from dlt's secrets (`.dlt/secrets.toml` or its env names), with parse errors made
-    readable."""
+    """A value from dlt's secrets (`.dlt/secrets.toml` or its env names); a file dlt cannot parse
+    is one line that names it, worded as for the source's settings."""
     try:
         return dlt.secrets.get(key)
-    except Exception as exc:  # dlt wraps the toml parser's error; the innermost one says where
-        exc = innermost(exc)
-        cause = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConfigError(f"cannot read .dlt/secrets.toml: {cause}") from None
+    except Exception as exc:
+        raise ConfigError(describe_error(exc)) from None
 
 
 def stale_after_days(option: int | None = None) -> int | None:
