@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 from neon_elt import config
+from runs import run_cli
 
 PG_VARS = ("NEON_POSTGRES_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE")
 
@@ -165,6 +167,12 @@ MISTAKES = {
         "cannot connect to PostgreSQL at postgresql://a@127.0.0.1:",
     ),
     "summary, no warehouse": (["summary"], {}, "no warehouse at "),
+    "no API key": (["extract"], {}, "no Neon API key: set NEON_API_KEY"),
+    "budget share": (
+        ["extract"],
+        {"NEON_API_KEY": "napi_any", "SOURCES__NEON_API_SOURCE__BUDGET_SHARE": "5"},
+        "budget_share must be more than 0 and at most 1",
+    ),
     "report into a folder": (
         ["report", "--output", "{tmp}"],
         {},
@@ -203,3 +211,18 @@ def test_a_configuration_mistake_is_one_line_and_exit_2_never_a_traceback(case, 
     assert code == 2 and len(lines) == 1, err
     assert expected in lines[0], lines[0]
     assert not (tmp_path / "none.duckdb").exists()
+
+
+@pytest.mark.parametrize("name", ["secrets.toml", "config.toml"])
+def test_a_malformed_dlt_file_is_named_in_one_line(name, tmp_path):
+    """TARGET=postgres reads [destination.postgres] from dlt's files, in a new process (dlt reads
+    them once per process); the line names the file that does not parse."""
+    (tmp_path / ".dlt").mkdir()
+    (tmp_path / ".dlt" / name).write_text("[destination.postgres\n")
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "PG", "SOURCES__", "DESTINATION__"))
+    }
+    result = run_cli("summary", env={**env, "NEON_ELT_TARGET": "postgres"}, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"neon-elt: cannot read .dlt/{name}: "), lines[0]

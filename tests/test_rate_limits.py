@@ -17,10 +17,10 @@ import dlt
 import pytest
 from conftest import client_for
 from expected import RUN_TIME_COLUMN, query
-from neon_api_source import neon_api_source, settings
+from neon_api_source import configuration, neon_api_source, settings
 from neon_api_source.configuration import make_client
-from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, neon_rate_limiter
-from neon_elt import cli, config
+from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, SourceConfigError, neon_rate_limiter
+from neon_elt import cli
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
 from runs import cli_env, extract, run_cli
 
@@ -174,19 +174,19 @@ def test_a_budget_used_up_for_longer_than_the_wait_ends_the_run_in_one_line(acco
 def test_budget_share_comes_from_the_command_line_or_config(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .dlt/config.toml here
     monkeypatch.delenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", raising=False)
-    assert config.source_configuration().budget_share == settings.BUDGET_SHARE == 1.0
+    assert configuration.resolve().budget_share == settings.BUDGET_SHARE == 1.0
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
-    assert config.source_configuration().budget_share == 0.5
-    assert config.source_configuration(budget_share=0.25).budget_share == 0.25, "the command line wins"
+    assert configuration.resolve().budget_share == 0.5
+    assert configuration.resolve(budget_share=0.25).budget_share == 0.25, "the command line wins"
     assert cli.parser().parse_args(["extract", "--budget-share", "0.25"]).budget_share == 0.25
     for bad in ("0", "1.5", "-1"):
         monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", bad)
-        with pytest.raises(config.ConfigError, match="budget_share"):
-            config.source_configuration()
+        with pytest.raises(SourceConfigError, match="budget_share"):
+            configuration.resolve()
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS", "90")
     monkeypatch.setenv("NEON_API_KEY", "napi_test")
-    client = make_client(config.source_configuration())
+    client = make_client(configuration.resolve())
     assert client.retry.max_throttle_wait == 90
     assert client.stats.rate_ceiling == pytest.approx(
         0.5 * settings.RATE_SAFETY * settings.REQUESTS_PER_MINUTE

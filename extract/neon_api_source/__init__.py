@@ -56,11 +56,12 @@ from typing import Any
 import dlt
 import pyarrow
 import pyarrow.compute
+from dlt.extract import DltSource
 
 from . import incremental, settings
 from .access import Access, Emails
 from .access import resources as access_resources
-from .configuration import NeonApiSourceConfiguration, make_client
+from .configuration import NeonApiSourceConfiguration, make_client, resolve
 from .helpers import (
     CONFIRMED_AT_HINT,
     CONSUMPTION_ROUTE,
@@ -82,79 +83,64 @@ __all__ = ["neon_api_source", "NeonClient", "NeonAPIError", "RunStats"]
 SCD2 = {"disposition": "merge", "strategy": "scd2"}
 
 
-@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
 def neon_api_source(
-    api_key: str | None = dlt.secrets.value,
-    base_url: str = dlt.config.value,
+    *,
     org_ids: list[str] | None = None,
-    concurrency: int = dlt.config.value,
-    requests_per_minute: float = dlt.config.value,
-    budget_share: float = dlt.config.value,
-    max_attempts: int = dlt.config.value,
-    backoff_base_seconds: float = dlt.config.value,
-    backoff_max_seconds: float = dlt.config.value,
-    connect_timeout_seconds: float = dlt.config.value,
-    read_timeout_seconds: float = dlt.config.value,
-    max_throttle_wait_seconds: float = dlt.config.value,
     consumption: bool = True,
-    full_refresh_days: int = dlt.config.value,
     full_refresh: bool = False,
     plan_only: bool = False,
     run_at: datetime | None = None,
-    client: Any = None,
-    hash_emails: bool = dlt.config.value,
-    email_hash_salt: str | None = dlt.secrets.value,
-) -> Any:
-    """The Neon estate reachable with one API key.
+    client: NeonClient | None = None,
+    **given: Any,
+) -> DltSource:
+    """The Neon estate reachable with one API key, as a dlt source.
 
-    The settings (`api_key` to `email_hash_salt`, but not `org_ids` and the run's own switches)
-    are dlt's to fill in: configuration.py says from where, and their defaults.
+    Its settings are the fields of `NeonApiSourceConfiguration` (configuration.py), given here by
+    name (`api_key=`, `base_url=`, `budget_share=`, `hash_emails=`...) or left to dlt to find:
+    configuration.py says where, in which order, and their defaults.
 
     Args:
-        api_key: a personal or organization API key (not needed when `client` is given).
-        base_url: the API root, `https://console.neon.tech/api/v2` unless you test against a
-            simulator.
         org_ids: restrict a personal key to these organizations (default: every one it can see).
-        concurrency: requests in flight at once.
-        requests_per_minute: the client-side rate limit (Neon allows 700; 0 disables the limiter).
-        budget_share: the share of the account's rate limit to take (0 < share <= 1).
-        max_attempts, backoff_base_seconds, backoff_max_seconds, connect_timeout_seconds,
-            read_timeout_seconds, max_throttle_wait_seconds: the retry policy (helpers.RetryPolicy).
         consumption: also load daily consumption history, per project and per branch (plans
             without it are skipped).
-        full_refresh_days: every project is re-read in full at least this often (incremental.py).
         full_refresh: re-read everything this run.
         plan_only: read the signals and decide the plan (`RunStats.plan`), load nothing.
         run_at: the run's clock (default: now); tests move it to simulate days.
         client: a ready `NeonClient` (from configuration.make_client): the runner's, which owns
-            the run's statistics; the client settings above are then its.
-        hash_emails: replace every email address with an HMAC of it (access.py), for warehouses
-            shared beyond admins.
-        email_hash_salt: the HMAC's secret key (`[sources.neon_api_source] email_hash_salt` in
-            secrets), needed with `hash_emails`.
+            the run's statistics; the client's settings are then its. Without it the source
+            builds one from its settings (`api_key` is then needed).
     """
-    emails = Emails(hash_emails, email_hash_salt)  # a missing salt fails before any request
-    if client is None:
-        client = make_client(
-            NeonApiSourceConfiguration(
-                api_key=api_key,
-                base_url=base_url,
-                requests_per_minute=requests_per_minute,
-                budget_share=budget_share,
-                max_attempts=max_attempts,
-                backoff_base_seconds=backoff_base_seconds,
-                backoff_max_seconds=backoff_max_seconds,
-                connect_timeout_seconds=connect_timeout_seconds,
-                read_timeout_seconds=read_timeout_seconds,
-                max_throttle_wait_seconds=max_throttle_wait_seconds,
-            )
-        )
+    config = resolve(**given)
+    return neon_api(
+        config,
+        client or make_client(config),
+        org_ids=org_ids,
+        consumption=consumption,
+        full_refresh=full_refresh,
+        plan_only=plan_only,
+        run_at=run_at,
+    )
+
+
+@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
+def neon_api(
+    config: NeonApiSourceConfiguration,
+    client: NeonClient,
+    org_ids: list[str] | None = None,
+    consumption: bool = True,
+    full_refresh: bool = False,
+    plan_only: bool = False,
+    run_at: datetime | None = None,
+) -> Any:
+    """The dlt source of `neon_api_source()`, from settings it resolved (dlt passes resolved ones
+    on as they are) and the client built from them."""
+    emails = Emails(config.hash_emails, config.email_hash_salt)
     estate = Estate(
         client,
         org_ids=org_ids,
-        workers=concurrency,
+        workers=config.concurrency,
         run_at=run_at,
-        full_refresh_days=full_refresh_days,
+        full_refresh_days=config.full_refresh_days,
         full_refresh=full_refresh,
     )
     if plan_only:

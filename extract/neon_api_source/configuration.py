@@ -1,25 +1,27 @@
 """The source's settings, resolved by dlt, and the one factory of the API client.
 
-`NeonApiSourceConfiguration` is the spec of `neon_api_source` (`@dlt.source(spec=...)`): dlt fills
-every field, first found wins, from
+`NeonApiSourceConfiguration` is the one list of the source's settings, and the spec of its dlt
+source (`@dlt.source(spec=...)`). `resolve()` fills every field, first found wins, from
 
-1. the arguments given to the source (the runner's command-line options),
+1. the arguments given to `neon_api_source()` (or the runner's command-line options),
 2. the aliases below,
 3. the environment in dlt's naming, `SOURCES__NEON_API_SOURCE__<KEY>`,
 4. `[sources.neon_api_source]` in `.dlt/secrets.toml` and `.dlt/config.toml`,
 5. the defaults, from settings.py.
 
-The runner resolves the same spec with `resolve()` before it builds the source, since it needs
-the client (the run's statistics, the API's origin) first; a standalone `neon_api_source()`
-resolves it itself. Either way `make_client()` builds the client from it.
+`neon_api_source()` resolves them with its arguments; the runner resolves them with its options
+before it builds the source, since it needs the client (the run's statistics, the API's origin)
+first. Either way `make_client()` builds the client from the result.
 
 Two environment variables are older than dlt's naming and the README documents them: they are
-aliases, read here and nowhere else, and they win over every provider (a key exported for one
-run beats the one in secrets.toml).
+aliases, read here and nowhere else. `resolve()` hands them to dlt as explicit values under the
+arguments, so they win over every provider (a key exported for one run beats the one in
+secrets.toml) but not over an argument.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from dlt.common.configuration import configspec, resolve_configuration
@@ -60,12 +62,10 @@ class NeonApiSourceConfiguration(BaseConfiguration):
     full_refresh_days: int = settings.FULL_REFRESH_DAYS
     hash_emails: bool = False
     email_hash_salt: TSecretStrValue | None = None
+    __key_source__: str | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    """Where `resolve()` found `api_key`, for messages (a 401 names it); never the key itself."""
 
     def on_resolved(self) -> None:
-        for name, variable in ALIASES.items():
-            value = os.environ.get(variable, "").strip()
-            if value:
-                setattr(self, name, value)
         self.base_url = self.base_url.strip().rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise SourceConfigError(f"NEON_API_BASE_URL={self.base_url!r} is not an http(s) URL")
@@ -81,11 +81,7 @@ class NeonApiSourceConfiguration(BaseConfiguration):
 
     def key_source(self) -> str:
         """Where the key came from, for messages (a 401 names it); never the key itself."""
-        if os.environ.get(ALIASES["api_key"], "").strip():
-            return f"the {ALIASES['api_key']} environment variable"
-        if os.environ.get("SOURCES__NEON_API_SOURCE__API_KEY"):
-            return "the SOURCES__NEON_API_SOURCE__API_KEY environment variable"
-        return _SECRETS_FILE_KEY if self.is_resolved() else "the configured API key"
+        return self.__key_source__ or "the configured API key"
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -98,21 +94,49 @@ class NeonApiSourceConfiguration(BaseConfiguration):
         )
 
 
-def resolve(**explicit) -> NeonApiSourceConfiguration:
-    """The source's settings as dlt resolves them, `explicit` values first (None: not given). A
-    setting that is missing, of the wrong type or unreadable is a SourceConfigError in one line."""
-    given = {name: value for name, value in explicit.items() if value is not None}
+def resolve(**given) -> NeonApiSourceConfiguration:
+    """The source's settings as dlt resolves them: the `given` ones first (None: not given), then
+    the aliases, then dlt's providers. A setting that is missing, of the wrong type or unreadable
+    is a SourceConfigError in one line."""
+    unknown = sorted(set(given) - set(NeonApiSourceConfiguration.get_resolvable_fields()))
+    if unknown:
+        raise TypeError(
+            f"neon_api_source() has no setting {', '.join(unknown)}: its settings are the fields of "
+            "NeonApiSourceConfiguration (configuration.py)"
+        )
+    given = {name: value for name, value in given.items() if value is not None}
+    aliased = {
+        name: os.environ[variable].strip()
+        for name, variable in ALIASES.items()
+        if name not in given and os.environ.get(variable, "").strip()
+    }
     try:
-        return resolve_configuration(NeonApiSourceConfiguration(), sections=SECTIONS, explicit_value=given)
+        config = resolve_configuration(
+            NeonApiSourceConfiguration(), sections=SECTIONS, explicit_value=aliased | given
+        )
     except SourceConfigError:
         raise
     except Exception as exc:
         raise SourceConfigError(describe_error(exc)) from None
+    config.__key_source__ = _key_source(given, aliased)
+    return config
+
+
+def _key_source(given: dict, aliased: dict) -> str:
+    if "api_key" in given:
+        return "the api_key argument"
+    if "api_key" in aliased:
+        return f"the {ALIASES['api_key']} environment variable"
+    if os.environ.get("SOURCES__NEON_API_SOURCE__API_KEY"):
+        return "the SOURCES__NEON_API_SOURCE__API_KEY environment variable"
+    return _SECRETS_FILE_KEY
 
 
 def describe_error(exc: BaseException) -> str:
-    """A configuration error of dlt's as one line: a value of the wrong type names the setting
-    and its value; a file dlt cannot parse names the file and what the parser says."""
+    """A configuration error of dlt's as one line, for the source's settings and for the runner's
+    own reads of dlt's secrets: a value of the wrong type names the setting and its value (only
+    the source's spec has typed settings); a file dlt cannot parse names the file and what the
+    parser says."""
     from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
     if isinstance(exc, ConfigValueCannotBeCoercedException):

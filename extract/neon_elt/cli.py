@@ -17,8 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from neon_api_source import configuration
 from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
-from neon_api_source.helpers import NeonClient, SourceConfigError
+from neon_api_source.helpers import SourceConfigError
 
 from . import config, marimo_apps, memory, targets
 from .marts_summary import print_marts_summary
@@ -34,13 +35,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     options = {}
     if do_extract:
         # the options given on the command line first, then dlt's providers (configuration.py)
-        settings = config.source_configuration(
+        settings = configuration.resolve(
             requests_per_minute=args.requests_per_minute,
             budget_share=args.budget_share,
             concurrency=args.concurrency,
             full_refresh_days=args.full_refresh_days,
         )
-        client = _make_client(settings)
+        client = make_client(settings)
         options = {
             "full_refresh": args.full_refresh,
             "concurrency": settings.concurrency,
@@ -70,13 +71,6 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
 
 
-def _make_client(settings: NeonApiSourceConfiguration, **options) -> NeonClient:
-    try:
-        return make_client(settings, **options)
-    except SourceConfigError as exc:
-        raise config.ConfigError(str(exc)) from None
-
-
 def plan_report(plan) -> str:
     """The plan as `--plan` prints it: the summary, then every project to re-read and why."""
     lines = ["Plan", *[f"  {line}" for line in plan.describe()]]
@@ -102,7 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
         settings = NeonApiSourceConfiguration(
             api_key=simulator.api_key, base_url=simulator.base_url, requests_per_minute=0
         )
-        client = _make_client(settings, key_source="the demo simulator")
+        client = make_client(settings, key_source="the demo simulator")
         elt(target, client, dbt_vars=_dbt_vars(args))
     print_marts_summary(target)
 
@@ -156,7 +150,7 @@ def cmd_hash_email(args: argparse.Namespace) -> None:
     the salt finds one person's grants without the warehouse holding any address."""
     from neon_api_source.access import hash_email
 
-    settings = config.source_configuration()
+    settings = configuration.resolve()
     if not settings.hash_emails:
         raise config.ConfigError("hash_emails is off: the warehouse holds addresses as they are")
     for address in args.addresses:
@@ -284,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except config.ConfigError as exc:
+    except (config.ConfigError, SourceConfigError) as exc:  # the runner's settings, the source's
         print(f"neon-elt: {exc}", file=sys.stderr)
         return 2
     except WarehouseBusy as exc:

@@ -26,9 +26,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import dlt
 from dlt.destinations.impl.duckdb.configuration import DUCK_DB_NAME_PAT
-from neon_api_source import configuration
-from neon_api_source.configuration import NeonApiSourceConfiguration
-from neon_api_source.helpers import SourceConfigError, innermost
+from neon_api_source.configuration import describe_error
 
 from .warehouse import FAULT_ERRNOS, MachineFault, describe_fault
 
@@ -46,7 +44,9 @@ OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
 
 
 class ConfigError(Exception):
-    """Bad or missing configuration: printed as one line, exit code 2, nothing touched."""
+    """Bad or missing configuration of the runner: printed as one line, exit code 2, nothing
+    touched. The source's settings raise their own SourceConfigError, which the command line
+    treats the same way."""
 
 
 def warehouse_path() -> Path:
@@ -131,23 +131,12 @@ def _probe_writable(folder: Path, setting: str) -> None:
 
 
 def _secret(key: str):
-    """A value from dlt's secrets (`.dlt/secrets.toml` or its env names), with parse errors made
-    readable."""
+    """A value from dlt's secrets (`.dlt/secrets.toml` or its env names); a file dlt cannot parse
+    is one line that names it, worded as for the source's settings."""
     try:
         return dlt.secrets.get(key)
-    except Exception as exc:  # dlt wraps the toml parser's error; the innermost one says where
-        exc = innermost(exc)
-        cause = " ".join(str(exc).split()) or type(exc).__name__
-        raise ConfigError(f"cannot read .dlt/secrets.toml: {cause}") from None
-
-
-def source_configuration(**options) -> NeonApiSourceConfiguration:
-    """The source's settings as dlt resolves them for `neon_api_source` (see
-    neon_api_source/configuration.py), with the command-line options (None: not given) first."""
-    try:
-        return configuration.resolve(**options)
-    except SourceConfigError as exc:
-        raise ConfigError(str(exc)) from None
+    except Exception as exc:
+        raise ConfigError(describe_error(exc)) from None
 
 
 def stale_after_days(option: int | None = None) -> int | None:
