@@ -823,28 +823,76 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
 
 # Who can reach the estate
 # --------------------------------------------------------------------------------------------------
-# Counts and flags per organization, from the access review's marts. Never an address: no query
-# here reads a column that holds one (`principal`, `created_by`).
+# Counts and flags per organization, from the access review's marts, in one query: every
+# organization with a grant (members, API keys, shares) or a project, and the personal account's
+# projects (no organization). Never an address: no column that holds one (`principal`,
+# `created_by`) is read.
 
-ACCESS_COUNTS = """
+ACCESS_BY_ORG = """
+    with
+
+    grants as (
+
+        select
+            org_id,
+            max(org_name) as org_name,
+            count(case when principal_kind = 'member' and is_active then 1 end) as members,
+            count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
+                as admins,
+            count(case when is_flagged_without_mfa then 1 end) as without_mfa,
+            count(case when principal_kind = 'api_key' then 1 end) as api_keys,
+            count(case when is_flagged_unused_key then 1 end) as unused_keys,
+            count(case when principal_kind = 'project_share' and is_active then 1 end) as shares,
+            count(case when is_flagged_outside_share then 1 end) as outside_shares,
+            count(case when is_flagged_excess_admin then 1 end) as excess_admins
+        from marts.access_review
+        group by org_id
+
+    ),
+
+    projects as (
+
+        select
+            org_id,
+            max(org_name) as org_name,
+            count(*) as projects,
+            count(case when is_reachable_from_anywhere then 1 end) as reachable,
+            count(case when has_ip_allow_list then 1 end) as allow_list,
+            count(case when is_vpc_only then 1 end) as vpc_only,
+            string_agg(distinct not_visible, ', ') as not_visible
+        from marts.project_security
+        group by org_id
+
+    ),
+
+    orgs as (
+
+        select org_id from grants
+        union
+        select org_id from projects
+
+    )
+
     select
-        org_id,
-        max(org_name) as org_name,
-        count(case when principal_kind = 'member' and is_active then 1 end) as members,
-        count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
-            as admins,
-        count(case when is_flagged_without_mfa then 1 end) as without_mfa,
-        count(case when principal_kind = 'api_key' then 1 end) as api_keys,
-        count(case when is_flagged_unused_key then 1 end) as unused_keys,
-        count(case when principal_kind = 'project_share' and is_active then 1 end) as shares,
-        count(case when is_flagged_outside_share then 1 end) as outside_shares,
-        count(case when is_flagged_excess_admin then 1 end) as excess_admins
-    from marts.access_review
-    group by org_id
-"""
-SECURITY_ROWS = """
-    select org_id, org_name, is_reachable_from_anywhere, has_ip_allow_list, is_vpc_only, not_visible
-    from marts.project_security
+        orgs.org_id,
+        coalesce(projects.org_name, grants.org_name) as org_name,
+        coalesce(grants.members, 0) as members,
+        coalesce(grants.admins, 0) as admins,
+        coalesce(grants.without_mfa, 0) as without_mfa,
+        coalesce(grants.api_keys, 0) as api_keys,
+        coalesce(grants.unused_keys, 0) as unused_keys,
+        coalesce(grants.shares, 0) as shares,
+        coalesce(grants.outside_shares, 0) as outside_shares,
+        coalesce(grants.excess_admins, 0) as excess_admins,
+        coalesce(projects.projects, 0) as projects,
+        coalesce(projects.reachable, 0) as reachable,
+        coalesce(projects.allow_list, 0) as allow_list,
+        coalesce(projects.vpc_only, 0) as vpc_only,
+        projects.not_visible
+    from orgs
+    left join grants on orgs.org_id is not distinct from grants.org_id
+    left join projects on orgs.org_id is not distinct from projects.org_id
+    order by orgs.org_id is null, coalesce(projects.org_name, grants.org_name, orgs.org_id)
 """
 ACCESS_COLUMNS = (
     "organization",
@@ -860,56 +908,43 @@ ACCESS_COLUMNS = (
     "IP allow list",
     "VPC only",
 )
+# The counts of the table, and the listing each needs the key to have read.
+ACCESS_COUNTS = (
+    ("members", "organization members"),
+    ("admins", "organization members"),
+    ("without_mfa", "organization members"),
+    ("api_keys", "organization API keys"),
+    ("unused_keys", "organization API keys"),
+    ("shares", "project shares"),
+    ("outside_shares", "organization members"),
+)
 
 
-def access_section(access: list[dict], security: list[dict]) -> str:
-    """The access review in counts: one row per organization, and what the key could not see."""
-    orgs: dict[Any, dict] = {}
-    for row in security:
-        org = orgs.setdefault(row["org_id"], {"name": row["org_name"], "projects": 0, "reachable": 0,
-                                              "allow_list": 0, "vpc_only": 0, "hidden": set()})  # fmt: skip
-        org["projects"] += 1
-        org["reachable"] += bool(row["is_reachable_from_anywhere"])
-        org["allow_list"] += bool(row["has_ip_allow_list"])
-        org["vpc_only"] += bool(row["is_vpc_only"])
-        org["hidden"] |= set((row["not_visible"] or "").split(", ")) - {""}
-    counts = {row["org_id"]: row for row in access}
-    body, flagged, notes = [], Counter(), []
-    for org_id, org in sorted(orgs.items(), key=lambda kv: (kv[0] is None, kv[1]["name"] or "")):
-        grants = counts.get(org_id, {})
-        name = org["name"] or org_id or "Personal account"
+def access_section(orgs: list[dict]) -> str:
+    """The access review in counts: one row per organization (ACCESS_BY_ORG's), and what the key
+    could not see."""
+    body, notes = [], []
+    for org in orgs:
+        name = org["org_name"] or org["org_id"] or "Personal account"
+        refused = set((org["not_visible"] or "").split(", ")) - {""}
         cells = [
             name,
             *(
-                "not visible"
-                if any(h.startswith(listing) for h in org["hidden"])
-                else f"{grants.get(key, 0):,}"
-                for key, listing in (
-                    ("members", "organization members"),
-                    ("admins", "organization members"),
-                    ("without_mfa", "organization members"),
-                    ("api_keys", "organization API keys"),
-                    ("unused_keys", "organization API keys"),
-                    ("shares", "project shares"),
-                    ("outside_shares", "organization members"),
-                )
+                "not visible" if any(r.startswith(listing) for r in refused) else f"{org[key]:,}"
+                for key, listing in ACCESS_COUNTS
             ),
-            f"{org['projects']:,}",
-            f"{org['reachable']:,}",
-            f"{org['allow_list']:,}",
-            f"{org['vpc_only']:,}",
+            *(f"{org[key]:,}" for key in ("projects", "reachable", "allow_list", "vpc_only")),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        for key in ("without_mfa", "unused_keys", "outside_shares", "excess_admins"):
-            flagged[key] += grants.get(key, 0)
-        if org["hidden"]:
-            notes.append(f"{name}: {', '.join(sorted(org['hidden']))}")
-    reachable = sum(o["reachable"] for o in orgs.values())
+        if refused:
+            notes.append(f"{name}: {', '.join(sorted(refused))}")
+    totalled = ("without_mfa", "unused_keys", "outside_shares", "excess_admins", "reachable", "projects")
+    total = {key: sum(org[key] for org in orgs) for key in totalled}
     summary = (
-        f"{flagged['without_mfa']:,} active members without MFA, {flagged['unused_keys']:,} API keys "
-        f"never used or long unused, {flagged['outside_shares']:,} active shares outside their "
-        f"organization, {flagged['excess_admins']:,} admins of organizations with too many; "
-        f"{reachable:,} of {sum(o['projects'] for o in orgs.values()):,} projects reachable from anywhere."
+        f"{total['without_mfa']:,} active members without MFA, {total['unused_keys']:,} API keys "
+        f"never used or long unused, {total['outside_shares']:,} active shares outside their "
+        f"organization, {total['excess_admins']:,} admins of organizations with too many; "
+        f"{total['reachable']:,} of {total['projects']:,} projects reachable from anywhere."
     )
     hidden = (
         "<p>Not visible to the API key (so counted as unknown, never as none): "
@@ -966,7 +1001,7 @@ def build(target: Any) -> str:
             "order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id"
         ),
     )
-    access = access_section(rows(ACCESS_COUNTS), rows(SECURITY_ROWS))
+    access = access_section(rows(ACCESS_BY_ORG))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(
