@@ -366,6 +366,31 @@ def test_project_security_has_one_row_per_project_and_says_what_was_not_visible(
     assert any(not row["is_reachable_from_anywhere"] for row in expected.values())
 
 
+def test_organizations_say_which_access_listings_the_key_could_read(demo_account, demo_warehouse):
+    expected = {}
+    for org in demo_account.organizations:
+        visible = visible_to_the_personal_key(demo_account, org["id"])
+        refused = [
+            f"organization {words} (403)"
+            for words, name in (("API keys", "api_keys"), ("VPC endpoints", "vpc_endpoints"))
+            if not visible[name]
+        ]
+        expected[org["id"]] = (
+            org["name"],
+            visible["members"],
+            visible["api_keys"],
+            visible["vpc_endpoints"],
+            ", ".join(refused) or None,
+        )
+    rows = query(
+        demo_warehouse,
+        "select org_id, org_name, are_members_visible, are_api_keys_visible, are_vpc_endpoints_visible, "
+        "not_visible from marts.organizations",
+    )
+    assert {org_id: tuple(rest) for org_id, *rest in rows} == expected and len(rows) == len(expected)
+    assert any(row[-1] for row in expected.values()) and not all(row[-1] for row in expected.values())
+
+
 def test_emails_appear_only_in_the_access_tables(demo_account, demo_warehouse):
     """Every relation of the warehouse, searched as text: the addresses served appear in the
     access review's tables and views only."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import vl_convert
 from conftest import client_for
-from expected import access_counts_per_org, query, query_dicts
+from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
 from neon_elt.report import ATLAS, LAND, _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
@@ -554,12 +554,18 @@ def test_branch_costs_are_charted_in_cu_hours_and_gib_months(laid_out):
 
 
 def test_every_organization_has_a_row_in_the_access_section_projects_or_none(orgs_without_projects, tmp_path):
+    """Counts where the key could read the listing, "not visible" where it could not: an
+    organization's API keys are unknown, not none, whether it has projects or not."""
     account, warehouse = orgs_without_projects
     page = write(DuckDBTarget(warehouse), tmp_path / "report.html").read_text()
     rows = {row[0]: row for row in table_rows(page, "Who can reach the estate")}
+    # "Not visible to the API key (…): Org A: what; Org B: what."
+    unseen = re.search(r"Not visible to the API key \([^)]*\): (.*?)\.</p>", page).group(1)
+    notes = dict(note.split(": ", 1) for note in html.unescape(unseen).split("; "))
     counts = access_counts_per_org(account)
     assert sum(1 for c in counts.values() if c["projects"] == 0 and c["members"] > 0) == 3
     assert set(rows) == {org["name"] for org in account.organizations}
+    without_projects_hidden = []
     for org in account.organizations:
         expected = counts[org["id"]]
         row = rows[org["name"]]
@@ -567,3 +573,10 @@ def test_every_organization_has_a_row_in_the_access_section_projects_or_none(org
             f"{expected[key]:,}"
             for key in ("members", "admins", "without_mfa", "shares", "outside_shares", "projects")
         ], org["name"]
+        if visible_to_the_personal_key(account, org["id"])["api_keys"]:
+            assert row[4] == f"{len(account.org_api_keys(org['id'])):,}", org["name"]
+        else:
+            without_projects_hidden.append(expected["projects"] == 0)
+            assert row[4] == row[5] == "not visible", org["name"]
+            assert "organization API keys (403)" in notes[org["name"]], org["name"]
+    assert any(without_projects_hidden)  # an organization without projects whose API keys are unknown

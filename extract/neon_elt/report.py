@@ -824,9 +824,10 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
 # Who can reach the estate
 # --------------------------------------------------------------------------------------------------
 # Counts and flags per organization, from the access review's marts, in one query: every
-# organization with a grant (members, API keys, shares) or a project, and the personal account's
-# projects (no organization). Never an address: no column that holds one (`principal`,
-# `created_by`) is read.
+# organization the key sees (with projects or without), and the personal account's projects (no
+# organization). What the key could not read comes as flags (`organizations`, and a NULL count of
+# `project_security`), never parsed from words. Never an address: no column that holds one
+# (`principal`, `created_by`) is read.
 
 ACCESS_BY_ORG = """
     with
@@ -835,7 +836,6 @@ ACCESS_BY_ORG = """
 
         select
             org_id,
-            max(org_name) as org_name,
             count(case when principal_kind = 'member' and is_active then 1 end) as members,
             count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
                 as admins,
@@ -859,7 +859,8 @@ ACCESS_BY_ORG = """
             count(case when is_reachable_from_anywhere then 1 end) as reachable,
             count(case when has_ip_allow_list then 1 end) as allow_list,
             count(case when is_vpc_only then 1 end) as vpc_only,
-            string_agg(distinct not_visible, ', ') as not_visible
+            count(case when active_share_count is null then 1 end) as unknown_shares,
+            count(case when vpc_restriction_count is null then 1 end) as unknown_vpc_restrictions
         from marts.project_security
         group by org_id
 
@@ -867,6 +868,8 @@ ACCESS_BY_ORG = """
 
     orgs as (
 
+        select org_id from marts.organizations
+        union
         select org_id from grants
         union
         select org_id from projects
@@ -875,7 +878,13 @@ ACCESS_BY_ORG = """
 
     select
         orgs.org_id,
-        coalesce(projects.org_name, grants.org_name) as org_name,
+        coalesce(organizations.org_name, projects.org_name) as org_name,
+        organizations.are_members_visible,
+        organizations.are_api_keys_visible,
+        coalesce(projects.unknown_shares, 0) = 0 as are_shares_visible,
+        organizations.not_visible,
+        coalesce(projects.unknown_shares, 0) as unknown_shares,
+        coalesce(projects.unknown_vpc_restrictions, 0) as unknown_vpc_restrictions,
         coalesce(grants.members, 0) as members,
         coalesce(grants.admins, 0) as admins,
         coalesce(grants.without_mfa, 0) as without_mfa,
@@ -887,12 +896,12 @@ ACCESS_BY_ORG = """
         coalesce(projects.projects, 0) as projects,
         coalesce(projects.reachable, 0) as reachable,
         coalesce(projects.allow_list, 0) as allow_list,
-        coalesce(projects.vpc_only, 0) as vpc_only,
-        projects.not_visible
+        coalesce(projects.vpc_only, 0) as vpc_only
     from orgs
+    left join marts.organizations as organizations on orgs.org_id = organizations.org_id
     left join grants on orgs.org_id is not distinct from grants.org_id
     left join projects on orgs.org_id is not distinct from projects.org_id
-    order by orgs.org_id is null, coalesce(projects.org_name, grants.org_name, orgs.org_id)
+    order by orgs.org_id is null, coalesce(organizations.org_name, projects.org_name, orgs.org_id)
 """
 ACCESS_COLUMNS = (
     "organization",
@@ -908,16 +917,21 @@ ACCESS_COLUMNS = (
     "IP allow list",
     "VPC only",
 )
-# The counts of the table, and the listing each needs the key to have read.
+# The counts of the table, and the listings each needs the key to have read (a flag that is false
+# makes the count unknown; NULL, for the personal account, has no listing to miss).
 ACCESS_COUNTS = (
-    ("members", "organization members"),
-    ("admins", "organization members"),
-    ("without_mfa", "organization members"),
-    ("api_keys", "organization API keys"),
-    ("unused_keys", "organization API keys"),
-    ("shares", "project shares"),
-    ("outside_shares", "organization members"),
+    ("members", ("are_members_visible",)),
+    ("admins", ("are_members_visible",)),
+    ("without_mfa", ("are_members_visible",)),
+    ("api_keys", ("are_api_keys_visible",)),
+    ("unused_keys", ("are_api_keys_visible",)),
+    ("shares", ("are_shares_visible",)),
+    ("outside_shares", ("are_members_visible", "are_shares_visible")),
 )
+
+
+def _projects(n: int) -> str:
+    return f"{n:,} project{'' if n == 1 else 's'}"
 
 
 def access_section(orgs: list[dict]) -> str:
@@ -926,18 +940,22 @@ def access_section(orgs: list[dict]) -> str:
     body, notes = [], []
     for org in orgs:
         name = org["org_name"] or org["org_id"] or "Personal account"
-        refused = set((org["not_visible"] or "").split(", ")) - {""}
         cells = [
             name,
             *(
-                "not visible" if any(r.startswith(listing) for r in refused) else f"{org[key]:,}"
-                for key, listing in ACCESS_COUNTS
+                "not visible" if any(org[flag] is False for flag in flags) else f"{org[key]:,}"
+                for key, flags in ACCESS_COUNTS
             ),
             *(f"{org[key]:,}" for key in ("projects", "reachable", "allow_list", "vpc_only")),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        if refused:
-            notes.append(f"{name}: {', '.join(sorted(refused))}")
+        unseen = [org["not_visible"]] if org["not_visible"] else []
+        if org["unknown_shares"]:
+            unseen.append(f"project shares of {_projects(org['unknown_shares'])}")
+        if org["unknown_vpc_restrictions"]:
+            unseen.append(f"VPC restrictions of {_projects(org['unknown_vpc_restrictions'])}")
+        if unseen:
+            notes.append(f"{name}: {', '.join(unseen)}")
     totalled = ("without_mfa", "unused_keys", "outside_shares", "excess_admins", "reachable", "projects")
     total = {key: sum(org[key] for org in orgs) for key in totalled}
     summary = (
@@ -957,7 +975,8 @@ def access_section(orgs: list[dict]) -> str:
     return (
         '<section data-section="access"><h2>Who can reach the estate</h2>'
         f"<p>Flagged for review: {html.escape(summary)} The list of grants, with each flag's "
-        "reason, is <code>marts.access_review</code>; per project, <code>marts.project_security</code>.</p>"
+        "reason, is <code>marts.access_review</code>; per organization, what the key could read, "
+        "<code>marts.organizations</code>; per project, <code>marts.project_security</code>.</p>"
         f'<table class="access"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
         f"{hidden}</section>"
     )
