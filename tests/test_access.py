@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import duckdb
 import pytest
 import yaml
 from conftest import REPO, client_for
@@ -33,6 +34,7 @@ from runs import cli_env, run_cli
 pytestmark = pytest.mark.slow
 
 PERMISSIONS = "/projects/{project_id}/permissions"
+BRANCHES = "/projects/{project_id}/branches"
 
 
 def ts(value: str | None) -> datetime | None:
@@ -278,6 +280,22 @@ def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_
         if listing == "project_permissions"
     }
     assert incremental.EMAIL_SETTING_CHANGED in reasons
+
+
+def test_access_rows_the_warehouse_cannot_give_back_make_a_full_run(demo_run):
+    """The last run's state is read once, and any part of it that cannot be read (here the
+    access coverage, as in a warehouse loaded before the access review) makes the run a full one
+    that says why, as a missing confirmation does: not an incremental run that carries no shares."""
+    with duckdb.connect(str(demo_run.warehouse)) as connection:
+        connection.execute("drop table neon_api_data.access_coverage")
+        connection.execute("delete from neon_api_data._dlt_version")  # dlt creates the table anew
+    demo_run.simulator.reset_stats()
+    result = run(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started + timedelta(days=1))
+    plan = result.stats.plan
+    assert plan.mode == "full" and "could not be read" in plan.reason
+    served, projects = demo_run.simulator.stats.by_route, demo_run.account.all_projects()
+    assert served[BRANCHES] == served[PERMISSIONS] == len(projects)
+    assert landed_shares(demo_run.warehouse) == served_shares(demo_run.account)
 
 
 def test_a_share_listing_a_key_may_not_read_is_noted_and_skipped(tmp_path):

@@ -58,6 +58,7 @@ import pyarrow
 import pyarrow.compute
 
 from . import incremental, settings
+from .access import CARRIED_COLUMNS as CARRIED_ACCESS_COLUMNS
 from .access import Access, Emails
 from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client
@@ -379,13 +380,25 @@ class Estate:
         return planner
 
     def _read_previous(self) -> tuple[incremental.Previous | None, str | None]:
-        """The last published run's confirmations and current rows, from the destination."""
+        """The last published run's confirmations and current rows (the access listings' too),
+        from the destination, in one read: whatever part of it fails makes a full run."""
         pipeline = dlt.current.pipeline()
+        names = (
+            "confirmations",
+            "_dlt_loads",
+            "project_branches",
+            "endpoints",
+            "databases",
+            "roles",
+            *CARRIED_ACCESS_COLUMNS,
+            "organization_vpc_endpoints",
+        )
         try:
             with pipeline.sql_client() as client:
-                names = ("confirmations", "_dlt_loads", "project_branches", "endpoints", "databases", "roles")
                 tables = {name: client.make_qualified_table_name(name) for name in names}
-                return incremental.read_previous(lambda sql: client.execute_sql(sql) or [], tables)
+                return incremental.read_previous(
+                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_ACCESS_COLUMNS
+                )
         except Exception as exc:  # no destination to read, or rows not as this version writes them
             return None, f"the last run's state could not be read ({type(exc).__name__})"
 

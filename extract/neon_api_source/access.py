@@ -72,7 +72,8 @@ COVERAGE_COLUMNS = {
     "read_reason": "text",
     "confirmed_at": "timestamp",
 }
-# What a run reads back from the warehouse to carry the per-project listings.
+# What a run reads back from the warehouse to carry the per-project listings (with the rest of
+# the last run's state: incremental.read_previous).
 CARRIED_COLUMNS = {
     "access_coverage": list(COVERAGE_COLUMNS),
     "project_permissions": [*settings.PERMISSION_COLUMNS, "project_id", "confirmed_at"],
@@ -200,7 +201,7 @@ class Access:
     def _read_projects(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
         estate = self.estate
         planner = estate.planner()
-        previous = self._previous()
+        previous = planner.previous  # the last run's state, access rows included (None: nothing to carry)
         state = dlt.current.source_state().setdefault("access", {})
         email_changed = state.get("email_mode", self.emails.mode) != self.emails.mode
         vpc = listing == "project_vpc_endpoints"
@@ -288,24 +289,6 @@ class Access:
             dict(pick(item, settings.PROJECT_VPC_ENDPOINT_COLUMNS), project_id=pid, confirmed_at=now)
             for item in body.get("endpoints") or []
         ]
-
-    def _previous(self) -> incremental.PreviousAccess | None:
-        """The warehouse's per-project access listings, when this run carries anything."""
-        return self.estate._once("access:previous", self._read_previous)
-
-    def _read_previous(self) -> incremental.PreviousAccess | None:
-        if self.estate.planner().previous is None:  # a full run reads everything
-            return None
-        pipeline = dlt.current.pipeline()
-        names = ("access_coverage", *incremental.PROJECT_ACCESS_LISTINGS, "organization_vpc_endpoints")
-        try:
-            with pipeline.sql_client() as client:
-                tables = {name: client.make_qualified_table_name(name) for name in names}
-                return incremental.read_previous_access(
-                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_COLUMNS
-                )
-        except Exception:  # no destination to read: nothing to carry
-            return incremental.PreviousAccess()
 
     # coverage ---------------------------------------------------------------------------------
 
