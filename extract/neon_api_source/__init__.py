@@ -479,12 +479,18 @@ class Estate:
         return listed
 
     def children(self, fetch, *args) -> list[dict]:
-        """A child listing; a 404 means the parent was deleted since it was listed."""
+        """A child listing; none when the parent was deleted since it was listed."""
+        found = self.unless_deleted(fetch, *args)
+        return [] if found is None else found
+
+    def unless_deleted(self, fetch, *args) -> Any:
+        """`fetch(*args)`, a request about a project (or its branch) listed this run; None when it
+        answers 404: the project was deleted since, which the run counts with its skipped 404s."""
         try:
             return fetch(*args)
         except NeonNotFound:
             self.stats.add(skipped_404=1)
-            return []
+            return None
 
     # ----------------------------------------------------------------- databases, roles, confirmations
 

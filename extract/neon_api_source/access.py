@@ -12,8 +12,10 @@
 |                              | project: read or refused, when, and why              |                       |
 
 A key may not read every listing: organization API keys and VPC endpoints need an admin, VPC
-endpoints a paid plan. A 403 (or 404) is noted in the run summary and skipped, and
-`access_coverage` keeps it, so the marts can tell "nobody" from "not visible".
+endpoints a paid plan. A 403 (or an organization's 404) is noted in the run summary and skipped,
+and `access_coverage` keeps it, so the marts can tell "nobody" from "not visible". A project's
+listing that answers 404 means the project was deleted since it was listed: as for its branches,
+the run counts it with its skipped 404s, and the project is left out of that listing.
 
 Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
 `organization_members.email` and `project_permissions.granted_to_email` only; no message of this
@@ -126,13 +128,13 @@ def redact(text: str) -> str:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _read_or_refused(fetch, *args) -> tuple[list[dict], int, str | None]:
-    """`fetch(*args)`'s rows with status 200, or none with the 403 or 404 the key met and Neon's
-    reason, redacted; any other error goes on up."""
+def _read_or_refused(fetch, *args, refused=(403, 404)) -> tuple[list[dict], int, str | None]:
+    """`fetch(*args)`'s rows with status 200, or none with the status the key met (one of
+    `refused`) and Neon's reason, redacted; any other error goes on up."""
     try:
         return fetch(*args), 200, None
     except NeonAPIError as exc:
-        if exc.status not in (403, 404):
+        if exc.status not in refused:
             raise
         return [], exc.status, redact(exc.detail)
 
@@ -235,13 +237,20 @@ class Access:
             else:
                 wanted.append((pid, org_id, reason))
 
-        def one(item: tuple[str, str | None, str]) -> tuple[str, list[dict], dict]:
+        def one(item: tuple[str, str | None, str]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id, reason = item
-            rows, status, detail = _read_or_refused(self._project_rows, listing, pid)
-            return pid, rows, self._coverage(listing, pid, org_id, pid, status, detail, reason)
+            # a 404 is not a refusal: the project was deleted since it was listed
+            read = estate.unless_deleted(
+                lambda: _read_or_refused(self._project_rows, listing, pid, refused=(403,))
+            )
+            if read is None:
+                return pid, None
+            rows, status, detail = read
+            return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, reason))
 
-        for pid, rows, coverage in fan_out(one, wanted, estate.workers):
-            result[pid] = (rows, coverage)
+        for pid, found in fan_out(one, wanted, estate.workers):
+            if found is not None:
+                result[pid] = found
         self._note_refusals(listing, [cov for _, cov in result.values()], "project")
         if listing == "project_permissions":
             state["email_mode"] = self.emails.mode
