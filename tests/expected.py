@@ -280,6 +280,30 @@ def project_security_rows(account) -> dict[str, dict]:
     return rows
 
 
+def access_counts_per_org(account) -> dict[str, dict[str, int]]:
+    """Per organization id: what the report's access section counts from the grants the simulator
+    served (its members, its projects' shares) and its projects."""
+    counts = {}
+    for org in account.organizations:
+        members = [m for m in account.members(org["id"]) if "deactivated_at" not in m["user"]]
+        emails = {m["user"]["email"].lower() for m in account.members(org["id"])}
+        shares = [
+            s
+            for p in account.all_projects(org["id"])
+            for s in account.project_permissions(p["id"])
+            if "revoked_at" not in s
+        ]
+        counts[org["id"]] = {
+            "members": len(members),
+            "admins": sum(1 for m in members if m["member"]["role"] == "admin"),
+            "without_mfa": sum(1 for m in members if m["user"].get("has_mfa") is False),
+            "shares": len(shares),
+            "outside_shares": sum(1 for s in shares if s["granted_to_email"].lower() not in emails),
+            "projects": len(account.all_projects(org["id"])),
+        }
+    return counts
+
+
 # The access review's relations: the only ones that may hold an email address.
 ACCESS_RELATIONS = {
     ("neon_api_data", "organization_members"),

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import duckdb
 import pytest
 import yaml
 from conftest import REPO
@@ -32,6 +33,7 @@ from runs import cli_env, extract, run_cli
 pytestmark = pytest.mark.slow
 
 PERMISSIONS = "/projects/{project_id}/permissions"
+BRANCHES = "/projects/{project_id}/branches"
 
 
 def ts(value: str | None) -> datetime | None:
@@ -277,6 +279,22 @@ def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_
     assert incremental.EMAIL_SETTING_CHANGED in reasons
 
 
+def test_access_rows_the_warehouse_cannot_give_back_make_a_full_run(demo_run):
+    """The last run's state is read once, and any part of it that cannot be read (here the
+    access coverage, as in a warehouse loaded before the access review) makes the run a full one
+    that says why, as a missing confirmation does: not an incremental run that carries no shares."""
+    with duckdb.connect(str(demo_run.warehouse)) as connection:
+        connection.execute("drop table neon_api_data.access_coverage")
+        connection.execute("delete from neon_api_data._dlt_version")  # dlt creates the table anew
+    demo_run.simulator.reset_stats()
+    result = run(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started + timedelta(days=1))
+    plan = result.stats.plan
+    assert plan.mode == "full" and "could not be read" in plan.reason
+    served, projects = demo_run.simulator.stats.by_route, demo_run.account.all_projects()
+    assert served[BRANCHES] == served[PERMISSIONS] == len(projects)
+    assert landed_shares(demo_run.warehouse) == served_shares(demo_run.account)
+
+
 def test_a_share_listing_a_key_may_not_read_is_noted_and_skipped(tmp_path):
     account = Account.generate(PRESETS["tiny"])
     refused = account.all_projects()[0]["id"]
@@ -361,6 +379,31 @@ def test_project_security_has_one_row_per_project_and_says_what_was_not_visible(
     assert any(row["not_visible"] for row in expected.values())
     assert any(row["is_reachable_from_anywhere"] for row in expected.values())
     assert any(not row["is_reachable_from_anywhere"] for row in expected.values())
+
+
+def test_organizations_say_which_access_listings_the_key_could_read(demo_account, demo_warehouse):
+    expected = {}
+    for org in demo_account.organizations:
+        visible = visible_to_the_personal_key(demo_account, org["id"])
+        refused = [
+            f"organization {words} (403)"
+            for words, name in (("API keys", "api_keys"), ("VPC endpoints", "vpc_endpoints"))
+            if not visible[name]
+        ]
+        expected[org["id"]] = (
+            org["name"],
+            visible["members"],
+            visible["api_keys"],
+            visible["vpc_endpoints"],
+            ", ".join(refused) or None,
+        )
+    rows = query(
+        demo_warehouse,
+        "select org_id, org_name, are_members_visible, are_api_keys_visible, are_vpc_endpoints_visible, "
+        "not_visible from marts.organizations",
+    )
+    assert {org_id: tuple(rest) for org_id, *rest in rows} == expected and len(rows) == len(expected)
+    assert any(row[-1] for row in expected.values()) and not all(row[-1] for row in expected.values())
 
 
 def test_emails_appear_only_in_the_access_tables(demo_account, demo_warehouse):

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from expected import query
+from expected import query, visible_to_the_personal_key
 from neon_api_source import settings
 from neon_api_source.helpers import RateLimiter
 from neon_elt.run import StepFailed
@@ -195,12 +195,43 @@ def test_a_project_deleted_mid_run_is_skipped_and_counted(tmp_path):
     victim = account.all_projects()[0]["id"]
     with Simulator(account, faults=Faults(delete_project_after_list=victim)) as simulator:
         result = extract(tmp_path / "neon_api.duckdb", simulator)
-    # its branches, computes and operations listings each answered 404
-    assert result.stats.skipped_404 == 3
+        served = simulator.stats
+    # its branches, computes, operations and access listings each answered 404
+    asked = {
+        f"/api/v2/projects/{victim}/{listing}"
+        for listing in ("branches", "endpoints", "operations", "permissions")
+    }
+    assert asked <= {request.split("?")[0] for request in served.by_request}
+    assert result.stats.skipped_404 == served.by_status[404] >= len(asked)
     warehouse = tmp_path / "neon_api.duckdb"
     assert query(
         warehouse, "select count(*) from neon_api_data.project_branches where project_id = ?", [victim]
     ) == [(0,)]
+
+
+def test_a_project_deleted_mid_run_is_left_out_of_the_access_review_and_counted(tmp_path):
+    """Its shares and VPC restrictions answer 404 as its branches do: the project is gone, not
+    hidden from the key. Every 404 is a skipped one, none is noted as not visible, and
+    access_coverage says nothing of the project."""
+    account = fresh()
+    victim = next(
+        p["id"]
+        for p in account.all_projects()
+        if visible_to_the_personal_key(account, p["org_id"])["vpc_endpoints"]
+        and account.org_vpc_endpoints(p["org_id"])
+    )
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account, faults=Faults(delete_project_after_list=victim)) as simulator:
+        result = extract(warehouse, simulator)
+        served = simulator.stats
+    asked = [f"/api/v2/projects/{victim}/{listing}" for listing in ("permissions", "vpc_endpoints")]
+    assert all(served.by_request[path] == 1 for path in asked)
+    assert result.stats.skipped_404 == served.by_status[404] > len(asked)
+    assert not [note for note in result.stats.skipped_optional if "404" in note]
+    assert (
+        query(warehouse, "select listing from neon_api_data.access_coverage where scope_id = ?", [victim])
+        == []
+    )
 
 
 def test_later_runs_fetch_only_new_operations(tmp_path):

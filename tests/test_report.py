@@ -6,6 +6,7 @@ measures every drawn text and mark, and the tests below read those measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 import vl_convert
 from conftest import client_for
-from expected import query, query_dicts
+from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
 from neon_elt.report import ATLAS, LAND, _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
@@ -85,6 +86,18 @@ def realistic_warehouse(tmp_path_factory) -> Path:
     with Simulator(Account.generate(PRESETS["realistic"])) as simulator:
         elt(path, client_for(simulator), show_progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def orgs_without_projects(tmp_path_factory) -> tuple[Account, Path]:
+    """Four organizations and one project: three organizations have members and no projects, and
+    among them (the personal key is an admin of every other one) at least one whose API keys the
+    key may read and one whose it may not."""
+    account = Account.generate(dataclasses.replace(PRESETS["tiny"], orgs=4, projects=1))
+    path = tmp_path_factory.mktemp("orgs-without-projects") / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        elt(path, client_for(simulator), show_progress=False)
+    return account, path
 
 
 @pytest.fixture(scope="module")
@@ -535,3 +548,35 @@ def test_branch_costs_are_charted_in_cu_hours_and_gib_months(laid_out):
     assert in_scale(max(ticks["Compute (CU-hours)"]), max(h for h, _ in charted))
     assert in_scale(max(ticks["Storage (GiB-months)"]), max(g for _, g in charted))
     assert chart["bars"] == 2 * len(charted)
+
+
+# ------------------------------------------------------------------------- who can reach the estate
+
+
+def test_every_organization_has_a_row_in_the_access_section_projects_or_none(orgs_without_projects, tmp_path):
+    """Counts where the key could read the listing, "not visible" where it could not: an
+    organization's API keys are unknown, not none, whether it has projects or not."""
+    account, warehouse = orgs_without_projects
+    page = write(DuckDBTarget(warehouse), tmp_path / "report.html").read_text()
+    rows = {row[0]: row for row in table_rows(page, "Who can reach the estate")}
+    # "Not visible to the API key (…): Org A: what; Org B: what."
+    unseen = re.search(r"Not visible to the API key \([^)]*\): (.*?)\.</p>", page).group(1)
+    notes = dict(note.split(": ", 1) for note in html.unescape(unseen).split("; "))
+    counts = access_counts_per_org(account)
+    assert sum(1 for c in counts.values() if c["projects"] == 0 and c["members"] > 0) == 3
+    assert set(rows) == {org["name"] for org in account.organizations}
+    without_projects_hidden = []
+    for org in account.organizations:
+        expected = counts[org["id"]]
+        row = rows[org["name"]]
+        assert [row[1], row[2], row[3], row[6], row[7], row[8]] == [
+            f"{expected[key]:,}"
+            for key in ("members", "admins", "without_mfa", "shares", "outside_shares", "projects")
+        ], org["name"]
+        if visible_to_the_personal_key(account, org["id"])["api_keys"]:
+            assert row[4] == f"{len(account.org_api_keys(org['id'])):,}", org["name"]
+        else:
+            without_projects_hidden.append(expected["projects"] == 0)
+            assert row[4] == row[5] == "not visible", org["name"]
+            assert "organization API keys (403)" in notes[org["name"]], org["name"]
+    assert any(without_projects_hidden)  # an organization without projects whose API keys are unknown

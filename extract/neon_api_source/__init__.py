@@ -59,6 +59,7 @@ import pyarrow.compute
 from dlt.extract import DltSource
 
 from . import incremental, settings
+from .access import CARRIED_COLUMNS as CARRIED_ACCESS_COLUMNS
 from .access import Access, Emails
 from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client, resolve
@@ -365,13 +366,25 @@ class Estate:
         return planner
 
     def _read_previous(self) -> tuple[incremental.Previous | None, str | None]:
-        """The last published run's confirmations and current rows, from the destination."""
+        """The last published run's confirmations and current rows (the access listings' too),
+        from the destination, in one read: whatever part of it fails makes a full run."""
         pipeline = dlt.current.pipeline()
+        names = (
+            "confirmations",
+            "_dlt_loads",
+            "project_branches",
+            "endpoints",
+            "databases",
+            "roles",
+            *CARRIED_ACCESS_COLUMNS,
+            "organization_vpc_endpoints",
+        )
         try:
             with pipeline.sql_client() as client:
-                names = ("confirmations", "_dlt_loads", "project_branches", "endpoints", "databases", "roles")
                 tables = {name: client.make_qualified_table_name(name) for name in names}
-                return incremental.read_previous(lambda sql: client.execute_sql(sql) or [], tables)
+                return incremental.read_previous(
+                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_ACCESS_COLUMNS
+                )
         except Exception as exc:  # no destination to read, or rows not as this version writes them
             return None, f"the last run's state could not be read ({type(exc).__name__})"
 
@@ -452,12 +465,18 @@ class Estate:
         return listed
 
     def children(self, fetch, *args) -> list[dict]:
-        """A child listing; a 404 means the parent was deleted since it was listed."""
+        """A child listing; none when the parent was deleted since it was listed."""
+        found = self.unless_deleted(fetch, *args)
+        return [] if found is None else found
+
+    def unless_deleted(self, fetch, *args) -> Any:
+        """`fetch(*args)`, a request about a project (or its branch) listed this run; None when it
+        answers 404: the project was deleted since, which the run counts with its skipped 404s."""
         try:
             return fetch(*args)
         except NeonNotFound:
             self.stats.add(skipped_404=1)
-            return []
+            return None
 
     # ----------------------------------------------------------------- databases, roles, confirmations
 

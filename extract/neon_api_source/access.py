@@ -12,8 +12,10 @@
 |                              | project: read or refused, when, and why              |                       |
 
 A key may not read every listing: organization API keys and VPC endpoints need an admin, VPC
-endpoints a paid plan. A 403 (or 404) is noted in the run summary and skipped, and
-`access_coverage` keeps it, so the marts can tell "nobody" from "not visible".
+endpoints a paid plan. A 403 (or an organization's 404) is noted in the run summary and skipped,
+and `access_coverage` keeps it, so the marts can tell "nobody" from "not visible". A project's
+listing that answers 404 means the project was deleted since it was listed: as for its branches,
+the run counts it with its skipped 404s, and the project is left out of that listing.
 
 Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
 `organization_members.email` and `project_permissions.granted_to_email` only; no message of this
@@ -72,7 +74,8 @@ COVERAGE_COLUMNS = {
     "read_reason": "text",
     "confirmed_at": "timestamp",
 }
-# What a run reads back from the warehouse to carry the per-project listings.
+# What a run reads back from the warehouse to carry the per-project listings (with the rest of
+# the last run's state: incremental.read_previous).
 CARRIED_COLUMNS = {
     "access_coverage": list(COVERAGE_COLUMNS),
     "project_permissions": [*settings.PERMISSION_COLUMNS, "project_id", "confirmed_at"],
@@ -125,13 +128,13 @@ def redact(text: str) -> str:
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _read_or_refused(fetch, *args) -> tuple[list[dict], int, str | None]:
-    """`fetch(*args)`'s rows with status 200, or none with the 403 or 404 the key met and Neon's
-    reason, redacted; any other error goes on up."""
+def _read_or_refused(fetch, *args, refused=(403, 404)) -> tuple[list[dict], int, str | None]:
+    """`fetch(*args)`'s rows with status 200, or none with the status the key met (one of
+    `refused`) and Neon's reason, redacted; any other error goes on up."""
     try:
         return fetch(*args), 200, None
     except NeonAPIError as exc:
-        if exc.status not in (403, 404):
+        if exc.status not in refused:
             raise
         return [], exc.status, redact(exc.detail)
 
@@ -200,7 +203,7 @@ class Access:
     def _read_projects(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
         estate = self.estate
         planner = estate.planner()
-        previous = self._previous()
+        previous = planner.previous  # the last run's state, access rows included (None: nothing to carry)
         state = dlt.current.source_state().setdefault("access", {})
         email_changed = state.get("email_mode", self.emails.mode) != self.emails.mode
         vpc = listing == "project_vpc_endpoints"
@@ -234,13 +237,20 @@ class Access:
             else:
                 wanted.append((pid, org_id, reason))
 
-        def one(item: tuple[str, str | None, str]) -> tuple[str, list[dict], dict]:
+        def one(item: tuple[str, str | None, str]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id, reason = item
-            rows, status, detail = _read_or_refused(self._project_rows, listing, pid)
-            return pid, rows, self._coverage(listing, pid, org_id, pid, status, detail, reason)
+            # a 404 is not a refusal: the project was deleted since it was listed
+            read = estate.unless_deleted(
+                lambda: _read_or_refused(self._project_rows, listing, pid, refused=(403,))
+            )
+            if read is None:
+                return pid, None
+            rows, status, detail = read
+            return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, reason))
 
-        for pid, rows, coverage in fan_out(one, wanted, estate.workers):
-            result[pid] = (rows, coverage)
+        for pid, found in fan_out(one, wanted, estate.workers):
+            if found is not None:
+                result[pid] = found
         self._note_refusals(listing, [cov for _, cov in result.values()], "project")
         if listing == "project_permissions":
             state["email_mode"] = self.emails.mode
@@ -288,24 +298,6 @@ class Access:
             dict(pick(item, settings.PROJECT_VPC_ENDPOINT_COLUMNS), project_id=pid, confirmed_at=now)
             for item in body.get("endpoints") or []
         ]
-
-    def _previous(self) -> incremental.PreviousAccess | None:
-        """The warehouse's per-project access listings, when this run carries anything."""
-        return self.estate._once("access:previous", self._read_previous)
-
-    def _read_previous(self) -> incremental.PreviousAccess | None:
-        if self.estate.planner().previous is None:  # a full run reads everything
-            return None
-        pipeline = dlt.current.pipeline()
-        names = ("access_coverage", *incremental.PROJECT_ACCESS_LISTINGS, "organization_vpc_endpoints")
-        try:
-            with pipeline.sql_client() as client:
-                tables = {name: client.make_qualified_table_name(name) for name in names}
-                return incremental.read_previous_access(
-                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_COLUMNS
-                )
-        except Exception:  # no destination to read: nothing to carry
-            return incremental.PreviousAccess()
 
     # coverage ---------------------------------------------------------------------------------
 

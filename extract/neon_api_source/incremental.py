@@ -30,11 +30,13 @@ that reads everything, the next due dates are spread evenly over the period by a
 project id, so no later run is a spike.
 
 A whole run is a full one on the first run, when the last confirmations are missing or come from a
-load that did not complete, when the key, the base URL or the organizations changed, when the last
-run is older than Neon keeps operations, and when asked (`full_refresh`).
+load that did not complete, when any other part of the last run's state cannot be read back, when
+the key, the base URL or the organizations changed, when the last run is older than Neon keeps
+operations, and when asked (`full_refresh`).
 
 The previous state is read from the warehouse the run loads into (the `confirmations` table, the
-current rows, and dlt's source state), so a run that is not published leaves it as it was.
+current rows, the access listings that are carried, and dlt's source state), once, so a run that is
+not published leaves it as it was.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class Confirmation:
 @dataclass
 class Previous:
     """What the last published run left in the warehouse: its confirmations, and per project the
-    current rows an incremental run carries forward (as compact JSON: a large account has many)."""
+    current rows an incremental run carries forward (as compact JSON: a large account has many),
+    its access listings (access.py) among them."""
 
     projects: dict[str, Confirmation] = field(default_factory=dict)  # project id -> its confirmation
     branches_confirmed: dict[str, dict[str, Confirmation]] = field(default_factory=dict)  # by project
@@ -107,6 +110,12 @@ class Previous:
     endpoints: dict[str, str] = field(default_factory=dict)  # project id -> [[id, branch id, _dlt_id], ...]
     databases: dict[str, str] = field(default_factory=dict)  # branch id -> [row, ...]
     roles: dict[str, str] = field(default_factory=dict)  # branch id -> [row, ...]
+    # per-project access listing and project: its coverage row (read or refused, when, why), its rows
+    access_coverage: dict[tuple[str, str], dict] = field(default_factory=dict)  # (listing, project id) -> row
+    access_rows: dict[str, dict[str, str]] = field(
+        default_factory=dict
+    )  # listing -> project id -> [row, ...]
+    org_vpc_endpoints: dict[str, list[str]] = field(default_factory=dict)  # org id -> endpoint ids, sorted
 
     def branch_rows(self, project_id: str) -> list[list[str]]:
         return json.loads(self.branches.get(project_id, "[]"))
@@ -125,6 +134,11 @@ class Previous:
         current = {row[0] for row in self.branch_rows(project_id)}
         return bool(current) and current == set(self.branches_confirmed.get(project_id, {}))
 
+    def carried(self, listing: str, project_id: str) -> tuple[list[dict], dict]:
+        """A per-project access listing's rows and coverage row, as the warehouse holds them."""
+        rows = json.loads(self.access_rows.get(listing, {}).get(project_id, "[]"))
+        return rows, self.access_coverage[(listing, project_id)]
+
     def oldest(self, project_id: str) -> datetime:
         """The project's oldest confirmation: its listings', or one of its branches'."""
         return min(
@@ -137,10 +151,14 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def read_previous(sql: Any, tables: Mapping[str, str]) -> tuple[Previous | None, str | None]:
-    """The previous run's state, or (None, why a full run is needed).
+def read_previous(
+    sql: Any, tables: Mapping[str, str], access_columns: Mapping[str, list[str]]
+) -> tuple[Previous | None, str | None]:
+    """The previous run's state, or (None, why a full run is needed). A query that fails past the
+    confirmations (a table or column missing) raises: the caller makes that a full run too.
 
-    `sql(query)` returns rows as tuples; `tables` maps a raw table name to its qualified name.
+    `sql(query)` returns rows as tuples; `tables` maps a raw table name to its qualified name;
+    `access_columns` names the columns carried of each access table (access.CARRIED_COLUMNS).
     """
     try:
         rows = sql(
@@ -182,15 +200,20 @@ def read_previous(sql: Any, tables: Mapping[str, str]) -> tuple[Previous | None,
     for table, columns in (("databases", settings.DATABASE_COLUMNS), ("roles", settings.ROLE_COLUMNS)):
         names = [*columns, "project_id", "confirmed_at"]
         by_branch: dict[str, list] = defaultdict(list)
-        for values in sql(f"select {', '.join(_quoted(n) for n in names)} from {tables[table]}"):
+        for values in sql(_select(tables[table], names)):
             row = {n: v for n, v in zip(names, values, strict=True) if v is not None}
             by_branch[row["branch_id"]].append(row)
         setattr(previous, table, {bid: _compact(rows) for bid, rows in by_branch.items()})
+    _read_access(previous, sql, tables, access_columns)
     return previous, None
 
 
 def _quoted(name: str) -> str:
     return f'"{name}"'
+
+
+def _select(table: str, names: list[str]) -> str:
+    return f"select {', '.join(_quoted(n) for n in names)} from {table}"
 
 
 def _utc(value: Any) -> datetime:
@@ -435,59 +458,35 @@ EMAIL_SETTING_CHANGED = "email setting changed"
 ORG_VPC_CHANGED = "organization's VPC endpoints changed"
 
 
-@dataclass
-class PreviousAccess:
-    """What the last published run left of the per-project access listings: per listing and
-    project, its coverage row (read or refused, when, why) and its rows (compact JSON)."""
-
-    coverage: dict[tuple[str, str], dict] = field(default_factory=dict)  # (listing, project id) -> row
-    rows: dict[str, dict[str, str]] = field(default_factory=dict)  # listing -> project id -> rows
-    org_vpc_endpoints: dict[str, list[str]] = field(default_factory=dict)  # org id -> endpoint ids
-
-    def carried(self, listing: str, project_id: str) -> tuple[list[dict], dict]:
-        return json.loads(self.rows.get(listing, {}).get(project_id, "[]")), self.coverage[
-            (listing, project_id)
-        ]
-
-
-def read_previous_access(
-    sql: Any, tables: Mapping[str, str], columns: Mapping[str, list[str]]
-) -> PreviousAccess:
-    """The per-project access listings the warehouse holds. A table that is missing (a warehouse
-    loaded before this version) holds nothing: then every project's listings are read."""
-    previous = PreviousAccess()
+def _read_access(
+    previous: Previous, sql: Any, tables: Mapping[str, str], columns: Mapping[str, list[str]]
+) -> None:
+    """The per-project access listings the warehouse holds, and its organizations' VPC endpoints
+    (a change of them re-reads their projects' restrictions)."""
     coverage_columns = columns["access_coverage"]
-    for values in _rows_or_none(sql, tables["access_coverage"], coverage_columns):
+    for values in sql(_select(tables["access_coverage"], coverage_columns)):
         row = dict(zip(coverage_columns, values, strict=True))
         if row["listing"] in PROJECT_ACCESS_LISTINGS:
-            previous.coverage[(row["listing"], row["scope_id"])] = {
+            previous.access_coverage[(row["listing"], row["scope_id"])] = {
                 k: v for k, v in row.items() if v is not None
             }
     for listing in PROJECT_ACCESS_LISTINGS:
         grouped: dict[str, list] = defaultdict(list)
-        for values in _rows_or_none(sql, tables[listing], columns[listing]):
+        for values in sql(_select(tables[listing], columns[listing])):
             row = {n: v for n, v in zip(columns[listing], values, strict=True) if v is not None}
             grouped[row["project_id"]].append(row)
-        previous.rows[listing] = {pid: _compact(rows) for pid, rows in grouped.items()}
-    for org_id, endpoint_id in _rows_or_none(
-        sql, tables["organization_vpc_endpoints"], ["org_id", "vpc_endpoint_id"]
+        previous.access_rows[listing] = {pid: _compact(rows) for pid, rows in grouped.items()}
+    for org_id, endpoint_id in sql(
+        _select(tables["organization_vpc_endpoints"], ["org_id", "vpc_endpoint_id"])
     ):
         previous.org_vpc_endpoints.setdefault(org_id, []).append(endpoint_id)
     for endpoints in previous.org_vpc_endpoints.values():
         endpoints.sort()
-    return previous
-
-
-def _rows_or_none(sql: Any, table: str, names: list[str]) -> list:
-    try:
-        return sql(f"select {', '.join(_quoted(n) for n in names)} from {table}")
-    except Exception:  # no such table (yet): nothing to carry
-        return []
 
 
 def access_reason(
     decision: ProjectPlan,
-    previous: PreviousAccess | None,
+    previous: Previous | None,
     listing: str,
     *,
     email_setting_changed: bool = False,
@@ -496,7 +495,7 @@ def access_reason(
     """Why this run reads one of a project's access listings, or None to carry it."""
     if decision.mode == FULL:
         return decision.reason
-    if previous is None or (listing, decision.project_id) not in previous.coverage:
+    if previous is None or (listing, decision.project_id) not in previous.access_coverage:
         return NOT_READ_BEFORE
     if listing == "project_permissions" and email_setting_changed:
         return EMAIL_SETTING_CHANGED

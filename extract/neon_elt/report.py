@@ -823,28 +823,85 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
 
 # Who can reach the estate
 # --------------------------------------------------------------------------------------------------
-# Counts and flags per organization, from the access review's marts. Never an address: no query
-# here reads a column that holds one (`principal`, `created_by`).
+# Counts and flags per organization, from the access review's marts, in one query: every
+# organization the key sees (with projects or without), and the personal account's projects (no
+# organization). What the key could not read comes as flags (`organizations`, and a NULL count of
+# `project_security`), never parsed from words. Never an address: no column that holds one
+# (`principal`, `created_by`) is read.
 
-ACCESS_COUNTS = """
+ACCESS_BY_ORG = """
+    with
+
+    grants as (
+
+        select
+            org_id,
+            count(case when principal_kind = 'member' and is_active then 1 end) as members,
+            count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
+                as admins,
+            count(case when is_flagged_without_mfa then 1 end) as without_mfa,
+            count(case when principal_kind = 'api_key' then 1 end) as api_keys,
+            count(case when is_flagged_unused_key then 1 end) as unused_keys,
+            count(case when principal_kind = 'project_share' and is_active then 1 end) as shares,
+            count(case when is_flagged_outside_share then 1 end) as outside_shares,
+            count(case when is_flagged_excess_admin then 1 end) as excess_admins
+        from marts.access_review
+        group by org_id
+
+    ),
+
+    projects as (
+
+        select
+            org_id,
+            max(org_name) as org_name,
+            count(*) as projects,
+            count(case when is_reachable_from_anywhere then 1 end) as reachable,
+            count(case when has_ip_allow_list then 1 end) as allow_list,
+            count(case when is_vpc_only then 1 end) as vpc_only,
+            count(case when active_share_count is null then 1 end) as unknown_shares,
+            count(case when vpc_restriction_count is null then 1 end) as unknown_vpc_restrictions
+        from marts.project_security
+        group by org_id
+
+    ),
+
+    orgs as (
+
+        select org_id from marts.organizations
+        union
+        select org_id from grants
+        union
+        select org_id from projects
+
+    )
+
     select
-        org_id,
-        max(org_name) as org_name,
-        count(case when principal_kind = 'member' and is_active then 1 end) as members,
-        count(case when principal_kind = 'member' and is_active and member_role = 'admin' then 1 end)
-            as admins,
-        count(case when is_flagged_without_mfa then 1 end) as without_mfa,
-        count(case when principal_kind = 'api_key' then 1 end) as api_keys,
-        count(case when is_flagged_unused_key then 1 end) as unused_keys,
-        count(case when principal_kind = 'project_share' and is_active then 1 end) as shares,
-        count(case when is_flagged_outside_share then 1 end) as outside_shares,
-        count(case when is_flagged_excess_admin then 1 end) as excess_admins
-    from marts.access_review
-    group by org_id
-"""
-SECURITY_ROWS = """
-    select org_id, org_name, is_reachable_from_anywhere, has_ip_allow_list, is_vpc_only, not_visible
-    from marts.project_security
+        orgs.org_id,
+        coalesce(organizations.org_name, projects.org_name) as org_name,
+        organizations.are_members_visible,
+        organizations.are_api_keys_visible,
+        coalesce(projects.unknown_shares, 0) = 0 as are_shares_visible,
+        organizations.not_visible,
+        coalesce(projects.unknown_shares, 0) as unknown_shares,
+        coalesce(projects.unknown_vpc_restrictions, 0) as unknown_vpc_restrictions,
+        coalesce(grants.members, 0) as members,
+        coalesce(grants.admins, 0) as admins,
+        coalesce(grants.without_mfa, 0) as without_mfa,
+        coalesce(grants.api_keys, 0) as api_keys,
+        coalesce(grants.unused_keys, 0) as unused_keys,
+        coalesce(grants.shares, 0) as shares,
+        coalesce(grants.outside_shares, 0) as outside_shares,
+        coalesce(grants.excess_admins, 0) as excess_admins,
+        coalesce(projects.projects, 0) as projects,
+        coalesce(projects.reachable, 0) as reachable,
+        coalesce(projects.allow_list, 0) as allow_list,
+        coalesce(projects.vpc_only, 0) as vpc_only
+    from orgs
+    left join marts.organizations as organizations on orgs.org_id = organizations.org_id
+    left join grants on orgs.org_id is not distinct from grants.org_id
+    left join projects on orgs.org_id is not distinct from projects.org_id
+    order by orgs.org_id is null, coalesce(organizations.org_name, projects.org_name, orgs.org_id)
 """
 ACCESS_COLUMNS = (
     "organization",
@@ -860,56 +917,52 @@ ACCESS_COLUMNS = (
     "IP allow list",
     "VPC only",
 )
+# The counts of the table, and the listings each needs the key to have read (a flag that is false
+# makes the count unknown; NULL, for the personal account, has no listing to miss).
+ACCESS_COUNTS = (
+    ("members", ("are_members_visible",)),
+    ("admins", ("are_members_visible",)),
+    ("without_mfa", ("are_members_visible",)),
+    ("api_keys", ("are_api_keys_visible",)),
+    ("unused_keys", ("are_api_keys_visible",)),
+    ("shares", ("are_shares_visible",)),
+    ("outside_shares", ("are_members_visible", "are_shares_visible")),
+)
 
 
-def access_section(access: list[dict], security: list[dict]) -> str:
-    """The access review in counts: one row per organization, and what the key could not see."""
-    orgs: dict[Any, dict] = {}
-    for row in security:
-        org = orgs.setdefault(row["org_id"], {"name": row["org_name"], "projects": 0, "reachable": 0,
-                                              "allow_list": 0, "vpc_only": 0, "hidden": set()})  # fmt: skip
-        org["projects"] += 1
-        org["reachable"] += bool(row["is_reachable_from_anywhere"])
-        org["allow_list"] += bool(row["has_ip_allow_list"])
-        org["vpc_only"] += bool(row["is_vpc_only"])
-        org["hidden"] |= set((row["not_visible"] or "").split(", ")) - {""}
-    counts = {row["org_id"]: row for row in access}
-    body, flagged, notes = [], Counter(), []
-    for org_id, org in sorted(orgs.items(), key=lambda kv: (kv[0] is None, kv[1]["name"] or "")):
-        grants = counts.get(org_id, {})
-        name = org["name"] or org_id or "Personal account"
+def _projects(n: int) -> str:
+    return f"{n:,} project{'' if n == 1 else 's'}"
+
+
+def access_section(orgs: list[dict]) -> str:
+    """The access review in counts: one row per organization (ACCESS_BY_ORG's), and what the key
+    could not see."""
+    body, notes = [], []
+    for org in orgs:
+        name = org["org_name"] or org["org_id"] or "Personal account"
         cells = [
             name,
             *(
-                "not visible"
-                if any(h.startswith(listing) for h in org["hidden"])
-                else f"{grants.get(key, 0):,}"
-                for key, listing in (
-                    ("members", "organization members"),
-                    ("admins", "organization members"),
-                    ("without_mfa", "organization members"),
-                    ("api_keys", "organization API keys"),
-                    ("unused_keys", "organization API keys"),
-                    ("shares", "project shares"),
-                    ("outside_shares", "organization members"),
-                )
+                "not visible" if any(org[flag] is False for flag in flags) else f"{org[key]:,}"
+                for key, flags in ACCESS_COUNTS
             ),
-            f"{org['projects']:,}",
-            f"{org['reachable']:,}",
-            f"{org['allow_list']:,}",
-            f"{org['vpc_only']:,}",
+            *(f"{org[key]:,}" for key in ("projects", "reachable", "allow_list", "vpc_only")),
         ]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        for key in ("without_mfa", "unused_keys", "outside_shares", "excess_admins"):
-            flagged[key] += grants.get(key, 0)
-        if org["hidden"]:
-            notes.append(f"{name}: {', '.join(sorted(org['hidden']))}")
-    reachable = sum(o["reachable"] for o in orgs.values())
+        unseen = [org["not_visible"]] if org["not_visible"] else []
+        if org["unknown_shares"]:
+            unseen.append(f"project shares of {_projects(org['unknown_shares'])}")
+        if org["unknown_vpc_restrictions"]:
+            unseen.append(f"VPC restrictions of {_projects(org['unknown_vpc_restrictions'])}")
+        if unseen:
+            notes.append(f"{name}: {', '.join(unseen)}")
+    totalled = ("without_mfa", "unused_keys", "outside_shares", "excess_admins", "reachable", "projects")
+    total = {key: sum(org[key] for org in orgs) for key in totalled}
     summary = (
-        f"{flagged['without_mfa']:,} active members without MFA, {flagged['unused_keys']:,} API keys "
-        f"never used or long unused, {flagged['outside_shares']:,} active shares outside their "
-        f"organization, {flagged['excess_admins']:,} admins of organizations with too many; "
-        f"{reachable:,} of {sum(o['projects'] for o in orgs.values()):,} projects reachable from anywhere."
+        f"{total['without_mfa']:,} active members without MFA, {total['unused_keys']:,} API keys "
+        f"never used or long unused, {total['outside_shares']:,} active shares outside their "
+        f"organization, {total['excess_admins']:,} admins of organizations with too many; "
+        f"{total['reachable']:,} of {total['projects']:,} projects reachable from anywhere."
     )
     hidden = (
         "<p>Not visible to the API key (so counted as unknown, never as none): "
@@ -922,7 +975,8 @@ def access_section(access: list[dict], security: list[dict]) -> str:
     return (
         '<section data-section="access"><h2>Who can reach the estate</h2>'
         f"<p>Flagged for review: {html.escape(summary)} The list of grants, with each flag's "
-        "reason, is <code>marts.access_review</code>; per project, <code>marts.project_security</code>.</p>"
+        "reason, is <code>marts.access_review</code>; per organization, what the key could read, "
+        "<code>marts.organizations</code>; per project, <code>marts.project_security</code>.</p>"
         f'<table class="access"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
         f"{hidden}</section>"
     )
@@ -966,7 +1020,7 @@ def build(target: Any) -> str:
             "order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id"
         ),
     )
-    access = access_section(rows(ACCESS_COUNTS), rows(SECURITY_ROWS))
+    access = access_section(rows(ACCESS_BY_ORG))
 
     reclaimable = sum(r["logical_size_bytes"] or 0 for r in stale)
     figures = "\n".join(

@@ -21,9 +21,9 @@ members as (
 
 ),
 
-coverage as (
+organizations as (
 
-    select * from {{ ref('stg_neon__access_coverage') }}
+    select * from {{ ref('int_access_coverage_pivoted_to_organizations') }}
 
 ),
 
@@ -36,14 +36,6 @@ member_emails as (
 
 ),
 
-visible_members as (
-
-    select scope_id as org_id
-    from coverage
-    where listing = 'organization_members' and is_visible
-
-),
-
 final as (
 
     select
@@ -52,18 +44,15 @@ final as (
         projects.org_id,
         shares.granted_to_email,
         not shares.is_revoked as is_active,
-        case
-            when visible_members.org_id is null then null
-            else member_emails.email is null
-        end as is_outside_org,
+        case when organizations.are_members_visible then member_emails.email is null end as is_outside_org,
         shares.granted_at,
         shares.revoked_at,
         shares.confirmed_at
     from shares
     inner join projects
         on shares.project_id = projects.project_id
-    left join visible_members
-        on projects.org_id = visible_members.org_id
+    left join organizations
+        on projects.org_id = organizations.org_id
     left join member_emails
         on
             projects.org_id = member_emails.org_id

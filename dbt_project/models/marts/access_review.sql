@@ -32,21 +32,10 @@ organizations as (
 
 ),
 
-coverage as (
-
-    select * from {{ ref('stg_neon__access_coverage') }}
-
-),
-
 listings_read as (
 
     -- when each organization-wide listing was read: the reference time of "unused for N days"
-    select
-        scope_id as org_id,
-        listing,
-        confirmed_at
-    from coverage
-    where listing in ('organization_members', 'organization_api_keys')
+    select * from {{ ref('int_access_coverage_pivoted_to_organizations') }}
 
 ),
 
@@ -82,12 +71,12 @@ member_grants as (
         case
             when members.member_role = 'admin' and not members.is_deactivated then active_admins.admin_count
         end as org_admin_count,
-        listings_read.confirmed_at
+        listings_read.members_confirmed_at as confirmed_at
     from members
     left join active_admins
         on members.org_id = active_admins.org_id
     left join listings_read
-        on members.org_id = listings_read.org_id and listings_read.listing = 'organization_members'
+        on members.org_id = listings_read.org_id
 
 ),
 
@@ -105,7 +94,7 @@ key_grants as (
         api_keys.last_used_at,
         api_keys.last_used_from_addr,
         cast(
-            {{ dbt.datediff('api_keys.last_used_at', 'listings_read.confirmed_at', 'day') }}
+            {{ dbt.datediff('api_keys.last_used_at', 'listings_read.api_keys_confirmed_at', 'day') }}
             as {{ dbt.type_bigint() }}
         ) as days_since_last_use,
         cast(null as boolean) as has_mfa,
@@ -113,10 +102,10 @@ key_grants as (
         false as is_outside_org,
         cast(null as {{ dbt.type_timestamp() }}) as ended_at,
         cast(null as {{ dbt.type_bigint() }}) as org_admin_count,
-        listings_read.confirmed_at
+        listings_read.api_keys_confirmed_at as confirmed_at
     from api_keys
     left join listings_read
-        on api_keys.org_id = listings_read.org_id and listings_read.listing = 'organization_api_keys'
+        on api_keys.org_id = listings_read.org_id
 
 ),
 

@@ -26,9 +26,9 @@ vpc_restrictions as (
 
 ),
 
-coverage as (
+visibility as (
 
-    select * from {{ ref('stg_neon__access_coverage') }}
+    select * from {{ ref('int_access_coverage_pivoted_to_projects') }}
 
 ),
 
@@ -53,53 +53,6 @@ restriction_counts as (
         project_id,
         count(*) as vpc_restriction_count
     from vpc_restrictions
-    group by project_id
-
-),
-
-project_coverage as (
-
-    -- the listings that concern a project: its organization's and its own
-    select
-        projects.project_id,
-        coverage.listing,
-        coverage.is_visible,
-        coverage.confirmed_at,
-        case coverage.listing
-            when 'organization_members' then 'organization members'
-            when 'organization_api_keys' then 'organization API keys'
-            when 'organization_vpc_endpoints' then 'organization VPC endpoints'
-            when 'project_permissions' then 'project shares'
-            when 'project_vpc_endpoints' then 'VPC restrictions'
-        end
-        || coalesce(' (' || cast(coverage.http_status as {{ dbt.type_string() }}) || ')', '') as listing_description
-    from projects
-    inner join coverage
-        on
-            (coverage.listing like 'organization%' and projects.org_id = coverage.scope_id)
-            or (coverage.listing like 'project%' and projects.project_id = coverage.scope_id)
-
-),
-
-visibility as (
-
-    select
-        project_id,
-        bool_and(case when listing = 'project_permissions' then is_visible end) as are_shares_visible,
-        bool_and(case when listing = 'project_vpc_endpoints' then is_visible end) as are_vpc_restrictions_visible,
-        max(case when listing = 'project_permissions' then confirmed_at end) as shares_confirmed_at
-    from project_coverage
-    group by project_id
-
-),
-
-refusals as (
-
-    select
-        project_id,
-        {{ dbt.listagg('listing_description', "', '", 'order by listing') }} as not_visible
-    from project_coverage
-    where not is_visible
     group by project_id
 
 ),
@@ -154,7 +107,7 @@ final as (
             when share_counts.project_id is null then 0
             else share_counts.outside_org_share_count
         end as outside_org_share_count,
-        refusals.not_visible,
+        visibility.not_visible,
         visibility.shares_confirmed_at
     from settings
     left join share_counts
@@ -163,8 +116,6 @@ final as (
         on settings.project_id = restriction_counts.project_id
     left join visibility
         on settings.project_id = visibility.project_id
-    left join refusals
-        on settings.project_id = refusals.project_id
 
 )
 
