@@ -9,7 +9,7 @@ UV_VERSION := 0.13.9
 # Prefer a uv on PATH; otherwise install the pinned one into the venv.
 UV := $(shell command -v uv 2>/dev/null || echo $(BIN)/uv)
 STAMP := $(VENV)/.synced-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
-# The optional group `dashboard` (marimo, dlt[hub], ibis): make dashboard, make notebook and make test
+# The optional group `dashboard` (marimo, ibis): make dashboard, make notebook and make test
 # install it on first use; make env leaves it out.
 DASHBOARD_STAMP := $(VENV)/.dashboard-synced-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
 

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from expected import dbt_vars, query, query_dicts
 from neon_api_source import settings
+from neon_elt.run import elt
 from runs import cli_env, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
@@ -280,3 +281,22 @@ def test_the_stale_threshold_is_a_run_option(demo_warehouse, demo_account, branc
     refused = run_cli("transform", "--stale-after-days", "0", env=cli_env(warehouse), cwd=tmp_path)
     assert refused.returncode == 2
     assert "stale_after_days must be a whole number of days" in refused.stderr
+
+
+def test_building_another_warehouse_reuses_dbt_s_parse_of_the_project(
+    demo_warehouse, tmp_path, monkeypatch, capfd
+):
+    """dbt parses the project again whenever the profile's connection changes; each warehouse (a
+    scheduled run's, the demo's, a test's) gets its own working copy, so the build points dbt at
+    it by a path that names the file only, and a build of another warehouse reuses the parse."""
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt-target"))
+    printed = []
+    for folder in ("first", "second"):
+        warehouse = tmp_path / folder / demo_warehouse.name
+        warehouse.parent.mkdir()
+        shutil.copyfile(demo_warehouse, warehouse)
+        elt(warehouse, None, do_extract=False, show_progress=False)
+        printed.append(capfd.readouterr().out)
+    assert "Unable to do partial parsing because saved manifest not found" in printed[0]
+    assert "Unable to do partial parsing" not in printed[1], printed[1]
+    assert query(tmp_path / "second" / demo_warehouse.name, "select count(*) from marts.projects")[0][0] > 0

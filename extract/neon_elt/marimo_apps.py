@@ -8,7 +8,7 @@
 
 Both read the warehouse the runner publishes (NEON_DUCKDB_PATH, else neon_api_pipeline.duckdb)
 over read-only connections, so they never stand in the way of a run or of other readers. Both
-need the optional dependency group `dashboard` (marimo, dlt[hub], ibis-framework), which the two
+need the optional dependency group `dashboard` (marimo, ibis-framework), which the two
 make targets install on first use and `make env` leaves out.
 """
 
@@ -31,7 +31,7 @@ NOTEBOOK = config.ROOT / "notebooks" / "neon_estate.py"
 DASHBOARD_PORT = 2718
 NOTEBOOK_PORT = 2719
 # What the dashboard group brings, by import name; dlt's dashboard refuses to start without them.
-GROUP_MODULES = ("marimo", "ibis", "dlthub")
+GROUP_MODULES = ("marimo", "ibis")
 
 
 class App(NamedTuple):

@@ -171,7 +171,7 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
     env["PYTHONUNBUFFERED"] = "1"
     fault_line = None
     with subprocess.Popen(
-        command, env=env, cwd=config.DBT_PROJECT_DIR, stdout=subprocess.PIPE, text=True, errors="replace"
+        command, env=env, cwd=build.dbt_cwd, stdout=subprocess.PIPE, text=True, errors="replace"
     ) as process:
         assert process.stdout is not None
         try:

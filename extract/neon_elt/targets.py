@@ -50,7 +50,13 @@ class DuckDBBuild:
         return dlt.destinations.duckdb(DuckDbCredentials(str(self.path), global_config=DUCKDB_LOAD_CONFIG))
 
     def dbt_env(self) -> dict[str, str]:
-        return {"NEON_DUCKDB_PATH": str(self.path)}
+        # The file's name only, dbt running in its folder (dbt_cwd): dbt parses the project again
+        # whenever the profile's path changes, and each warehouse has a working copy of its own.
+        return {"NEON_DUCKDB_PATH": self.path.name}
+
+    @property
+    def dbt_cwd(self) -> Path:
+        return self.path.parent
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         """Query results as dicts, over a read-only connection."""
@@ -128,6 +134,7 @@ class PostgresBuild:
     # dlt's own choice: INSERT statements, and COPY from csv for Arrow tables (consumption).
     # Parquet would need the ADBC driver, and without it dlt warns for every table.
     loader_file_format: str | None = None
+    dbt_cwd: Path = config.DBT_PROJECT_DIR
 
     def destination(self) -> Any:
         return dlt.destinations.postgres(credentials=self.credentials.url)
