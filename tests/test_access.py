@@ -287,7 +287,7 @@ def test_access_rows_the_warehouse_cannot_give_back_make_a_full_run(demo_run):
         connection.execute("drop table neon_api_data.access_coverage")
         connection.execute("delete from neon_api_data._dlt_version")  # dlt creates the table anew
     demo_run.simulator.reset_stats()
-    result = run(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started + timedelta(days=1))
+    result = extract(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started + timedelta(days=1))
     plan = result.stats.plan
     assert plan.mode == "full" and "could not be read" in plan.reason
     served, projects = demo_run.simulator.stats.by_route, demo_run.account.all_projects()
