@@ -246,7 +246,10 @@ def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
         assert read_at == (next_day if pid in in_full else demo_run.started)
     assert project not in in_full
     assert granted["id"] not in {row[1] for row in landed_shares(warehouse) if row[0] == project}
-    assert any("access review: shares of" in note for note in result.stats.notes)
+    carried = (
+        f"access review: shares of {len(in_full)} of {len(plan.projects)} projects read, the rest carried"
+    )
+    assert any(note.startswith(carried) for note in result.stats.notes), result.stats.notes
 
     extract(
         warehouse,
@@ -255,6 +258,19 @@ def test_shares_are_carried_until_the_project_is_read_in_full(demo_run):
         source_options={"full_refresh": True},
     )
     assert landed_shares(warehouse) == served_shares(account)
+
+
+def test_the_summary_counts_the_shares_read_not_those_confirmed_at_the_run_s_moment(demo_run):
+    """A rerun at the first run's moment (tests move the clock; two scheduled runs never share
+    one) reads no share, and says so: carried rows keep the moment they were read."""
+    demo_run.simulator.reset_stats()
+    result = extract(demo_run.warehouse, demo_run.simulator, run_at=demo_run.started)
+    projects = len(result.stats.plan.projects)
+    assert demo_run.simulator.stats.by_route[PERMISSIONS] == 0
+    assert any(
+        note.startswith(f"access review: shares of 0 of {projects} projects read")
+        for note in result.stats.notes
+    ), result.stats.notes
 
 
 def test_turning_on_hash_emails_re_reads_every_share_and_leaves_no_address(demo_run):

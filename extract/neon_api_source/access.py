@@ -248,13 +248,14 @@ class Access:
             rows, status, detail = read
             return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, reason))
 
+        read = 0
         for pid, found in fan_out(one, wanted, estate.workers):
             if found is not None:
                 result[pid] = found
+                read += 1
         self._note_refusals(listing, [cov for _, cov in result.values()], "project")
         if listing == "project_permissions":
             state["email_mode"] = self.emails.mode
-            read = sum(1 for _, cov in result.values() if cov["confirmed_at"] == estate.run_at)
             estate.stats.note(
                 f"access review: shares of all {read:,} projects read"
                 if read == len(result)
