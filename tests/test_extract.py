@@ -320,3 +320,26 @@ def test_the_neon_elt_command_extracts_without_pandas_and_python_sessions_keep_i
     with Simulator(account) as simulator:
         assert run("console", tmp_path / "command.duckdb") == "exit 0 pandas loaded False"
         assert run("main", tmp_path / "session.duckdb") == "exit 0 pandas loaded True"
+
+
+def test_a_load_on_several_workers_logs_no_error(tmp_path):
+    """A load small enough for several workers (memory.load_workers) merges tables at once; each
+    worker has DuckDB's load budget of its own, so none runs out of memory and dlt logs no retry
+    with its traceback. (When the four shared one budget, 2 runs in 4 of this account did.)"""
+    import logging
+
+    from neon_elt import memory
+
+    account = Account.generate(PRESETS["realistic"])
+    errors: list[str] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = lambda record: errors.append(record.getMessage())
+    logging.getLogger("dlt").addHandler(handler)
+    try:
+        with Simulator(account) as simulator:
+            for turn in range(2):
+                result = extract(tmp_path / f"turn-{turn}.duckdb", simulator)
+                assert memory.load_workers(sum(result.table_rows.values())) > 1
+    finally:
+        logging.getLogger("dlt").removeHandler(handler)
+    assert errors == []

@@ -120,7 +120,8 @@ def extract(
         memory.release_memory()
         rows = pipeline.normalize().row_counts
         memory.release_memory()
-        load_info = pipeline.load(workers=memory.load_workers(sum(rows.values())))
+        workers = memory.load_workers(sum(rows.values()))
+        load_info = pipeline.load(workers=workers, credentials=build.load_credentials(workers))
     except Exception as exc:  # dlt wraps the cause in step exceptions
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
