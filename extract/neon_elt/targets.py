@@ -41,6 +41,8 @@ def duckdb_load_config(load_workers: int) -> dict[str, Any]:
         "threads": 1,
         "preserve_insertion_order": False,
     }
+
+
 ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
 # pg_advisory_lock key of a run on a PostgreSQL warehouse: a fixed 64-bit number, "neon-elt" in hex.
 ADVISORY_LOCK_KEY = 0x6E656F6E2D656C74
