@@ -9,17 +9,14 @@ with the warehouse itself, so a YAML file that forgets a column (or keeps a drop
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from expected import query
+from neon_elt.run import dbt
+from neon_elt.targets import DuckDBBuild
 from spec import spec
 
-REPO = Path(__file__).resolve().parents[1]
 PROJECT = "neon_elt"
 LAYERS = {
     "staging": ("models/staging/neon/", "stg_neon__", "staging", "_neon__models.yml"),
@@ -32,28 +29,10 @@ NOT_SOURCES = {"_dlt_loads", "_dlt_pipeline_state", "_dlt_version", "_neon_elt_o
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> dict:
-    """The project's manifest, from `dbt parse` (the rules need no warehouse), with the runner's
-    environment and a target folder of its own."""
+    """The project's manifest, from `dbt parse` started as the runner starts dbt (the rules need
+    no warehouse), into a target folder of its own."""
     target = tmp_path_factory.mktemp("dbt-parse")
-    parsed = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            "parse",
-            "--project-dir",
-            str(REPO / "dbt_project"),
-            "--profiles-dir",
-            str(REPO / "dbt_project"),
-            "--target-path",
-            str(target),
-            "--log-path",
-            str(target / "logs"),
-        ],
-        env={**os.environ, "NEON_DUCKDB_PATH": str(target / "unused.duckdb")},
-        cwd=REPO / "dbt_project",
-        capture_output=True,
-        text=True,
-    )
-    assert parsed.returncode == 0, parsed.stdout[-3000:]
+    dbt(["parse"], DuckDBBuild(target / "unused.duckdb"), target_path=str(target))
     return json.loads((target / "manifest.json").read_text())
 
 
