@@ -150,7 +150,6 @@ class PostgresBuild:
     # dlt's own choice: INSERT statements, and COPY from csv for Arrow tables (consumption).
     # Parquet would need the ADBC driver, and without it dlt warns for every table.
     loader_file_format: str | None = None
-    dbt_cwd: Path = config.DBT_PROJECT_DIR
 
     def destination(self) -> Any:
         return dlt.destinations.postgres(credentials=self.credentials.url)
@@ -158,6 +157,10 @@ class PostgresBuild:
     def load_credentials(self, load_workers: int) -> None:
         """The pipeline's own: the server keeps its memory."""
         return None
+
+    @property
+    def dbt_cwd(self) -> Path:
+        return config.DBT_PROJECT_DIR
 
     def dbt_env(self) -> dict[str, str]:
         """dbt's profile reads these. An empty password makes libpq look in the password file,
