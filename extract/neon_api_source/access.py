@@ -240,12 +240,12 @@ class Access:
         def one(item: tuple[str, str | None, str]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id, reason = item
             # a 404 is not a refusal: the project was deleted since it was listed
-            read = estate.unless_deleted(
+            answer = estate.unless_deleted(
                 lambda: _read_or_refused(self._project_rows, listing, pid, refused=(403,))
             )
-            if read is None:
+            if answer is None:
                 return pid, None
-            rows, status, detail = read
+            rows, status, detail = answer
             return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, reason))
 
         read = 0

@@ -112,9 +112,8 @@ class Previous:
     roles: dict[str, str] = field(default_factory=dict)  # branch id -> [row, ...]
     # per-project access listing and project: its coverage row (read or refused, when, why), its rows
     access_coverage: dict[tuple[str, str], dict] = field(default_factory=dict)  # (listing, project id) -> row
-    access_rows: dict[str, dict[str, str]] = field(
-        default_factory=dict
-    )  # listing -> project id -> [row, ...]
+    # listing -> project id -> [row, ...]
+    access_rows: dict[str, dict[str, str]] = field(default_factory=dict)
     org_vpc_endpoints: dict[str, list[str]] = field(default_factory=dict)  # org id -> endpoint ids, sorted
 
     def branch_rows(self, project_id: str) -> list[list[str]]:
