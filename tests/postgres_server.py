@@ -10,7 +10,6 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from runs import free_port
 
 
 def server_binaries() -> Path | None:
@@ -27,12 +28,6 @@ def server_binaries() -> Path | None:
         return Path(os.path.realpath(found)).parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return Path(candidates[-1]).parent if candidates else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ def postgres_server(user: str = "neon_elt", database: str = "neon_elt") -> Itera
         for path in (folder, sockets, pwfile):
             shutil.chown(path, "postgres")
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str, **env: str) -> None:
         subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,14 @@ def extract(
         run_at=run_at or simulator.account.now,
         **(source_options or {}),
     )
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (now): for a server to take, or for a URL that
+    refuses connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def current_ids(warehouse: Path, table: str, key: str = "id") -> set[str]:

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 from neon_elt import config
-from runs import run_cli
+from runs import free_port, run_cli
 
 PG_VARS = ("NEON_POSTGRES_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE")
 
@@ -137,12 +137,6 @@ def test_a_bad_port_is_a_configuration_error(clean_env, variable, value, message
 # ------------------------------------------------- configuration mistakes: one line, never a traceback
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 MISTAKES = {
     # case: (command, environment, expected in the one line)
     "url port": (
@@ -201,7 +195,7 @@ def test_a_configuration_mistake_is_one_line_and_exit_2_never_a_traceback(case, 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        fill = {"closed": _closed_port(), "busy": busy.getsockname()[1], "tmp": tmp_path}
+        fill = {"closed": free_port(), "busy": busy.getsockname()[1], "tmp": tmp_path}
         for name, value in environment.items():
             clean_env.setenv(name, value.format(**fill))
         argv = [part.format(**fill) for part in command]

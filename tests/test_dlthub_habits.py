@@ -34,7 +34,7 @@ from expected import query
 from neon_elt import config, marimo_apps
 from neon_elt.warehouse import run_lock
 from neon_simulator import Simulator
-from runs import cli_env, expected_table_counts, file_digest, run_cli
+from runs import cli_env, expected_table_counts, file_digest, free_port, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -246,12 +246,6 @@ def test_a_python_outside_the_environment_hands_the_run_to_the_environment_s(tmp
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLAYWRIGHT_VERSION = "1.65.1"  # playwright-core, npm: drives Debian's Chromium, downloads no browser
 PLAYWRIGHT_DIR = REPO / ".tools" / "playwright"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90) -> str:

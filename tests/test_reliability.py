@@ -8,7 +8,6 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from conftest import REPO
 from expected import ACCESS_RELATIONS, marts, query, relations_holding
 from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
-from runs import cli_env, extract, file_digest, files_holding, run_cli
+from runs import cli_env, extract, file_digest, files_holding, free_port, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -81,12 +80,6 @@ def test_a_fault_that_outlasts_the_retries_fails_cleanly_and_the_next_run_recove
 # ------------------------------------------------------------------------------------ bad input
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_wrong_key_fails_at_once_and_says_where_the_key_came_from(demo_account, published, tmp_path):
     before = file_digest(published)
     with Simulator(demo_account) as simulator:
@@ -122,7 +115,7 @@ def test_bad_input_gets_one_clear_line_a_non_zero_exit_and_no_writes(case, demo_
             "malformed secrets": "cannot read .dlt/secrets.toml",
         }[case]
         if case == "unreachable":
-            env["NEON_API_BASE_URL"] = f"http://127.0.0.1:{_closed_port()}/api/v2"
+            env["NEON_API_BASE_URL"] = f"http://127.0.0.1:{free_port()}/api/v2"
         elif case == "wrong path":
             env["NEON_API_BASE_URL"] = simulator.base_url.removesuffix("/api/v2") + "/v2"
         elif case == "directory":
@@ -246,10 +239,6 @@ select
 """
 
 
-def _free_port() -> int:
-    return _closed_port()
-
-
 def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, published, tmp_path):
     readers = [
         subprocess.Popen(
@@ -262,7 +251,7 @@ def test_readers_and_docs_keep_working_while_a_load_publishes(demo_account, publ
     ]
     old_count = [int(r.stdout.readline()) for r in readers][0]
 
-    port = _free_port()
+    port = free_port()
     docs_env = cli_env(published, None, DBT_TARGET_PATH=str(tmp_path / "docs-target"))
     docs = subprocess.Popen(
         [str(Path(sys.executable).with_name("neon-elt")), "docs", "--port", str(port)],

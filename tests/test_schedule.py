@@ -10,7 +10,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,7 +24,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from neon_elt import cli
 from neon_elt.warehouse import WarehouseBusy, run_lock
 from neon_simulator import PRESETS, Account, Simulator
-from runs import cli_env, file_digest, run_cli
+from runs import cli_env, file_digest, free_port, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -39,19 +38,13 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 # ------------------------------------------------------------------------------ nothing left behind
 
 
 def test_a_failed_first_run_leaves_nothing_beside_the_warehouse_path(tmp_path):
     folder = tmp_path / "warehouse"
     folder.mkdir()
-    unreachable = f"http://127.0.0.1:{closed_port()}/api/v2"
+    unreachable = f"http://127.0.0.1:{free_port()}/api/v2"
     env = cli_env(folder / "neon_api.duckdb", None, NEON_API_KEY="napi_any", NEON_API_BASE_URL=unreachable)
     result = run_cli("elt", env=env, cwd=tmp_path)
     assert result.returncode == 1
@@ -214,7 +207,7 @@ def run_situation(situation: str, command: str, account: Account, folder: Path, 
 
 
 def unreachable_url() -> str:
-    return f"http://127.0.0.1:{closed_port()}/api/v2"
+    return f"http://127.0.0.1:{free_port()}/api/v2"
 
 
 MAKE_ERROR = re.compile(r"make: \*\*\* \[Makefile:\d+: (\w+)\] Error (\d+)")
@@ -487,7 +480,7 @@ def test_make_takes_the_target_from_the_environment_as_the_runner_does(tmp_path)
     """The workflow's PostgreSQL variant sets NEON_ELT_TARGET once, for the runner and for
     `make report` alike (make used to set it back to duckdb)."""
     project = checkout(tmp_path / "neon-elt")
-    port = closed_port()
+    port = free_port()
     env = scheduler_env(
         tmp_path / "neon_api.duckdb",
         NEON_ELT_TARGET="postgres",

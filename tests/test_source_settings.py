@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import dlt
 import pytest
 from neon_api_source import neon_api_source
 from neon_simulator import PRESETS, Account, Simulator
+from runs import free_port
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -44,12 +44,6 @@ def user(monkeypatch, tmp_path):
     return monkeypatch
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 STANDALONE = """
 import json, sys, dlt
 from neon_api_source import neon_api_source
@@ -68,7 +62,7 @@ def extract(source, folder) -> None:
 @pytest.mark.parametrize("alias", ["NEON_API_KEY", "NEON_API_BASE_URL"])
 def test_an_argument_wins_over_its_exported_alias(alias, account, user, tmp_path):
     """A key or URL exported for another run does not override the one the call names."""
-    exported = {"NEON_API_KEY": WRONG_KEY, "NEON_API_BASE_URL": f"http://127.0.0.1:{closed_port()}/api/v2"}
+    exported = {"NEON_API_KEY": WRONG_KEY, "NEON_API_BASE_URL": f"http://127.0.0.1:{free_port()}/api/v2"}
     user.setenv(alias, exported[alias])
     with Simulator(account) as simulator:
         extract(
@@ -79,7 +73,7 @@ def test_an_argument_wins_over_its_exported_alias(alias, account, user, tmp_path
 
 def test_an_alias_wins_over_dlt_s_providers(account, user, tmp_path):
     user.setenv("SOURCES__NEON_API_SOURCE__API_KEY", WRONG_KEY)
-    user.setenv("SOURCES__NEON_API_SOURCE__BASE_URL", f"http://127.0.0.1:{closed_port()}/api/v2")
+    user.setenv("SOURCES__NEON_API_SOURCE__BASE_URL", f"http://127.0.0.1:{free_port()}/api/v2")
     with Simulator(account) as simulator:
         user.setenv("NEON_API_KEY", simulator.api_key)
         user.setenv("NEON_API_BASE_URL", simulator.base_url)
