@@ -287,12 +287,8 @@ class Estate:
         lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
 
         def one(project_id: str) -> tuple[str, list[dict], bool]:
-            seen = newest.get(project_id)
-            try:
-                found, complete = self._fetch_operations(project_id, seen, lookback)
-            except NeonNotFound:
-                self.stats.add(skipped_404=1)
-                return project_id, [], True
+            read = self.unless_deleted(self._fetch_operations, project_id, newest.get(project_id), lookback)
+            found, complete = read if read is not None else ([], True)
             return project_id, found, complete
 
         current = set(self.project_ids())
