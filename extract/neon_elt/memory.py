@@ -7,7 +7,7 @@ process against the simulator, without latency or limits). Measured on 2 shared 
 2026-11-30, each measure left out in turn (peak RSS; single runs vary by 10 MB or so). The first
 four rows were measured before `large_blocks_go_back_to_the_os` existed, when the run peaked at
 470 MB with every measure; the last against the run with every other measure, DuckDB's load
-budget (targets.py) still 96 MB. With every measure and a 64 MB load budget: 372, 366 and
+budget (duckdb_load_config) still 96 MB. With every measure and a 64 MB load budget: 372, 366 and
 377 MB in three runs.
 
 | measure                                   | with every measure | without this one |
@@ -102,3 +102,21 @@ def release_memory() -> None:
 def load_workers(rows: int) -> int:
     """dlt's load workers for a load of `rows` rows (PARALLEL_LOAD_MAX_ROWS)."""
     return 4 if rows <= PARALLEL_LOAD_MAX_ROWS else 1
+
+
+# DuckDB's load budget (targets.DuckDBBuild.load_credentials), measured on the account above:
+# DuckDB loads within it and spills to disk past it. The load's peak is the budget plus ~25 MB over
+# what the process holds (1.7 million branch consumption rows into staging, then merged, by one
+# load worker): 64 MB rather than 96 MB keeps the run ~30 MB further inside its 400 MB. The budget
+# is per load worker: DuckDB's limit is the database's, and the four workers of a small load
+# (load_workers) ran out of it merging two tables at once when they shared 64 MB (120 projects,
+# 98,000 rows: 2 runs in 4).
+DUCKDB_LOAD_MB_PER_WORKER = 64
+
+
+def duckdb_load_config(load_workers: int) -> dict[str, Any]:
+    return {
+        "memory_limit": f"{DUCKDB_LOAD_MB_PER_WORKER * load_workers}MB",
+        "threads": 1,
+        "preserve_insertion_order": False,
+    }

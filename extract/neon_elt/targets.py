@@ -23,25 +23,8 @@ import duckdb
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from . import config
+from . import config, memory
 from .warehouse import WarehouseBusy, working_copy
-
-# Memory, measured on a 5,000-project account (make bench): DuckDB loads within a small budget and
-# spills to disk past it. The load's peak is the budget plus ~25 MB over what the process holds
-# (1.7 million branch consumption rows into staging, then merged, by one load worker): 64 MB rather
-# than 96 MB keeps the run ~30 MB further inside its 400 MB. The budget is per load worker: DuckDB's
-# limit is the database's, and the four workers of a small load (memory.load_workers) ran out of
-# it merging two tables at once when they shared 64 MB (120 projects, 98,000 rows: 2 runs in 4).
-DUCKDB_LOAD_MB_PER_WORKER = 64
-
-
-def duckdb_load_config(load_workers: int) -> dict[str, Any]:
-    return {
-        "memory_limit": f"{DUCKDB_LOAD_MB_PER_WORKER * load_workers}MB",
-        "threads": 1,
-        "preserve_insertion_order": False,
-    }
-
 
 ORIGIN_TABLE = f"{config.DATASET_NAME}._neon_elt_origin"
 # pg_advisory_lock key of a run on a PostgreSQL warehouse: a fixed 64-bit number, "neon-elt" in hex.
@@ -63,7 +46,7 @@ class DuckDBBuild:
 
     def load_credentials(self, load_workers: int) -> DuckDbCredentials:
         """The warehouse's credentials for a load on `load_workers` workers (their memory budget)."""
-        return DuckDbCredentials(str(self.path), global_config=duckdb_load_config(load_workers))
+        return DuckDbCredentials(str(self.path), global_config=memory.duckdb_load_config(load_workers))
 
     def dbt_env(self) -> dict[str, str]:
         # The file's name only, dbt running in its folder (dbt_cwd): dbt parses the project again
