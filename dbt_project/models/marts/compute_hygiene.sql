@@ -93,7 +93,7 @@ flagged as (
             when active_endpoint_count = 1 then branch_cu_hours_last_30_days
         end as cu_hours_last_30_days,
         coalesce(suspend_timeout_seconds = -1, false) as never_suspends,
-        coalesce(autoscaling_limit_min_cu > 0.25, false) as has_oversized_minimum,
+        coalesce(autoscaling_limit_min_cu > {{ var('min_compute_size_cu') }}, false) as has_oversized_minimum,
         coalesce(endpoint_state = 'active' and is_stale_branch, false) as is_active_on_stale_branch,
         coalesce(
             endpoint_type = 'read_only' and days_since_active >= {{ var('idle_replica_after_days') }}, false
@@ -118,6 +118,12 @@ final as (
         suspend_timeout_seconds,
         autoscaling_limit_min_cu,
         autoscaling_limit_max_cu,
+        -- a fixed size reads "0.5 CU", an autoscaling range "0.25–2 CU"
+        case
+            when autoscaling_limit_min_cu = autoscaling_limit_max_cu
+                then {{ cu_label('autoscaling_limit_min_cu') }} || ' CU'
+            else {{ cu_label('autoscaling_limit_min_cu') }} || '–' || {{ cu_label('autoscaling_limit_max_cu') }} || ' CU'
+        end as compute_size,
         last_active_at,
         days_since_active,
         branch_endpoint_count,
@@ -133,7 +139,8 @@ final as (
         has_oversized_minimum,
         case
             when has_oversized_minimum
-                then 'its minimum size is above 0.25 CU, the smallest: it never scales below it while it runs'
+                then 'its minimum size is above {{ var("min_compute_size_cu") }} CU: '
+                    || 'it never scales below it while it runs'
         end as oversized_minimum_reason,
         case when has_oversized_minimum then cu_hours_last_30_days end as oversized_minimum_cu_hours,
         is_active_on_stale_branch,

@@ -14,21 +14,7 @@ projects as (
 
 metric_units as (
 
-    -- the unit of each metric in Neon's spec; a byte-month is a byte stored for a whole month
-    select
-        units.metric_name,
-        units.metric_unit
-    from (
-        values
-        ('compute_unit_seconds', 'CU-seconds'),
-        ('root_branch_bytes_month', 'byte-months'),
-        ('child_branch_bytes_month', 'byte-months'),
-        ('instant_restore_bytes_month', 'byte-months'),
-        ('snapshot_storage_bytes_month', 'byte-months'),
-        ('public_network_transfer_bytes', 'bytes'),
-        ('private_network_transfer_bytes', 'bytes'),
-        ('extra_branches_month', 'branch-months')
-    ) as units (metric_name, metric_unit)
+    select * from {{ ref('neon_metric_units') }}
 
 ),
 
@@ -42,7 +28,7 @@ final as (
         consumption.consumption_date,
         consumption.metric_name,
         consumption.metric_value,
-        metric_units.metric_unit,
+        metric_units.raw_unit as metric_unit,
         consumption.billing_period_id,
         consumption.billing_plan,
         consumption.billing_period_start,

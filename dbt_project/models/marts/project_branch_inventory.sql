@@ -45,6 +45,7 @@ final as (
         lineage.child_branch_count,
         branches.is_default,
         branches.is_protected,
+        branches.created_by_name as created_by,
         branch_rollup.endpoint_count,
         branch_rollup.read_write_endpoint_count,
         branch_rollup.read_only_endpoint_count,

@@ -24,6 +24,12 @@ consumption_days as (
 
 ),
 
+priced_days as (
+
+    select * from {{ ref('int_consumption_priced_to_project_days') }}
+
+),
+
 recent_consumption as (
 
     -- the 30 complete UTC days before the day the project was observed (the cost window)
@@ -43,14 +49,21 @@ recent_consumption as (
 
 recent_costs as (
 
-    -- at the prices set in the dbt var neon_prices; NULL unless every one of them is set
+    -- at the rate of each day's plan, free branches taken off, before the organization's transfer
+    -- allowance (monthly_bill); NULL when some usage of the window has no rate
     select
-        project_id,
-        cast(compute_unit_seconds_last_30_days as double precision) / 3600 as cu_hours_last_30_days,
-        {% for metric in neon_consumption_metrics() %}
-            {{ neon_cost(metric, metric ~ '_last_30_days') }}{{ " +" if not loop.last }}
-        {% endfor %} as estimated_cost_last_30_days
-    from recent_consumption
+        priced_days.project_id,
+        sum(case when priced_days.metric_name = 'compute_unit_seconds' then priced_days.quantity end)
+            as cu_hours_last_30_days,
+        case
+            when count(case when priced_days.gross_cost_usd is null then 1 end) = 0
+                then sum(priced_days.gross_cost_usd)
+        end as estimated_cost_last_30_days
+    from priced_days
+    inner join project_rollup
+        on priced_days.project_id = project_rollup.project_id
+    where {{ in_cost_window('priced_days.consumption_date', 'project_rollup.observed_at') }}
+    group by priced_days.project_id
 
 ),
 

@@ -19,7 +19,7 @@ stale as (
         inventory.*,
         branch_costs.compute_unit_seconds_last_30_days,
         branch_costs.cu_hours_last_30_days,
-        branch_costs.storage_bytes_month_last_30_days,
+        branch_costs.storage_gb_months_last_30_days,
         branch_costs.network_transfer_bytes_last_30_days,
         branch_costs.estimated_cost_last_30_days
     from inventory
@@ -46,6 +46,7 @@ final as (
         child_branch_count,
         branch_state,
         is_protected,
+        created_by,
         created_at,
         age_days,
         last_compute_active_at,
@@ -67,7 +68,7 @@ final as (
         confirmed_at,
         compute_unit_seconds_last_30_days,
         cu_hours_last_30_days,
-        storage_bytes_month_last_30_days,
+        storage_gb_months_last_30_days,
         network_transfer_bytes_last_30_days,
         estimated_cost_last_30_days
     from stale

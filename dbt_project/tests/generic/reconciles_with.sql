@@ -2,9 +2,10 @@
     The totals of `model` match aggregates of another model `to`, per value of `group_column`.
     `measures` maps a column of `model` (summed per group) to an aggregate over `to`, e.g.
     `branch_count: count(*)`. A group missing on one side counts as zero. Fails with one row per
-    group whose totals differ, with both sides of every measure.
+    group whose totals differ (by more than `tolerance`, for sums of rounded amounts), with both
+    sides of every measure.
 -#}
-{% test reconciles_with(model, to, group_column, measures) -%}
+{% test reconciles_with(model, to, group_column, measures, tolerance=0) -%}
 
 with
 
@@ -53,7 +54,7 @@ side_by_side as (
 select * from side_by_side
 where
     {% for column in measures %}
-        model_{{ column }} != compared_{{ column }} or
+        abs(model_{{ column }} - compared_{{ column }}) > {{ tolerance }} or
     {% endfor %}
     false
 

@@ -41,6 +41,7 @@ renamed as (
         creation_source,
         init_source,
         restore_status,
+        {{ json_text('created_by', ['name']) }} as created_by_name,
 
         -- numerics
         ttl_interval_seconds,

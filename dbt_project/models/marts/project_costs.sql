@@ -1,0 +1,164 @@
+-- Per project and billing period: what the project's usage cost, by kind, with its share of the
+-- organization's public transfer allowance taken off in proportion to its public transfer, so
+-- that an organization's projects add up to its monthly_bill; and the change from the project's
+-- previous period.
+with
+
+priced_days as (
+
+    select * from {{ ref('int_consumption_priced_to_project_days') }}
+
+),
+
+bill as (
+
+    select * from {{ ref('monthly_bill') }}
+
+),
+
+projects as (
+
+    select * from {{ ref('stg_neon__projects') }}
+
+),
+
+project_periods as (
+
+    select
+        org_id,
+        project_id,
+        billing_period_start,
+        max(billing_plan) as billing_plan,
+        {% for metric in neon_consumption_metrics() %}
+            sum(case when metric_name = '{{ metric }}' then quantity else 0 end) as {{ metric }}_quantity,
+            sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end)
+                as {{ metric }}_billable_quantity,
+            -- one plan a period, so one rate: NULL when the metric was used but not priced
+            case
+                when sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end) = 0 then 0
+                else
+                    sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end)
+                    * max(case when metric_name = '{{ metric }}' then rate_usd end)
+            end as {{ metric }}_cost_usd,
+        {% endfor %}
+        max(timeframe_end) as reported_until
+    from priced_days
+    group by org_id, project_id, billing_period_start
+
+),
+
+transfer_allowance as (
+
+    -- the share of the organization's public transfer that its allowance leaves billable
+    select
+        org_id,
+        billing_period_start,
+        case when quantity = 0 then 0 else billable_quantity / quantity end as billable_share
+    from bill
+    where metric_name = 'public_network_transfer_bytes'
+
+),
+
+period_completeness as (
+
+    select
+        org_id,
+        billing_period_start,
+        bool_and(is_period_complete) as is_period_complete
+    from bill
+    group by org_id, billing_period_start
+
+),
+
+costed as (
+
+    select
+        project_periods.org_id,
+        project_periods.project_id,
+        projects.project_name,
+        projects.region_id,
+        cast(project_periods.billing_period_start as date) as billing_period_start,
+        project_periods.billing_plan,
+        period_completeness.is_period_complete,
+        project_periods.compute_unit_seconds_quantity as cu_hours,
+        project_periods.root_branch_bytes_month_quantity
+        + project_periods.child_branch_bytes_month_quantity
+        + project_periods.instant_restore_bytes_month_quantity
+        + project_periods.snapshot_storage_bytes_month_quantity as storage_gb_months,
+        project_periods.public_network_transfer_bytes_quantity
+        + project_periods.private_network_transfer_bytes_quantity as network_transfer_gb,
+        project_periods.extra_branches_month_quantity as extra_branch_months,
+        project_periods.extra_branches_month_billable_quantity as billable_extra_branch_months,
+        project_periods.compute_unit_seconds_cost_usd as compute_cost_usd,
+        project_periods.root_branch_bytes_month_cost_usd
+        + project_periods.child_branch_bytes_month_cost_usd
+        + project_periods.instant_restore_bytes_month_cost_usd
+        + project_periods.snapshot_storage_bytes_month_cost_usd as storage_cost_usd,
+        project_periods.public_network_transfer_bytes_cost_usd
+        * coalesce(transfer_allowance.billable_share, 1)
+        + project_periods.private_network_transfer_bytes_cost_usd as transfer_cost_usd,
+        project_periods.extra_branches_month_cost_usd as extra_branches_cost_usd,
+        projects.project_id is null as is_deleted_project,
+        project_periods.reported_until
+    from project_periods
+    left join transfer_allowance
+        on
+            project_periods.org_id = transfer_allowance.org_id
+            and cast(project_periods.billing_period_start as date) = transfer_allowance.billing_period_start
+    left join period_completeness
+        on
+            project_periods.org_id = period_completeness.org_id
+            and cast(project_periods.billing_period_start as date) = period_completeness.billing_period_start
+    -- consumption outlives a deleted project: keep its periods, without the project's details
+    left join projects
+        on project_periods.project_id = projects.project_id
+
+),
+
+totalled as (
+
+    select
+        *,
+        compute_cost_usd + storage_cost_usd + transfer_cost_usd + extra_branches_cost_usd as cost_usd
+    from costed
+
+),
+
+final as (
+
+    select
+        org_id,
+        project_id,
+        project_name,
+        region_id,
+        billing_period_start,
+        billing_plan,
+        is_period_complete,
+        cast(cu_hours as decimal(38, 6)) as cu_hours,
+        cast(storage_gb_months as decimal(38, 6)) as storage_gb_months,
+        cast(network_transfer_gb as decimal(38, 6)) as network_transfer_gb,
+        cast(extra_branch_months as decimal(38, 6)) as extra_branch_months,
+        cast(billable_extra_branch_months as decimal(38, 6)) as billable_extra_branch_months,
+        cast(compute_cost_usd as decimal(38, 6)) as compute_cost_usd,
+        cast(storage_cost_usd as decimal(38, 6)) as storage_cost_usd,
+        cast(transfer_cost_usd as decimal(38, 6)) as transfer_cost_usd,
+        cast(extra_branches_cost_usd as decimal(38, 6)) as extra_branches_cost_usd,
+        cast(cost_usd as decimal(38, 6)) as cost_usd,
+        cast(
+            cost_usd / nullif(sum(cost_usd) over (partition by org_id, billing_period_start), 0)
+            as double precision
+        ) as share_of_org_cost,
+        cast(
+            lag(cost_usd) over (partition by project_id order by billing_period_start) as decimal(38, 6)
+        ) as previous_period_cost_usd,
+        cast(
+            cost_usd - lag(cost_usd) over (partition by project_id order by billing_period_start)
+            as decimal(38, 6)
+        ) as cost_change_usd,
+        is_deleted_project,
+        reported_until
+    from totalled
+
+)
+
+select * from final
