@@ -122,7 +122,9 @@ final as (
         case
             when autoscaling_limit_min_cu = autoscaling_limit_max_cu
                 then {{ cu_label('autoscaling_limit_min_cu') }} || ' CU'
-            else {{ cu_label('autoscaling_limit_min_cu') }} || '–' || {{ cu_label('autoscaling_limit_max_cu') }} || ' CU'
+            else
+                {{ cu_label('autoscaling_limit_min_cu') }} || '–'
+                || {{ cu_label('autoscaling_limit_max_cu') }} || ' CU'
         end as compute_size,
         last_active_at,
         days_since_active,
