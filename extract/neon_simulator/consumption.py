@@ -205,14 +205,12 @@ class ConsumptionHistory:
             written = [0] * (-(-hi // _DAY) - written_from // _DAY)
             for compute in by_branch.get(bid, ()):
                 for start, end, size4 in self._blocks(project, compute, written_from, hi):
-                    if compute.writes:  # per day, for instant restore
-                        rate = size4 * WRITTEN_BYTES_PER_CU_SECOND
+                    if compute.writes:  # per day, for instant restore: its whole CU-seconds' WAL
                         a = max(start, written_from)
                         while a < min(end, hi):
                             b = min(end, hi, (a // _DAY + 1) * _DAY)
-                            written[a // _DAY - written_from // _DAY] += (b - start) * rate // 4 - (
-                                a - start
-                            ) * rate // 4
+                            cu = (b - start) * size4 // 4 - (a - start) * size4 // 4
+                            written[a // _DAY - written_from // _DAY] += cu * WRITTEN_BYTES_PER_CU_SECOND
                             a = b
                     a = max(start, lo)
                     while a < min(end, hi):
@@ -247,8 +245,9 @@ class ConsumptionHistory:
                 active += b - a
                 cu += (b - start) * size4 // 4 - (a - start) * size4 // 4
                 if compute.writes:
-                    rate = size4 * WRITTEN_BYTES_PER_CU_SECOND
-                    written += (b - start) * rate // 4 - (a - start) * rate // 4
+                    written += (
+                        (b - start) * size4 // 4 - (a - start) * size4 // 4
+                    ) * WRITTEN_BYTES_PER_CU_SECOND
                 rate = size4 * TRANSFER_BYTES_PER_CU_SECOND
                 sent += (b - start) * rate // 4 - (a - start) * rate // 4
             old = usage.get(compute.branch_id, (0, 0, 0, 0))
@@ -259,8 +258,8 @@ class ConsumptionHistory:
         """Root and child storage byte-hours of the project within ``[lo, hi)`` (whole hours)."""
         if lo >= hi:
             return 0
-        series = self._series(project, lo, hi, hi - lo, computes=False)
-        return sum(values[0][_ROOT] + values[0][_CHILD] for values in series.values())
+        series = self._series(project, lo, hi, _DAY, computes=False)
+        return sum(frame[_ROOT] + frame[_CHILD] for values in series.values() for frame in values)
 
     # ------------------------------------------------------------------------ timeframes
 
