@@ -1,6 +1,7 @@
 """Consumption history: what ``GET /consumption_history/v2/projects`` and
 ``GET /consumption_history/v2/branches`` serve, computed on demand from the estate the simulator
-serves, in Neon's raw units (``/work/shared/neon-api/README.md``, "What Neon bills").
+serves, in the raw units of Neon's "Usage and cost calculations" page (storage in byte-hours,
+extra branches in branch-hours; the warehouse converts them and applies the plan's allowances).
 
 Nothing is stored but what the estate needs anyway: when each compute was active and at what size
 (:class:`~neon_simulator.records._Compute`), and each branch's logical size since it changed
