@@ -131,7 +131,8 @@ _FINAL_STATUSES = _Choice((("finished", 90), ("failed", 3), ("skipped", 3), ("ca
 _SUSPEND_TIMEOUTS = _Choice(((0, 70), (300, 15), (3600, 10), (-1, 5)))
 _PROJECT_REGIONS = _Choice([(r[0], r[4]) for r in REGIONS if r[4] > 0])
 _APPLICATIONS = ("vercel", "github", "datadog", "opentelemetry")
-_PLANS = ("scale", "launch", "business")
+#: Plans of paid organizations: today's usage-based plans a rate card knows (Business is legacy).
+_PLANS = ("scale", "launch")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 #: Projects created after this moment get Neon's newer 8-character id suffixes.
@@ -202,6 +203,9 @@ PRESETS: dict[str, AccountSpec] = {
         consumption_plan_orgs=1,
     ),
     "demo": AccountSpec(
+        # a seed whose paid organization is on Launch, with a project past its 9 free child
+        # branches for days, so the demo's bill shows the branch allowance
+        seed=296,
         orgs=2,
         projects=12,
         branches_per_project=3,
