@@ -161,7 +161,7 @@ class Generation:
             "id": org_id,
             "name": name,
             "handle": f"{name.lower().replace(' ', '-')}-{org_id[-8:]}",
-            "plan": rng.choice(_PLANS) if paid else "free",
+            "plan": self._paid_plan(rng) if paid else "free",
             "created_at": ts(created),
             "updated_at": ts(created + rng.randrange(self._now - created)),
             "managed_by": "console",
@@ -174,6 +174,12 @@ class Generation:
         self._org_by_id[org_id] = org
         if paid:
             self._plan_orgs.add(org_id)
+
+    def _paid_plan(self, rng: random.Random) -> str:
+        """A paid organization's plan: the spec's, else drawn (drawn either way, so that the rest
+        of the account is the same with or without ``paid_plan``)."""
+        drawn = rng.choice(_PLANS)
+        return self.spec.paid_plan or drawn
 
     def _add_project(self, index: int, n_branches: int, rng: random.Random) -> None:
         now = self._now

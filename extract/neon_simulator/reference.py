@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from neon_api_source import settings as _extract_settings
@@ -155,7 +155,8 @@ class AccountSpec:
     orgs and the first ``consumption_plan_orgs`` orgs are on a paid plan with
     ``consumption_days`` days of consumption history; the others answer 403 there. Branch-level
     history starts ``branch_consumption_days`` ago (when the account first ingested branch-level
-    data; ``None``: as far back as the project history).
+    data; ``None``: as far back as the project history). ``paid_plan`` is every paid organization's
+    plan (``None``: each drawn from Scale, Launch and Business).
     ``branches_per_project`` is a mean: the account has exactly
     ``round(projects * branches_per_project)`` branches (at least one per project), spread unevenly,
     in trees up to ``max_branch_depth`` levels below the root. ``read_only_ratio`` is the share of
@@ -176,6 +177,7 @@ class AccountSpec:
     consumption_days: int = 30
     consumption_plan_orgs: int = 1
     branch_consumption_days: int | None = None
+    paid_plan: str | None = None
     now: datetime | None = None
     serve_secrets: bool = False
 
@@ -234,3 +236,9 @@ PRESETS: dict[str, AccountSpec] = {
         consumption_plan_orgs=3,
     ),
 }
+# The large account with every organization on Scale (branch consumption too) and Neon's whole
+# daily reach served: the consumption a scheduled extract meets at its largest (`make bench`'s
+# memory row).
+PRESETS["large-billed"] = replace(
+    PRESETS["large"], consumption_plan_orgs=4, consumption_days=60, paid_plan="scale"
+)
