@@ -79,7 +79,8 @@ quantities as (
             cast(period_totals.billing_period_start as date),
             coalesce(cast(organizations.created_at as date), cast(period_totals.billing_period_start as date))
         ) as is_period_complete,
-        organizations.org_name
+        -- an organization the key no longer sees keeps its history, named by its id
+        coalesce(organizations.org_name, period_totals.org_id) as org_name
     from period_totals
     inner join organization_history
         on period_totals.org_id = organization_history.org_id
