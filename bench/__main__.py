@@ -8,7 +8,9 @@ same run. Prints a table and writes BENCHMARKS.md.
 2b. squeeze: the same against an account whose other tools leave it 30% of the budget (210/min,
    burst 12), 30 projects, default settings, vs the floor the granted rate sets, median of three
    turns; target <= 1.3x the floor with at most 5% of requests answered 429 in every turn;
-3. memory: peak RSS of an extract of 5,000 projects / 25,000 branches; target < 400 MB;
+3. memory: peak RSS of an extract of 5,000 projects / 25,000 branches, every organization's
+   consumption served (60 days, per project and per branch: the `large-billed` preset); target
+   < 400 MB;
 4. dbt: `dbt build` on that warehouse vs a trivial dbt project of the same shape (our count of
    models, materializations, schemas and data tests) built in the same run; target <= 2x (an empty
    project shown too);
@@ -212,6 +214,7 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
         simulator.terminate()
         simulator.wait()
     peak = float(peak_mb)
+    consumption = ", ".join(f"{table} {rows:,} rows" for table, rows in _consumption_rows(warehouse).items())
     row = Row(
         f"3. extract memory, {preset} account ({int(branches):,} branches)",
         f"{peak:.0f} MB peak RSS",
@@ -219,9 +222,23 @@ def bench_memory(workdir: Path, preset: str) -> tuple[Row, Path]:
         f"{peak / 400:.2f}x the budget",
         "< 400 MB",
         "met" if peak < 400 else "MISSED",
-        f"{int(requests):,} requests in {float(seconds):.0f} s, no latency, no limits",
+        f"{int(requests):,} requests in {float(seconds):.0f} s, no latency, no limits; {consumption}",
     )
     return row, warehouse
+
+
+def _consumption_rows(warehouse: Path) -> dict[str, int]:
+    """Rows of each consumption table the memory row's extract loaded: what its peak is made of."""
+    import duckdb
+
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return {
+            table: connection.execute(f"select count(*) from neon_api_data.{table}").fetchone()[0]
+            for table in ("consumption", "consumption_hourly", "branch_consumption")
+        }
+    finally:
+        connection.close()
 
 
 def _read_key(simulator: subprocess.Popen) -> str:
@@ -498,8 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     wanted = set(args.only or ("speed", "limits", "squeeze", "memory", "dbt", "incremental"))
-    speed_preset, limits_preset, squeeze_projects, large_preset = (
-        ("demo", "tiny", 3, "demo") if args.quick else ("realistic", "realistic", 30, "large")
+    speed_preset, limits_preset, squeeze_projects, large_preset, billed_preset = (
+        ("demo", "tiny", 3, "demo", "demo")
+        if args.quick
+        else ("realistic", "realistic", 30, "large", "large-billed")
     )
     workdir = Path(tempfile.mkdtemp(prefix="neon-bench-"))
     _isolated_dlt(workdir)
@@ -515,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_squeeze(workdir, squeeze_projects, turns=1 if args.quick else 3))
             print(rows[-1], flush=True)
         if wanted & {"memory", "dbt"}:
-            row, warehouse = bench_memory(workdir, large_preset)
+            row, warehouse = bench_memory(workdir, billed_preset)
             if "memory" in wanted:
                 rows.append(row)
                 print(rows[-1], flush=True)

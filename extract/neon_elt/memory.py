@@ -25,6 +25,17 @@ branch consumption (1.7 million rows) is what the budget now has to fit: it leav
 buffers behind in the normalize, which the mmap threshold returns, and it is the largest table
 DuckDB loads.
 
+With every organization's consumption served (the `large-billed` preset: 60 days, 2.1 million
+project and 5.7 million branch consumption rows; 2026-12-05), the run failed before consumption
+replaced the re-read days (__init__.CONSUMPTION_MERGE): dlt's merge deduplicated the branch rows
+with a ROW_NUMBER() over all of them and ran out of DuckDB's load budget (after 5.5 minutes, at
+457 MB). It now completes, but over budget: 438 and 442 MB in two runs. Sampled by step: the
+extract peaks at ~380 MB (a page of branch consumption, 1,000 branches x 60 days, decoded), the
+normalize at ~370 MB, and the load climbs from the ~285 MB the process holds after the normalize
+to the peak, far more than DuckDB's budget; 32 MB of budget instead of 64 still reached 400 MB,
+and DuckDB's allocator_flush_threshold at 4 MB 430 MB: the rest of the load's growth is still to
+be found.
+
 Only the `neon-elt` command (cli.console) calls `keep_pandas_out`,
 `arrow_uses_the_system_allocator` and `large_blocks_go_back_to_the_os`: a Python session that
 imports neon_elt, or runs the source in a pipeline of its own, keeps its pandas, Arrow's default
