@@ -104,6 +104,30 @@ def consumption_window(now: datetime | None = None) -> tuple[datetime, datetime]
     return today - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1), today
 
 
+def hourly_consumption_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The hours a first run asks for: the last 168 hours, up to the start of this hour (UTC)."""
+    now = now or datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    return hour - timedelta(hours=settings.HOURLY_CONSUMPTION_HOURS - 1), hour
+
+
+def served_hourly(account, start: datetime, end: datetime) -> dict[tuple[str, datetime, str], int]:
+    """(project, hour, metric) -> value of the hourly metrics the account serves for hours that
+    start within [start, end), of organizations with consumption history; zeros left out, as the
+    extract leaves them out."""
+    served = {}
+    for project in account.all_projects():
+        if project.get("org_id") not in account.plan_org_ids():
+            continue
+        for frame in account.consumption(project["id"], "hourly"):
+            hour = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
+            if start <= hour < end:
+                for metric in settings.HOURLY_CONSUMPTION_METRICS:
+                    if frame["metrics"].get(metric):
+                        served[(project["id"], hour, metric)] = frame["metrics"][metric]
+    return served
+
+
 def expected_table_counts(account, now: datetime | None = None) -> dict[str, int]:
     """Row counts a first extract of `account` must land, per raw table."""
     projects = account.all_projects()
@@ -121,6 +145,7 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "roles": 0,
         "operations": 0,
         "consumption": 0,
+        "consumption_hourly": len(served_hourly(account, *hourly_consumption_window(now))),
         "branch_consumption": 0,
         "confirmations": len(projects),  # one per project, and one per branch (below)
     }

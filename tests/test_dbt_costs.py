@@ -17,7 +17,7 @@ import pytest
 from conftest import client_for
 from expected import dbt_vars, query, query_dicts
 from neon_api_source import settings
-from neon_elt.run import StepFailed, dbt, elt
+from neon_elt.run import dbt, elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
@@ -138,12 +138,6 @@ def test_daily_usage_sums_the_branches_a_project_had_each_day(three_days):
 
 SETTINGS = dbt_vars()
 BRANCH_METRICS = settings.BRANCH_CONSUMPTION_METRICS
-# What a price is per: the unit each metric is priced in, in the metric's own units.
-PER = {
-    "compute_unit_seconds": 3600,
-    "extra_branches_month": 1,
-    **{m: 2**30 for m in settings.CONSUMPTION_METRICS if m.endswith(("_bytes_month", "_bytes"))},
-}
 
 
 def parse(value: str) -> datetime:
@@ -199,7 +193,7 @@ def expected_branch_cost(facts: dict) -> dict:
         "consumption_day_count": facts["consumption_day_count"],
         **{f"{m}_last_30_days": facts[m] for m in BRANCH_METRICS},
         "cu_hours_last_30_days": None if compute is None else compute / 3600,
-        "storage_bytes_month_last_30_days": total(
+        "storage_byte_hours_last_30_days": total(
             "root_branch_bytes_month", "child_branch_bytes_month", "instant_restore_bytes_month"
         ),
         "network_transfer_bytes_last_30_days": total(
@@ -220,40 +214,44 @@ def test_branch_costs_sum_what_neon_served_per_branch_over_the_window(
         assert row["project_id"] == facts["project_id"]
         expected = expected_branch_cost(facts)
         assert {k: row[k] for k in expected} == pytest.approx(expected), branch_id
-        # no price is set in dbt_project.yml: no cost is made up
-        assert all(
-            row[c] is None
-            for c in (
-                "estimated_compute_cost_last_30_days",
-                "estimated_storage_cost_last_30_days",
-                "estimated_transfer_cost_last_30_days",
-                "estimated_cost_last_30_days",
-            )
-        )
+    # no price is set in dbt_project.yml: the rate card prices (test_dbt_bill checks the prices)
     assert all(price is None for price in SETTINGS["neon_prices"].values())
     counts = [f["consumption_day_count"] for f in served_branch_usage.values()]
     # the demo's branch history began 21 days back: within the window, and only for the paid org
     assert 0 in counts and 0 < max(counts) < 30
 
 
-def test_stale_branches_carry_their_cost_over_the_window(demo_warehouse, served_branch_usage):
+def test_stale_branches_carry_their_cost_and_owner_over_the_window(
+    demo_account, demo_warehouse, served_branch_usage
+):
     rows = query_dicts(
         demo_warehouse,
-        "select branch_id, compute_unit_seconds_last_30_days, cu_hours_last_30_days, "
-        "storage_bytes_month_last_30_days, network_transfer_bytes_last_30_days, estimated_cost_last_30_days "
-        "from marts.stale_branches",
+        "select s.branch_id, s.compute_unit_seconds_last_30_days, s.cu_hours_last_30_days, "
+        "s.storage_gb_months_last_30_days, s.network_transfer_bytes_last_30_days, s.estimated_cost_last_30_days, "
+        "s.created_by, b.estimated_cost_last_30_days as branch_cost, b.storage_byte_hours_last_30_days "
+        "from marts.stale_branches as s inner join marts.branch_costs as b using (branch_id)",
     )
     assert rows
+    served_owner = {
+        b["id"]: (b.get("created_by") or {}).get("name")
+        for p in demo_account.all_projects()
+        for b in demo_account.branches(p["id"])
+    }
     for row in rows:
         expected = expected_branch_cost(served_branch_usage[row["branch_id"]])
         for column in (
             "compute_unit_seconds_last_30_days",
             "cu_hours_last_30_days",
-            "storage_bytes_month_last_30_days",
             "network_transfer_bytes_last_30_days",
         ):
             assert row[column] == pytest.approx(expected[column]), (row["branch_id"], column)
-        assert row["estimated_cost_last_30_days"] is None
+        storage = expected["storage_byte_hours_last_30_days"]
+        assert row["storage_gb_months_last_30_days"] == (
+            None if storage is None else pytest.approx(storage / 744e9)
+        )
+        assert row["estimated_cost_last_30_days"] == row["branch_cost"]
+        assert row["created_by"] == served_owner[row["branch_id"]]
+    assert any(r["created_by"] for r in rows) or not any(served_owner.values())
 
 
 def test_projects_total_the_window_from_the_project_consumption(demo_account, demo_warehouse, window):
@@ -270,7 +268,8 @@ def test_projects_total_the_window_from_the_project_consumption(demo_account, de
             assert row[f"{metric}_last_30_days"] == expected, (row["project_id"], metric)
         compute = row["compute_unit_seconds_last_30_days"]
         assert row["cu_hours_last_30_days"] == (None if compute is None else pytest.approx(compute / 3600))
-        assert row["estimated_cost_last_30_days"] is None
+        # priced at the rate card's rates whenever the project has consumption on a listed plan
+        assert (row["estimated_cost_last_30_days"] is None) == (compute is None), row["project_id"]
     assert any(r["cu_hours_last_30_days"] for r in rows) and any(
         r["cu_hours_last_30_days"] is None for r in rows
     )
@@ -358,15 +357,16 @@ def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
 
 # ------------------------------------------------------------------------------ with prices set
 
-# Seven of the eight prices, in the units of neon_prices; extra_branches_month stays unset.
+# Negotiated prices for seven of the eight metrics, in USD per billing unit; extra_branches_month
+# keeps the rate card's rate.
 PRICES = {
     "compute_unit_seconds": 0.16,
-    "root_branch_bytes_month": 0.35,
-    "child_branch_bytes_month": 0.35,
-    "instant_restore_bytes_month": 0.2,
-    "snapshot_storage_bytes_month": 0.09,
-    "public_network_transfer_bytes": 0.1,
-    "private_network_transfer_bytes": 0.01,
+    "root_branch_bytes_month": 0.3,
+    "child_branch_bytes_month": 0.3,
+    "instant_restore_bytes_month": 0.15,
+    "snapshot_storage_bytes_month": 0.05,
+    "public_network_transfer_bytes": 0.08,
+    "private_network_transfer_bytes": 0.005,
 }
 
 
@@ -383,6 +383,7 @@ def priced(demo_warehouse, tmp_path_factory) -> Path:
                 "branch_costs",
                 "stale_branches",
                 "projects",
+                "monthly_bill",
                 "--vars",
                 json.dumps({"neon_prices": PRICES}),
             ],
@@ -391,7 +392,11 @@ def priced(demo_warehouse, tmp_path_factory) -> Path:
     return warehouse
 
 
-def test_with_prices_set_each_cost_is_usage_in_the_priced_unit_times_the_price(priced, served_branch_usage):
+def test_negotiated_prices_replace_the_rate_card(priced, served_branch_usage):
+    per = {
+        row["metric_name"]: row["raw_units_per_billing_unit"]
+        for row in query_dicts(priced, "select * from staging.neon_metric_units")
+    }
     rows = query_dicts(priced, "select * from marts.branch_costs")
     costed = 0
     for row in rows:
@@ -399,7 +404,7 @@ def test_with_prices_set_each_cost_is_usage_in_the_priced_unit_times_the_price(p
         if facts["compute_unit_seconds"] is None:
             assert row["estimated_cost_last_30_days"] is None
             continue
-        cost = {m: facts[m] / PER[m] * PRICES[m] for m in BRANCH_METRICS}
+        cost = {m: facts[m] / per[m] * PRICES[m] for m in BRANCH_METRICS}
         parts = {
             "estimated_compute_cost_last_30_days": cost["compute_unit_seconds"],
             "estimated_storage_cost_last_30_days": cost["root_branch_bytes_month"]
@@ -418,22 +423,16 @@ def test_with_prices_set_each_cost_is_usage_in_the_priced_unit_times_the_price(p
         "from marts.stale_branches as s inner join marts.branch_costs as b using (branch_id)",
     )
     assert stale and all(r["s"] == r["b"] for r in stale)
-    # a project's estimate needs all eight prices: extra_branches_month has none
-    assert query(
-        priced, "select count(*) from marts.projects where estimated_cost_last_30_days is not null"
-    ) == [(0,)]
-
-
-def test_a_price_that_is_not_a_number_stops_the_build(demo_warehouse, tmp_path, capfd):
-    warehouse = tmp_path / "neon_api.duckdb"
-    shutil.copyfile(demo_warehouse, warehouse)
-    prices = json.dumps({"neon_prices": {"compute_unit_seconds": "cheap"}})
-    with pytest.raises(StepFailed), DuckDBTarget(warehouse).build() as build:
-        dbt(["run", "--select", "branch_costs", "--vars", prices], build)
-    assert (
-        "the price of compute_unit_seconds must be a number of 0 or more, per CU-hour"
-        in capfd.readouterr().out
-    )
+    bill = query_dicts(priced, "select metric_name, rate_usd, rate_source from marts.monthly_bill")
+    assert bill
+    for line in bill:
+        if line["metric_name"] in PRICES:
+            assert (float(line["rate_usd"]), line["rate_source"]) == (
+                pytest.approx(PRICES[line["metric_name"]]),
+                "neon_prices",
+            )
+        else:
+            assert line["rate_source"] == "rate card"
 
 
 def test_every_query_of_the_readme_runs_on_the_demo_warehouse(demo_warehouse):
@@ -442,6 +441,8 @@ def test_every_query_of_the_readme_runs_on_the_demo_warehouse(demo_warehouse):
     blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
     statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
     assert any("marts.branch_costs" in s for s in statements)
+    assert any("marts.monthly_bill" in s for s in statements)
+    assert any("marts.project_costs" in s for s in statements)
     assert any("marts.compute_hygiene" in s for s in statements)
     assert any("marts.project_daily_usage" in s for s in statements)
     for statement in statements:

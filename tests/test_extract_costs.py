@@ -16,7 +16,14 @@ from neon_api_source import BRANCH_CONSUMPTION_SCHEMA, _consumption_table, helpe
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, AccountSpec, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
-from runs import consumption_window, expected_table_counts, extract, landed_counts
+from runs import (
+    consumption_window,
+    expected_table_counts,
+    extract,
+    hourly_consumption_window,
+    landed_counts,
+    served_hourly,
+)
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -217,3 +224,166 @@ def test_a_day_that_has_not_ended_is_never_loaded():
         options = {"schema": schema} if schema is not None else {}
         rows = _consumption_table("org-1", page, before="2026-05-10T00:00:00Z", **options).to_pylist()
         assert [r["timeframe_start"].day for r in rows] == [9]
+
+
+# ------------------------------------------------------------------ history kept, only new days read
+
+
+def landed_hourly(warehouse) -> dict[tuple[str, datetime, str], int]:
+    return {
+        (project_id, hour, metric): value
+        for project_id, hour, metric, value in query(
+            warehouse,
+            "select project_id, timeframe_start, metric_name, value from neon_api_data.consumption_hourly",
+        )
+    }
+
+
+def landed_project_days(warehouse) -> dict[tuple[str, object, str], int]:
+    return {
+        (project_id, day, metric): value
+        for project_id, day, metric, value in query(
+            warehouse,
+            "select project_id, cast(timeframe_start as date), metric_name, value "
+            "from neon_api_data.consumption",
+        )
+    }
+
+
+def served_project_days(
+    account: Account, start: datetime, end: datetime
+) -> dict[tuple[str, object, str], int]:
+    values = {}
+    for project in account.all_projects():
+        if project.get("org_id") not in account.plan_org_ids():
+            continue
+        for frame in account.consumption(project["id"]):
+            day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
+            if start <= day < end:
+                for metric, value in frame["metrics"].items():
+                    values[(project["id"], day.date(), metric)] = value
+    return values
+
+
+def duplicates(warehouse) -> dict[str, int]:
+    """Rows beyond the first of each key, per consumption table: a re-read day must replace."""
+    keys = {
+        "consumption": "project_id, timeframe_start, metric_name",
+        "consumption_hourly": "project_id, timeframe_start, metric_name",
+        "branch_consumption": "branch_id, timeframe_start, metric_name",
+    }
+    return {
+        table: query(
+            warehouse,
+            f"select count(*) - count(distinct ({key})) from neon_api_data.{table}",
+        )[0][0]
+        for table, key in keys.items()
+    }
+
+
+def consumption_requests(sent: list[tuple[str, dict]], account: Account) -> dict[str, list[dict]]:
+    """The consumption requests sent for organizations with consumption history (a free one's
+    answer 403, and are asked again each run), by what they read: daily, hourly, branch."""
+    asked: dict[str, list[dict]] = defaultdict(list)
+    for route, params in sent:
+        if params.get("org_id") not in account.plan_org_ids():
+            continue
+        if route == settings.CONSUMPTION_PROJECTS_ROUTE:
+            asked[params["granularity"]].append(params)
+        elif route == ROUTE:
+            asked["branch"].append(params)
+    return asked
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_hourly_consumption_lands_the_complete_hours_served(tmp_path):
+    """The last 168 complete hours of the hourly metrics, of the organizations with consumption
+    history; the free one is noted and skipped."""
+    account = Account.generate(PRESETS["demo"])
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        client = client_for(simulator)
+        sent = recording(client)
+        result = elt(warehouse, client, do_transform=False, show_progress=False, run_at=account.now)
+    start, end = hourly_consumption_window(account.now)
+    expected = served_hourly(account, start, end)
+    assert expected, "the demo has a project past its branch allowance"
+    assert landed_hourly(warehouse) == expected
+    hourly = consumption_requests(sent, account)["hourly"]
+    assert {(p["from"], p["to"], p["metrics"]) for p in hourly} == {
+        (iso(start), iso(end), ",".join(settings.HOURLY_CONSUMPTION_METRICS))
+    }
+    (free,) = [o["id"] for o in account.organizations if o["id"] not in account.plan_org_ids()]
+    skipped = [s for s in result.stats.skipped_optional if s.startswith("hourly consumption")]
+    assert len(skipped) == 1 and skipped[0].startswith(f"hourly consumption for {free}: 403 ")
+
+
+def test_a_rerun_the_next_day_asks_only_for_what_is_new_and_keeps_the_rest(tmp_path):
+    """The second run, a day later into the same warehouse (dlt's local state gone, as the runner
+    leaves it), asks each consumption route for the days (hours) after the last one loaded, less
+    the look-back, and the warehouse then holds every day either run read, once."""
+    account = Account.generate(PRESETS["demo"])
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        first_at = account.now
+        extract(warehouse, simulator)
+        (last_day,) = query(warehouse, "select max(timeframe_start) from neon_api_data.consumption")[0]
+        (last_branch_day,) = query(
+            warehouse, "select max(timeframe_start) from neon_api_data.branch_consumption"
+        )[0]
+        account.tick(24)
+        client = client_for(simulator)
+        sent = recording(client)
+        elt(warehouse, client, do_transform=False, show_progress=False, run_at=account.now)
+    asked = consumption_requests(sent, account)
+    lookback = timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS)
+    today = account.now.replace(hour=0)
+    assert {(p["from"], p["to"]) for p in asked["daily"]} == {(iso(last_day - lookback), iso(today))}
+    assert {(p["from"], p["to"]) for p in asked["branch"]} == {(iso(last_branch_day - lookback), iso(today))}
+    last_hour = first_at - timedelta(hours=1)
+    assert {(p["from"], p["to"]) for p in asked["hourly"]} == {
+        (iso(last_hour - timedelta(hours=settings.HOURLY_CONSUMPTION_LOOKBACK_HOURS)), iso(account.now))
+    }
+    assert (today - (last_day - lookback)).days < settings.CONSUMPTION_HISTORY_DAYS / 10
+    first_start, _ = consumption_window(first_at)
+    assert landed_project_days(warehouse) == served_project_days(account, first_start, today)
+    assert landed_branch_days(warehouse) == served_branch_days(account, account.now) | served_branch_days(
+        account, first_at
+    )
+    first_hour, _ = hourly_consumption_window(first_at)
+    assert landed_hourly(warehouse) == served_hourly(account, first_hour, account.now)
+    assert duplicates(warehouse) == {table: 0 for table in duplicates(warehouse)}
+
+
+def test_a_full_refresh_re_reads_neon_s_reach_and_keeps_what_neon_no_longer_serves(tmp_path):
+    """`--full-refresh` re-reads the 60 days (168 hours) Neon serves; the day (hours) the first
+    run read that have since left Neon's reach stay in the warehouse."""
+    spec = dataclasses.replace(PRESETS["demo"], consumption_days=60, branch_consumption_days=None)
+    account = Account.generate(spec)
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        first_at = account.now
+        extract(warehouse, simulator)
+        account.tick(24)
+        client = client_for(simulator)
+        sent = recording(client)
+        elt(warehouse, client, do_transform=False, show_progress=False, run_at=account.now, full_refresh=True)
+    asked = consumption_requests(sent, account)
+    first_day, _ = consumption_window(first_at)
+    reach_day, today = consumption_window(account.now)
+    assert {p["from"] for p in asked["daily"] + asked["branch"]} == {iso(reach_day)}
+    first_hour, _ = hourly_consumption_window(first_at)
+    reach_hour, _ = hourly_consumption_window(account.now)
+    assert {p["from"] for p in asked["hourly"]} == {iso(reach_hour)}
+    assert first_day < reach_day
+    landed = landed_project_days(warehouse)
+    assert landed == served_project_days(account, first_day, today)
+    assert min(day for _, day, _ in landed) == first_day.date()
+    assert landed_branch_days(warehouse) == served_branch_days(account, account.now) | served_branch_days(
+        account, first_at
+    )
+    assert landed_hourly(warehouse) == served_hourly(account, first_hour, account.now)
+    assert duplicates(warehouse) == {table: 0 for table in duplicates(warehouse)}

@@ -234,3 +234,244 @@ def test_a_business_plan_has_project_consumption_but_not_branch_consumption(acco
         by_project = http.get(simulator.base_url + "/consumption_history/v2/projects", params=query)
     assert by_branch.status_code == 403 and by_branch.json()["message"] == BRANCH_CONSUMPTION_PLAN_REQUIRED
     assert by_project.status_code == 200
+
+
+# --------------------------------------------------------------------------------------------------
+# The money adds up: consumption derived from the estate served (Neon's raw units)
+# --------------------------------------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+#: Neon's free child branches per project and hour (``branches_per_project - 1``), by plan.
+FREE_CHILD_BRANCHES = {"launch": 9, "scale": 24}
+
+
+@pytest.fixture(scope="module")
+def ticked() -> Account:
+    """The account above, after 30 hours in which computes started and suspended."""
+    later = Account.generate(account_spec())
+    later.tick(30)
+    return later
+
+
+def account_spec():
+    return dataclasses.replace(PRESETS["realistic"], now=NOW, branch_consumption_days=20, seed=11)
+
+
+def paid_projects(account: Account) -> list[str]:
+    return sorted(p["id"] for org in account.plan_org_ids() for p in account.all_projects(org))
+
+
+def hours_alive(branch: dict, start: datetime, end: datetime, now: datetime) -> int:
+    """Whole hours of ``[start, end)`` up to the clock's hour in which the branch existed."""
+    born = day(branch["created_at"]).replace(minute=0, second=0)
+    return max(0, int((min(end, now.replace(minute=0, second=0)) - max(start, born)) / HOUR))
+
+
+@pytest.mark.parametrize("which", ["generated", "ticked"])
+def test_no_compute_while_suspended_nor_beyond_its_size(account, ticked, which):
+    """A branch's CU-seconds and transfer stop at its computes' last activity (none at all for a
+    branch whose computes never ran), and an hour never holds more than the computes' maximum
+    size for the time they existed in it."""
+    estate = account if which == "generated" else ticked
+    checked = quiet_hours = 0
+    for pid in paid_projects(estate):
+        computes: dict[str, list[dict]] = defaultdict(list)
+        for endpoint in estate.endpoints(pid):
+            computes[endpoint["branch_id"]].append(endpoint)
+        for bid, frames in estate.branch_consumption(pid, "hourly").items():
+            mine = computes.get(bid, [])
+            last = max((day(e["last_active"]) for e in mine if "last_active" in e), default=None)
+            for frame in frames:
+                start, end, metrics = (
+                    day(frame["timeframe_start"]),
+                    day(frame["timeframe_end"]),
+                    frame["metrics"],
+                )
+                ceiling = sum(
+                    e["autoscaling_limit_max_cu"]
+                    * max(
+                        0,
+                        (
+                            min(end, day(e.get("last_active", e["created_at"])))
+                            - max(start, day(e["created_at"]))
+                        ).total_seconds(),
+                    )
+                    for e in mine
+                )
+                # whole CU-seconds: an hour may round up by one per compute
+                assert metrics["compute_unit_seconds"] <= ceiling + len(mine), (pid, bid, frame)
+                if last is None or start >= last:
+                    quiet_hours += 1
+                    assert metrics["compute_unit_seconds"] == 0, (pid, bid, frame)
+                    assert (
+                        metrics["public_network_transfer_bytes"]
+                        == metrics["private_network_transfer_bytes"]
+                        == 0
+                    )
+                checked += metrics["compute_unit_seconds"] > 0
+    assert checked > 100 and quiet_hours > 100
+
+
+def test_idle_computes_cost_nothing_in_the_months_after_their_last_activity(account):
+    """The demo's old story, "computes idle since October have CU-hours in November", cannot happen."""
+    found = 0
+    for pid in paid_projects(account):
+        endpoints = account.endpoints(pid)
+        last = max((day(e["last_active"]) for e in endpoints if "last_active" in e), default=None)
+        for month in account.consumption(pid, "monthly"):
+            if last is None or day(month["timeframe_start"]) > last:
+                found += 1
+                assert month["metrics"]["compute_unit_seconds"] == 0, (pid, month)
+        project = account.project(pid)
+        if last is None or last < day(project["consumption_period_start"]):
+            assert project["compute_time_seconds"] == project["active_time_seconds"] == 0
+    assert found
+
+
+def test_storage_is_each_branch_s_size_for_each_hour_it_lived(account):
+    """Generated sizes are constant, so a day of root storage is the root's logical size times
+    the hours it lived that day; a child's is its own data (the documented share of its size)."""
+    from neon_simulator.consumption import CHILD_OWN_PERCENT
+
+    checked = 0
+    for pid in paid_projects(account):
+        branches = {b["id"]: b for b in account.branches(pid)}
+        for bid, frames in account.branch_consumption(pid).items():
+            branch = branches[bid]
+            size = branch.get("logical_size", 0)
+            for frame in frames:
+                hours = hours_alive(
+                    branch, day(frame["timeframe_start"]), day(frame["timeframe_end"]), account.now
+                )
+                if "parent_id" in branch:
+                    expected = {
+                        "root_branch_bytes_month": 0,
+                        "child_branch_bytes_month": size * CHILD_OWN_PERCENT // 100 * hours,
+                    }
+                else:
+                    expected = {"root_branch_bytes_month": size * hours, "child_branch_bytes_month": 0}
+                assert {m: frame["metrics"][m] for m in expected} == expected, (pid, bid, frame)
+                checked += hours == 24 and size > 0
+    assert checked > 100
+
+
+def test_instant_restore_is_the_wal_written_within_the_history_retention(account):
+    """Per hour a branch lives, instant restore holds what its computes wrote in the retention
+    window (whole days) before the day began: their CU-seconds times the documented write rate."""
+    from neon_simulator.consumption import WRITTEN_BYTES_PER_CU_SECOND
+
+    checked = 0
+    for pid in paid_projects(account):
+        retention_days = -(-account.project(pid)["history_retention_seconds"] // 86400)
+        writers = {e["branch_id"] for e in account.endpoints(pid)}
+        replicas = {e["branch_id"] for e in account.endpoints(pid) if e["type"] == "read_only"}
+        branches = {b["id"]: b for b in account.branches(pid)}
+        for bid, frames in account.branch_consumption(pid).items():
+            if bid not in writers or bid in replicas:
+                continue
+            compute = [f["metrics"]["compute_unit_seconds"] for f in frames]
+            for n, frame in enumerate(frames):
+                if n < retention_days or day(frames[0]["timeframe_start"]) < day(branches[bid]["created_at"]):
+                    continue  # the window reaches before the branch's history we can see
+                written = WRITTEN_BYTES_PER_CU_SECOND * sum(compute[n - retention_days : n])
+                hours = hours_alive(
+                    branches[bid], day(frame["timeframe_start"]), day(frame["timeframe_end"]), account.now
+                )
+                assert frame["metrics"]["instant_restore_bytes_month"] == written * hours, (pid, bid, n)
+                checked += written > 0
+    assert checked > 20
+
+
+def test_extra_branches_are_the_child_branches_alive_each_hour(account, ticked):
+    for estate in (account, ticked):
+        for pid in paid_projects(estate):
+            children = [b for b in estate.branches(pid) if "parent_id" in b]
+            for frame in estate.consumption(pid, "hourly")[-72:]:
+                start = day(frame["timeframe_start"])
+                alive = sum(day(b["created_at"]) < start + HOUR for b in children)
+                assert frame["metrics"]["extra_branches_month"] == alive, (pid, frame["timeframe_start"])
+
+
+def test_private_transfer_only_where_the_project_is_restricted_to_vpc_endpoints(account):
+    private = {
+        pid: sum(f["metrics"]["private_network_transfer_bytes"] for f in account.consumption(pid))
+        for pid in paid_projects(account)
+    }
+    restricted = {pid for pid in private if account.project_vpc_endpoints(pid)}
+    assert {pid for pid, sent in private.items() if sent} <= restricted
+    assert any(private[pid] for pid in restricted)
+
+
+@pytest.mark.parametrize("which", ["generated", "ticked"])
+def test_a_branch_s_hours_add_up_to_its_days_and_months(account, ticked, which):
+    estate = account if which == "generated" else ticked
+    for pid in paid_projects(estate)[:15]:
+        hourly, daily, monthly = (estate.branch_consumption(pid, g) for g in ("hourly", "daily", "monthly"))
+        assert hourly.keys() == daily.keys() == monthly.keys()
+        for bid in hourly:
+            for metric in BRANCH_CONSUMPTION_METRICS:
+                totals = [sum(f["metrics"][metric] for f in g[bid]) for g in (hourly, daily, monthly)]
+                assert totals[0] == totals[1] == totals[2], (pid, bid, metric)
+
+
+@pytest.mark.parametrize("which", ["generated", "ticked"])
+def test_the_period_counters_are_the_consumption_since_the_period_began(account, ticked, which):
+    """`compute_time_seconds`, `data_transfer_bytes` and `data_storage_bytes_hour` of a project
+    restart with the billing period and agree with its consumption of the period so far."""
+    estate = account if which == "generated" else ticked
+    busy = 0
+    for pid in paid_projects(estate):
+        project = estate.project(pid)
+        period = [
+            f
+            for f in estate.consumption(pid, "monthly")
+            if f["timeframe_start"] == project["consumption_period_start"]
+        ]
+        assert len(period) == 1
+        used = period[0]["metrics"]
+        assert project["compute_time_seconds"] == used["compute_unit_seconds"]
+        assert project["data_transfer_bytes"] == (
+            used["public_network_transfer_bytes"] + used["private_network_transfer_bytes"]
+        )
+        assert (
+            project["data_storage_bytes_hour"]
+            == used["root_branch_bytes_month"] + used["child_branch_bytes_month"]
+        )
+        branches = estate.branches(pid)
+        assert project["compute_time_seconds"] >= sum(b["compute_time_seconds"] for b in branches)
+        busy += project["compute_time_seconds"] > 0
+    assert busy
+
+
+def test_periods_carry_the_organization_s_plan_a_rate_card_knows(account):
+    plans = {o["id"]: o["plan"] for o in account.organizations}
+    assert {plans[org] for org in account.plan_org_ids()} <= {"launch", "scale"}
+    with Simulator(account) as simulator:
+        for org in sorted(account.plan_org_ids()):
+            projects = org_projects(account, org)[:5]
+            query = {k: v for k, v in params(account, org, projects, days=40).items() if k != "project_ids"}
+            query["metrics"] = ",".join(CONSUMPTION_METRICS)
+            items, _ = walk_cursor(
+                session(simulator.api_key),
+                simulator.base_url + "/consumption_history/v2/projects",
+                "projects",
+                **query,
+            )
+            periods = [p for item in items for p in item["periods"]]
+            assert len({p["period_start"] for p in periods}) == 2  # April and May
+            assert {p["period_plan"] for p in periods} == {plans[org]}
+
+
+def test_the_demo_has_a_project_past_its_plan_s_free_child_branches():
+    """So that the demo's bill shows the branch allowance: some hours report more child branches
+    than the plan gives a project for free."""
+    demo = Account.generate(dataclasses.replace(PRESETS["demo"], now=NOW))
+    plans = {o["id"]: o["plan"] for o in demo.organizations}
+    past = [
+        (pid, frame["timeframe_start"])
+        for org in demo.plan_org_ids()
+        for pid in org_projects(demo, org)
+        for frame in demo.consumption(pid, "hourly")
+        if frame["metrics"]["extra_branches_month"] > FREE_CHILD_BRANCHES[plans[org]]
+    ]
+    assert past

@@ -15,8 +15,9 @@ Loads, into the dataset of the pipeline (`neon_api_data` by convention):
 | `databases`, `roles`  | `GET /projects/{id}/branches/{bid}/databases`,    | replace                 |
 |                       | `.../roles` (one call per branch)                 |                         |
 | `operations`          | `GET /projects/{id}/operations`                   | merge on id, only new   |
-| `consumption`         | `GET /consumption_history/v2/projects` (daily)    | merge, by date, look-back|
-| `branch_consumption`  | `GET /consumption_history/v2/branches` (daily,    | merge, by date, look-back|
+| `consumption`         | `GET /consumption_history/v2/projects` (daily)    | new days and a look-back|
+| `consumption_hourly`  | the same, hourly, `extra_branches_month` only     | replace the days (hours)|
+| `branch_consumption`  | `GET /consumption_history/v2/branches` (daily,    | read; older ones stay   |
 |                       | 100 projects a request)                           |                         |
 | `confirmations`       | (this source) when the API last confirmed each    | replace                 |
 |                       | listing, why it was read, when it is due again    |                         |
@@ -159,6 +160,7 @@ def neon_api(
         roles(estate),
         operations(estate),
         consumption_history(estate, enabled=consumption),
+        consumption_hourly(estate, enabled=consumption),
         branch_consumption(estate, enabled=consumption),
         confirmations(estate),
     ]
@@ -767,55 +769,103 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
             yield _counted(estate, "operations", ops)
 
 
+# The consumption tables' columns: the project consumption's (daily and hourly); the branch
+# consumption's add `branch_id`.
+CONSUMPTION_COLUMNS = {
+    "org_id": {"data_type": "text"},
+    "project_id": {"data_type": "text", "nullable": False},
+    "period_id": {"data_type": "text"},
+    "period_plan": {"data_type": "text"},
+    "period_start": {"data_type": "timestamp"},
+    "period_end": {"data_type": "timestamp"},
+    "timeframe_start": {"data_type": "timestamp", "nullable": False},
+    "timeframe_end": {"data_type": "timestamp"},
+    "metric_name": {"data_type": "text", "nullable": False},
+    "value": {"data_type": "bigint"},
+}
+
+# How a run's consumption lands: it replaces, per organization, the timeframes from the first one
+# it read on, and nothing before, so what Neon no longer serves (older than 60 days, 168 hours)
+# stays. The rows go in as read, without dlt's deduplication by primary key: a ROW_NUMBER() over
+# millions of rows ran DuckDB out of its load budget (the large account's 9 million branch rows),
+# and a page never repeats a row. The deletion needs only each organization's first timeframe.
+CONSUMPTION_MERGE = {
+    "disposition": "merge",
+    "strategy": "delete-insert",
+    "deduplicated": True,
+    "destination_scope": (
+        "EXISTS (SELECT 1 FROM (SELECT org_id, MIN(timeframe_start) AS since FROM {staging_table}"
+        " GROUP BY org_id) AS reread WHERE reread.org_id = {table}.org_id"
+        " AND {table}.timeframe_start >= reread.since)"
+    ),
+}
+
+
 @dlt.resource(
     name="consumption",
     primary_key=["project_id", "timeframe_start", "metric_name"],
-    write_disposition="merge",
-    columns={
-        "org_id": {"data_type": "text"},
-        "project_id": {"data_type": "text", "nullable": False},
-        "period_id": {"data_type": "text"},
-        "period_plan": {"data_type": "text"},
-        "period_start": {"data_type": "timestamp"},
-        "period_end": {"data_type": "timestamp"},
-        "timeframe_start": {"data_type": "timestamp", "nullable": False},
-        "timeframe_end": {"data_type": "timestamp"},
-        "metric_name": {"data_type": "text", "nullable": False},
-        "value": {"data_type": "bigint"},
-    },
+    write_disposition=CONSUMPTION_MERGE,
+    columns=CONSUMPTION_COLUMNS,
 )
 def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     """Daily consumption per project and metric, incrementally by date with a look-back, since
     Neon revises the latest day. Plans without consumption history (403) and rejected ranges (406)
-    are noted once and skipped; the rest of the run goes on."""
+    are noted once and skipped; the rest of the run goes on. Days older than Neon's 60 stay."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    if not enabled:
-        return
-    loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
-    org_ids = _consumption_org_ids(estate, "consumption")
+    if enabled:
+        yield from _project_consumption(estate, "consumption", "daily", settings.CONSUMPTION_METRICS)
 
-    for org_id in org_ids:
+
+@dlt.resource(
+    name="consumption_hourly",
+    primary_key=["project_id", "timeframe_start", "metric_name"],
+    write_disposition=CONSUMPTION_MERGE,
+    columns=CONSUMPTION_COLUMNS,
+)
+def consumption_hourly(estate: Estate, enabled: bool = True) -> Iterator[Any]:
+    """Hourly consumption per project of the metrics whose price needs hours
+    (settings.HOURLY_CONSUMPTION_METRICS: the extra-branch allowance is per project and hour):
+    complete UTC hours only, the last 168 on the first run (Neon serves no older ones), then the
+    hours since the last one read minus a short look-back; kept for good, so a year of hours builds
+    up. An hour without any (a project within its allowance) has no row: 0 is the same bill, and
+    it would be most of the rows. It costs one request per 100 projects, as the daily one."""
+    yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+    if enabled:
+        yield from _project_consumption(
+            estate, "consumption_hourly", "hourly", settings.HOURLY_CONSUMPTION_METRICS
+        )
+
+
+def _project_consumption(estate: Estate, table: str, granularity: str, metrics) -> Iterator[Any]:
+    """A project consumption table's rows of every organization, from the timeframe after the last
+    one loaded (the resource's state, restored from the warehouse) minus the look-back."""
+    loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
+    hourly = granularity == "hourly"
+    what = "hourly consumption" if hourly else "consumption"
+    for org_id in _consumption_org_ids(estate, what):
         params = {
-            **_consumption_days(estate, loaded_until.get(org_id)),
+            **_consumption_range(estate, loaded_until.get(org_id), granularity),
             "org_id": org_id,
-            "metrics": ",".join(settings.CONSUMPTION_METRICS),
+            "metrics": ",".join(metrics),
             "limit": settings.CONSUMPTION_PAGE_LIMIT,
         }
         latest = loaded_until.get(org_id, "")
         try:
-            to_table = functools.partial(_consumption_table, org_id, before=params["to"])
+            to_table = functools.partial(_consumption_table, org_id, before=params["to"], drop_zero=hourly)
             for rows in paginate_cursor(
                 estate.client, CONSUMPTION_ROUTE, "projects", params, convert=to_table
             ):
                 if rows.num_rows:
                     latest = max(latest, _iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
-                    estate.stats.count_rows("consumption", rows.num_rows)
+                    estate.stats.count_rows(table, rows.num_rows)
                     yield rows
         except NeonAPIError as exc:
             if exc.status not in (403, 404, 406):
                 raise
-            estate.stats.skipped_optional.append(f"consumption for {org_id}: {exc.status} {exc.detail}")
+            estate.stats.skipped_optional.append(f"{what} for {org_id}: {exc.status} {exc.detail}")
             continue
+        if hourly:  # hours without rows were read too: the last one asked for is loaded
+            latest = _iso(_parse_ts(params["to"]) - timedelta(hours=1))
         if latest:
             loaded_until[org_id] = latest
 
@@ -829,15 +879,25 @@ def _consumption_org_ids(estate: Estate, what: str) -> list[str]:
     return org_ids
 
 
-def _consumption_days(estate: Estate, loaded_until: str | None) -> dict[str, str]:
-    """`from`, `to` and `granularity` of a consumption request: complete UTC days only, back to
-    CONSUMPTION_HISTORY_DAYS on the first run, and from the last day loaded minus the look-back
-    (Neon revises the latest day) after it."""
-    today = estate.run_at.replace(hour=0, minute=0, second=0)
-    start = today - timedelta(days=settings.CONSUMPTION_HISTORY_DAYS - 1)
-    if loaded_until:
-        start = max(start, _parse_ts(loaded_until) - timedelta(days=settings.CONSUMPTION_LOOKBACK_DAYS))
-    return {"from": _iso(start), "to": _iso(today), "granularity": "daily"}
+def _consumption_range(
+    estate: Estate, loaded_until: str | None, granularity: str = "daily"
+) -> dict[str, str]:
+    """`from`, `to` and `granularity` of a consumption request: complete UTC days (hours) only,
+    as far back as Neon serves them (CONSUMPTION_HISTORY_DAYS, HOURLY_CONSUMPTION_HOURS) on the
+    first run or with `full_refresh`, and from the last one loaded minus the look-back (Neon
+    revises the latest) otherwise."""
+    if granularity == "hourly":
+        step = timedelta(hours=1)
+        end = estate.run_at.replace(minute=0, second=0)
+        reach, lookback = settings.HOURLY_CONSUMPTION_HOURS, settings.HOURLY_CONSUMPTION_LOOKBACK_HOURS
+    else:
+        step = timedelta(days=1)
+        end = estate.run_at.replace(hour=0, minute=0, second=0)
+        reach, lookback = settings.CONSUMPTION_HISTORY_DAYS, settings.CONSUMPTION_LOOKBACK_DAYS
+    start = end - step * (reach - 1)  # a step short of Neon's reach: our clock may run ahead of Neon's
+    if loaded_until and not estate.full_refresh:
+        start = max(start, _parse_ts(loaded_until) - step * lookback)
+    return {"from": _iso(start), "to": _iso(end), "granularity": granularity}
 
 
 # -------------------------------------------------------------------------- branch consumption
@@ -846,25 +906,13 @@ def _consumption_days(estate: Estate, loaded_until: str | None) -> dict[str, str
 @dlt.resource(
     name="branch_consumption",
     primary_key=["branch_id", "timeframe_start", "metric_name"],
-    write_disposition="merge",
-    columns={
-        "org_id": {"data_type": "text"},
-        "project_id": {"data_type": "text", "nullable": False},
-        "branch_id": {"data_type": "text", "nullable": False},
-        "period_id": {"data_type": "text"},
-        "period_plan": {"data_type": "text"},
-        "period_start": {"data_type": "timestamp"},
-        "period_end": {"data_type": "timestamp"},
-        "timeframe_start": {"data_type": "timestamp", "nullable": False},
-        "timeframe_end": {"data_type": "timestamp"},
-        "metric_name": {"data_type": "text", "nullable": False},
-        "value": {"data_type": "bigint"},
-    },
+    write_disposition=CONSUMPTION_MERGE,
+    columns={**CONSUMPTION_COLUMNS, "branch_id": {"data_type": "text", "nullable": False}},
 )
 def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     """Daily consumption per branch and metric (`GET /consumption_history/v2/branches`), by the
-    project consumption's rules: the same days and look-back, complete UTC days only, merged by
-    date. The endpoint takes 1 to 100 projects a request and serves six of the eight metrics; it
+    project consumption's rules: the same days and look-back, complete UTC days only, the days
+    read replacing the loaded ones. The endpoint takes 1 to 100 projects a request and serves six of the eight metrics; it
     is for usage-based paid plans, and its history starts when the account first ingested
     branch-level data. A 403 or 404 (plans without it) and a 406 are noted once per organization
     and skipped. A run costs about one request per hundred projects, and a page per thousand
@@ -877,7 +925,7 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     batch = settings.BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST
 
     for org_id in org_ids:
-        days = _consumption_days(estate, loaded_until.get(org_id))
+        days = _consumption_range(estate, loaded_until.get(org_id))
         to_table = functools.partial(
             _consumption_table, org_id, schema=BRANCH_CONSUMPTION_SCHEMA, before=days["to"]
         )
@@ -963,10 +1011,15 @@ BRANCH_CONSUMPTION_SCHEMA = CONSUMPTION_SCHEMA.insert(
 
 
 def _consumption_table(
-    org_id: str, page: list[dict], schema: pyarrow.Schema = CONSUMPTION_SCHEMA, before: str | None = None
+    org_id: str,
+    page: list[dict],
+    schema: pyarrow.Schema = CONSUMPTION_SCHEMA,
+    before: str | None = None,
+    drop_zero: bool = False,
 ) -> pyarrow.Table:
     """One page of consumption, flattened to one row per project (or branch, as `schema` has
-    it), day and metric; with `before`, only timeframes that start before it. An Arrow table
+    it), timeframe and metric; with `before`, only timeframes that start before it; with
+    `drop_zero`, only values other than 0. An Arrow table
     rather than dicts: a large account has about a million of these rows, and dlt writes Arrow
     straight to parquet instead of normalizing row by row."""
     ids = [name for name in ("project_id", "branch_id") if name in schema.names]
@@ -988,6 +1041,8 @@ def _consumption_table(
                 if until is not None and start is not None and start >= until:
                     continue  # a day that has not ended: Neon revises it until it does
                 for metric in frame.get("metrics") or []:
+                    if drop_zero and not metric["value"]:
+                        continue
                     for name, value in zip(
                         schema.names,
                         (

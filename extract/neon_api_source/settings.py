@@ -66,6 +66,12 @@ OPERATIONS_LOOKBACK_HOURS = 24  # operations change status for a while after the
 OPERATIONS_RETENTION_DAYS = 180  # Neon keeps six months of operations; older gaps cannot be read back
 CONSUMPTION_HISTORY_DAYS = 60  # daily granularity reaches back at most 60 days
 CONSUMPTION_LOOKBACK_DAYS = 2  # Neon revises consumption for about a day
+# Hourly consumption (the `consumption_hourly` table): granularity=hourly reaches back at most 168
+# hours (older answers 406); the metrics whose exact price needs hours (the extra-branch allowance
+# is per project and hour); consumption is final within about an hour, so two are re-read.
+HOURLY_CONSUMPTION_HOURS = 168
+HOURLY_CONSUMPTION_METRICS = ("extra_branches_month",)
+HOURLY_CONSUMPTION_LOOKBACK_HOURS = 2
 CONSUMPTION_METRICS = (
     "compute_unit_seconds",
     "root_branch_bytes_month",

@@ -38,6 +38,8 @@ demo       2      12       36        one paid org, one free org (consumption ans
                                      branch consumption from 21 days back
 realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
+large-     4      5,000    25,000    large, every org on Scale, 60 days of consumption (the
+billed                                 memory bench)
 ========== ====== ======== ========= ==================================================
 
 Where things are: :mod:`~.reference` (regions, name tables, ``AccountSpec``, ``PRESETS``),

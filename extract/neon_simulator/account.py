@@ -205,7 +205,7 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
                     "timeframe_end": ts(end),
                     "metrics": dict(zip(CONSUMPTION_METRICS, values, strict=True)),
                 }
-                for start, end, values in self._consumption_frames(project, granularity, 0, self._now)
+                for start, end, values in self._project_frames(project, granularity, 0, self._now)
             ]
 
     def branch_consumption(self, project_id: str, granularity: str = "daily") -> dict[str, list[dict]]:
@@ -250,16 +250,11 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
         project = self._project(project_id)
         item = project.item
         detail = {k: v for k, v in item.items() if k not in ("active_time", "org_name")}
-        branches = project.branches.values()
         period_start = month_start(self._now)
-        detail.update(project.detail)
-        detail["data_storage_bytes_hour"] = item.get("synthetic_storage_size", 0) * (
-            (self._now - period_start) // _HOUR
+        detail.update(project.detail)  # with the period's counters (generate.py)
+        detail["data_storage_bytes_hour"] = self._storage_byte_hours(
+            project, period_start, self._now // _HOUR * _HOUR
         )
-        detail["data_transfer_bytes"] = sum(b["data_transfer_bytes"] for b in branches)
-        detail["written_data_bytes"] = sum(b["written_data_bytes"] for b in branches)
-        detail["compute_time_seconds"] = sum(b["compute_time_seconds"] for b in branches)
-        detail["active_time_seconds"] = item["active_time"]
         detail["consumption_period_start"] = ts(period_start)
         detail["consumption_period_end"] = ts(next_month_start(self._now))
         return detail

@@ -2,7 +2,7 @@
 projects, branch trees, computes, databases, roles and operations, all drawn from one seeded
 generator, so the same spec (same seed and ``now``) always yields byte-identical data.
 
-The building blocks (``_add_child``, ``_add_usage``, ``_add_operations``,
+The building blocks (``_add_child``, ``_add_endpoint``, ``_add_operations``,
 ``_refresh_project_totals``, ...) also serve :mod:`~neon_simulator.mutations`, so that a branch
 created later looks like a generated one.
 """
@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .consumption import CHILD_OWN_PERCENT
 from .records import _Project
 from .reference import (
     _ADJECTIVES,
@@ -44,7 +45,7 @@ from .reference import (
     REGIONS,
     AccountSpec,
 )
-from .timestamps import _DAY, _HOUR, parse_ts, ts
+from .timestamps import _DAY, _HOUR, month_start, parse_ts, ts
 
 if TYPE_CHECKING:
     from .account import Account
@@ -160,7 +161,7 @@ class Generation:
             "id": org_id,
             "name": name,
             "handle": f"{name.lower().replace(' ', '-')}-{org_id[-8:]}",
-            "plan": rng.choice(_PLANS) if paid else "free",
+            "plan": self._paid_plan(rng) if paid else "free",
             "created_at": ts(created),
             "updated_at": ts(created + rng.randrange(self._now - created)),
             "managed_by": "console",
@@ -173,6 +174,12 @@ class Generation:
         self._org_by_id[org_id] = org
         if paid:
             self._plan_orgs.add(org_id)
+
+    def _paid_plan(self, rng: random.Random) -> str:
+        """A paid organization's plan: the spec's, else drawn (drawn either way, so that the rest
+        of the account is the same with or without ``paid_plan``)."""
+        drawn = rng.choice(_PLANS)
+        return self.spec.paid_plan or drawn
 
     def _add_project(self, index: int, n_branches: int, rng: random.Random) -> None:
         now = self._now
@@ -240,8 +247,7 @@ class Generation:
                 "branches_limit": 5000 if paid else 10,
                 "subscription_type": org["plan"] if paid else "free_v3",
             }
-        profile = (rng.random(), rng.choice(_CU_SIZES[:4]), rng.randint(30, 40000), rng.randint(0, 20000))
-        project = _Project(item, detail, org["id"] if org else None, profile)
+        project = _Project(item, detail, org["id"] if org else None, activity=rng.random())
         if rng.random() < 0.15:
             project.applications = sorted(rng.sample(_APPLICATIONS, rng.randint(1, 2)))
         self._projects[pid] = project
@@ -267,6 +273,7 @@ class Generation:
             branch["init_source"] = "schema-only"
         branch["logical_size"] = int(rng.lognormvariate(19.5, 1.6))  # ~300 MB median, long tail
         project.meta[branch["id"]] = (0, created)
+        self._log_size(project, branch, created)
         self._add_branch_contents(project, branch, rng, parent=None)
         return branch
 
@@ -321,6 +328,7 @@ class Generation:
         if "logical_size" in branch:
             branch["logical_size"] = int(parent.get("logical_size", 0) * rng.uniform(0.8, 1.25))
         project.meta[branch["id"]] = (project.meta[parent["id"]][0] + 1, created)
+        self._log_size(project, branch, created)
         self._add_branch_contents(project, branch, rng, parent=parent)
         if branch["name"].startswith("preview/") and rng.random() < 0.7:
             project.annotations[branch["id"]] = {
@@ -367,7 +375,7 @@ class Generation:
                 )
         branch["name"] = name
         branch["current_state"] = state
-        if state == "init" and rng.random() < 0.5:
+        if state == "init" and rng.random() < 0.75:
             branch["pending_state"] = "ready"
         changed = created + (
             rng.randrange(max(1, age)) if state == "archived" else min(age, rng.randint(1, 5))
@@ -527,24 +535,7 @@ class Generation:
             endpoint["last_active"] = ts(suspended)
             endpoint["suspended_at"] = ts(suspended)
         project.endpoints.append(endpoint)
-        if "last_active" in endpoint:
-            history = int((now - created) * rng.random() * 0.3)
-            self._add_usage(project, branch, endpoint, history, rng)
-
-    @staticmethod
-    def _add_usage(project: _Project, branch: dict, endpoint: dict, seconds: int, rng: random.Random) -> None:
-        """Credit ``seconds`` of activity of ``endpoint`` to its branch and project counters."""
-        if seconds <= 0:
-            return
-        cu = (endpoint["autoscaling_limit_min_cu"] + endpoint["autoscaling_limit_max_cu"]) / 2
-        compute = int(seconds * cu * rng.uniform(0.3, 1.0))
-        branch["active_time_seconds"] += seconds
-        branch["compute_time_seconds"] += compute
-        branch["cpu_used_sec"] += compute
-        branch["written_data_bytes"] += int(compute * rng.uniform(1e3, 5e4))
-        branch["data_transfer_bytes"] += int(compute * rng.uniform(1e3, 2e4))
-        project.item["active_time"] += seconds
-        project.item["cpu_used_sec"] += compute
+        self._track_compute(project, endpoint)  # its activity: what consumption is computed from
 
     # ---------------------------------------------------------------------------------- operations
 
@@ -593,14 +584,33 @@ class Generation:
     # ---------------------------------------------------------------------------------- totals
 
     def _refresh_project_totals(self, project: _Project) -> None:
-        """Recompute the project fields derived from its branches and computes."""
+        """Recompute the project fields derived from its branches and computes: storage, the last
+        activity, and the counters of the billing period so far (from the computes' activity, as
+        consumption history is; deleted computes count towards the project's)."""
         item = project.item
         if "synthetic_storage_size" in item:
             sizes = [b.get("logical_size", 0) for b in project.branches.values()]
             # Every branch's data plus WAL overhead; children share most pages with their parents.
-            item["synthetic_storage_size"] = int(sizes[0] * 1.15 + sum(sizes[1:]) * 0.1)
+            item["synthetic_storage_size"] = int(sizes[0] * 1.15 + sum(sizes[1:]) * CHILD_OWN_PERCENT / 100)
         last = [e["last_active"] for e in project.endpoints if "last_active" in e]
         if last:
             item["compute_last_active_at"] = max(last)
         else:
             item.pop("compute_last_active_at", None)
+        usage = self._usage_since(project, month_start(self._now), self._now)
+        for bid, branch in project.branches.items():
+            active, cu, written, sent = usage.get(bid, (0, 0, 0, 0))
+            branch["active_time_seconds"] = active
+            branch["compute_time_seconds"] = branch["cpu_used_sec"] = cu
+            branch["written_data_bytes"] = written
+            branch["data_transfer_bytes"] = sent
+        active, cu, written, sent = (
+            sum(column) for column in zip((0, 0, 0, 0), *usage.values(), strict=True)
+        )
+        item["active_time"], item["cpu_used_sec"] = active, cu
+        project.detail.update(
+            active_time_seconds=active,
+            compute_time_seconds=cu,
+            written_data_bytes=written,
+            data_transfer_bytes=sent,
+        )

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 
 from .records import _Project, _snapshot
-from .timestamps import _DAY, _HOUR, ts
+from .timestamps import _DAY, _HOUR, month_start, ts
 
 #: Fields that change on their own as time passes (what :meth:`Account.tick` touches), per resource.
 #: Everything else only changes through an explicit mutation, which also bumps ``updated_at``. A
@@ -116,7 +116,8 @@ class Mutations:
                 del project.databases[bid]
                 del project.roles[bid]
                 project.annotations.pop(bid, None)
-                project.endpoints = [e for e in project.endpoints if e["branch_id"] != bid]
+                project.endpoints = [e for e in project.endpoints if e["branch_id"] != bid]  # their
+                # activity stays in project.computes, and the branch's sizes in project.sizes
                 self._record_operation(project, "delete_timeline", bid)
             self._refresh_project_totals(project)
             return order
@@ -281,6 +282,16 @@ class Mutations:
             )
             for project in chosen:
                 self._tick_project(project, start, rng)
+            self._reset_counters(start, chosen)
+
+    def _reset_counters(self, start: int, refreshed) -> None:
+        """A new billing period began since ``start``: every project's counters restart (those of
+        ``refreshed`` projects already did)."""
+        if month_start(start) != month_start(self._now):
+            done = {id(p) for p in refreshed}
+            for project in self._projects.values():
+                if id(project) not in done:
+                    self._refresh_project_totals(project)
 
     def _tick_project(
         self, project: _Project, start: int, rng: random.Random, *, force: bool = False
@@ -295,10 +306,9 @@ class Mutations:
         for endpoint in eligible:
             branch = project.branches[endpoint["branch_id"]]
             seconds = self._tick_endpoint(project, endpoint, start, rng, force=endpoint is forced)
-            if seconds:
-                self._add_usage(project, branch, endpoint, seconds=seconds, rng=rng)
-                if "logical_size" in branch:
-                    branch["logical_size"] = max(0, int(branch["logical_size"] * rng.uniform(0.995, 1.02)))
+            if seconds and "logical_size" in branch:
+                branch["logical_size"] = max(0, int(branch["logical_size"] * rng.uniform(0.995, 1.02)))
+                self._log_size(project, branch, start)  # hours before start were reported already
         self._refresh_project_totals(project)
 
     def churn_day(self, active_share: float = 0.3, changed_share: float = 0.05) -> dict[str, list[str]]:
@@ -324,6 +334,7 @@ class Mutations:
             active = sorted(rng.sample(runnable, min(len(runnable), round(active_share * len(ids)))))
             for pid in active:
                 self._tick_project(self._projects[pid], start, rng, force=True)
+            self._reset_counters(start, [self._projects[pid] for pid in active])
             changed = sorted(rng.sample(ids, round(changed_share * len(ids))))
             happened: dict[str, list[str]] = {
                 "active": active,
@@ -364,8 +375,10 @@ class Mutations:
         self, project: _Project, endpoint: dict, start: int, rng: random.Random, *, force: bool = False
     ) -> int:
         """Move one compute through the elapsed window, recording the ``start_compute`` and
-        ``suspend_compute`` operations; returns its active seconds in the window."""
+        ``suspend_compute`` operations and its session of activity (what its consumption is
+        computed from); returns its active seconds in the window."""
         now = self._now
+        sessions = project.computes[endpoint["id"]].sessions
         endpoint.pop("pending_state", None)
         was_active = endpoint["current_state"] == "active"
         started = force or rng.random() < (0.8 if was_active else 0.3)
@@ -378,18 +391,21 @@ class Mutations:
         began = start if was_active else start + rng.randrange(now - start)
         if not was_active:
             endpoint["started_at"] = ts(began)
+            sessions.append([began, began])
             self._record_operation(
                 project, "start_compute", endpoint["branch_id"], endpoint_id=endpoint["id"], at=began, rng=rng
             )
         if rng.random() < 0.5:
             endpoint["current_state"] = "active"
             endpoint["last_active"] = ts(now)
+            sessions[-1][1] = now
             return now - began
         suspended = began + rng.randrange(max(1, now - began))
         self._suspend(project, endpoint, suspended, rng)
         return suspended - began
 
     def _suspend(self, project: _Project, endpoint: dict, at: int, rng: random.Random) -> None:
+        project.computes[endpoint["id"]].sessions[-1][1] = at  # its last session ends
         endpoint["current_state"] = "idle"
         endpoint["last_active"] = ts(at)
         endpoint["suspended_at"] = ts(at)

@@ -18,26 +18,28 @@ class _Project:
     """Everything stored for one project (compact: per-project containers, no global indexes)."""
 
     __slots__ = (
+        "activity",
         "annotations",
         "applications",
         "branches",
+        "computes",
         "databases",
         "detail",
         "endpoints",
         "item",
         "meta",
         "operations",
-        "profile",
         "retired",
         "roles",
         "scope",
+        "sizes",
     )
 
-    def __init__(self, item: dict, detail: dict, scope: str | None, profile: tuple):
+    def __init__(self, item: dict, detail: dict, scope: str | None, activity: float):
         self.item = item  # ProjectListItem
         self.detail = detail  # Project-only fields that are not derived at serve time
         self.scope = scope  # org_id, or None for a personal project
-        self.profile = profile  # (activity, cu, root MiB, child MiB): drives consumption history
+        self.activity = activity  # 0..1: how busy its computes are on the days before their last start
         self.branches: dict[str, dict] = {}  # branch id -> Branch, in creation order
         self.meta: dict[str, tuple[int, int]] = {}  # branch id -> (depth below its root, created epoch)
         self.endpoints: list[dict] = []  # Endpoint, in creation order
@@ -49,3 +51,29 @@ class _Project:
         # branch id -> (created epoch, deleted epoch, depth, had a compute) of deleted branches:
         # their consumption history outlives them
         self.retired: dict[str, tuple[int, int, int, bool]] = {}
+        # What consumption history is computed from, kept after a branch or compute is deleted:
+        # compute id -> its activity; branch id -> [(from epoch, logical size in bytes), ...]
+        self.computes: dict[str, _Compute] = {}
+        self.sizes: dict[str, list[tuple[int, int]]] = {}
+
+
+class _Compute:
+    """When one compute (endpoint) was active, and at what size: what its consumption is computed
+    from (:mod:`~neon_simulator.consumption`). It outlives the compute, as Neon's history does.
+
+    Before ``quiet_from`` the compute is active on some days, in one block a day drawn from ``key``
+    and the day; from then on only in its ``sessions``, ``[start, end)`` pairs in epoch seconds,
+    each recorded when it starts and ended at its ``last_active``.
+    """
+
+    __slots__ = ("branch_id", "created", "high4", "key", "low4", "quiet_from", "sessions", "writes")
+
+    def __init__(self, branch_id: str, created: int, low4: int, high4: int, key: int, writes: bool):
+        self.branch_id = branch_id
+        self.created = created
+        self.low4 = low4  # autoscaling_limit_min_cu x 4 (sizes are multiples of 0.25 CU)
+        self.high4 = high4  # autoscaling_limit_max_cu x 4
+        self.key = key  # 64 bits drawn from the seed and the compute id
+        self.writes = writes  # a read-write compute; read-only replicas write no WAL
+        self.quiet_from = created
+        self.sessions: list[list[int]] = []

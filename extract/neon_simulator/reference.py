@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from neon_api_source import settings as _extract_settings
@@ -131,7 +131,8 @@ _FINAL_STATUSES = _Choice((("finished", 90), ("failed", 3), ("skipped", 3), ("ca
 _SUSPEND_TIMEOUTS = _Choice(((0, 70), (300, 15), (3600, 10), (-1, 5)))
 _PROJECT_REGIONS = _Choice([(r[0], r[4]) for r in REGIONS if r[4] > 0])
 _APPLICATIONS = ("vercel", "github", "datadog", "opentelemetry")
-_PLANS = ("scale", "launch", "business")
+#: Plans of paid organizations: today's usage-based plans a rate card knows (Business is legacy).
+_PLANS = ("scale", "launch")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
 #: Projects created after this moment get Neon's newer 8-character id suffixes.
@@ -154,7 +155,8 @@ class AccountSpec:
     orgs and the first ``consumption_plan_orgs`` orgs are on a paid plan with
     ``consumption_days`` days of consumption history; the others answer 403 there. Branch-level
     history starts ``branch_consumption_days`` ago (when the account first ingested branch-level
-    data; ``None``: as far back as the project history).
+    data; ``None``: as far back as the project history). ``paid_plan`` is every paid organization's
+    plan (``None``: each drawn from Scale, Launch and Business).
     ``branches_per_project`` is a mean: the account has exactly
     ``round(projects * branches_per_project)`` branches (at least one per project), spread unevenly,
     in trees up to ``max_branch_depth`` levels below the root. ``read_only_ratio`` is the share of
@@ -175,6 +177,7 @@ class AccountSpec:
     consumption_days: int = 30
     consumption_plan_orgs: int = 1
     branch_consumption_days: int | None = None
+    paid_plan: str | None = None
     now: datetime | None = None
     serve_secrets: bool = False
 
@@ -202,6 +205,9 @@ PRESETS: dict[str, AccountSpec] = {
         consumption_plan_orgs=1,
     ),
     "demo": AccountSpec(
+        # a seed whose paid organization is on Launch, with a project past its 9 free child
+        # branches for days, so the demo's bill shows the branch allowance
+        seed=296,
         orgs=2,
         projects=12,
         branches_per_project=3,
@@ -230,3 +236,9 @@ PRESETS: dict[str, AccountSpec] = {
         consumption_plan_orgs=3,
     ),
 }
+# The large account with every organization on Scale (branch consumption too) and Neon's whole
+# daily reach served: the consumption a scheduled extract meets at its largest (`make bench`'s
+# memory row).
+PRESETS["large-billed"] = replace(
+    PRESETS["large"], consumption_plan_orgs=4, consumption_days=60, paid_plan="scale"
+)
