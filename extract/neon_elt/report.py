@@ -725,9 +725,13 @@ def suspend_words(seconds: int | None) -> str:
     return f"after {seconds} s"
 
 
-def _total(values: list[float | None]) -> float | None:
-    """A column's total; unknown when one of its figures is (a usage without a rate)."""
-    return None if any(v is None for v in values) else sum(values)
+def usd_total(values: list[float | None]) -> str:
+    """The total of figures shown; where some have no rate, the priced part and a word for the rest
+    (never a guess at it)."""
+    known = [v for v in values if v is not None]
+    if len(known) == len(values):
+        return usd(sum(known))
+    return f"{usd(sum(known))} + unpriced" if known else "no rate"
 
 
 class Period(NamedTuple):
@@ -749,12 +753,17 @@ class Period(NamedTuple):
         return self.first["billing_period_end"] is None
 
     @property
-    def cost(self) -> float | None:
-        return _total([line["cost_usd"] for line in self.lines])
+    def cost(self) -> str:
+        return usd_total([line["cost_usd"] for line in self.lines])
 
     @property
-    def projected_cost(self) -> float | None:
-        return _total([line["projected_cost_usd"] for line in self.lines])
+    def projected_cost(self) -> str:
+        return usd_total([line["projected_cost_usd"] for line in self.lines])
+
+    @property
+    def unpriced(self) -> list[str]:
+        """The metrics billable in the period without a rate."""
+        return [metric_words(line["metric_name"]) for line in self.lines if line["cost_usd"] is None]
 
     @property
     def reported_until(self) -> Any:
@@ -814,9 +823,7 @@ def bill_table(period: Period) -> str:
         if running:
             cells += [amount(line["projected_quantity"]), usd(line["projected_cost_usd"])]
         body.append(_cells(tuple(cells)))
-    total = ["Total", "", "", "", "", "", usd(period.cost)] + (
-        ["", usd(period.projected_cost)] if running else []
-    )
+    total = ["Total", "", "", "", "", "", period.cost] + (["", period.projected_cost] if running else [])
     return (
         f'<table class="bill" data-period="{period.start.isoformat()}">'
         "<thead><tr>"
@@ -878,10 +885,18 @@ def rates_words(periods: list[Period]) -> str:
             elif line["rate_source"]:
                 found = "your prices (the dbt var neon_prices)"
             else:
-                found = f"no rate for {metric_words(line['metric_name'])} on the {plan_words(line['billing_plan'])}"
+                continue  # said under "Unpriced"
             if found not in sources:
                 sources.append(found)
     return "Rates: " + "; ".join(sources) + "." if sources else ""
+
+
+def project_total(costs: dict) -> str:
+    """A project's cost in a period: project_costs' total, or its priced kinds where some usage
+    has no rate."""
+    if costs["cost_usd"] is not None:
+        return usd(costs["cost_usd"])
+    return usd_total([costs[column] for column in COST_KINDS])
 
 
 def project_cost_chart(key: str, title: str, costs: list[dict]) -> Chart:
@@ -915,7 +930,7 @@ def project_cost_chart(key: str, title: str, costs: list[dict]) -> Chart:
                         "type": "quantitative",
                         "stack": "zero",
                         "title": "USD",
-                        "axis": {"format": "$,.0f"},
+                        "axis": {"format": "$,.2~f"},
                     },
                     "color": {
                         "field": "kind",
@@ -956,14 +971,14 @@ def project_table(
             name,
             r["region_id"] or "–",
             *(usd(r[column]) for column in COST_KINDS),
-            usd(r["cost_usd"]),
+            project_total(r),
             share(r["share_of_org_cost"]),
             "–" if r["previous_period_cost_usd"] is None else usd(r["previous_period_cost_usd"]),
             "–" if r["cost_change_usd"] is None else usd(r["cost_change_usd"], signed=True),
         ]
         if running is not None:
             so_far = running_costs.get(r["project_id"])
-            cells.append("–" if so_far is None else usd(so_far["cost_usd"]))
+            cells.append("–" if so_far is None else project_total(so_far))
         rows.append(_cells(tuple(cells)))
     more = len(costs) - PROJECT_COST_ROWS
     return (
@@ -992,7 +1007,7 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
     drivers = by_period.get(headline.start, [])
     glance, notes = [], []
     if last is not None:
-        glance.append(f"<b>{html.escape(last.name())}</b>, complete: <b>{usd(last.cost)}</b>")
+        glance.append(f"<b>{html.escape(last.name())}</b>, complete: <b>{html.escape(last.cost)}</b>")
     else:
         partial = [p.name() for p in periods if not p.is_complete and not p.is_running]
         glance.append("<b>No billing period is complete in the warehouse yet</b>: the running one is shown")
@@ -1007,16 +1022,22 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
         if running.is_running:
             glance.append(
                 f"<b>{html.escape(running.name())}</b> so far, to {html.escape(until_words(running.reported_until))}: "
-                f"<b>{usd(running.cost)}</b>, heading for <b>{usd(running.projected_cost)}</b> by the period's end"
+                f"<b>{html.escape(running.cost)}</b>, heading for <b>{html.escape(running.projected_cost)}</b> by the period's end"
             )
         else:
-            glance.append(f"<b>{html.escape(running.name())}</b>, partly loaded: <b>{usd(running.cost)}</b>")
+            glance.append(
+                f"<b>{html.escape(running.name())}</b>, partly loaded: <b>{html.escape(running.cost)}</b>"
+            )
     if drivers:
         top = drivers[0]
         glance.append(
             f"Top project of {html.escape(headline.name())}{'' if last else ' so far'}: "
-            f"<b>{html.escape(top['project_name'] or top['project_id'])}</b>, {usd(top['cost_usd'])} "
-            f"({share(top['share_of_org_cost'])} of the bill)"
+            f"<b>{html.escape(top['project_name'] or top['project_id'])}</b>, {html.escape(project_total(top))}"
+            + (
+                ""
+                if top["share_of_org_cost"] is None
+                else f" ({share(top['share_of_org_cost'])} of the bill)"
+            )
         )
     previous = periods[periods.index(headline) - 1] if periods.index(headline) > 0 else None
     shown = [p for p in (last, running) if p is not None]
@@ -1036,6 +1057,14 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
                 + "".join(f"<li>{html.escape(words)}</li>" for words in allowances)
                 + "</ul>"
             )
+    unpriced = sorted({metric for period in shown for metric in period.unpriced})
+    if unpriced:
+        parts.append(
+            f'<p class="note">Unpriced: {html.escape(", ".join(unpriced))} '
+            f"{'has' if len(unpriced) == 1 else 'have'} no rate on this plan in "
+            "Neon's rate card (seed neon_rate_card); set your price in the dbt var neon_prices to count "
+            "it. Totals say “+ unpriced” where it is left out.</p>"
+        )
     rates = rates_words(shown)
     if rates:
         parts.append(f'<p class="note">{html.escape(rates)}</p>')
@@ -1418,8 +1447,10 @@ def build(target: Any) -> str:
     costs_html = cost_section(
         rows("select * from marts.monthly_bill order by org_name, org_id, billing_period_start, metric_name"),
         rows(
-            "select * from marts.project_costs "
-            "order by billing_period_start, cost_usd desc nulls last, project_name, project_id"
+            # most expensive first; a project with some usage unpriced, by its priced part
+            "select * from marts.project_costs order by billing_period_start, coalesce(cost_usd, "
+            "coalesce(compute_cost_usd, 0) + coalesce(storage_cost_usd, 0) + coalesce(transfer_cost_usd, 0) "
+            "+ coalesce(extra_branches_cost_usd, 0)) desc, project_name, project_id"
         ),
         rows(
             "select * from marts.branch_costs order by estimated_cost_last_30_days desc nulls last, "
