@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from neon_simulator import PRESETS, Account, Simulator
 from neon_simulator.errors import BRANCH_CONSUMPTION_PLAN_REQUIRED
-from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS, CONSUMPTION_METRICS
+from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS, CONSUMPTION_METRICS, PRIVATE_NETWORKING_PLANS
 from simulator_helpers import session, validate, walk_cursor
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -392,14 +392,21 @@ def test_extra_branches_are_the_child_branches_alive_each_hour(account, ticked):
                 assert frame["metrics"]["extra_branches_month"] == alive, (pid, frame["timeframe_start"])
 
 
-def test_private_transfer_only_where_the_project_is_restricted_to_vpc_endpoints(account):
+def test_private_transfer_only_where_the_project_is_restricted_to_vpc_endpoints_on_scale(account):
+    """Private networking is a Scale feature (Neon's plans page): a Launch organization's projects
+    send nothing privately, even restricted to VPC endpoints (the demo has one: test_dbt_bill
+    prices every line of its bill)."""
+    plans = {org["id"]: org["plan"] for org in account.organizations}
     private = {
         pid: sum(f["metrics"]["private_network_transfer_bytes"] for f in account.consumption(pid))
         for pid in paid_projects(account)
     }
     restricted = {pid for pid in private if account.project_vpc_endpoints(pid)}
-    assert {pid for pid, sent in private.items() if sent} <= restricted
-    assert any(private[pid] for pid in restricted)
+    on_scale = {
+        pid for pid in restricted if plans[account.project(pid)["org_id"]] in PRIVATE_NETWORKING_PLANS
+    }
+    assert {pid for pid, sent in private.items() if sent} <= on_scale
+    assert any(private[pid] for pid in on_scale)
 
 
 @pytest.mark.parametrize("which", ["generated", "ticked"])

@@ -20,7 +20,7 @@ Nothing is stored but what the estate needs anyway: when each compute was active
   days) before the day began, per hour alive: what an instant restore can go back through.
 - ``public_network_transfer_bytes``, ``private_network_transfer_bytes``: bytes sent while a compute
   was active (:data:`TRANSFER_BYTES_PER_CU_SECOND`), privately for a project restricted to VPC
-  endpoints (:data:`PRIVATE_TRANSFER_PERCENT` of them).
+  endpoints on a plan with private networking (:data:`PRIVATE_TRANSFER_PERCENT` of them).
 - per project only, ``extra_branches_month``: the child branches alive in the hour (branch-hours;
   the plan's allowance is the warehouse's to apply), and ``snapshot_storage_bytes_month``:
   :data:`SNAPSHOT_PERCENT` of the default branch's size per hour, when that branch is protected.
@@ -38,7 +38,7 @@ import hashlib
 import uuid
 
 from .records import _Compute, _Project
-from .reference import CONSUMPTION_METRICS
+from .reference import CONSUMPTION_METRICS, PRIVATE_NETWORKING_PLANS
 from .timestamps import _DAY, _HOUR, month_start, next_month_start, parse_ts, ts
 
 #: Bytes of WAL a read-write compute writes per CU-second it is active (read-only replicas: none).
@@ -143,8 +143,11 @@ class ConsumptionHistory:
 
     def _private_rate(self, project: _Project) -> int:
         """Bytes per CU-second of activity sent privately; the rest of
-        :data:`TRANSFER_BYTES_PER_CU_SECOND` is public."""
-        if project.item["id"] in self._project_vpc:
+        :data:`TRANSFER_BYTES_PER_CU_SECOND` is public. Private networking is a Scale feature: a
+        project restricted to VPC endpoints in an organization on another plan sends nothing
+        privately."""
+        org = self._org_by_id.get(project.scope)
+        if project.item["id"] in self._project_vpc and org and org["plan"] in PRIVATE_NETWORKING_PLANS:
             return TRANSFER_BYTES_PER_CU_SECOND * PRIVATE_TRANSFER_PERCENT // 100
         return 0
 

@@ -59,6 +59,8 @@ BRANCH_CONSUMPTION_METRICS: tuple[str, ...] = _extract_settings.BRANCH_CONSUMPTI
 #: Plans whose organizations get branch consumption: the spec's "paid usage-based Launch, Scale,
 #: Agent, and Enterprise plans" (project consumption also serves Business).
 BRANCH_CONSUMPTION_PLANS = frozenset({"launch", "scale", "agent", "enterprise"})
+#: Plans with Private Networking (Neon's plans page: Scale and up), so with private transfer.
+PRIVATE_NETWORKING_PLANS = frozenset({"scale", "agent", "enterprise"})
 
 # fmt: off
 _ADJECTIVES = (
