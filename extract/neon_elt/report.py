@@ -1053,7 +1053,7 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
         allowances = allowance_words(period)
         if allowances:
             parts.append(
-                '<ul class="note allowances">'
+                f'<ul class="note allowances" data-period="{period.start.isoformat()}">'
                 + "".join(f"<li>{html.escape(words)}</li>" for words in allowances)
                 + "</ul>"
             )
