@@ -10,7 +10,7 @@ import csv
 import json
 import shutil
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from expected import query, query_dicts
@@ -91,12 +91,14 @@ def loaded(demo_warehouse) -> tuple[set, set]:
             "select distinct project_id, cast(timeframe_start as date) from neon_api_data.consumption",
         )
     }
-    hours = set(
-        query(
+    hours = {
+        (project_id, start.astimezone(UTC).replace(tzinfo=None))
+        for project_id, start in query(
             demo_warehouse,
             "select distinct project_id, timeframe_start from neon_api_data.consumption_hourly",
         )
-    )
+    }
+    assert hours, "the warehouse holds hourly consumption"
     return days, hours
 
 
@@ -167,9 +169,14 @@ def test_the_monthly_bill_is_neons_formulas_applied_to_what_was_served(demo_ware
     assert set(actual) == set(neon_bill)
     for key, wanted in neon_bill.items():
         row = actual[key]
-        got = {k: (float(row[k]) if row[k] is not None and k != "billing_plan" else row[k]) for k in wanted}
-        assert got == pytest.approx(wanted, rel=TOLERANCE, abs=1e-6), key
-        assert row["allowance_quantity"] == pytest.approx(
+        assert row["billing_plan"] == wanted.pop("billing_plan"), key
+        unpriced = {k for k, v in wanted.items() if v is None}  # a plan's metric without a rate
+        assert {k: row[k] for k in unpriced} == {k: None for k in unpriced}, key
+        got = {k: float(row[k]) for k in wanted if k not in unpriced}
+        assert got == pytest.approx(
+            {k: v for k, v in wanted.items() if k not in unpriced}, rel=TOLERANCE, abs=1e-6
+        ), key
+        assert float(row["allowance_quantity"]) == pytest.approx(
             float(row["quantity"]) - float(row["billable_quantity"]), abs=1e-5
         )
     # the demo shows both allowances at work, and prices every line of the rate card's plans
@@ -273,9 +280,10 @@ def test_branch_costs_price_each_day_at_its_plans_rate(demo_account, demo_wareho
             period = month_of(parse(frame["timeframe_start"]))
             for metric, value in frame["metrics"].items():
                 quantity = value / billing.per[metric]
-                cost[kinds.get(metric, "storage")] += quantity * billing.rate(
-                    plans[row["org_id"]], metric, period
-                )
+                if value:  # nothing used costs nothing, priced or not
+                    cost[kinds.get(metric, "storage")] += quantity * billing.rate(
+                        plans[row["org_id"]], metric, period
+                    )
                 if metric not in kinds:
                     storage += quantity
         assert float(row["storage_gb_months_last_30_days"]) == pytest.approx(storage, rel=TOLERANCE)

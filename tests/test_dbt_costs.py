@@ -382,6 +382,7 @@ def priced(demo_warehouse, tmp_path_factory) -> Path:
                 "--select",
                 "branch_costs",
                 "stale_branches",
+                "int_consumption_priced_to_project_days",
                 "projects",
                 "monthly_bill",
                 "--vars",
