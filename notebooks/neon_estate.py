@@ -19,9 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config
-    from neon_elt.report import GIB, consumption_panel
+    from neon_elt.report import DAILY_CONSUMPTION, GIB, consumption_panel
 
-    return GIB, config, consumption_panel, duckdb, json, mo
+    return DAILY_CONSUMPTION, GIB, config, consumption_panel, duckdb, json, mo
 
 
 @app.cell
@@ -35,9 +35,9 @@ def _(config, duckdb, mo):
     # which this connection does not see; DuckDB keeps one instance per file in a process, so
     # restart the kernel (or reopen the notebook) to read the latest load.
     con = duckdb.connect(str(warehouse), read_only=True)
-    loaded_at = con.sql(
-        "select max(inserted_at) from neon_api_data._dlt_loads where status = 0"
-    ).fetchone()[0]
+    loaded_at = con.sql("select max(inserted_at) from neon_api_data._dlt_loads where status = 0").fetchone()[
+        0
+    ]
     mo.md(
         f"""
         # The Neon estate
@@ -229,11 +229,60 @@ def _(mo):
     mo.md("""
     ## What it costs
 
-    Compute and storage per project (`marts.projects`), the last 30 days of Neon's consumption
-    history where the plan includes it, then the estate's consumption per day
-    (`marts.daily_consumption`). Consumption stops at yesterday (UTC): Neon revises today until it
-    ends.
+    Neon's usage bill per organization, billing period and metric (`marts.monthly_bill`: usage in
+    the units Neon bills, the plan's allowances taken off, priced at the rate card's rates or yours),
+    which projects it came from, month over month (`marts.project_costs`), then each project's and
+    branch's last 30 days and the estate's consumption per day (`marts.daily_consumption`).
+    Consumption stops at yesterday (UTC): Neon revises today until it ends. The README's "What it
+    costs" says how each figure is computed and how to reconcile it with an invoice.
     """)
+    return
+
+
+@app.cell
+def _(con, mo):
+    bill = con.sql("""
+        select
+            org_name,
+            billing_period_start,
+            billing_plan,
+            is_period_complete,
+            round(sum(cost_usd), 2) as cost_usd,
+            round(sum(projected_cost_usd), 2) as projected_cost_usd,
+            max(reported_until) as reported_until,
+            max(rate_effective_from) as rate_card_of
+        from marts.monthly_bill
+        group by all
+        order by org_name, billing_period_start desc
+    """).df()
+    mo.stop(bill.empty, mo.md("No consumption history was loaded (plans without it): no bill to show."))
+    mo.ui.table(bill, selection=None, label="The bill per organization and billing period (USD)")
+    return
+
+
+@app.cell
+def _(con, mo):
+    period_projects = con.sql("""
+        select
+            org_id,
+            billing_period_start,
+            project_name,
+            region_id,
+            is_period_complete,
+            round(cost_usd, 2) as cost_usd,
+            round(share_of_org_cost, 3) as share_of_org_cost,
+            round(previous_period_cost_usd, 2) as previous_period_cost_usd,
+            round(cost_change_usd, 2) as cost_change_usd,
+            round(compute_cost_usd, 2) as compute_cost_usd,
+            round(storage_cost_usd, 2) as storage_cost_usd,
+            round(transfer_cost_usd, 2) as transfer_cost_usd,
+            round(extra_branches_cost_usd, 2) as extra_branches_cost_usd,
+            is_deleted_project
+        from marts.project_costs
+        order by billing_period_start desc, cost_usd desc nulls last
+    """).df()
+    mo.stop(period_projects.empty)
+    mo.ui.table(period_projects, selection=None, label="Which project drove the bill, per period (USD)")
     return
 
 
@@ -244,47 +293,41 @@ def _(GIB, con, mo):
             project_name,
             project_id,
             region_id,
-            round(compute_unit_seconds_last_30_days / 3600, 2) as cu_hours_30_days,
+            round(cu_hours_last_30_days, 2) as cu_hours_30_days,
+            round(estimated_cost_last_30_days, 2) as estimated_cost_usd_30_days,
             round(compute_time_seconds / 3600, 2) as compute_hours,
             round(logical_size_bytes / {GIB}, 3) as logical_size_gib,
-            round(root_branch_bytes_month_last_30_days / {GIB}, 3) as root_branch_gib_months_30_days,
-            round(child_branch_bytes_month_last_30_days / {GIB}, 3) as child_branch_gib_months_30_days,
-            round(public_network_transfer_bytes_last_30_days / {GIB}, 3) as public_transfer_gib_30_days,
             branch_count,
             stale_branch_count,
             endpoint_count
         from marts.projects
         order by cu_hours_30_days desc nulls last, logical_size_bytes desc nulls last
     """).df()
-    mo.ui.table(costs, selection=None, label="Projects by compute, last 30 days")
+    mo.ui.table(costs, selection=None, label="Projects by compute, last 30 days (cost before allowances)")
     return
 
 
 @app.cell
-def _(GIB, con, mo):
-    branch_cost = con.sql(f"""
+def _(con, mo):
+    branch_cost = con.sql("""
         select
             project_name,
             branch_name,
+            created_by,
             is_stale,
-            cu_hours_last_30_days,
-            round(storage_bytes_month_last_30_days / {GIB}, 3) as storage_gib_months_30_days,
-            round(network_transfer_bytes_last_30_days / {GIB}, 3) as transfer_gib_30_days,
-            estimated_cost_last_30_days
+            round(cu_hours_last_30_days, 2) as cu_hours_30_days,
+            round(storage_gb_months_last_30_days, 4) as storage_gb_months_30_days,
+            round(estimated_cost_last_30_days, 2) as estimated_cost_usd_30_days
         from marts.branch_costs
         where consumption_day_count > 0
-        order by cu_hours_last_30_days desc, storage_bytes_month_last_30_days desc
+        order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc
         limit 50
     """).df()
     mo.stop(branch_cost.empty, mo.md("No branch consumption history was loaded (plans without it)."))
-    mo.vstack(
-        [
-            mo.ui.table(branch_cost, selection=None, label="Branches by compute, last 30 days"),
-            mo.md(
-                "The estimated cost is empty until prices are set (the dbt var `neon_prices`, see the "
-                "README): never a guess presented as fact."
-            ),
-        ]
+    mo.ui.table(
+        branch_cost,
+        selection=None,
+        label="Branches by cost, last 30 days (rate card or your prices, before allowances)",
     )
     return
 
@@ -319,14 +362,14 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(con, consumption_panel, mo):
-    metric_rows = con.sql("""
-        select metric_name, any_value(metric_unit) as metric_unit
-        from marts.daily_consumption
+def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
+    metric_rows = con.sql(f"""
+        select metric_name, any_value(billing_unit) as billing_unit
+        from ({DAILY_CONSUMPTION}) as daily
         group by metric_name
         order by metric_name
     """).fetchall()
-    panels = {consumption_panel(name, unit)[0]: (name, unit) for name, unit in metric_rows}
+    panels = {consumption_panel(name, unit): (name, unit) for name, unit in metric_rows}
     mo.stop(not panels, mo.md("No consumption history was loaded (plans without it)."))
     metric = mo.ui.dropdown(
         options=panels,
@@ -339,18 +382,18 @@ def _(con, consumption_panel, mo):
 
 
 @app.cell
-def _(con, consumption_panel, json, metric):
-    metric_name, metric_unit = metric.value
-    title, per = consumption_panel(metric_name, metric_unit)
+def _(DAILY_CONSUMPTION, con, consumption_panel, json, metric):
+    metric_name, billing_unit = metric.value
+    title = consumption_panel(metric_name, billing_unit)
     daily = con.execute(
-        """
-        select strftime(consumption_date, '%Y-%m-%d') as day, project_name, sum(metric_value) / ? as amount
-        from marts.daily_consumption
+        f"""
+        select strftime(consumption_date, '%Y-%m-%d') as day, project_name, sum(quantity) as amount
+        from ({DAILY_CONSUMPTION}) as daily
         where metric_name = ?
         group by all
         order by day, project_name
         """,
-        [per, metric_name],
+        [metric_name],
     ).fetchall()
 
     class VegaLite:
@@ -373,7 +416,11 @@ def _(con, consumption_panel, json, metric):
             "encoding": {
                 "x": {"field": "day", "type": "temporal", "timeUnit": "utcyearmonthdate", "title": None},
                 "y": {"field": "amount", "type": "quantitative", "aggregate": "sum", "title": title},
-                "color": {"field": "project", "type": "nominal", "legend": {"orient": "bottom", "columns": 4}},
+                "color": {
+                    "field": "project",
+                    "type": "nominal",
+                    "legend": {"orient": "bottom", "columns": 4},
+                },
                 "tooltip": [
                     {"field": "day", "type": "temporal", "timeUnit": "utcyearmonthdate"},
                     {"field": "project", "type": "nominal"},
@@ -474,7 +521,7 @@ def _(con, mo):
         order by days_since_activity desc nulls last
         limit 20
         """,
-        engine=con
+        engine=con,
     )
     return
 

@@ -17,11 +17,12 @@ import subprocess
 from importlib.resources import files
 from pathlib import Path
 
+import duckdb
 import pytest
 import vl_convert
 from conftest import client_for
 from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
-from neon_elt.report import ATLAS, LAND, _svg, place_labels, project_chart, write
+from neon_elt.report import ATLAS, LAND, METRICS, _svg, place_labels, project_chart, write
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
@@ -164,9 +165,15 @@ def test_the_report_lists_every_stale_branch(report, demo_warehouse):
 
 
 @needs_chromium
+def expected_charts(warehouse: Path) -> set[str]:
+    """The charts of every report, and one of the projects behind each organization's bill."""
+    billed = query(warehouse, "select distinct org_id from marts.project_costs")
+    return EXPECTED_CHARTS | {f"project-costs-{org_id}" for (org_id,) in billed}
+
+
 def test_every_chart_draws_in_headless_chromium(laid_out):
-    _, charts = laid_out
-    assert set(charts) == EXPECTED_CHARTS
+    warehouse, charts = laid_out
+    assert set(charts) == expected_charts(warehouse)
     for name, drawn in charts.items():
         assert drawn["width"] > 100 and drawn["height"] > 100, name
         assert drawn["marks"] > 3, name
@@ -189,14 +196,8 @@ def test_no_text_is_clipped_by_its_chart(laid_out):
     assert not clipped
 
 
-# What a reader sees instead of a mart's identifiers: the unit each metric unit is shown in, and how
-# many of the mart's units make one of it.
-SHOWN_UNITS = {
-    "CU-seconds": ("CU-hours", 3600),
-    "byte-months": ("GiB-months", 2**30),
-    "bytes": ("GiB", 2**30),
-    "branch-months": ("branch-months", 1),
-}
+# What a reader sees after a quantity in the unit Neon bills it in (the seed neon_metric_units).
+SHOWN_UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-month": "branch-months"}
 WORDED_ROLES = ("role-title-text", "role-axis-title", "role-legend-title", "role-legend-label")
 
 
@@ -234,19 +235,23 @@ def test_titles_and_legends_speak_in_words(laid_out):
         for role in WORDED_ROLES
         for t in texts(chart, role)
     ]
-    assert len({name for name, _ in worded}) == len(EXPECTED_CHARTS)
+    assert {name for name, _ in worded} == expected_charts(warehouse)
     assert [(name, text) for name, text in worded if identifiers & set(re.findall(r"\w+", text))] == []
 
 
 @needs_chromium
-def test_daily_consumption_is_charted_in_gib_gib_months_and_cu_hours(laid_out):
+def test_daily_consumption_is_charted_in_the_units_neon_bills(laid_out):
+    """CU-hours, GB-months (decimal GB, a 744-hour month), GB and branch-months, each panel's axis
+    reaching the metric's largest day: never byte-hours divided by GiB."""
     warehouse, charts = laid_out
     peaks = query(
         warehouse,
-        """select metric_name, metric_unit, max(total) from (
-               select consumption_date, metric_name, metric_unit, sum(metric_value) as total
-               from marts.daily_consumption group by consumption_date, metric_name, metric_unit
-           ) as daily group by metric_name, metric_unit""",
+        """select metric_name, billing_unit, max(total) / max(raw_units_per_billing_unit) from (
+               select consumption_date, metric_name, sum(metric_value) as total
+               from marts.daily_consumption group by consumption_date, metric_name
+           ) as daily
+           inner join staging.neon_metric_units using (metric_name)
+           group by metric_name, billing_unit""",
     )
     chart = charts["consumption"]
     titles = sorted(texts(chart, "role-title-text"), key=lambda t: t["box"]["top"])
@@ -263,11 +268,11 @@ def test_daily_consumption_is_charted_in_gib_gib_months_and_cu_hours(laid_out):
     assert len(panels) == len(peaks) > 0
     assert len({title for title, _ in panels}) == len(panels)
     for metric, unit, peak in peaks:
-        shown, per = SHOWN_UNITS[unit]
+        shown = SHOWN_UNITS[unit]
         matching = [
             title
             for title, top in panels
-            if title.endswith(f"({shown})") and (in_scale(top, peak / per) if peak else top >= 0)
+            if title.endswith(f"({shown})") and (in_scale(top, peak) if peak else top >= 0)
         ]
         assert matching, (metric, unit, panels)
 
@@ -458,44 +463,211 @@ def test_the_report_fetches_nothing(demo_warehouse, tmp_path, monkeypatch):
         _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
 
 
-# ------------------------------------------------------------------- cost per branch and hygiene
+# ------------------------------------------------------------------------------------- what it costs
 
 
 def table_rows(page: str, heading: str) -> list[list[str]]:
     """The cells of the first table after `heading`, row by row."""
     section = page.split(f"<h2>{heading}</h2>", 1)[1].split("</section>", 1)[0]
-    body = section.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return body_rows(section.split("<tbody>", 1)[1].split("</tbody>", 1)[0])
+
+
+def body_rows(body: str) -> list[list[str]]:
     return [
         [html.unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
         for row in re.findall(r"<tr>(.*?)</tr>", body)
     ]
 
 
-def test_cost_per_branch_is_listed_in_cu_hours_gib_months_and_gib(report, demo_warehouse):
-    """The branches that used the most compute over the window, in units people read, and no
-    cost where no price is set."""
+def table(page: str, css_class: str, **data: str) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header cells, body rows, footer cells) of the table of `css_class` with these data-
+    attributes."""
+    attributes = "".join(f' data-{key}="{value}"' for key, value in data.items())
+    found = re.search(rf'<table class="{css_class}"{attributes}>(.*?)</table>', page, re.S)
+    assert found, (css_class, data)
+    head = re.search(r"<thead>(.*?)</thead>", found.group(1), re.S).group(1)
+    foot = re.search(r"<tfoot>(.*?)</tfoot>", found.group(1), re.S)
+    return (
+        [html.unescape(c) for c in re.findall(r"<th>(.*?)</th>", head)],
+        body_rows(re.search(r"<tbody>(.*?)</tbody>", found.group(1), re.S).group(1)),
+        [html.unescape(c) for c in re.findall(r"<th>(.*?)</th>", foot.group(1))] if foot else [],
+    )
+
+
+def organization(page: str, org_id: str) -> str:
+    """An organization's part of "What it costs"."""
+    return page.split(f'<div class="org-costs" data-org="{org_id}">', 1)[1].split("</div>", 1)[0]
+
+
+def shows_usd(cell: str, value) -> bool:
+    """Whether a cell shows `value` dollars to the cent ("<$0.01" for less than half a cent that
+    is not nothing, "no rate" for NULL)."""
+    if value is None:
+        return cell == "no rate"
+    value = float(value)
+    if 0 < abs(value) < 0.005:
+        return cell.endswith("<$0.01")
+    shown = number(cell.replace("$", "").replace("+", ""))
+    return shown is not None and abs(shown - value) <= 0.0051
+
+
+def shows_amount(cell: str, value) -> bool:
+    """Whether a cell shows `value` to the two decimals or three significant digits shown."""
+    shown, value = number(cell), float(value)
+    return shown is not None and abs(shown - value) <= max(0.0051, abs(value) * 0.0051)
+
+
+@pytest.fixture(scope="module", params=["demo", "realistic"])
+def costed(request, tmp_path_factory) -> tuple[Path, str]:
+    """(warehouse, its report's HTML): the demo, whose warehouse holds no complete billing period
+    yet, and the `realistic` account's 60 days, which hold one."""
+    warehouse = request.getfixturevalue(f"{request.param}_warehouse")
+    page = write(DuckDBTarget(warehouse), tmp_path_factory.mktemp(f"costed-{request.param}") / "report.html")
+    return warehouse, page.read_text()
+
+
+def bill_periods(warehouse: Path) -> dict[str, dict]:
+    """Per organization: its last complete billing period and its running one (None where it has
+    none), as monthly_bill says."""
+    rows = query(
+        warehouse,
+        """select org_id,
+                  max(case when is_period_complete then billing_period_start end),
+                  max(case when billing_period_end is null then billing_period_start end)
+           from marts.monthly_bill group by org_id""",
+    )
+    assert rows
+    return {org_id: {"complete": complete, "running": running} for org_id, complete, running in rows}
+
+
+def test_each_period_shown_is_monthly_bills_line_by_line(costed):
+    """The last complete period and the running one, each metric's quantity, allowance used,
+    billable quantity, rate and cost as monthly_bill has them, and the running one's projection."""
+    warehouse, page = costed
+    for org_id, periods in bill_periods(warehouse).items():
+        part = organization(page, org_id)
+        for kind, start in periods.items():
+            if start is None:
+                continue
+            lines = query_dicts(
+                warehouse,
+                f"""select * from marts.monthly_bill where org_id = '{org_id}'
+                    and billing_period_start = '{start}'""",
+            )
+            head, rows, total = table(part, "bill", period=start.isoformat())
+            by_metric = {row[0]: row for row in rows}
+            assert len(by_metric) == len(rows) == len(lines) > 0
+            for line in lines:
+                row = dict(zip(head, by_metric[METRICS[line["metric_name"]]], strict=True))
+                assert shows_amount(row["quantity"], line["quantity"]), (line, row)
+                assert row["unit"] == line["unit"]
+                assert shows_amount(row["included (free)"], line["allowance_quantity"]), (line, row)
+                assert shows_amount(row["billable"], line["billable_quantity"]), (line, row)
+                if line["rate_usd"] is None:
+                    assert row["rate"] == "no rate"
+                else:
+                    rate, unit = row["rate"].split(" / ")
+                    assert float(rate.lstrip("$")) == float(line["rate_usd"]) and unit == line["unit"], row
+                assert shows_usd(row["cost" if kind == "complete" else "cost so far"], line["cost_usd"]), (
+                    line,
+                    row,
+                )
+                if kind == "running":
+                    assert shows_usd(row["projected cost"], line["projected_cost_usd"]), (line, row)
+            assert shows_usd(total[6], sum(line["cost_usd"] or 0 for line in lines))
+        if periods["complete"] is None:
+            assert "No billing period is complete in the warehouse yet" in part
+        else:
+            assert "No billing period is complete" not in part
+
+
+def test_the_project_that_drove_the_bill_heads_its_list(costed):
+    """At a glance and at the top of the projects' table: the project project_costs says cost the
+    most in the last complete period (the running one without it), and each project's cost and
+    month-over-month change as project_costs has them."""
+    warehouse, page = costed
+    for org_id, periods in bill_periods(warehouse).items():
+        start = periods["complete"] or periods["running"]
+        costs = query_dicts(
+            warehouse,
+            f"""select * from marts.project_costs where org_id = '{org_id}' and billing_period_start = '{start}'
+                order by cost_usd desc""",
+        )
+        top = costs[0]
+        assert top["cost_usd"] > costs[1]["cost_usd"]
+        part = organization(page, org_id)
+        glance = html.unescape(
+            re.sub(r"<[^>]+>", "", part.split('<ul class="glance">', 1)[1].split("</ul>", 1)[0])
+        )
+        assert f"Top project of {start:%B %Y}" in glance and f": {top['project_name']}, $" in glance
+        head, rows, _ = table(part, "project-costs", period=start.isoformat())
+        assert rows[0][0] == top["project_name"]
+        by_name = {row[0]: dict(zip(head, row, strict=False)) for row in rows}
+        for project in costs[: len(rows)]:
+            row = by_name[project["project_name"]]
+            assert shows_usd(row["total"], project["cost_usd"]) and row["region"] == project["region_id"]
+            if project["cost_change_usd"] is not None:
+                assert row["change"].startswith("+" if project["cost_change_usd"] > 0 else "\u2212")
+                assert shows_usd(row["change"].lstrip("+\u2212"), abs(project["cost_change_usd"])), row
+
+
+def test_the_allowances_used_and_the_rate_cards_date_are_stated(costed):
+    warehouse, page = costed
+    for org_id, periods in bill_periods(warehouse).items():
+        part = organization(page, org_id)
+        for start in filter(None, periods.values()):
+            listed = re.search(rf'<ul class="note allowances" data-period="{start}">(.*?)</ul>', part, re.S)
+            [(used, included, effective_from)] = query(
+                warehouse,
+                f"""select allowance_quantity, included_quantity, rate_effective_from from marts.monthly_bill
+                    where org_id = '{org_id}' and billing_period_start = '{start}'
+                    and metric_name = 'public_network_transfer_bytes'""",
+            )
+            found = re.search(
+                rf"Public network transfer: ([\d.,]+) GB used of the {included:g} GB included",
+                html.unescape(listed.group(1)),
+            )
+            assert found and shows_amount(found.group(1), used), start
+            assert f"Neon's rate card of {effective_from:%Y-%m-%d}" in html.unescape(part)
+
+
+def test_a_warehouse_loaded_from_the_simulator_says_its_figures_are_simulated(demo_warehouse, tmp_path):
+    [(origin,)] = query(demo_warehouse, "select origin from neon_api_data._neon_elt_origin")
+    page = write(DuckDBTarget(demo_warehouse), tmp_path / "simulated.html").read_text()
+    banner = re.search(r'<p class="simulated" data-banner="simulated">(.*?)</p>', page, re.S)
+    assert banner and "Simulated data" in banner.group(1) and html.escape(origin) in banner.group(1)
+    # the same warehouse, as if loaded from Neon
+    copy = tmp_path / "neon.duckdb"
+    shutil.copyfile(demo_warehouse, copy)
+    connection = duckdb.connect(str(copy))
+    connection.execute(
+        "update neon_api_data._neon_elt_origin set origin = 'https://console.neon.tech/api/v2'"
+    )
+    connection.close()
+    page = write(DuckDBTarget(copy), tmp_path / "neon.html").read_text()
+    assert 'data-banner="simulated"' not in page and "What it costs" in page
+
+
+def test_the_branches_that_cost_the_most_are_listed_with_their_owner(report, demo_warehouse):
+    """The branches that cost the most over the window, priced by default, in CU-hours and
+    GB-months, with who created them."""
     expected = query(
         demo_warehouse,
-        """select project_name, branch_name, consumption_day_count, cu_hours_last_30_days,
-                  storage_bytes_month_last_30_days, network_transfer_bytes_last_30_days
+        """select project_name, branch_name, created_by, consumption_day_count, cu_hours_last_30_days,
+                  storage_gb_months_last_30_days, estimated_cost_last_30_days
            from marts.branch_costs where cu_hours_last_30_days is not null
-           order by cu_hours_last_30_days desc, branch_id limit 25""",
+           order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc, branch_id limit 25""",
     )
     page = report.read_text()
-    rows = table_rows(page, "Cost per branch, last 30 days")
-    assert rows == [
-        [
-            project,
-            branch,
-            str(days),
-            f"{hours:,.1f}",
-            f"{storage / 2**30:,.2f}",
-            f"{transfer / 2**30:,.2f}",
-            "not priced",
-        ]
-        for project, branch, days, hours, storage, transfer in expected
+    _, rows, _ = table(page, "costs")
+    assert [row[:5] for row in rows] == [
+        [project, branch, owner or "–", str(days), f"{hours:,.1f}"]
+        for project, branch, owner, days, hours, *_ in expected
     ]
-    assert rows and "set them in the dbt var neon_prices" in page
+    for row, (*_, gb_months, cost) in zip(rows, expected, strict=True):
+        assert shows_amount(row[5], gb_months) and shows_usd(row[6], cost), row
+    assert any(owner for _, _, owner, *_ in expected) and all(cost is not None for *_, cost in expected)
+    assert "neon_prices (dbt_project.yml)" not in page and "GiB-months" not in page
 
 
 def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(report, demo_warehouse):
@@ -514,7 +686,7 @@ def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(r
     }
     for row, facts in zip(rows, flagged, strict=False):
         assert row[2] == ", ".join(text for flag, text in words.items() if facts[flag])
-        assert row[3] == f"{facts['autoscaling_limit_min_cu']:g}–{facts['autoscaling_limit_max_cu']:g} CU"
+        assert row[3] == facts["compute_size"]
         assert row[5] == str(facts["days_since_active"])
         hours = facts["cu_hours_last_30_days"]
         if hours is not None:
@@ -525,18 +697,19 @@ def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(r
 
 
 @needs_chromium
-def test_branch_costs_are_charted_in_cu_hours_and_gib_months(laid_out):
+def test_branch_costs_are_charted_in_dollars_cu_hours_and_gb_months(laid_out):
     """Each panel's axis reaches the largest value charted, in the unit its title names."""
     warehouse, charts = laid_out
     chart = charts["branch-costs"]
     charted = query(
         warehouse,
-        """select cu_hours_last_30_days, storage_bytes_month_last_30_days / 2^30
+        """select estimated_cost_last_30_days, cu_hours_last_30_days, storage_gb_months_last_30_days
            from marts.branch_costs where cu_hours_last_30_days is not null
            order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc, branch_id limit 15""",
     )
+    panels = ("Estimated cost (USD)", "Compute (CU-hours)", "Storage (GB-months)")
     headers = {t["text"]: t["box"] for t in texts(chart, "role-title-text") if t["text"].endswith(")")}
-    assert set(headers) == {"Compute (CU-hours)", "Storage (GiB-months)"}
+    assert set(headers) == set(panels)
     ticks = {name: [] for name in headers}
     for label in texts(chart, "role-axis-label"):
         value = number(label["text"])
@@ -545,9 +718,9 @@ def test_branch_costs_are_charted_in_cu_hours_and_gib_months(laid_out):
         middle = (label["box"]["left"] + label["box"]["right"]) / 2
         nearest = min(headers, key=lambda n: abs((headers[n]["left"] + headers[n]["right"]) / 2 - middle))
         ticks[nearest].append(value)
-    assert in_scale(max(ticks["Compute (CU-hours)"]), max(h for h, _ in charted))
-    assert in_scale(max(ticks["Storage (GiB-months)"]), max(g for _, g in charted))
-    assert chart["bars"] == 2 * len(charted)
+    for i, panel in enumerate(panels):
+        assert in_scale(max(ticks[panel]), max(float(row[i]) for row in charted)), panel
+    assert chart["bars"] == 3 * len(charted)
 
 
 # ------------------------------------------------------------------------- who can reach the estate

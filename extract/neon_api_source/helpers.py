@@ -602,13 +602,22 @@ class NeonClient:
         raise NeonAPIError(route, status, message)
 
 
+# Neon is never on this machine: an API on the loopback host is the simulator (neon_simulator).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def origin_of(base_url: str) -> str:
     """Which API a base URL reaches. Ports on the loopback host are ignored, so every local
     simulator counts as one origin."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
-    netloc = host if host in ("127.0.0.1", "localhost", "::1") else parts.netloc
+    netloc = host if host in LOOPBACK_HOSTS else parts.netloc
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def is_local(origin: str) -> bool:
+    """Whether an origin (or base URL) is on the loopback host: the simulator, not Neon."""
+    return urlsplit(origin).hostname in LOOPBACK_HOSTS
 
 
 def _error_message(body_text: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import vl_convert
+from neon_api_source.helpers import is_local
 
 VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
 GIB = 2**30
@@ -39,14 +40,19 @@ METRICS = {
     "private_network_transfer_bytes": "Private network transfer",
     "extra_branches_month": "Extra branches",
 }
-# The unit the mart states for a metric (daily_consumption.metric_unit) -> the unit shown, and how
-# many of the first make one of the second.
-UNITS = {
-    "CU-seconds": ("CU-hours", 3600),
-    "byte-months": ("GiB-months", GIB),
-    "bytes": ("GiB", GIB),
-    "branch-months": ("branch-months", 1),
-}
+# The unit Neon bills a metric in (the seed neon_metric_units, `unit` of monthly_bill) -> how it
+# reads after a quantity.
+UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-month": "branch-months"}
+# Daily consumption in the units Neon bills: daily_consumption states Neon's raw units, and the seed
+# neon_metric_units holds every conversion (decimal GB, a 744-hour month). The notebook reads it too.
+DAILY_CONSUMPTION = """
+    select
+        daily.*,
+        units.billing_unit,
+        cast(daily.metric_value as double precision) / units.raw_units_per_billing_unit as quantity
+    from marts.daily_consumption as daily
+    inner join staging.neon_metric_units as units on daily.metric_name = units.metric_name
+"""
 PROVIDERS = {"aws": "AWS", "azure": "Azure"}
 STALE_BARS = 15  # the clean-up table below the chart lists them all
 PROJECT_BARS = 20
@@ -100,11 +106,14 @@ def distinct_labels(names: list[str], ids: list[str]) -> list[str]:
     ]
 
 
-def consumption_panel(metric_name: str, metric_unit: str | None) -> tuple[str, float]:
-    """The title of a metric's panel, in words and the unit shown, and the divisor into that unit."""
-    words = METRICS.get(metric_name) or metric_name.replace("_", " ").capitalize()
-    unit, per = UNITS.get(metric_unit or "", (metric_unit, 1))
-    return (f"{words} ({unit})" if unit else words), per
+def metric_words(metric_name: str) -> str:
+    return METRICS.get(metric_name) or metric_name.replace("_", " ").capitalize()
+
+
+def consumption_panel(metric_name: str, billing_unit: str | None) -> str:
+    """The title of a metric's panel: the metric in words, and the unit Neon bills it in."""
+    unit = UNITS.get(billing_unit or "", billing_unit)
+    return f"{metric_words(metric_name)} ({unit})" if unit else metric_words(metric_name)
 
 
 # The map
@@ -568,9 +577,9 @@ def consumption_chart(daily: list[dict]) -> Chart:
     panels = {}
     values = []
     for row in daily:
-        panel, per = consumption_panel(row["metric_name"], row["metric_unit"])
+        panel = consumption_panel(row["metric_name"], row["billing_unit"])
         panels[panel] = (order.get(row["metric_name"], len(order)), panel)
-        values.append({"date": row["consumption_date"], "panel": panel, "value": (row["total"] or 0) / per})
+        values.append({"date": row["consumption_date"], "panel": panel, "value": row["total"] or 0})
     return Chart(
         "consumption",
         "Daily consumption",
@@ -604,12 +613,27 @@ def consumption_chart(daily: list[dict]) -> Chart:
     )
 
 
-# Cost per branch and compute hygiene (branch_costs, compute_hygiene)
+# What it costs (monthly_bill, project_costs, branch_costs) and compute hygiene (compute_hygiene)
 # --------------------------------------------------------------------------------------------------
+# Every figure is a mart's: this module lays them out and formats them, and adds up no more than the
+# columns it shows (a table's total).
 
 COST_BARS = 15  # branches charted; the table below the chart lists more
 COST_ROWS = 25  # branches in the cost table
+PROJECT_COST_ROWS = 15  # projects in a period's table (the chart shows as many)
 HYGIENE_ROWS = 30  # computes in the hygiene list
+# project_costs' cost of each kind -> its name in the report, in the order the bars stack.
+COST_KINDS = {
+    "compute_cost_usd": "Compute",
+    "storage_cost_usd": "Storage",
+    "transfer_cost_usd": "Transfer",
+    "extra_branches_cost_usd": "Extra branches",
+}
+# included_per of monthly_bill -> how the allowance is counted, in words.
+INCLUDED_PER = {
+    "organization-month": "a month for the organization",
+    "project-hour": "per project at any hour",
+}
 # A flag of compute_hygiene -> the finding's name in the report, and what it means.
 FINDINGS = {
     "never_suspends": (
@@ -643,12 +667,47 @@ def hours(value: float | None) -> str:
     return "–" if value is None else f"{value:,.1f}"
 
 
-def gib(value: float | None) -> str:
-    return "–" if value is None else f"{value / GIB:,.2f}"
+def amount(value: float | None) -> str:
+    """A quantity: two decimals from 1 up, three significant digits below (0.0312 GB-months)."""
+    if value is None:
+        return "–"
+    if value == 0 or abs(value) >= 1:
+        return f"{value:,.2f}"
+    return f"{value:.3g}"
 
 
-def money(value: float | None) -> str:
-    return "not priced" if value is None else f"{value:,.2f}"
+def usd(value: float | None, signed: bool = False) -> str:
+    """Dollars and cents; a cost too small for a cent still shows that it is not nothing."""
+    if value is None:
+        return "no rate"
+    sign = (
+        ("+" if value > 0 else "\u2212" if value < 0 else "") if signed else ("\u2212" if value < 0 else "")
+    )
+    if 0 < abs(value) < 0.005:
+        return f"{sign}<$0.01"
+    return f"{sign}${abs(value):,.2f}"
+
+
+def rate_words(rate: float | None, unit: str | None) -> str:
+    return "no rate" if rate is None else f"${rate:g} / {unit}"
+
+
+def share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def period_words(start: Any) -> str:
+    """A billing period by its start: "November 2026" (Neon's periods start on the 1st)."""
+    return f"{start:%B %Y}" if start.day == 1 else f"the period from {start:%b} {start.day}, {start.year}"
+
+
+def until_words(moment: Any) -> str:
+    """Where the warehouse's figures of a period stop: "Dec 5, 00:00 UTC"."""
+    return f"{moment:%b} {moment.day}, {moment:%H:%M} UTC"
+
+
+def plan_words(plan: str | None) -> str:
+    return f"{plan.capitalize()} plan" if plan else "unknown plan"
 
 
 def suspend_words(seconds: int | None) -> str:
@@ -666,30 +725,377 @@ def suspend_words(seconds: int | None) -> str:
     return f"after {seconds} s"
 
 
+def usd_total(values: list[float | None]) -> str:
+    """The total of figures shown; where some have no rate, the priced part and a word for the rest
+    (never a guess at it)."""
+    known = [v for v in values if v is not None]
+    if len(known) == len(values):
+        return usd(sum(known))
+    return f"{usd(sum(known))} + unpriced" if known else "no rate"
+
+
+class Period(NamedTuple):
+    """One billing period of one organization: its monthly_bill rows (one per metric)."""
+
+    start: Any
+    lines: list[dict]
+
+    @property
+    def first(self) -> dict:
+        return self.lines[0]
+
+    @property
+    def is_complete(self) -> bool:
+        return all(line["is_period_complete"] for line in self.lines)
+
+    @property
+    def is_running(self) -> bool:
+        return self.first["billing_period_end"] is None
+
+    @property
+    def cost(self) -> str:
+        return usd_total([line["cost_usd"] for line in self.lines])
+
+    @property
+    def projected_cost(self) -> str:
+        return usd_total([line["projected_cost_usd"] for line in self.lines])
+
+    @property
+    def unpriced(self) -> list[str]:
+        """The metrics billable in the period without a rate."""
+        return [metric_words(line["metric_name"]) for line in self.lines if line["cost_usd"] is None]
+
+    @property
+    def reported_until(self) -> Any:
+        return max(line["reported_until"] for line in self.lines)
+
+    def name(self) -> str:
+        return period_words(self.start)
+
+
+def periods_of(bill: list[dict]) -> dict[tuple, list[Period]]:
+    """monthly_bill's rows per organization ((org_id, org_name)), each as its periods, oldest first."""
+    grouped: dict[tuple, dict[Any, list[dict]]] = {}
+    for line in bill:
+        org = (line["org_id"], line["org_name"] or line["org_id"])
+        grouped.setdefault(org, {}).setdefault(line["billing_period_start"], []).append(line)
+    order = {name: i for i, name in enumerate(METRICS)}
+    return {
+        org: [
+            Period(
+                start,
+                sorted(
+                    lines, key=lambda line: (order.get(line["metric_name"], len(order)), line["metric_name"])
+                ),
+            )
+            for start, lines in sorted(periods.items())
+        ]
+        for org, periods in grouped.items()
+    }
+
+
+def bill_table(period: Period) -> str:
+    """A period's bill by metric: usage in the unit Neon bills, what the plan included, what is
+    billable, the rate and the cost; for the running period, where it is heading."""
+    running = not period.is_complete
+    head = [
+        "metric",
+        "quantity",
+        "unit",
+        "included (free)",
+        "billable",
+        "rate",
+        "cost so far" if running else "cost",
+    ]
+    if running:
+        head += ["projected quantity", "projected cost"]
+    body = []
+    for line in period.lines:
+        cells = [
+            metric_words(line["metric_name"]),
+            amount(line["quantity"]),
+            line["unit"],
+            amount(line["allowance_quantity"]),
+            amount(line["billable_quantity"]),
+            rate_words(line["rate_usd"], line["unit"]),
+            usd(line["cost_usd"]),
+        ]
+        if running:
+            cells += [amount(line["projected_quantity"]), usd(line["projected_cost_usd"])]
+        body.append(_cells(tuple(cells)))
+    total = ["Total", "", "", "", "", "", period.cost] + (["", period.projected_cost] if running else [])
+    return (
+        f'<table class="bill" data-period="{period.start.isoformat()}">'
+        "<thead><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "\n".join(body)
+        + "</tbody><tfoot>"
+        + "<tr>"
+        + "".join(f"<th>{html.escape(c)}</th>" for c in total)
+        + "</tr>"
+        + "</tfoot></table>"
+    )
+
+
+def period_heading(period: Period) -> str:
+    plan = plan_words(period.first["billing_plan"])
+    if period.is_complete:
+        return f"{period.name()}, complete ({plan})"
+    if period.is_running:
+        return f"{period.name()} so far, to {until_words(period.reported_until)} ({plan})"
+    return f"{period.name()}, partly loaded ({plan})"
+
+
+def allowance_words(period: Period) -> list[str]:
+    """What the plan included in the period, and how much of it was used."""
+    words = []
+    for line in period.lines:
+        if line["included_quantity"] is None:
+            continue
+        unit = UNITS.get(line["unit"], line["unit"])
+        per = INCLUDED_PER.get(line["included_per"], f"per {line['included_per']}")
+        if line["included_per"] == "organization-month":
+            words.append(
+                f"{metric_words(line['metric_name'])}: {amount(line['allowance_quantity'])} {unit} used of "
+                f"the {line['included_quantity']:g} {unit} included {per}"
+                + (
+                    f"; {amount(line['billable_quantity'])} {unit} billable."
+                    if line["billable_quantity"]
+                    else "."
+                )
+            )
+        else:
+            words.append(
+                f"{metric_words(line['metric_name'])}: {amount(line['quantity'])} {unit} of child branches, "
+                f"{amount(line['allowance_quantity'])} of them free ({line['included_quantity']:g} child "
+                f"branches included {per})"
+                + (f"; {amount(line['billable_quantity'])} billable." if line["billable_quantity"] else ".")
+            )
+    return words
+
+
+def rates_words(periods: list[Period]) -> str:
+    """Where the rates of the periods shown come from: the rate card's date, or your prices."""
+    sources = []
+    for period in periods:
+        for line in period.lines:
+            if line["rate_source"] == "rate card":
+                found = f"Neon's rate card of {line['rate_effective_from']:%Y-%m-%d} for the {plan_words(line['billing_plan'])}"
+            elif line["rate_source"]:
+                found = "your prices (the dbt var neon_prices)"
+            else:
+                continue  # said under "Unpriced"
+            if found not in sources:
+                sources.append(found)
+    return "Rates: " + "; ".join(sources) + "." if sources else ""
+
+
+def project_total(costs: dict) -> str:
+    """A project's cost in a period: project_costs' total, or its priced kinds where some usage
+    has no rate."""
+    if costs["cost_usd"] is not None:
+        return usd(costs["cost_usd"])
+    return usd_total([costs[column] for column in COST_KINDS])
+
+
+def project_cost_chart(key: str, title: str, costs: list[dict]) -> Chart:
+    """Each project's cost in one period, stacked by kind: which project drove the bill."""
+    labels = distinct_labels(
+        [r["project_name"] or f"deleted {r['project_id']}" for r in costs], [r["project_id"] for r in costs]
+    )
+    values = [
+        {"project": label, "kind": words, "usd": r[column] or 0}
+        for r, label in zip(costs, labels, strict=True)
+        for column, words in COST_KINDS.items()
+    ]
+    return Chart(
+        key,
+        title,
+        _svg(
+            {
+                "title": title,
+                "data": {"values": values},
+                "mark": "bar",
+                "encoding": {
+                    "y": {
+                        "field": "project",
+                        "type": "nominal",
+                        "sort": labels,
+                        "title": None,
+                        "axis": {"labelLimit": 0},
+                    },
+                    "x": {
+                        "field": "usd",
+                        "type": "quantitative",
+                        "stack": "zero",
+                        "title": "USD",
+                        "axis": {"format": "$,.2~f"},
+                    },
+                    "color": {
+                        "field": "kind",
+                        "type": "nominal",
+                        "title": None,
+                        "scale": {"domain": list(COST_KINDS.values())},
+                        "legend": {"orient": "top"},
+                    },
+                    "order": {"field": "kind", "sort": "ascending"},
+                    "tooltip": [
+                        {"field": "project", "title": "Project"},
+                        {"field": "kind", "title": "Kind"},
+                        {"field": "usd", "title": "USD", "format": "$,.2f"},
+                    ],
+                },
+                "width": 560,
+            }
+        ),
+    )
+
+
+def project_table(
+    period: Period, costs: list[dict], previous: Period | None, running: Period | None, running_costs: dict
+) -> str:
+    """The projects of a period, most expensive first: cost by kind, share, month over month (the
+    previous period named, and said to be partial when it is), and (beside a complete period) the
+    running period so far."""
+    before = "previous period" if previous is None else f"{previous.start:%b %Y}"
+    if previous is not None and not previous.is_complete:
+        before += " (partial)"
+    head = ["project", "region", *COST_KINDS.values(), "total", "share", before, "change"]
+    if running is not None:
+        head.append(f"{running.start:%b %Y} so far")
+    rows = []
+    for r in costs[:PROJECT_COST_ROWS]:
+        name = r["project_name"] or f"{r['project_id']} (deleted)"
+        cells = [
+            name,
+            r["region_id"] or "–",
+            *(usd(r[column]) for column in COST_KINDS),
+            project_total(r),
+            share(r["share_of_org_cost"]),
+            "–" if r["previous_period_cost_usd"] is None else usd(r["previous_period_cost_usd"]),
+            "–" if r["cost_change_usd"] is None else usd(r["cost_change_usd"], signed=True),
+        ]
+        if running is not None:
+            so_far = running_costs.get(r["project_id"])
+            cells.append("–" if so_far is None else project_total(so_far))
+        rows.append(_cells(tuple(cells)))
+    more = len(costs) - PROJECT_COST_ROWS
+    return (
+        f'<table class="project-costs" data-period="{period.start.isoformat()}"><thead><tr>'
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "\n".join(rows)
+        + "</tbody></table>"
+        + (f'<p class="note">And {more} more projects in marts.project_costs.</p>' if more > 0 else "")
+    )
+
+
+def organization_costs(org: tuple, periods: list[Period], project_costs: list[dict]) -> str:
+    """One organization's bill: the last complete period, the running one, and their projects."""
+    org_id, org_name = org
+    complete = [p for p in periods if p.is_complete]
+    last = complete[-1] if complete else None
+    running = periods[-1] if not periods[-1].is_complete and periods[-1].is_running else None
+    if last is None and running is None:
+        running = periods[-1]  # neither complete nor running: the latest, partly loaded
+    by_period: dict[Any, list[dict]] = {}
+    for r in project_costs:
+        if r["org_id"] == org_id:
+            by_period.setdefault(r["billing_period_start"], []).append(r)
+    headline = last or running
+    drivers = by_period.get(headline.start, [])
+    glance, notes = [], []
+    if last is not None:
+        glance.append(f"<b>{html.escape(last.name())}</b>, complete: <b>{html.escape(last.cost)}</b>")
+    else:
+        partial = [p.name() for p in periods if not p.is_complete and not p.is_running]
+        glance.append("<b>No billing period is complete in the warehouse yet</b>: the running one is shown")
+        notes.append(
+            "A period is complete once Neon has closed it and the warehouse holds every day of it. "
+            "Neon's daily history reaches back 60 days, so the period a first run starts in is only "
+            "partly loaded"
+            + (f" ({', '.join(partial)}: closed by Neon, not held whole)" if partial else "")
+            + "; the next period is complete once it ends."
+        )
+    if running is not None:
+        if running.is_running:
+            glance.append(
+                f"<b>{html.escape(running.name())}</b> so far, to {html.escape(until_words(running.reported_until))}: "
+                f"<b>{html.escape(running.cost)}</b>, heading for <b>{html.escape(running.projected_cost)}</b> by the period's end"
+            )
+        else:
+            glance.append(
+                f"<b>{html.escape(running.name())}</b>, partly loaded: <b>{html.escape(running.cost)}</b>"
+            )
+    if drivers:
+        top = drivers[0]
+        glance.append(
+            f"Top project of {html.escape(headline.name())}{'' if last else ' so far'}: "
+            f"<b>{html.escape(top['project_name'] or top['project_id'])}</b>, {html.escape(project_total(top))}"
+            + (
+                ""
+                if top["share_of_org_cost"] is None
+                else f" ({share(top['share_of_org_cost'])} of the bill)"
+            )
+        )
+    previous = periods[periods.index(headline) - 1] if periods.index(headline) > 0 else None
+    shown = [p for p in (last, running) if p is not None]
+    parts = [
+        f'<div class="org-costs" data-org="{html.escape(org_id or "")}">',
+        f"<h3>{html.escape(org_name or 'Personal account')}</h3>",
+        '<ul class="glance">' + "".join(f"<li>{item}.</li>" for item in glance) + "</ul>",
+        *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
+    ]
+    for period in shown:
+        parts.append(f"<h4>{html.escape(period_heading(period))}: by metric</h4>")
+        parts.append(bill_table(period))
+        allowances = allowance_words(period)
+        if allowances:
+            parts.append(
+                f'<ul class="note allowances" data-period="{period.start.isoformat()}">'
+                + "".join(f"<li>{html.escape(words)}</li>" for words in allowances)
+                + "</ul>"
+            )
+    unpriced = sorted({metric for period in shown for metric in period.unpriced})
+    if unpriced:
+        parts.append(
+            f'<p class="note">Unpriced: {html.escape(", ".join(unpriced))} '
+            f"{'has' if len(unpriced) == 1 else 'have'} no rate on this plan in "
+            "Neon's rate card (seed neon_rate_card); set your price in the dbt var neon_prices to count "
+            "it. Totals say “+ unpriced” where it is left out.</p>"
+        )
+    rates = rates_words(shown)
+    if rates:
+        parts.append(f'<p class="note">{html.escape(rates)}</p>')
+    if drivers:
+        title = f"Which projects drove the bill: {headline.name()}" + ("" if last else " so far")
+        chart = project_cost_chart(f"project-costs-{org_id}", title, drivers[:PROJECT_COST_ROWS])
+        parts.append(_figure(chart))
+        running_costs = (
+            {r["project_id"]: r for r in by_period.get(running.start, [])} if (running and last) else {}
+        )
+        parts.append(project_table(headline, drivers, previous, running if last else None, running_costs))
+    parts.append("</div>")
+    return "\n".join(parts)
+
+
 def branch_cost_chart(costs: list[dict]) -> Chart:
-    """The branches that cost the most over the cost window (without prices, that used the most
-    compute; `costs` comes in that order): CU-hours, storage in GiB-months, and the estimated cost
-    when prices are set."""
+    """The branches that cost the most over the cost window (`costs` comes in that order): their
+    estimated cost, CU-hours and storage in GB-months."""
     top = [r for r in costs if r["cu_hours_last_30_days"] is not None][:COST_BARS]
     labels = distinct_labels(
         [f"{r['project_name']} / {r['branch_name']}" for r in top], [r["branch_id"] for r in top]
     )
-    priced = any(r["estimated_cost_last_30_days"] is not None for r in top)
-
-    def measures(r: dict) -> dict[str, float | None]:
-        shown = {
-            "Compute (CU-hours)": r["cu_hours_last_30_days"],
-            "Storage (GiB-months)": (r["storage_bytes_month_last_30_days"] or 0) / GIB,
-        }
-        if priced:
-            shown["Estimated cost (your prices)"] = r["estimated_cost_last_30_days"]
-        return shown
-
-    panels = list(measures(top[0])) if top else []
+    panels = {
+        "Estimated cost (USD)": "estimated_cost_last_30_days",
+        "Compute (CU-hours)": "cu_hours_last_30_days",
+        "Storage (GB-months)": "storage_gb_months_last_30_days",
+    }
     values = [
-        {"branch": label, "panel": panel, "value": value}
+        {"branch": label, "panel": panel, "value": r[column] or 0}
         for r, label in zip(top, labels, strict=True)
-        for panel, value in measures(r).items()
+        for panel, column in panels.items()
     ]
     first = top[0] if top else costs[0]
     return Chart(
@@ -697,8 +1103,7 @@ def branch_cost_chart(costs: list[dict]) -> Chart:
         "Cost per branch",
         _svg(
             {
-                "title": f"The {len(top)} branches that "
-                + ("cost the most, " if priced else "used the most compute, ")
+                "title": f"The {len(top)} branches that cost the most, "
                 + window_words(first["window_start_date"], first["window_end_date"]),
                 "data": {"values": values},
                 "mark": "bar",
@@ -715,12 +1120,12 @@ def branch_cost_chart(costs: list[dict]) -> Chart:
                         "field": "panel",
                         "type": "nominal",
                         "title": None,
-                        "sort": panels,
+                        "sort": list(panels),
                         "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
                     },
                 },
                 "resolve": {"scale": {"x": "independent"}},
-                "width": 200 if priced else 260,
+                "width": 170,
             }
         ),
     )
@@ -734,51 +1139,70 @@ def _cells(values: tuple) -> str:
     return "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values) + "</tr>"
 
 
-def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
-    """Cost per branch (a chart, when branch consumption is loaded, and a table) and the compute
-    hygiene list."""
+def branch_costs_part(costs: list[dict]) -> str:
+    """The branches that cost the most over the last 30 complete days, with their owner."""
+    if not costs:
+        return ""
     measured = [r for r in costs if r["cu_hours_last_30_days"] is not None]
-    parts = []
-    if costs:
-        window = window_words(costs[0]["window_start_date"], costs[0]["window_end_date"])
-        priced = any(r["estimated_cost_last_30_days"] is not None for r in costs)
-        note = (
-            f"{len(measured)} of {len(costs)} branches have branch consumption for the 30 complete "
-            f"days {window} (UTC); plans without it (free, Business) have none, and days before the "
-            "account's branch history began are not in it. "
-            + (
-                "Estimated costs are at your prices, before your plan's allowances."
-                if priced
-                else "Estimated costs need your prices: set them in the dbt var neon_prices (dbt_project.yml)."
+    window = window_words(costs[0]["window_start_date"], costs[0]["window_end_date"])
+    note = (
+        f"{len(measured)} of {len(costs)} branches have branch consumption for the 30 complete days "
+        f"{window} (UTC); plans without it (free, Business) have none, and days before the account's "
+        "branch history began are not in it. Estimated costs are compute, storage and transfer at the "
+        "rates of each day's plan, before the organization's allowances (its free transfer is shared "
+        "by its projects: see the bill above). Owner: who created the branch, as Neon records it."
+    )
+    rows = "\n".join(
+        _cells(
+            (
+                r["project_name"],
+                r["branch_name"],
+                r["created_by"] or "–",
+                r["consumption_day_count"],
+                hours(r["cu_hours_last_30_days"]),
+                amount(r["storage_gb_months_last_30_days"]),
+                usd(r["estimated_cost_last_30_days"]),
             )
         )
-        rows = "\n".join(
-            _cells(
-                (
-                    r["project_name"],
-                    r["branch_name"],
-                    r["consumption_day_count"],
-                    hours(r["cu_hours_last_30_days"]),
-                    gib(r["storage_bytes_month_last_30_days"]),
-                    gib(r["network_transfer_bytes_last_30_days"]),
-                    money(r["estimated_cost_last_30_days"]),
-                )
-            )
-            for r in measured[:COST_ROWS]
+        for r in measured[:COST_ROWS]
+    )
+    more = len(measured) - COST_ROWS
+    return (
+        f"<h3>Branches that cost the most, {html.escape(window)}</h3>"
+        + (_figure(branch_cost_chart(costs)) if measured else "")
+        + f'<p class="note">{html.escape(note)}</p>'
+        '<table class="costs"><thead><tr><th>project</th><th>branch</th><th>owner</th><th>days measured</th>'
+        "<th>CU-hours</th><th>storage (GB-months)</th><th>estimated cost</th></tr></thead><tbody>"
+        + (rows or '<tr><td colspan="7">No branch consumption was loaded.</td></tr>')
+        + "</tbody></table>"
+        + (f'<p class="note">And {more} more in marts.branch_costs.</p>' if more > 0 else "")
+    )
+
+
+def cost_section(bill: list[dict], project_costs: list[dict], branch_costs: list[dict]) -> str:
+    """What it costs: each organization's bill (last complete period, running period, projects),
+    then the branches that cost the most."""
+    orgs = periods_of(bill)
+    body = [organization_costs(org, periods, project_costs) for org, periods in orgs.items()]
+    if not body:
+        body.append(
+            "<p>No consumption history was loaded, so there is no bill to show: Neon serves it to paid "
+            "plans (Launch, Scale, Agent, Enterprise) only.</p>"
         )
-        more = len(measured) - COST_ROWS
-        parts.append(
-            "<section><h2>Cost per branch, last 30 days</h2>"
-            + (_figure(branch_cost_chart(costs)) if measured else "")
-            + f'<p class="note">{html.escape(note)}</p>'
-            '<table class="costs"><thead><tr><th>project</th><th>branch</th><th>days measured</th>'
-            "<th>CU-hours</th><th>storage (GiB-months)</th><th>transfer (GiB)</th>"
-            "<th>estimated cost</th></tr></thead><tbody>"
-            + (rows or '<tr><td colspan="7">No branch consumption was loaded.</td></tr>')
-            + "</tbody></table>"
-            + (f'<p class="note">And {more} more in marts.branch_costs.</p>' if more > 0 else "")
-            + "</section>"
-        )
+    return (
+        '<section data-section="costs"><h2>What it costs</h2>'
+        '<p class="note">Neon\'s usage bill as its "Usage and cost calculations" page computes it, from '
+        "the consumption history (<code>marts.monthly_bill</code>, per project "
+        "<code>marts.project_costs</code>): before Neon's minimum monthly fee, taxes, credits and "
+        "discounts. Quantities are in the units Neon bills (decimal GB, a 744-hour month).</p>"
+        + "\n".join(body)
+        + branch_costs_part(branch_costs)
+        + "</section>"
+    )
+
+
+def hygiene_section(hygiene: list[dict]) -> str:
+    """The compute hygiene list: computes with findings, and what each finding means."""
     flagged = [r for r in hygiene if r["flag_count"]]
     counts = ", ".join(
         f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in FINDINGS.items()
@@ -793,7 +1217,7 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
                 f"{r['project_name']} / {r['branch_name']}",
                 r["endpoint_id"],
                 ", ".join(words for flag, (words, _) in FINDINGS.items() if r[flag]),
-                f"{r['autoscaling_limit_min_cu']:g}–{r['autoscaling_limit_max_cu']:g} CU",
+                r["compute_size"],
                 suspend_words(r["suspend_timeout_seconds"]),
                 r["days_since_active"],
                 "shared"
@@ -804,7 +1228,7 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
         for r in flagged[:HYGIENE_ROWS]
     )
     more = len(flagged) - HYGIENE_ROWS
-    parts.append(
+    return (
         "<section><h2>Compute hygiene</h2>"
         f'<p class="note">{len(flagged)} of {len(hygiene)} computes have findings: {html.escape(counts)}.</p>'
         f'<ul class="note">{legend}</ul>'
@@ -818,7 +1242,6 @@ def cost_sections(costs: list[dict], hygiene: list[dict]) -> str:
         + (f" And {more} more in marts.compute_hygiene." if more > 0 else "")
         + "</p></section>"
     )
-    return "\n".join(parts)
 
 
 # Who can reach the estate
@@ -982,6 +1405,17 @@ def access_section(orgs: list[dict]) -> str:
     )
 
 
+def simulated_banner(origin: str | None) -> str:
+    """A warning above everything when the warehouse was loaded from the simulator."""
+    if origin is None or not is_local(origin):
+        return ""
+    return (
+        '<p class="simulated" data-banner="simulated"><b>Simulated data.</b> This warehouse was '
+        f"loaded from {html.escape(origin)}, the Neon API simulator (<code>make demo</code>), not from "
+        "Neon: every project, branch and figure below, costs included, is made up.</p>"
+    )
+
+
 def build(target: Any) -> str:
     direct = target.direct()
 
@@ -995,10 +1429,10 @@ def build(target: Any) -> str:
         from marts.project_branch_inventory""")
     stale = rows("select * from marts.stale_branches order by cleanup_rank")
     projects = rows("select * from marts.projects order by logical_size_bytes desc nulls last, project_id")
-    daily = rows("""
-        select consumption_date, metric_name, metric_unit, sum(metric_value) as total
-        from marts.daily_consumption
-        group by consumption_date, metric_name, metric_unit
+    daily = rows(f"""
+        select consumption_date, metric_name, billing_unit, sum(quantity) as total
+        from ({DAILY_CONSUMPTION}) as daily
+        group by consumption_date, metric_name, billing_unit
         order by consumption_date""")
 
     charts = [
@@ -1010,15 +1444,24 @@ def build(target: Any) -> str:
     ]
     if daily:
         charts.append(consumption_chart(daily))
-    costs_html = cost_sections(
+    costs_html = cost_section(
+        rows("select * from marts.monthly_bill order by org_name, org_id, billing_period_start, metric_name"),
+        rows(
+            # most expensive first; a project with some usage unpriced, by its priced part
+            "select * from marts.project_costs order by billing_period_start, coalesce(cost_usd, "
+            "coalesce(compute_cost_usd, 0) + coalesce(storage_cost_usd, 0) + coalesce(transfer_cost_usd, 0) "
+            "+ coalesce(extra_branches_cost_usd, 0)) desc, project_name, project_id"
+        ),
         rows(
             "select * from marts.branch_costs order by estimated_cost_last_30_days desc nulls last, "
             "cu_hours_last_30_days desc nulls last, branch_id"
         ),
+    )
+    hygiene_html = hygiene_section(
         rows(
             "select * from marts.compute_hygiene "
             "order by flag_count desc, cu_hours_last_30_days desc nulls last, endpoint_id"
-        ),
+        )
     )
     access = access_section(rows(ACCESS_BY_ORG))
 
@@ -1059,7 +1502,9 @@ def build(target: Any) -> str:
         figures=figures,
         stale_rows=stale_rows or '<tr><td colspan="7">No stale branches.</td></tr>',
         consumption_note="" if daily else "<p>No consumption history was loaded (plans without it).</p>",
-        cost_sections=costs_html,
+        simulated=simulated_banner(direct.read_origin()),
+        cost_section=costs_html,
+        hygiene_section=hygiene_html,
         access=access,
     )
 
@@ -1087,19 +1532,31 @@ PAGE = """<!doctype html>
   table {{ border-collapse: collapse; font-size: 0.9rem; }}
   th, td {{ border-bottom: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
   td:nth-child(n+4) {{ text-align: right; }}
-  table.costs td:nth-child(3) {{ text-align: right; }}
+  table.costs td:nth-child(4) {{ text-align: right; }}
   table.hygiene td:nth-child(3), table.hygiene td:nth-child(5) {{ text-align: left; }}
   table.hygiene td:nth-child(4) {{ white-space: nowrap; }}
   table.access td:nth-child(n+2) {{ text-align: right; }}
   .note {{ color: #666; font-size: 0.85rem; max-width: 900px; }}
+  .simulated {{ background: #fff4ce; border: 1px solid #e0b400; border-radius: 4px; padding: 0.6rem 0.9rem; }}
+  ul.glance {{ font-size: 1.05rem; max-width: 900px; padding-left: 1.2rem; }}
+  ul.glance li {{ margin: 0.2rem 0; }}
+  table.bill td, table.project-costs td {{ white-space: nowrap; }}
+  h4 {{ margin: 1.2rem 0 0.4rem; }}
+  table.bill td:nth-child(n+2), table.bill tfoot th {{ text-align: right; }}
+  table.bill td:nth-child(3) {{ text-align: left; }}
+  table.bill tfoot th:first-child {{ text-align: left; }}
+  table.project-costs td:nth-child(n+3) {{ text-align: right; }}
+  table.costs td:nth-child(3) {{ text-align: left; }}
 </style>
 </head>
 <body>
 <h1>Neon estate report</h1>
 <p class="meta">Generated {generated} from {warehouse}. {totals}.</p>
+{simulated}
+{cost_section}
 {figures}
 {consumption_note}
-{cost_sections}
+{hygiene_section}
 <section>
 <h2>Clean-up list</h2>
 <table>

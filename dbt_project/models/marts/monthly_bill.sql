@@ -133,6 +133,8 @@ final as (
         cast(quantity as decimal(38, 6)) as quantity,
         billing_unit as unit,
         cast(quantity - billable_quantity as decimal(38, 6)) as allowance_quantity,
+        included_quantity,
+        included_per,
         cast(billable_quantity as decimal(38, 6)) as billable_quantity,
         cast(rate_usd as decimal(38, 6)) as rate_usd,
         rate_source,
