@@ -7,6 +7,7 @@ DuckDB readers see either the previous warehouse or the new one, never a mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
+from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime import run_context
 from neon_api_source import neon_api_source
 from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, exception_chain, innermost, origin_of
 
@@ -68,18 +70,29 @@ PIPELINE_CONFIG = {
 }
 
 
+def pipelines_dir(build: Build) -> Path:
+    """dlt's folder for this pipeline's runs into one warehouse, under dlt's data folder
+    (DLT_DATA_DIR, else ~/.dlt): `make demo` during a scheduled `make elt` into another
+    warehouse, or two accounts' warehouses on one host, never touch each other's load packages.
+    Only a run that holds the warehouse's lock (targets.py) writes in it."""
+    digest = hashlib.sha256(build.identity.encode()).hexdigest()[:16]
+    return Path(run_context.active().get_data_entity("neon-elt")) / digest
+
+
 def make_pipeline(build: Build) -> dlt.Pipeline:
     """The dlt pipeline, with its local state reset so that the state (incremental cursors) always
     comes from the warehouse it loads into, never from a run whose warehouse was not published."""
     for key, value in PIPELINE_CONFIG.items():  # this pipeline's only, by dlt's pipeline section
         dlt.config[f"{config.PIPELINE_NAME}.{key}"] = value
-    # The last run's local state goes before dlt opens the pipeline: opened with a destination,
-    # a state left by a run into the other warehouse (make demo after TARGET=postgres) makes dlt
-    # log that the state's destination differs. (Pipeline.drop() comes too late for that, and
-    # keeps the destination it was opened with.)
-    shutil.rmtree(Path(get_dlt_pipelines_dir()) / config.PIPELINE_NAME, ignore_errors=True)
+    # The last run's local state goes before dlt opens the pipeline (this warehouse's folder, and
+    # the caller holds its lock): opened with a destination, a state left by a run into the other
+    # warehouse (make demo after TARGET=postgres) makes dlt log that the state's destination
+    # differs. (Pipeline.drop() comes too late for that, and keeps the destination it was opened with.)
+    folder = pipelines_dir(build)
+    shutil.rmtree(folder / config.PIPELINE_NAME, ignore_errors=True)
     pipeline = dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
+        pipelines_dir=str(folder),
         destination=build.destination(),
         dataset_name=config.DATASET_NAME,
     )

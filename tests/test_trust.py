@@ -1,0 +1,61 @@
+"""Trust under fire (issue 24): two runs on one host, a hung API, hostile keys and values, a lost
+table. Each case runs `neon-elt` as a scheduler does (a child process) and checks what a user is
+promised: one line, the documented exit code, no key in any output, the published warehouse as
+it was."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from neon_simulator import PRESETS, Account, Simulator
+from runs import cli_env, expected_table_counts, landed_counts
+
+# runs the pipeline or a server: `make test-fast` leaves it out
+pytestmark = pytest.mark.slow
+
+
+def last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def start_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    executable = Path(sys.executable).with_name("neon-elt")
+    return subprocess.Popen(
+        [str(executable), *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_account() -> Account:
+    return Account.generate(PRESETS["tiny"])
+
+
+# ------------------------------------------------------------- 1. two runs on one machine
+
+
+def test_two_runs_into_two_warehouses_at_once_both_succeed(demo_account, tmp_path):
+    """`make demo` during a scheduled `make elt` into another warehouse, on one machine: both
+    share dlt's data folder (DLT_DATA_DIR, else ~/.dlt), and neither may touch the other's files.
+    The second starts while the first is mid-extract."""
+    dlt_dir = tmp_path / "dlt"
+    warehouses = [tmp_path / "a" / "neon_api.duckdb", tmp_path / "b" / "neon_api.duckdb"]
+    for warehouse in warehouses:
+        warehouse.parent.mkdir()
+    with Simulator(demo_account, latency=0.01) as simulator:
+        envs = [cli_env(w, simulator, DLT_DATA_DIR=str(dlt_dir)) for w in warehouses]
+        first = start_cli("extract", env=envs[0], cwd=warehouses[0].parent)
+        deadline = time.monotonic() + 120
+        while simulator.stats.total < 20 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls the first run's progress: it is mid-extract from here
+        second = start_cli("extract", env=envs[1], cwd=warehouses[1].parent)
+        outcomes = [process.communicate(timeout=300) for process in (first, second)]
+        codes = [first.returncode, second.returncode]
+    assert codes == [0, 0], [last_line(stderr) for _, stderr in outcomes]
+    expected = expected_table_counts(demo_account)
+    for warehouse in warehouses:
+        assert landed_counts(warehouse) == expected
