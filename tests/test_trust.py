@@ -5,14 +5,15 @@ it was."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from neon_simulator import PRESETS, Account, Simulator
-from runs import cli_env, expected_table_counts, landed_counts
+from neon_simulator import PRESETS, Account, Faults, Simulator
+from runs import cli_env, expected_table_counts, extract, file_digest, landed_counts, run_cli
 
 # runs the pipeline or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -59,3 +60,48 @@ def test_two_runs_into_two_warehouses_at_once_both_succeed(demo_account, tmp_pat
     expected = expected_table_counts(demo_account)
     for warehouse in warehouses:
         assert landed_counts(warehouse) == expected
+
+
+# ------------------------------------------------------------------------- 2. deadlines
+
+
+@pytest.fixture(scope="module")
+def tiny_warehouse(tiny_account, tmp_path_factory) -> Path:
+    """The tiny account extracted once; tests run against copies of it."""
+    path = tmp_path_factory.mktemp("tiny") / "neon_api.duckdb"
+    with Simulator(tiny_account) as simulator:
+        extract(path, simulator)
+    return path
+
+
+@pytest.fixture
+def published(tiny_warehouse, tmp_path) -> Path:
+    path = tmp_path / "warehouse" / "neon_api.duckdb"
+    path.parent.mkdir()
+    shutil.copyfile(tiny_warehouse, path)
+    return path
+
+
+BRANCHES = "/projects/{project_id}/branches"
+
+
+@pytest.mark.parametrize(
+    ("deadline", "setting"),
+    [("REQUEST_DEADLINE_SECONDS", "request_deadline_seconds"), ("RUN_DEADLINE_SECONDS", "run_deadline_seconds")],
+)
+def test_a_trickling_route_ends_the_run_at_its_deadline(deadline, setting, tiny_account, published, tmp_path):
+    """A server that sends a byte every half second never trips a per-read timeout and would
+    take minutes per body: the deadline ends the request (retried, then given up) or the run."""
+    before = file_digest(published)
+    with Simulator(tiny_account, faults=Faults(trickle={BRANCHES: 0.5})) as simulator:
+        env = cli_env(published, simulator, SOURCES__NEON_API_SOURCE__MAX_ATTEMPTS="2")
+        env[f"SOURCES__NEON_API_SOURCE__{deadline}"] = "1.5"
+        started = time.monotonic()
+        result = run_cli("extract", "--full-refresh", env=env, cwd=tmp_path, timeout=60)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr[-2000:]
+    message = last_line(result.stderr)
+    assert message.startswith("neon-elt: extract failed: ") and BRANCHES.split("{")[0] in message
+    assert setting in message and "Traceback" not in result.stderr
+    assert file_digest(published) == before
+    print(f"{setting}=1.5: the run ended after {elapsed:.1f} s")

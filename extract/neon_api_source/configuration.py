@@ -58,6 +58,8 @@ class NeonApiSourceConfiguration(BaseConfiguration):
     backoff_max_seconds: float = settings.BACKOFF_MAX_SECONDS
     connect_timeout_seconds: float = settings.CONNECT_TIMEOUT_SECONDS
     read_timeout_seconds: float = settings.READ_TIMEOUT_SECONDS
+    request_deadline_seconds: float = settings.REQUEST_DEADLINE_SECONDS
+    run_deadline_seconds: float = settings.RUN_DEADLINE_SECONDS
     max_throttle_wait_seconds: float = settings.MAX_THROTTLE_WAIT_SECONDS
     full_refresh_days: int = settings.FULL_REFRESH_DAYS
     hash_emails: bool = False
@@ -73,6 +75,9 @@ class NeonApiSourceConfiguration(BaseConfiguration):
             raise SourceConfigError(
                 f"budget_share must be more than 0 and at most 1 (got {self.budget_share:g})"
             )
+        for name in ("request_deadline_seconds", "run_deadline_seconds"):
+            if not getattr(self, name) > 0:
+                raise SourceConfigError(f"{name} must be more than 0 seconds (got {getattr(self, name):g})")
         if self.full_refresh_days < 1:
             raise SourceConfigError(
                 f"full_refresh_days must be a whole number of days, 1 or more (got {self.full_refresh_days})"
@@ -90,6 +95,8 @@ class NeonApiSourceConfiguration(BaseConfiguration):
             backoff_max=self.backoff_max_seconds,
             connect_timeout=self.connect_timeout_seconds,
             read_timeout=self.read_timeout_seconds,
+            request_deadline=self.request_deadline_seconds,
+            run_deadline=self.run_deadline_seconds,
             max_throttle_wait=self.max_throttle_wait_seconds,
         )
 

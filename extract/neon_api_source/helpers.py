@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import settings
@@ -67,6 +68,15 @@ class NeonThrottled(NeonAPIError):
             429,
             f"still refused after {waited:.0f} s of waiting ({refusals} x 429; max_throttle_wait_seconds): "
             "the account's rate limit is used up, by other tools sharing it; run again later",
+        )
+
+
+class NeonDeadline(NeonAPIError):
+    """The run passed its deadline (RetryPolicy.run_deadline): no request waits or goes on."""
+
+    def __init__(self, route: str, seconds: float):
+        super().__init__(
+            route, None, f"the run passed its deadline of {seconds:g} s (run_deadline_seconds); is the API hanging?"
         )
 
 
@@ -434,6 +444,8 @@ class RetryPolicy:
     connect_timeout: float = settings.CONNECT_TIMEOUT_SECONDS
     read_timeout: float = settings.READ_TIMEOUT_SECONDS
     max_throttle_wait: float = settings.MAX_THROTTLE_WAIT_SECONDS
+    request_deadline: float = settings.REQUEST_DEADLINE_SECONDS
+    run_deadline: float = settings.RUN_DEADLINE_SECONDS
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter (attempt counts from 1)."""
@@ -472,6 +484,7 @@ class NeonClient:
         self.stats.rate_ceiling = self.stats.rate = self.limiter.ceiling_per_minute
         self._local = threading.local()
         self._reached = False  # set once any request got an HTTP answer
+        self._run_ends = time.monotonic() + self.retry.run_deadline  # the client is made as a run starts
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -504,9 +517,13 @@ class NeonClient:
         while True:
             deadline = first_refusal + self.retry.max_throttle_wait if first_refusal else math.inf
             try:
-                ticket = self.limiter.acquire(route, deadline)
-            except TimeoutError:  # refused, and no turn again within the wait
+                ticket = self.limiter.acquire(route, min(deadline, self._run_ends))
+            except TimeoutError:  # refused, and no turn again within the wait (or the run's end)
+                if time.monotonic() >= self._run_ends or deadline > self._run_ends:
+                    self._give_up(NeonDeadline(route, self.retry.run_deadline))
                 self._give_up(NeonThrottled(route, time.monotonic() - first_refusal, refusals))
+            if time.monotonic() >= self._run_ends:
+                self._give_up(NeonDeadline(route, self.retry.run_deadline))
             self.stats.count_request(route)
             try:
                 body = self._attempt(route, url, params, validate)
@@ -533,13 +550,13 @@ class NeonClient:
                         ) from None
                     delay = self.retry.backoff(failures)
                 self.stats.add(retries=1)
-                time.sleep(delay)
+                time.sleep(max(0.0, min(delay, self._run_ends - time.monotonic())))
                 continue
             self.limiter.succeeded(route, ticket)
             self._note_rate()
             return body
 
-    def _give_up(self, error: NeonThrottled) -> None:
+    def _give_up(self, error: NeonAPIError) -> None:
         """The run ends: no other request keeps waiting for a turn at a rate Neon does not grant."""
         self.limiter.close(error)
         raise error from None
@@ -548,12 +565,18 @@ class NeonClient:
         self.stats.rate = self.limiter.rate_per_minute
 
     def _attempt(self, route, url, params, validate) -> dict:
+        sent = time.monotonic()
+        ends = min(sent + self.retry.request_deadline, self._run_ends)
         try:
             response = self._session().get(
-                url, params=params, timeout=(self.retry.connect_timeout, self.retry.read_timeout)
+                url,
+                params=params,
+                timeout=(self.retry.connect_timeout, min(self.retry.read_timeout, ends - sent)),
+                stream=True,
             )
-            body_text = response.text
+            body_text = self._read_body(route, response, ends)
         except requests.exceptions.ConnectionError as exc:
+            self._check_deadline(route, ends)
             if not self._reached and _is_refused(exc):
                 # Before the API ever answered, a refused connection or unknown host is a wrong
                 # base URL, not a blip: say so at once instead of backing off for a minute.
@@ -562,8 +585,10 @@ class NeonClient:
                 ) from None
             raise _Transient(None, f"connection failed: {_root_cause(exc)}") from None
         except requests.exceptions.Timeout:
+            self._check_deadline(route, ends)
             raise _Transient(None, f"no answer within {self.retry.read_timeout:g} s") from None
         except requests.exceptions.RequestException as exc:  # truncated bodies, broken chunking
+            self._check_deadline(route, ends)
             raise _Transient(None, f"response broken off: {_root_cause(exc)}") from None
 
         self._reached = True
@@ -600,6 +625,39 @@ class NeonClient:
         if status >= 500 or status == 408:
             raise _Transient(status, message)
         raise NeonAPIError(route, status, message)
+
+
+    def _read_body(self, route: str, response: requests.Response, ends: float) -> str:
+        """The body as text, read in chunks until `ends` (a read timeout bounds each read only:
+        a server trickling its answer a byte at a time would hold the request forever)."""
+        chunks = []
+        try:
+            # read1: what has arrived, at most one system call (iter_content waits for whole chunks)
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() >= ends:
+                    self._check_deadline(route, ends)
+        except urllib3.exceptions.ReadTimeoutError as exc:  # as requests itself maps urllib3's errors
+            response.close()
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        except urllib3.exceptions.HTTPError as exc:  # a body cut short, a broken chunk or encoding
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except BaseException:
+            response.close()  # a connection left mid-body is never reused
+            raise
+        response._content = b"".join(chunks)  # as requests keeps a body it read itself
+        return response.text
+
+    def _check_deadline(self, route: str, ends: float) -> None:
+        """End a request past its deadline: the run's (for good) or its own (a retry)."""
+        now = time.monotonic()
+        if now >= self._run_ends:
+            self._give_up(NeonDeadline(route, self.retry.run_deadline))
+        if now >= ends:
+            raise _Transient(
+                None, f"no complete answer within {self.retry.request_deadline:g} s (request_deadline_seconds)"
+            )
 
 
 def origin_of(base_url: str) -> str:
