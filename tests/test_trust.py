@@ -87,7 +87,10 @@ BRANCHES = "/projects/{project_id}/branches"
 
 @pytest.mark.parametrize(
     ("deadline", "setting"),
-    [("REQUEST_DEADLINE_SECONDS", "request_deadline_seconds"), ("RUN_DEADLINE_SECONDS", "run_deadline_seconds")],
+    [
+        ("REQUEST_DEADLINE_SECONDS", "request_deadline_seconds"),
+        ("RUN_DEADLINE_SECONDS", "run_deadline_seconds"),
+    ],
 )
 def test_a_trickling_route_ends_the_run_at_its_deadline(deadline, setting, tiny_account, published, tmp_path):
     """A server that sends a byte every half second never trips a per-read timeout and would

@@ -76,7 +76,9 @@ class NeonDeadline(NeonAPIError):
 
     def __init__(self, route: str, seconds: float):
         super().__init__(
-            route, None, f"the run passed its deadline of {seconds:g} s (run_deadline_seconds); is the API hanging?"
+            route,
+            None,
+            f"the run passed its deadline of {seconds:g} s (run_deadline_seconds); is the API hanging?",
         )
 
 
@@ -626,7 +628,6 @@ class NeonClient:
             raise _Transient(status, message)
         raise NeonAPIError(route, status, message)
 
-
     def _read_body(self, route: str, response: requests.Response, ends: float) -> str:
         """The body as text, read in chunks until `ends` (a read timeout bounds each read only:
         a server trickling its answer a byte at a time would hold the request forever)."""
@@ -656,7 +657,8 @@ class NeonClient:
             self._give_up(NeonDeadline(route, self.retry.run_deadline))
         if now >= ends:
             raise _Transient(
-                None, f"no complete answer within {self.retry.request_deadline:g} s (request_deadline_seconds)"
+                None,
+                f"no complete answer within {self.retry.request_deadline:g} s (request_deadline_seconds)",
             )
 
 

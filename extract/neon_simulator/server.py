@@ -324,7 +324,9 @@ class Simulator:
             self._count_fault("truncate")
             self._send_truncated(handler, body)
             return
-        interval = self._injector.trickle_interval(template, path[len(API_PREFIX) :]) if self._injector else None
+        interval = (
+            self._injector.trickle_interval(template, path[len(API_PREFIX) :]) if self._injector else None
+        )
         if interval is not None:
             self._count_fault("trickle")
             self._send_trickled(handler, body, interval)
