@@ -108,3 +108,63 @@ def test_a_trickling_route_ends_the_run_at_its_deadline(deadline, setting, tiny_
     assert setting in message and "Traceback" not in result.stderr
     assert file_digest(published) == before
     print(f"{setting}=1.5: the run ended after {elapsed:.1f} s")
+
+
+# ------------------------------------------------------------------- 3. the key, checked
+
+
+def key_leaks(key: str, *outputs: str) -> list[str]:
+    """Any run of 6 characters of the key's secret part that an output shows."""
+    secret = key.removeprefix("napi_")
+    return [secret[i : i + 6] for i in range(len(secret) - 5) if any(secret[i : i + 6] in o for o in outputs)]
+
+
+@pytest.mark.parametrize("case", ["newline in secrets.toml", "space in the variable", "non-ascii"])
+def test_a_malformed_key_is_refused_before_use_and_never_echoed(case, tiny_account, published, tmp_path):
+    before = file_digest(published)
+    cwd = tmp_path / "run"
+    (cwd / ".dlt").mkdir(parents=True)
+    with Simulator(tiny_account) as simulator:
+        key = simulator.api_key
+        env = cli_env(published, simulator)
+        del env["NEON_API_KEY"]
+        if case == "newline in secrets.toml":
+            (cwd / ".dlt" / "secrets.toml").write_text(f'[sources.neon_api_source]\napi_key = "{key}\\n"\n')
+        elif case == "space in the variable":
+            env["SOURCES__NEON_API_SOURCE__API_KEY"] = f"{key} "
+        else:
+            env["SOURCES__NEON_API_SOURCE__API_KEY"] = key[:-2] + "ключ"
+        result = run_cli("extract", env=env, cwd=cwd, timeout=60)
+        requests = simulator.stats.total
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(result.stderr.strip().splitlines()) == 1
+    message = last_line(result.stderr)
+    assert message.startswith("neon-elt: ") and "API key" in message
+    assert key_leaks(key, result.stdout, result.stderr) == []
+    assert requests == 0
+    assert file_digest(published) == before
+
+
+def test_plain_http_to_another_host_is_refused_unless_allowed(tmp_path, monkeypatch):
+    from neon_api_source import configuration
+    from neon_api_source.helpers import SourceConfigError
+
+    monkeypatch.setenv("NEON_API_KEY", "napi_" + "k" * 60)
+    monkeypatch.setenv("NEON_API_BASE_URL", "http://neon.example.com/api/v2")
+    with pytest.raises(SourceConfigError, match="allow_insecure_http") as refused:
+        configuration.resolve()
+    assert "\n" not in str(refused.value) and "k" * 6 not in str(refused.value)
+    monkeypatch.setenv("SOURCES__NEON_API_SOURCE__ALLOW_INSECURE_HTTP", "true")
+    assert configuration.resolve().base_url == "http://neon.example.com/api/v2"
+    for local in ("http://127.0.0.1:8080/api/v2", "http://localhost:9/api/v2", "http://[::1]:9/api/v2"):
+        monkeypatch.delenv("SOURCES__NEON_API_SOURCE__ALLOW_INSECURE_HTTP", raising=False)
+        monkeypatch.setenv("NEON_API_BASE_URL", local)
+        assert configuration.resolve().base_url == local  # the simulator, a local proxy
+
+
+def test_plain_http_to_another_host_exits_2_before_any_request(tiny_account, published, tmp_path):
+    with Simulator(tiny_account) as simulator:
+        env = cli_env(published, simulator, NEON_API_BASE_URL="http://neon.example.com/api/v2")
+        result = run_cli("extract", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert last_line(result.stderr).startswith("neon-elt: ") and "allow_insecure_http" in result.stderr
