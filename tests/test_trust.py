@@ -5,9 +5,13 @@ it was."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,3 +172,127 @@ def test_plain_http_to_another_host_exits_2_before_any_request(tiny_account, pub
         result = run_cli("extract", env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert last_line(result.stderr).startswith("neon-elt: ") and "allow_insecure_http" in result.stderr
+
+
+# -------------------------------------------------- 4. every failure's last line, bounded
+
+
+class Stub:
+    """An HTTP server answering each request with the next of `answers` (status, headers, body),
+    the last one for good: what a broken proxy or a hostile server sends."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]):
+        self.answers = list(answers)
+        self.requests = 0
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                stub.requests += 1
+                status, headers, body = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v2"
+
+    def __enter__(self) -> Stub:
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def stub_client(stub: Stub):
+    from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
+
+    settings = NeonApiSourceConfiguration(
+        api_key="napi_stub", base_url=stub.base_url, requests_per_minute=0, backoff_max_seconds=0.05
+    )
+    return make_client(settings, key_source="the test key")
+
+
+HOSTILE = "\x1b[31mdenied\x1b[0m\r\nnext line\x07\x00" + "x" * 200_000
+
+
+def test_hostile_error_text_ends_in_one_bounded_printable_line(published, tmp_path):
+    body = json.dumps({"message": HOSTILE}).encode()
+    with Stub([(400, {"Content-Type": "application/json"}, body)]) as stub:
+        env = cli_env(published, None, NEON_API_KEY="napi_stub", NEON_API_BASE_URL=stub.base_url)
+        result = run_cli("extract", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1
+    message = last_line(result.stderr)
+    assert message.startswith("neon-elt: extract failed: ") and "400" in message and "denied" in message
+    assert message.isprintable() and len(message) <= 600, message[:300]
+    assert "x" * 1000 not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "inf", "soon"])
+def test_a_retry_after_that_is_no_duration_counts_as_absent(value):
+    organizations = {"organizations": [{"id": "org-1", "name": "one"}]}
+    answers = [
+        (429, {"Retry-After": value}, b'{"message": "too many requests"}'),
+        (200, {"Content-Type": "application/json"}, json.dumps(organizations).encode()),
+    ]
+    with Stub(answers) as stub:
+        client = stub_client(stub)
+        assert client.get("/users/me/organizations") == organizations
+    assert stub.requests == 2 and client.stats.throttled == 1
+
+
+def test_a_rejected_key_exits_2_as_the_readme_says(tiny_account, published, tmp_path):
+    before = file_digest(published)
+    with Simulator(tiny_account) as simulator:
+        result = run_cli(
+            "extract", env=cli_env(published, simulator, api_key="napi_not_the_key"), cwd=tmp_path
+        )
+    assert result.returncode == 2
+    assert "401" in last_line(result.stderr) and "NEON_API_KEY environment variable" in last_line(
+        result.stderr
+    )
+    assert file_digest(published) == before
+
+
+def test_a_base_url_without_api_v2_gets_a_hint(tiny_account, published, tmp_path):
+    with Simulator(tiny_account) as simulator:
+        root = simulator.base_url.removesuffix("/api/v2")
+        result = run_cli("extract", env=cli_env(published, simulator, NEON_API_BASE_URL=root), cwd=tmp_path)
+    assert result.returncode == 2
+    message = last_line(result.stderr)
+    assert "404" in message and f"{root}/api/v2" in message
+
+
+def test_a_warehouse_name_with_a_quote_fails_before_the_extract(tiny_account, tmp_path):
+    warehouse = tmp_path / "it's.duckdb"
+    with Simulator(tiny_account) as simulator:
+        result = run_cli("elt", env=cli_env(warehouse, simulator), cwd=tmp_path, timeout=120)
+        requests = simulator.stats.total
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert last_line(result.stderr).startswith("neon-elt: NEON_DUCKDB_PATH=") and requests == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does(demo_account, tiny_warehouse, tmp_path):
+    """What `timeout`, systemd and GitHub Actions send: the lock and the working copy go."""
+    published = tmp_path / "neon_api.duckdb"
+    shutil.copyfile(tiny_warehouse, published)
+    before = file_digest(published)
+    with Simulator(demo_account, latency=0.05) as simulator:
+        run = start_cli("extract", env=cli_env(published, simulator), cwd=tmp_path)
+        deadline = time.monotonic() + 60
+        while simulator.stats.total < 5 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # polls: mid-extract from here
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert last_line(stderr) == "neon-elt: interrupted (SIGTERM); the published warehouse is unchanged."
+    assert sorted(p.name for p in tmp_path.iterdir()) == [published.name]  # no lock, no working copy
+    assert file_digest(published) == before

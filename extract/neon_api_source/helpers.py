@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -47,7 +48,12 @@ class NeonAPIError(Exception):
         super().__init__(f"GET {route} {what}{tries}: {detail}")
 
 
-class NeonAuthError(NeonAPIError):
+class NeonSetupError(NeonAPIError):
+    """An answer that says the settings are wrong (the key, the base URL), not the API: someone
+    has to fix them, and retrying will not help (exit 2, as for configuration)."""
+
+
+class NeonAuthError(NeonSetupError):
     """401: the key is wrong, revoked or missing. Never retried."""
 
 
@@ -593,7 +599,7 @@ class NeonClient:
             self._check_deadline(route, ends)
             raise _Transient(None, f"response broken off: {_root_cause(exc)}") from None
 
-        self._reached = True
+        first_answer, self._reached = not self._reached, True
         status = response.status_code
         if status == 200:
             try:
@@ -620,6 +626,13 @@ class NeonClient:
         if status == 403:
             raise NeonForbidden(route, 403, message)
         if status == 404:
+            path = urlsplit(self.base_url).path.rstrip("/")
+            if first_answer and not path.endswith("/api/v2"):
+                raise NeonSetupError(
+                    route,
+                    404,
+                    f"{message}; Neon's API lives under /api/v2: is the base URL {self.base_url}/api/v2?",
+                )
             raise NeonNotFound(route, 404, message)
         if status == 429:
             self.stats.add(throttled=1)
@@ -672,24 +685,38 @@ def origin_of(base_url: str) -> str:
 
 
 def _error_message(body_text: str) -> str:
-    """Neon's GeneralError message, or the start of whatever came back."""
+    """Neon's GeneralError message, or the start of whatever came back, as one printable line of
+    at most ERROR_TEXT_CHARS: a server's text reaches a terminal or a log."""
     try:
         body = json.loads(body_text)
         if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])
+            return one_line(str(body["message"]), settings.ERROR_TEXT_CHARS)
     except ValueError:
         pass
-    snippet = " ".join(body_text.split())[:120]
-    return snippet or "(empty body)"
+    return one_line(body_text, settings.ERROR_TEXT_CHARS) or "(empty body)"
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` as one printable line of at most `limit` characters: terminal escape sequences and
+    other control characters removed, whitespace runs made one space, the rest cut with an ellipsis."""
+    text = _ANSI_ESCAPE.sub("", text[: limit * 4])
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
+    """Seconds to wait from a Retry-After header; anything that is not a duration of 0 or more
+    seconds (a date, `nan`, `-5`) counts as absent, and the run backs off as without one."""
     try:
-        return min(float(value), settings.BACKOFF_MAX_SECONDS * 4)
+        seconds = float(value or "")
     except ValueError:
         return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, settings.BACKOFF_MAX_SECONDS * 4)
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:

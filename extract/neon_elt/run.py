@@ -24,7 +24,15 @@ import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.common.runtime import run_context
 from neon_api_source import neon_api_source
-from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, exception_chain, innermost, origin_of
+from neon_api_source.helpers import (
+    NeonAPIError,
+    NeonClient,
+    NeonSetupError,
+    RunStats,
+    exception_chain,
+    innermost,
+    origin_of,
+)
 
 from . import config, memory
 from .progress import Progress, summary
@@ -43,7 +51,12 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StepFailed(Exception):
-    """A step failed; the message is the one-line cause for the user."""
+    """A step failed; the message is the one-line cause for the user. `code`: the exit code, 1 (a
+    failed run), or 2 when the API's answer says the settings are wrong (a rejected key)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -139,7 +152,8 @@ def extract(
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
             raise interrupt from None
-        raise StepFailed(f"extract failed: {root_cause(exc)}") from exc
+        setup = any(isinstance(e, NeonSetupError) for e in exception_chain(exc))
+        raise StepFailed(f"extract failed: {root_cause(exc)}", code=2 if setup else 1) from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
 
