@@ -296,3 +296,24 @@ def test_sigterm_ends_a_run_as_ctrl_c_does(demo_account, tiny_warehouse, tmp_pat
     assert last_line(stderr) == "neon-elt: interrupted (SIGTERM); the published warehouse is unchanged."
     assert sorted(p.name for p in tmp_path.iterdir()) == [published.name]  # no lock, no working copy
     assert file_digest(published) == before
+
+
+# ---------------------------------------------------------------------- 6. a lost table
+
+
+@pytest.mark.parametrize(
+    ("table", "options"), [("confirmations", ()), ("project_branches", ("--full-refresh",))]
+)
+def test_a_warehouse_that_lost_a_table_recovers_with_a_full_run(
+    table, options, tiny_account, published, tmp_path
+):
+    """A user cleaning up, or a restore from an older backup: the next run reads everything again."""
+    import duckdb
+
+    connection = duckdb.connect(str(published))
+    connection.execute(f"drop table neon_api_data.{table}")
+    connection.close()
+    with Simulator(tiny_account) as simulator:
+        result = run_cli("extract", *options, env=cli_env(published, simulator), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, last_line(result.stderr)
+    assert landed_counts(published) == expected_table_counts(tiny_account)

@@ -2,7 +2,7 @@
 
 Every failure ends with one line on stderr that names the cause, and a non-zero exit:
 1 for a failed run (API, dbt, or the machine: a full disk, a read-only file system), 2 for
-configuration, 3 when another run holds the warehouse, 130 when interrupted.
+configuration, 3 when another run holds the warehouse, 130 when interrupted (143 for SIGTERM).
 The published warehouse is never left half-written.
 """
 

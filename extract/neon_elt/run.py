@@ -128,16 +128,20 @@ def extract(
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
     options = {"concurrency": concurrency} if concurrency else {}
-    source = neon_api_source(
-        base_url=client.base_url,
-        client=client,
-        consumption=consumption,
-        plan_only=plan_only,
-        **options,
-        **source_options,
-    )
     try:
         pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
+        lost = recover_lost_tables(pipeline)
+        if lost:
+            source_options["full_refresh"] = True
+            client.stats.note(f"full run: the warehouse lost {', '.join(lost)}")
+        source = neon_api_source(
+            base_url=client.base_url,
+            client=client,
+            consumption=consumption,
+            plan_only=plan_only,
+            **options,
+            **source_options,
+        )
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
@@ -156,6 +160,26 @@ def extract(
         raise StepFailed(f"extract failed: {root_cause(exc)}", code=2 if setup else 1) from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
+
+
+def recover_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """The raw tables the warehouse's schema names but the warehouse lost (a user's cleanup, a
+    restore from an older backup). dlt would skip creating them, as the schema is stored already,
+    and fail its load; so the stored schema's version is forgotten (in this run's build, whose
+    failure publishes nothing) and dlt creates them again, and the run reads everything (a full
+    run) so that they hold the whole estate."""
+    if not pipeline.default_schema_name:  # a first run: nothing to lose
+        return []
+    schema = pipeline.default_schema
+    with pipeline.destination_client() as client:
+        found = dict(client.get_storage_tables(schema.data_table_names()))
+        lost = sorted(name for name, columns in found.items() if not columns)
+        if lost:
+            with client.sql_client as sql:
+                version = sql.make_qualified_table_name("_dlt_version")
+                stored = schema.stored_version_hash.replace("'", "''")
+                sql.execute_sql(f"delete from {version} where version_hash = '{stored}'")
+    return lost
 
 
 def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
