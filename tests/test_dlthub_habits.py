@@ -221,7 +221,7 @@ def test_python_neon_api_pipeline_py_fails_as_make_elt_does(failure, demo_accoun
                 ours, theirs = pipeline_py(env=env, cwd=root), run_cli("elt", env=env, cwd=root)
         else:
             ours, theirs = pipeline_py(env=env, cwd=root), run_cli("elt", env=env, cwd=root)
-    expected_code = {"no key": 2, "another run": 3, "wrong key": 1}[failure]
+    expected_code = {"no key": 2, "another run": 3, "wrong key": 2}[failure]
     assert (ours.returncode, theirs.returncode) == (expected_code, expected_code)
     last_line = ours.stderr.strip().splitlines()[-1]
     assert last_line.startswith("neon-elt: ") and last_line == theirs.stderr.strip().splitlines()[-1]

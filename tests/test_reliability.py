@@ -87,7 +87,7 @@ def test_a_wrong_key_fails_at_once_and_says_where_the_key_came_from(demo_account
         result = run_cli("elt", env=cli_env(published, simulator, api_key="napi_not_the_key"), cwd=tmp_path)
         elapsed = time.monotonic() - started
         requests = simulator.stats.total
-    assert result.returncode == 1
+    assert result.returncode == 2  # the key: someone has to fix it (README's exit codes)
     message = last_line(result.stderr)
     assert "401" in message and "NEON_API_KEY environment variable" in message
     assert requests == 1  # no retries

@@ -22,7 +22,9 @@ secrets.toml) but not over an argument.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+from urllib.parse import urlsplit
 
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
@@ -50,6 +52,7 @@ _SECRETS_FILE_KEY = "[sources.neon_api_source] api_key in .dlt/secrets.toml"
 class NeonApiSourceConfiguration(BaseConfiguration):
     api_key: TSecretStrValue | None = None
     base_url: str = settings.DEFAULT_BASE_URL
+    allow_insecure_http: bool = False
     requests_per_minute: float = settings.REQUESTS_PER_MINUTE
     budget_share: float = settings.BUDGET_SHARE
     concurrency: int = settings.CONCURRENCY
@@ -58,6 +61,8 @@ class NeonApiSourceConfiguration(BaseConfiguration):
     backoff_max_seconds: float = settings.BACKOFF_MAX_SECONDS
     connect_timeout_seconds: float = settings.CONNECT_TIMEOUT_SECONDS
     read_timeout_seconds: float = settings.READ_TIMEOUT_SECONDS
+    request_deadline_seconds: float = settings.REQUEST_DEADLINE_SECONDS
+    run_deadline_seconds: float = settings.RUN_DEADLINE_SECONDS
     max_throttle_wait_seconds: float = settings.MAX_THROTTLE_WAIT_SECONDS
     full_refresh_days: int = settings.FULL_REFRESH_DAYS
     hash_emails: bool = False
@@ -69,10 +74,20 @@ class NeonApiSourceConfiguration(BaseConfiguration):
         self.base_url = self.base_url.strip().rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
             raise SourceConfigError(f"NEON_API_BASE_URL={self.base_url!r} is not an http(s) URL")
+        host = urlsplit(self.base_url).hostname or ""
+        if self.base_url.startswith("http://") and not _is_local(host) and not self.allow_insecure_http:
+            raise SourceConfigError(
+                f"NEON_API_BASE_URL={self.base_url!r} is plain http to {host}, which would send the API "
+                "key unencrypted: use https, or set allow_insecure_http = true under "
+                "[sources.neon_api_source] if the network is yours"
+            )
         if not 0 < self.budget_share <= 1:
             raise SourceConfigError(
                 f"budget_share must be more than 0 and at most 1 (got {self.budget_share:g})"
             )
+        for name in ("request_deadline_seconds", "run_deadline_seconds"):
+            if not getattr(self, name) > 0:
+                raise SourceConfigError(f"{name} must be more than 0 seconds (got {getattr(self, name):g})")
         if self.full_refresh_days < 1:
             raise SourceConfigError(
                 f"full_refresh_days must be a whole number of days, 1 or more (got {self.full_refresh_days})"
@@ -90,7 +105,35 @@ class NeonApiSourceConfiguration(BaseConfiguration):
             backoff_max=self.backoff_max_seconds,
             connect_timeout=self.connect_timeout_seconds,
             read_timeout=self.read_timeout_seconds,
+            request_deadline=self.request_deadline_seconds,
+            run_deadline=self.run_deadline_seconds,
             max_throttle_wait=self.max_throttle_wait_seconds,
+        )
+
+
+def _is_local(host: str) -> bool:
+    """A loopback host (the simulator, a local proxy): plain http never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key(key: str, source: str) -> None:
+    """Refuse a key that cannot be what Neon issued, before it is sent: a key with whitespace (a
+    newline left by an editor or `echo`) or other than ASCII characters would fail in the HTTP
+    library, whose message prints the header, key and all. The message never shows the key."""
+    if any(c.isspace() for c in key):
+        raise SourceConfigError(
+            f"the API key from {source} contains whitespace (a trailing newline or space?): "
+            "remove it; Neon's keys have none"
+        )
+    if not key.isascii() or not key.isprintable():
+        raise SourceConfigError(
+            f"the API key from {source} contains characters other than printable ASCII: "
+            "copy it again from the Neon console"
         )
 
 
@@ -165,6 +208,7 @@ def make_client(
             "no Neon API key: set NEON_API_KEY or put api_key under [sources.neon_api_source] in "
             ".dlt/secrets.toml (see README). `make demo` runs the whole pipeline without a key."
         )
+    check_key(config.api_key, key_source or config.key_source())
     return NeonClient(
         config.base_url,
         config.api_key,

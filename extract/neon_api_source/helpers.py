@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import settings
@@ -46,7 +48,12 @@ class NeonAPIError(Exception):
         super().__init__(f"GET {route} {what}{tries}: {detail}")
 
 
-class NeonAuthError(NeonAPIError):
+class NeonSetupError(NeonAPIError):
+    """An answer that says the settings are wrong (the key, the base URL), not the API: someone
+    has to fix them, and retrying will not help (exit 2, as for configuration)."""
+
+
+class NeonAuthError(NeonSetupError):
     """401: the key is wrong, revoked or missing. Never retried."""
 
 
@@ -67,6 +74,17 @@ class NeonThrottled(NeonAPIError):
             429,
             f"still refused after {waited:.0f} s of waiting ({refusals} x 429; max_throttle_wait_seconds): "
             "the account's rate limit is used up, by other tools sharing it; run again later",
+        )
+
+
+class NeonDeadline(NeonAPIError):
+    """The run passed its deadline (RetryPolicy.run_deadline): no request waits or goes on."""
+
+    def __init__(self, route: str, seconds: float):
+        super().__init__(
+            route,
+            None,
+            f"the run passed its deadline of {seconds:g} s (run_deadline_seconds); is the API hanging?",
         )
 
 
@@ -434,6 +452,8 @@ class RetryPolicy:
     connect_timeout: float = settings.CONNECT_TIMEOUT_SECONDS
     read_timeout: float = settings.READ_TIMEOUT_SECONDS
     max_throttle_wait: float = settings.MAX_THROTTLE_WAIT_SECONDS
+    request_deadline: float = settings.REQUEST_DEADLINE_SECONDS
+    run_deadline: float = settings.RUN_DEADLINE_SECONDS
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter (attempt counts from 1)."""
@@ -472,6 +492,7 @@ class NeonClient:
         self.stats.rate_ceiling = self.stats.rate = self.limiter.ceiling_per_minute
         self._local = threading.local()
         self._reached = False  # set once any request got an HTTP answer
+        self._run_ends = time.monotonic() + self.retry.run_deadline  # the client is made as a run starts
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -504,9 +525,13 @@ class NeonClient:
         while True:
             deadline = first_refusal + self.retry.max_throttle_wait if first_refusal else math.inf
             try:
-                ticket = self.limiter.acquire(route, deadline)
-            except TimeoutError:  # refused, and no turn again within the wait
+                ticket = self.limiter.acquire(route, min(deadline, self._run_ends))
+            except TimeoutError:  # refused, and no turn again within the wait (or the run's end)
+                if time.monotonic() >= self._run_ends or deadline > self._run_ends:
+                    self._give_up(NeonDeadline(route, self.retry.run_deadline))
                 self._give_up(NeonThrottled(route, time.monotonic() - first_refusal, refusals))
+            if time.monotonic() >= self._run_ends:
+                self._give_up(NeonDeadline(route, self.retry.run_deadline))
             self.stats.count_request(route)
             try:
                 body = self._attempt(route, url, params, validate)
@@ -533,13 +558,13 @@ class NeonClient:
                         ) from None
                     delay = self.retry.backoff(failures)
                 self.stats.add(retries=1)
-                time.sleep(delay)
+                time.sleep(max(0.0, min(delay, self._run_ends - time.monotonic())))
                 continue
             self.limiter.succeeded(route, ticket)
             self._note_rate()
             return body
 
-    def _give_up(self, error: NeonThrottled) -> None:
+    def _give_up(self, error: NeonAPIError) -> None:
         """The run ends: no other request keeps waiting for a turn at a rate Neon does not grant."""
         self.limiter.close(error)
         raise error from None
@@ -548,12 +573,18 @@ class NeonClient:
         self.stats.rate = self.limiter.rate_per_minute
 
     def _attempt(self, route, url, params, validate) -> dict:
+        sent = time.monotonic()
+        ends = min(sent + self.retry.request_deadline, self._run_ends)
         try:
             response = self._session().get(
-                url, params=params, timeout=(self.retry.connect_timeout, self.retry.read_timeout)
+                url,
+                params=params,
+                timeout=(self.retry.connect_timeout, min(self.retry.read_timeout, ends - sent)),
+                stream=True,
             )
-            body_text = response.text
+            body_text = self._read_body(route, response, ends)
         except requests.exceptions.ConnectionError as exc:
+            self._check_deadline(route, ends)
             if not self._reached and _is_refused(exc):
                 # Before the API ever answered, a refused connection or unknown host is a wrong
                 # base URL, not a blip: say so at once instead of backing off for a minute.
@@ -562,11 +593,13 @@ class NeonClient:
                 ) from None
             raise _Transient(None, f"connection failed: {_root_cause(exc)}") from None
         except requests.exceptions.Timeout:
+            self._check_deadline(route, ends)
             raise _Transient(None, f"no answer within {self.retry.read_timeout:g} s") from None
         except requests.exceptions.RequestException as exc:  # truncated bodies, broken chunking
+            self._check_deadline(route, ends)
             raise _Transient(None, f"response broken off: {_root_cause(exc)}") from None
 
-        self._reached = True
+        first_answer, self._reached = not self._reached, True
         status = response.status_code
         if status == 200:
             try:
@@ -593,6 +626,13 @@ class NeonClient:
         if status == 403:
             raise NeonForbidden(route, 403, message)
         if status == 404:
+            path = urlsplit(self.base_url).path.rstrip("/")
+            if first_answer and not path.endswith("/api/v2"):
+                raise NeonSetupError(
+                    route,
+                    404,
+                    f"{message}; Neon's API lives under /api/v2: is the base URL {self.base_url}/api/v2?",
+                )
             raise NeonNotFound(route, 404, message)
         if status == 429:
             self.stats.add(throttled=1)
@@ -600,6 +640,39 @@ class NeonClient:
         if status >= 500 or status == 408:
             raise _Transient(status, message)
         raise NeonAPIError(route, status, message)
+
+    def _read_body(self, route: str, response: requests.Response, ends: float) -> str:
+        """The body as text, read in chunks until `ends` (a read timeout bounds each read only:
+        a server trickling its answer a byte at a time would hold the request forever)."""
+        chunks = []
+        try:
+            # read1: what has arrived, at most one system call (iter_content waits for whole chunks)
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                chunks.append(chunk)
+                if time.monotonic() >= ends:
+                    self._check_deadline(route, ends)
+        except urllib3.exceptions.ReadTimeoutError as exc:  # as requests itself maps urllib3's errors
+            response.close()
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        except urllib3.exceptions.HTTPError as exc:  # a body cut short, a broken chunk or encoding
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(exc) from exc
+        except BaseException:
+            response.close()  # a connection left mid-body is never reused
+            raise
+        response._content = b"".join(chunks)  # as requests keeps a body it read itself
+        return response.text
+
+    def _check_deadline(self, route: str, ends: float) -> None:
+        """End a request past its deadline: the run's (for good) or its own (a retry)."""
+        now = time.monotonic()
+        if now >= self._run_ends:
+            self._give_up(NeonDeadline(route, self.retry.run_deadline))
+        if now >= ends:
+            raise _Transient(
+                None,
+                f"no complete answer within {self.retry.request_deadline:g} s (request_deadline_seconds)",
+            )
 
 
 # Neon is never on this machine: an API on the loopback host is the simulator (neon_simulator).
@@ -621,24 +694,38 @@ def is_local(origin: str) -> bool:
 
 
 def _error_message(body_text: str) -> str:
-    """Neon's GeneralError message, or the start of whatever came back."""
+    """Neon's GeneralError message, or the start of whatever came back, as one printable line of
+    at most ERROR_TEXT_CHARS: a server's text reaches a terminal or a log."""
     try:
         body = json.loads(body_text)
         if isinstance(body, dict) and body.get("message"):
-            return str(body["message"])
+            return one_line(str(body["message"]), settings.ERROR_TEXT_CHARS)
     except ValueError:
         pass
-    snippet = " ".join(body_text.split())[:120]
-    return snippet or "(empty body)"
+    return one_line(body_text, settings.ERROR_TEXT_CHARS) or "(empty body)"
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?")
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` as one printable line of at most `limit` characters: terminal escape sequences and
+    other control characters removed, whitespace runs made one space, the rest cut with an ellipsis."""
+    text = _ANSI_ESCAPE.sub("", text[: limit * 4])
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
+    """Seconds to wait from a Retry-After header; anything that is not a duration of 0 or more
+    seconds (a date, `nan`, `-5`) counts as absent, and the run backs off as without one."""
     try:
-        return min(float(value), settings.BACKOFF_MAX_SECONDS * 4)
+        seconds = float(value or "")
     except ValueError:
         return None
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, settings.BACKOFF_MAX_SECONDS * 4)
 
 
 def exception_chain(exc: BaseException) -> Iterator[BaseException]:

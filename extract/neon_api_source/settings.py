@@ -57,6 +57,14 @@ BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
+# A server's error text in a message: cut to this many characters (a proxy's 5 MB page is no line).
+ERROR_TEXT_CHARS = 300
+# A read timeout bounds the wait for each byte only: a server that trickles its answer would hold a
+# request forever. A request ends this long after it was sent (a retry then, as for a timeout) ...
+REQUEST_DEADLINE_SECONDS = 300.0
+# ... and the extract's requests end this long after the run started, so that a run that hangs
+# fails (exit 1) instead of making every later scheduled run skip (exit 3) unseen.
+RUN_DEADLINE_SECONDS = 6 * 3600.0
 # A 429 is retried without using up those attempts: the run slows down instead. A request still
 # refused this long after its first 429 fails the run.
 MAX_THROTTLE_WAIT_SECONDS = 600.0

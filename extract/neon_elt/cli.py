@@ -2,7 +2,7 @@
 
 Every failure ends with one line on stderr that names the cause, and a non-zero exit:
 1 for a failed run (API, dbt, or the machine: a full disk, a read-only file system), 2 for
-configuration, 3 when another run holds the warehouse, 130 when interrupted.
+configuration, 3 when another run holds the warehouse, 130 when interrupted (143 for SIGTERM).
 The published warehouse is never left half-written.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from neon_api_source import configuration
 from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
-from neon_api_source.helpers import SourceConfigError
+from neon_api_source.helpers import SourceConfigError, one_line
 
 from . import config, marimo_apps, memory, targets
 from .marts_summary import print_marts_summary
@@ -274,21 +274,32 @@ def stale_option(command: argparse.ArgumentParser) -> None:
     )
 
 
+# The last line, however long its cause (a server's text, a path): a scheduler mails it, a log keeps it.
+LAST_LINE_CHARS = 600
+
+
+def fail(message: str) -> None:
+    """The one last line of a failure: printable, bounded."""
+    print(one_line(f"neon-elt: {message}", LAST_LINE_CHARS), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
     except (config.ConfigError, SourceConfigError) as exc:  # the runner's settings, the source's
-        print(f"neon-elt: {exc}", file=sys.stderr)
+        fail(str(exc))
         return 2
     except WarehouseBusy as exc:
-        print(f"neon-elt: {exc}", file=sys.stderr)
+        fail(str(exc))
         return 3
     except StepFailed as exc:
-        print(f"neon-elt: {exc}. The published warehouse is unchanged.", file=sys.stderr)
-        return 1
+        # the cause first cut to fit, so that the promise at the end is always read
+        cause = one_line(str(exc), LAST_LINE_CHARS - 80)
+        fail(f"{cause}. The published warehouse is unchanged.")
+        return exc.code
     except MachineFault as exc:
-        print(f"neon-elt: {exc}", file=sys.stderr)
+        fail(str(exc))
         return 1
     except OSError as exc:  # a disk fault outside a run's working copy (a report, say)
         found = find_fault(exc)
@@ -296,19 +307,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         code, path = found
         folder = Path(path).parent if path else Path.cwd()
-        print(f"neon-elt: {describe_fault(code, folder)}", file=sys.stderr)
+        fail(describe_fault(code, folder))
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C; dlt turns a SIGTERM during its load into one too
         number = getattr(exc, "signal_code", signal.SIGINT)
         name = "" if number == signal.SIGINT else f" ({signal.Signals(number).name})"
-        print(f"neon-elt: interrupted{name}; the published warehouse is unchanged.", file=sys.stderr)
+        fail(f"interrupted{name}; the published warehouse is unchanged.")
         return 128 + number
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, systemd and GitHub Actions send), raised as Ctrl-C's interrupt is,
+    so that a run ends the same way: the lock released, the working copy removed, exit 143."""
+
+    signal_code = signal.SIGTERM
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def console(argv: list[str] | None = None) -> int:
     """The `neon-elt` command: a process of its own, whose memory measures (memory.py) reach no
     one else's session."""
+    signal.signal(signal.SIGTERM, _terminate)
     memory.keep_pandas_out()
     memory.arrow_uses_the_system_allocator()
     memory.large_blocks_go_back_to_the_os()

@@ -57,6 +57,10 @@ def warehouse_path() -> Path:
         path = Path.cwd() / path
     if path.is_dir():
         raise ConfigError(f"NEON_DUCKDB_PATH={raw} is a directory; it must name a DuckDB file")
+    if any(quote in str(path) for quote in "'\""):  # dbt's profile and SQL name the file: before any work
+        raise ConfigError(
+            f"NEON_DUCKDB_PATH={raw}: the path has a quote, which DuckDB and dbt cannot take; rename it"
+        )
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"NEON_DUCKDB_PATH={raw}: the folder {parent} does not exist")

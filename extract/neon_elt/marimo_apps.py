@@ -15,7 +15,6 @@ make targets install on first use and `make env` leaves out.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -116,21 +115,15 @@ def dashboard(port: int) -> App:
 
 
 def restore_local_state(warehouse: Path) -> None:
-    """The dashboard shows the pipeline's local state (in ~/.dlt/pipelines), which a run leaves
-    there. Where none did (another machine, another user), or the last run loaded PostgreSQL,
-    take the state and schema from this warehouse, as `dlt pipeline … sync` would."""
+    """The dashboard shows the pipeline's local state (in ~/.dlt/pipelines). Runs keep theirs in a
+    folder per warehouse (run.pipelines_dir), so take the state and schema from this warehouse,
+    as `dlt pipeline … sync` would."""
     import dlt
     from dlt.common.pipeline import get_dlt_pipelines_dir
     from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
     folder = Path(get_dlt_pipelines_dir()) / config.PIPELINE_NAME
-    try:
-        state = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
-        state = {}
-    if "duckdb" in str(state.get("destination_type")):
-        return
-    shutil.rmtree(folder, ignore_errors=True)  # as a run does: a state left for another destination
+    shutil.rmtree(folder, ignore_errors=True)  # as a run does: a state left for another warehouse
     pipeline = dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
         destination=dlt.destinations.duckdb(DuckDbCredentials(str(warehouse), read_only=True)),

@@ -7,6 +7,7 @@ DuckDB readers see either the previous warehouse or the new one, never a mix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,9 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
+from dlt.common.pipeline import LoadInfo
+from dlt.common.runtime import run_context
 from neon_api_source import neon_api_source
-from neon_api_source.helpers import NeonAPIError, NeonClient, RunStats, exception_chain, innermost, origin_of
+from neon_api_source.helpers import (
+    NeonAPIError,
+    NeonClient,
+    NeonSetupError,
+    RunStats,
+    exception_chain,
+    innermost,
+    origin_of,
+)
 
 from . import config, memory
 from .progress import Progress, summary
@@ -41,7 +51,12 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StepFailed(Exception):
-    """A step failed; the message is the one-line cause for the user."""
+    """A step failed; the message is the one-line cause for the user. `code`: the exit code, 1 (a
+    failed run), or 2 when the API's answer says the settings are wrong (a rejected key)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -68,18 +83,29 @@ PIPELINE_CONFIG = {
 }
 
 
+def pipelines_dir(build: Build) -> Path:
+    """dlt's folder for this pipeline's runs into one warehouse, under dlt's data folder
+    (DLT_DATA_DIR, else ~/.dlt): `make demo` during a scheduled `make elt` into another
+    warehouse, or two accounts' warehouses on one host, never touch each other's load packages.
+    Only a run that holds the warehouse's lock (targets.py) writes in it."""
+    digest = hashlib.sha256(build.identity.encode()).hexdigest()[:16]
+    return Path(run_context.active().get_data_entity("neon-elt")) / digest
+
+
 def make_pipeline(build: Build) -> dlt.Pipeline:
     """The dlt pipeline, with its local state reset so that the state (incremental cursors) always
     comes from the warehouse it loads into, never from a run whose warehouse was not published."""
     for key, value in PIPELINE_CONFIG.items():  # this pipeline's only, by dlt's pipeline section
         dlt.config[f"{config.PIPELINE_NAME}.{key}"] = value
-    # The last run's local state goes before dlt opens the pipeline: opened with a destination,
-    # a state left by a run into the other warehouse (make demo after TARGET=postgres) makes dlt
-    # log that the state's destination differs. (Pipeline.drop() comes too late for that, and
-    # keeps the destination it was opened with.)
-    shutil.rmtree(Path(get_dlt_pipelines_dir()) / config.PIPELINE_NAME, ignore_errors=True)
+    # The last run's local state goes before dlt opens the pipeline (this warehouse's folder, and
+    # the caller holds its lock): opened with a destination, a state left by a run into the other
+    # warehouse (make demo after TARGET=postgres) makes dlt log that the state's destination
+    # differs. (Pipeline.drop() comes too late for that, and keeps the destination it was opened with.)
+    folder = pipelines_dir(build)
+    shutil.rmtree(folder / config.PIPELINE_NAME, ignore_errors=True)
     pipeline = dlt.pipeline(
         pipeline_name=config.PIPELINE_NAME,
+        pipelines_dir=str(folder),
         destination=build.destination(),
         dataset_name=config.DATASET_NAME,
     )
@@ -102,16 +128,20 @@ def extract(
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
     options = {"concurrency": concurrency} if concurrency else {}
-    source = neon_api_source(
-        base_url=client.base_url,
-        client=client,
-        consumption=consumption,
-        plan_only=plan_only,
-        **options,
-        **source_options,
-    )
     try:
         pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
+        lost = recover_lost_tables(pipeline)
+        if lost:
+            source_options["full_refresh"] = True
+            client.stats.note(f"full run: the warehouse lost {', '.join(lost)}")
+        source = neon_api_source(
+            base_url=client.base_url,
+            client=client,
+            consumption=consumption,
+            plan_only=plan_only,
+            **options,
+            **source_options,
+        )
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
@@ -126,9 +156,30 @@ def extract(
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
             raise interrupt from None
-        raise StepFailed(f"extract failed: {root_cause(exc)}") from exc
+        setup = any(isinstance(e, NeonSetupError) for e in exception_chain(exc))
+        raise StepFailed(f"extract failed: {root_cause(exc)}", code=2 if setup else 1) from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
+
+
+def recover_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """The raw tables the warehouse's schema names but the warehouse lost (a user's cleanup, a
+    restore from an older backup). dlt would skip creating them, as the schema is stored already,
+    and fail its load; so the stored schema's version is forgotten (in this run's build, whose
+    failure publishes nothing) and dlt creates them again, and the run reads everything (a full
+    run) so that they hold the whole estate."""
+    if not pipeline.default_schema_name:  # a first run: nothing to lose
+        return []
+    schema = pipeline.default_schema
+    with pipeline.destination_client() as client:
+        found = dict(client.get_storage_tables(schema.data_table_names()))
+        lost = sorted(name for name, columns in found.items() if not columns)
+        if lost:
+            with client.sql_client as sql:
+                version = sql.make_qualified_table_name("_dlt_version")
+                stored = schema.stored_version_hash.replace("'", "''")
+                sql.execute_sql(f"delete from {version} where version_hash = '{stored}'")
+    return lost
 
 
 def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import dlt
 import duckdb
-from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.runtime import run_context
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from . import config, memory
@@ -40,6 +40,12 @@ class DuckDBBuild:
     # DuckDB reads parquet load files in bulk, several times faster than dlt's default INSERT
     # statements on a first run.
     loader_file_format: str | None = "parquet"
+
+    @property
+    def identity(self) -> str:
+        """The warehouse, for its dlt folder (run.pipelines_dir): the working copy's path, which
+        is one per published file."""
+        return str(self.path.resolve())
 
     def destination(self) -> Any:
         return dlt.destinations.duckdb(self.load_credentials(1))
@@ -94,10 +100,10 @@ class DuckDBBuild:
 
 
 def run_folders() -> list[Path]:
-    """The folders a run writes in besides the warehouse's: dlt's pipelines, dbt's target and logs."""
+    """The folders a run writes in besides the warehouse's: dlt's data, dbt's target and logs."""
     dbt_dir = config.DBT_PROJECT_DIR
     return [
-        Path(get_dlt_pipelines_dir()),
+        Path(run_context.active().data_dir),
         Path(os.environ.get("DBT_TARGET_PATH") or dbt_dir / "target"),
         Path(os.environ.get("DBT_LOG_PATH") or dbt_dir / "logs"),
     ]
@@ -133,6 +139,11 @@ class PostgresBuild:
     # dlt's own choice: INSERT statements, and COPY from csv for Arrow tables (consumption).
     # Parquet would need the ADBC driver, and without it dlt warns for every table.
     loader_file_format: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """The database, for its dlt folder (run.pipelines_dir); never the password."""
+        return self.credentials.safe_url
 
     def destination(self) -> Any:
         return dlt.destinations.postgres(credentials=self.credentials.url)

@@ -17,7 +17,10 @@ run. Kinds:
 Two deterministic, non-random faults exist too: ``persistent`` maps a route template (e.g.
 ``/projects/{project_id}/endpoints``) or a concrete path (``/projects/<id>/endpoints``, without the
 ``/api/v2`` prefix) to a status that every matching request gets, a fault that outlasts any retry;
-and ``delete_project_after_list`` deletes a project (by id, or the first N listed) right after
+``trickle`` maps a route template or concrete path to seconds between bytes: every matching
+request gets status 200 and its whole ``Content-Length``, then the body one byte at a time (a server
+that never stalls long enough for a per-read timeout, yet never finishes); and
+``delete_project_after_list`` deletes a project (by id, or the first N listed) right after
 ``GET /projects`` has listed it, so its child requests answer 404.
 """
 
@@ -51,6 +54,7 @@ class Faults:
     not_json_rate: float = 0.0
     delete_project_after_list: str | int | None = None
     persistent: Mapping[str, int] = field(default_factory=dict)
+    trickle: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         rates = [getattr(self, f"{kind}_rate") for kind in FAULT_KINDS]
@@ -58,13 +62,17 @@ class Faults:
             raise ValueError("fault rates must be within 0..1 and add up to at most 1")
         if any(not 400 <= status <= 599 for status in self.persistent.values()):
             raise ValueError("persistent fault statuses must be HTTP error codes (400..599)")
+        if any(not seconds > 0 for seconds in self.trickle.values()):
+            raise ValueError("trickle intervals must be more than 0 seconds")
         if self.slow_seconds < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("slow_seconds and retry_after must be >= 0")
 
     @property
     def enabled(self) -> bool:
         """Whether any fault can happen at all."""
-        return bool(self.total_rate or self.persistent or self.delete_project_after_list is not None)
+        return bool(
+            self.total_rate or self.persistent or self.trickle or self.delete_project_after_list is not None
+        )
 
     @property
     def total_rate(self) -> float:
@@ -82,7 +90,8 @@ class Faults:
         """Read ``NEON_SIM_<FIELD>`` variables (e.g. ``NEON_SIM_ERROR_RATE=0.1``).
 
         Also ``NEON_SIM_FAULT_RATE`` (as :meth:`mixed`), ``NEON_SIM_FAULT_SEED``, and
-        ``NEON_SIM_PERSISTENT="/projects/{project_id}/endpoints=503,..."``.
+        ``NEON_SIM_PERSISTENT="/projects/{project_id}/endpoints=503,..."``,
+        ``NEON_SIM_TRICKLE="/projects/{project_id}/branches=20,..."`` (seconds between bytes).
         ``NEON_SIM_DELETE_PROJECT_AFTER_LIST`` is a project id or, if all digits, a count.
         """
         env = os.environ if environ is None else environ
@@ -102,8 +111,9 @@ class Faults:
 
 def _parse_field(name: str, raw: str):
     """Convert one environment or command-line value to the type of the :class:`Faults` field."""
-    if name == "persistent":
-        return parse_persistent(item for item in raw.split(",") if item.strip())
+    if name in ("persistent", "trickle"):
+        items = parse_persistent(item for item in raw.split(",") if item.strip())
+        return items if name == "persistent" else {route: float(n) for route, n in items.items()}
     if name == "delete_project_after_list":
         return int(raw) if raw.isdigit() else raw
     if name == "retry_after":
@@ -112,7 +122,8 @@ def _parse_field(name: str, raw: str):
 
 
 def parse_persistent(items: Iterable[str]) -> dict[str, int]:
-    """Parse ``ROUTE=STATUS`` items into the :attr:`Faults.persistent` mapping."""
+    """Parse ``ROUTE=STATUS`` items into the :attr:`Faults.persistent` mapping (``ROUTE=SECONDS``
+    for :attr:`Faults.trickle`, whole seconds)."""
     result = {}
     for item in items:
         route, sep, status = item.strip().rpartition("=")
@@ -159,6 +170,11 @@ class FaultInjector:
         """The persistent status configured for this route template or concrete path, if any."""
         persistent = self.faults.persistent
         return persistent.get(path, persistent.get(template))
+
+    def trickle_interval(self, template: str, path: str) -> float | None:
+        """Seconds between the bytes of this route's bodies, if it trickles."""
+        trickle = self.faults.trickle
+        return trickle.get(path, trickle.get(template))
 
     def projects_to_delete(self, listed_ids: list[str]) -> list[str]:
         """Which of the projects just listed by ``GET /projects`` must now disappear."""

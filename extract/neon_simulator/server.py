@@ -214,6 +214,7 @@ class Simulator:
         self._routes = Routes(account, self._injector, self._count_fault)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()  # ends trickled answers (faults.trickle) at stop()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class Simulator:
         """Bind and serve in a background thread; returns ``self``."""
         if self._server is not None:
             raise RuntimeError("the simulator is already running")
+        self._stopping.clear()
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
@@ -234,6 +236,7 @@ class Simulator:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopping.set()
         server.shutdown()
         server.close_connections()
         server.server_close()
@@ -321,6 +324,13 @@ class Simulator:
             self._count_fault("truncate")
             self._send_truncated(handler, body)
             return
+        interval = (
+            self._injector.trickle_interval(template, path[len(API_PREFIX) :]) if self._injector else None
+        )
+        if interval is not None:
+            self._count_fault("trickle")
+            self._send_trickled(handler, body, interval)
+            return
         handler.send_body(200, body)
         self._count_status(200)
 
@@ -380,6 +390,20 @@ class Simulator:
         else:
             handler.send_body(200, half)
         self._count_status(200)
+
+    def _send_trickled(self, handler: _Handler, body: bytes, interval: float) -> None:
+        """Status 200 and the whole Content-Length at once, then one byte every ``interval`` seconds."""
+        self._count_status(200)
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for i in range(len(body)):
+            handler.wfile.write(body[i : i + 1])
+            handler.wfile.flush()
+            if self._stopping.wait(interval):
+                handler.close_connection = True
+                return
 
     def _respond_error(self, handler: _Handler, error: ApiError) -> None:
         """Answer a ``GeneralError`` (echoing the client's ``X-Request-ID`` if it sent one)."""
