@@ -33,8 +33,27 @@ with a ROW_NUMBER() over all of them and ran out of DuckDB's load budget (after 
 extract peaks at ~380 MB (a page of branch consumption, 1,000 branches x 60 days, decoded), the
 normalize at ~370 MB, and the load climbs from the ~285 MB the process holds after the normalize
 to the peak, far more than DuckDB's budget; 32 MB of budget instead of 64 still reached 400 MB,
-and DuckDB's allocator_flush_threshold at 4 MB 430 MB: the rest of the load's growth is still to
-be found.
+and DuckDB's allocator_flush_threshold at 4 MB 430 MB: the rest of the load's growth was found
+below.
+
+Sampled by step and by load job on 2026-12-05 (RSS every 20 ms, a 446 MB run), then each of
+DuckDB's statements alone on the same parquet files:
+
+| measure (large-billed account)                      | before       | after        |
+|-----------------------------------------------------|--------------|--------------|
+| the source writes `_dlt_id` (run.PIPELINE_CONFIG)   | normalize 386, load from 300 MB | normalize 282, load from 256 MB: dlt's normalize no longer rewrites the consumption's parquet files a Python string per row id |
+| `LOAD_FILE_MAX_ROWS` (files of 500,000 rows)        | copying branch consumption: +165 MB (5.8 million rows, one INSERT) | +75 MB per file |
+| DuckDB budget 32 MB (alone, 5.8 million rows merged) | +151 MB     | +121 MB (not taken: the merge is still over) |
+| allocator_flush_threshold, bulk_deallocation 1-4 MB, background threads | +165 MB | +165 MB (no effect) |
+| parquet row groups of 20,000 rows instead of 94,000 | +86 MB per million rows | +88 MB (no effect) |
+
+DuckDB holds ~15 bytes a row outside its budget (not in duckdb_memory()) for every row one
+statement inserts into a table, whatever the columns (2 or 13) or the source (parquet, a table,
+CREATE TABLE AS): 1 million rows +73 MB, 5.8 million +151 MB, 11.6 million +223 MB. The
+consumption's files are now cut small, but dlt's merge moves the whole staging table into the
+destination in one statement: that merge (branch consumption, 5.8 million rows) is the load's
+peak now, 269 MB to 413 MB. The extract peaks at 410 MB (a page of branch consumption decoded,
+~15 MB of JSON, ~65-80 MB as Python objects, beside the estate's listings). Still over budget.
 
 Only the `neon-elt` command (cli.console) calls `keep_pandas_out`,
 `arrow_uses_the_system_allocator` and `large_blocks_go_back_to_the_os`: a Python session that
@@ -53,6 +72,10 @@ from typing import Any
 # Loads up to this many rows (every test, most accounts) run dlt's load jobs four at a time;
 # larger ones one at a time, so that only one table's files are in DuckDB's hands at once.
 PARALLEL_LOAD_MAX_ROWS = 100_000
+
+# DuckDB holds memory outside its budget for each row one statement inserts (~15 bytes a row,
+# measured): the consumption's rows reach it in files of at most this many rows, a statement each.
+LOAD_FILE_MAX_ROWS = 500_000
 
 
 class _WithoutPandas(importlib.abc.MetaPathFinder):

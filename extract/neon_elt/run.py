@@ -74,9 +74,12 @@ class ExtractResult:
 # dlt's settings for this pipeline, under its name: dlt reads `<pipeline>.<key>` before `<key>`, so
 # they change no other pipeline in the process (a user's own, or dlt's dashboard).
 PIPELINE_CONFIG = {
-    # Arrow items (consumption) get dlt's load id and row id like every other row.
+    # Arrow items (consumption) get dlt's load id like every other row; their row id (_dlt_id) the
+    # source writes itself: dlt's normalize would rewrite every parquet file to add it (memory.py).
     "normalize.parquet_normalizer.add_dlt_load_id": True,
-    "normalize.parquet_normalizer.add_dlt_id": True,
+    "normalize.parquet_normalizer.add_dlt_id": False,
+    # A consumption table's rows go to DuckDB in files of at most this many rows (memory.py).
+    "data_writer.file_max_items": memory.LOAD_FILE_MAX_ROWS,
     # A load's files go once loaded: they hold every row (emails of the access review included),
     # and the warehouse is the one place rows may stay.
     "load.delete_completed_jobs": True,
