@@ -139,3 +139,24 @@ def test_a_branch_whose_ttl_passed_is_deleted_by_ttl():
     assert {bid for _, bid in expiring} <= gone
     methods = {b["id"]: b["recovery"]["deletion_method"] for pid, _ in expiring for b in account.deleted_branches(pid)}
     assert all(methods[bid] == "ttl" for _, bid in expiring)
+
+
+@pytest.mark.slow
+def test_values_neon_adds_to_its_enumerations_publish_with_a_warning_naming_them(tmp_path, capsys):
+    """A new endpoint type, region, operation action and PostgreSQL version: the run publishes the
+    warehouse, and its output names each value."""
+    from runs import extract
+
+    account = Account.generate(spec_of("tiny"))
+    project = account._projects[account.all_projects()[0]["id"]]
+    new = {"type": "read_replica_pool", "region": "aws-mars-north-1", "action": "rebalance_storage"}
+    project.endpoints[0]["type"] = new["type"]
+    project.item["region_id"] = new["region"]
+    project.item["pg_version"] = 20
+    project.operations[0]["action"] = new["action"]
+    with Simulator(account) as simulator:
+        extract(tmp_path / "neon_api.duckdb", simulator, transform=True)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning: dbt test")]
+    for value in [*new.values(), "20"]:
+        assert any(value in line for line in warnings), (value, warnings)
+    assert (tmp_path / "neon_api.duckdb").exists()
