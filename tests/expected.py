@@ -78,6 +78,12 @@ def region_facts(account) -> dict[str, dict]:
     return facts
 
 
+def float_sum(value):
+    """A float to 12 significant digits: DuckDB adds a column's doubles in whatever order its
+    threads meet them, so the same sum can differ in its last bits from one build to the next."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
 def marts(warehouse, normal=None) -> dict[str, list[tuple]]:
     """Every mart, as sorted rows of its columns that do not depend on the run's time."""
     return {table: rows for table, (_, rows) in mart_columns_and_rows(warehouse, normal).items()}
@@ -85,7 +91,7 @@ def marts(warehouse, normal=None) -> dict[str, list[tuple]]:
 
 def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], list[tuple]]]:
     """Per mart: the columns that do not depend on the run's time, and its rows sorted, each
-    value passed through `normal` when given."""
+    float to 12 significant digits (float_sum) and each value passed through `normal` when given."""
     connection = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = [
@@ -106,6 +112,7 @@ def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], 
                 if not RUN_TIME_COLUMN.search(c)
             ]
             rows = connection.execute(f"select {', '.join(columns)} from marts.{table}").fetchall()
+            rows = [tuple(float_sum(v) for v in row) for row in rows]
             if normal is not None:
                 rows = [tuple(map(normal, row)) for row in rows]
             result[table] = (columns, sorted(rows, key=repr))

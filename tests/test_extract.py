@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ from runs import (
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
+
+
+def parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def fresh(preset: str = "demo", **changes) -> Account:
@@ -106,13 +111,22 @@ def test_a_personal_account_without_organizations(tmp_path):
 def test_history_records_creates_changes_and_deletes_but_not_counters(tmp_path):
     account = fresh()
     warehouse = tmp_path / "neon_api.duckdb"
-    projects = account.all_projects()
-    gone_project = projects[0]["id"]
-    kept = projects[1]["id"]
-    branches = account.branches(kept)
-    leaf = next(
-        b for b in branches if not b["default"] and not any(c.get("parent_id") == b["id"] for c in branches)
+
+    def leaves(project_id: str) -> list[dict]:
+        branches = account.branches(project_id)
+        return [
+            b
+            for b in branches
+            if not b["default"] and not any(c.get("parent_id") == b["id"] for c in branches)
+        ]
+
+    # a project with a non-default leaf branch to delete and another branch to rename
+    kept = next(
+        p["id"] for p in account.all_projects() if leaves(p["id"]) and len(account.branches(p["id"])) > 1
     )
+    gone_project = next(p["id"] for p in account.all_projects() if p["id"] != kept)
+    branches = account.branches(kept)
+    leaf = leaves(kept)[0]
     renamed = next(b for b in branches if b["id"] != leaf["id"])
 
     with Simulator(account) as simulator:
@@ -173,7 +187,7 @@ def test_a_child_request_that_fails_for_good_fails_the_run_and_retires_nothing(t
     with Simulator(account) as simulator:
         extract(warehouse, simulator)
     before = file_digest(warehouse)
-    project = account.all_projects()[0]["id"]
+    project = next(p["id"] for p in account.all_projects() if len(account.branches(p["id"])) > 1)
     doomed = next(b for b in account.branches(project) if not b["default"])
     account.delete_branch(project, doomed["id"], cascade=True)  # a clean run would retire it
 
@@ -239,12 +253,26 @@ def test_later_runs_fetch_only_new_operations(tmp_path):
     warehouse = tmp_path / "neon_api.duckdb"
     with Simulator(account) as simulator:
         extract(warehouse, simulator)
+        seen = {
+            p["id"]: [op["created_at"] for op in account.operations(p["id"])] for p in account.all_projects()
+        }
         project = account.all_projects()[0]["id"]
         new = account.add_operations(project, 3)
         simulator.reset_stats()
         extract(warehouse, simulator)
         operation_requests = simulator.stats.by_route["/projects/{project_id}/operations"]
-    assert operation_requests == len(account.all_projects())  # one page per project
+    # one page per project; a second (empty) one where the first did not reach back past the
+    # newest operation seen last time minus the look-back (or nothing was seen last time)
+    lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
+
+    def pages(project_id: str) -> int:
+        now = [op["created_at"] for op in account.operations(project_id)]
+        if not now:
+            return 1
+        before = seen[project_id]
+        return 2 if not before or parse(min(now)) >= parse(max(before)) - lookback else 1
+
+    assert operation_requests == sum(pages(p["id"]) for p in account.all_projects())
     ids = {r[0] for r in query(warehouse, "select id from neon_api_data.operations")}
     assert {op["id"] for op in new} <= ids
     assert len(ids) == sum(len(account.operations(p["id"])) for p in account.all_projects())
@@ -330,7 +358,8 @@ def test_a_load_on_several_workers_logs_no_error(tmp_path):
 
     from neon_elt import memory
 
-    account = Account.generate(PRESETS["realistic"])
+    # the realistic account, cut to a load just under the size that still runs several workers
+    account = Account.generate(dataclasses.replace(PRESETS["realistic"], projects=90))
     errors: list[str] = []
     handler = logging.Handler(logging.ERROR)
     handler.emit = lambda record: errors.append(record.getMessage())
