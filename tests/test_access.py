@@ -477,7 +477,8 @@ def test_project_access_has_one_row_per_project_and_member_who_can_reach_it(demo
         and not any(m["grant_source"] == "explicit" for m in served_project_members(demo_account, p["id"]))
     }
     flagged = query(
-        demo_warehouse, "select distinct project_id from marts.project_access where is_project_without_explicit_grant"
+        demo_warehouse,
+        "select distinct project_id from marts.project_access where is_project_without_explicit_grant",
     )
     assert {pid for (pid,) in flagged} == nobody_explicit and nobody_explicit
 
@@ -499,6 +500,7 @@ def test_branch_history_says_how_and_when_each_restorable_branch_went(tmp_path):
         account.tick(hours=24)
         account.delete_branch(pid, leaf)
         extract(warehouse, simulator, transform=True, run_at=account.now + timedelta(hours=1))
+
     def utc(value: str) -> datetime:  # the marts hold UTC without a zone
         return ts(value).replace(tzinfo=None)
 

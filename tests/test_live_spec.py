@@ -13,21 +13,29 @@ from pathlib import Path
 import pytest
 import yaml
 from neon_api_source import settings
+from neon_simulator import Account, Simulator
 from neon_simulator.live import LEVELS, ORG_ROLE_DEFAULT, RECOVERY_DAYS
 from neon_simulator.params import LIVE_OVERLAY_PATH
-from neon_simulator import Account, Simulator
-from simulator_helpers import demo, demo_sim, get, session, spec_of, walk_branches  # noqa: F401
+from simulator_helpers import demo as demo
+from simulator_helpers import demo_sim as demo_sim
+from simulator_helpers import get, session, spec_of, walk_branches
 from spec import schema
 
 # The live spec is Neon's (license: Proprietary): never copied into the project. Where a copy is
 # at hand (the team's shared folder, or NEON_LIVE_SPEC), the overlay is checked against it.
-LIVE_SPEC = Path(os.environ.get("NEON_LIVE_SPEC", "/work/shared/neon-api/neon-openapi-v2-live-2026-08-06.json"))
+LIVE_SPEC = Path(
+    os.environ.get("NEON_LIVE_SPEC", "/work/shared/neon-api/neon-openapi-v2-live-2026-08-06.json")
+)
 MEMBERS = "/projects/{project_id}/members"
 
 
 def _without_descriptions(node):
     if isinstance(node, dict):
-        return {k: _without_descriptions(v) for k, v in node.items() if k not in ("description", "summary", "example")}
+        return {
+            k: _without_descriptions(v)
+            for k, v in node.items()
+            if k not in ("description", "summary", "example")
+        }
     if isinstance(node, list):
         return [_without_descriptions(v) for v in node]
     return node
@@ -57,7 +65,7 @@ def test_the_classifier_knows_every_action_of_the_live_spec_and_postgres_19_is_a
     assert schema("ProjectPermissionLevel")["enum"] == list(LEVELS)
 
 
-def test_project_members_page_on_next_and_validate_against_the_live_schema(demo_sim, demo):  # noqa: F811
+def test_project_members_page_on_next_and_validate_against_the_live_schema(demo_sim, demo):
     """Every organization project's members, walked two at a time: each page validates (get()
     checks it against the merged spec), `next` only while more remain, and together the pages are
     the members the account holds, visible to the key's user as the spec says."""
@@ -78,7 +86,7 @@ def test_project_members_page_on_next_and_validate_against_the_live_schema(demo_
         assert admin or all(m["grant_source"] != "unassigned" for m in seen)
 
 
-def test_grant_source_follows_the_organization_role_and_explicit_grants(demo):  # noqa: F811
+def test_grant_source_follows_the_organization_role_and_explicit_grants(demo):
     sources = Counter()
     for project in demo.all_projects():
         for m in demo.project_members(project["id"]):
@@ -107,12 +115,12 @@ def test_members_of_a_personal_project_are_a_404():
 def test_deleted_branches_are_listed_with_recovery_for_seven_days():
     """`include_deleted=true` adds the restorable deleted branches (the generated ones, a branch a
     person deletes) to the live ones, for seven days; without it, live ones only."""
-    demo = Account.generate(spec_of("demo"))
-    pid = next(p["id"] for p in demo.all_projects() if len(demo.branches(p["id"])) > 2)
-    child = next(b for b in demo.branches(pid) if not b["default"])
-    gone = demo.delete_branch(pid, child["id"], cascade=True)
-    deleted_at = demo.now
-    with Simulator(demo) as sim:
+    account = Account.generate(spec_of("demo"))
+    pid = next(p["id"] for p in account.all_projects() if len(account.branches(p["id"])) > 2)
+    child = next(b for b in account.branches(pid) if not b["default"])
+    gone = account.delete_branch(pid, child["id"], cascade=True)
+    deleted_at = account.now
+    with Simulator(account) as sim:
         http = session(sim.api_key)
         live, _ = walk_branches(http, sim.base_url, pid)
         with_deleted, _ = walk_branches(http, sim.base_url, pid, include_deleted="true")
@@ -124,20 +132,32 @@ def test_deleted_branches_are_listed_with_recovery_for_seven_days():
         "recoverable_until": (deleted_at + timedelta(days=RECOVERY_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "deletion_method": "user",
     }
-    demo.tick(hours=24 * RECOVERY_DAYS)
-    assert child["id"] not in {b["id"] for b in demo.deleted_branches(pid)}
+    account.tick(hours=24 * RECOVERY_DAYS)
+    assert child["id"] not in {b["id"] for b in account.deleted_branches(pid)}
 
 
 def test_a_branch_whose_ttl_passed_is_deleted_by_ttl():
     account = Account.generate(spec_of("tiny"))  # it has a branch with a TTL
     expiring = [
-        (p["id"], b["id"]) for p in account.all_projects() for b in account.branches(p["id"]) if "expires_at" in b
+        (p["id"], b["id"])
+        for p in account.all_projects()
+        for b in account.branches(p["id"])
+        if "expires_at" in b
     ]
-    latest = max(b["expires_at"] for p in account.all_projects() for b in account.branches(p["id"]) if "expires_at" in b)
+    latest = max(
+        b["expires_at"]
+        for p in account.all_projects()
+        for b in account.branches(p["id"])
+        if "expires_at" in b
+    )
     account.tick(hours=int((datetime.fromisoformat(latest) - account.now).total_seconds() // 3600) + 1)
     gone = set(account.expire_ttl_branches())
     assert {bid for _, bid in expiring} <= gone
-    methods = {b["id"]: b["recovery"]["deletion_method"] for pid, _ in expiring for b in account.deleted_branches(pid)}
+    methods = {
+        b["id"]: b["recovery"]["deletion_method"]
+        for pid, _ in expiring
+        for b in account.deleted_branches(pid)
+    }
     assert all(methods[bid] == "ttl" for _, bid in expiring)
 
 

@@ -112,7 +112,9 @@ unseen_deletions as (
         false as is_current_version,
         true as is_deleted
     from deleted_branches
-    where not exists (select 1 from versions where versions.branch_id = deleted_branches.branch_id)
+    left join versions
+        on deleted_branches.branch_id = versions.branch_id
+    where versions.branch_id is null
 
 ),
 
