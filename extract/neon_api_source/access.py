@@ -22,8 +22,10 @@ the run counts it with its skipped 404s, and the project is left out of that lis
 Per-project permissions (`project_members`, Neon's live spec of 2026-08) replace shares as the way
 people reach a project; Neon signals no change to them, and a stale grant is the worst thing an
 access review can show, so they are read on every run, one request (a page of 500) per project of
-an organization (personal projects have none: no request). A 403 or 404 (a plan or key without
-per-project permissions, or a project the key cannot administer) is noted and skipped.
+an organization (personal projects have none: no request). A 403 (a plan or key without
+per-project permissions) is noted and skipped; a 404 is taken, as for shares, for a project deleted
+since it was listed and counted with the skipped 404s (Neon also answers 404 where per-project
+permissions are off: such a project then has no `project_members` rows and no coverage row).
 
 Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
 `organization_members.email`, `project_permissions.granted_to_email` and `project_members.email`
@@ -329,13 +331,21 @@ class Access:
             else:
                 wanted.append((pid, org_id))
 
-        def one(item: tuple[str, str]) -> tuple[str, tuple[list[dict], dict]]:
+        def one(item: tuple[str, str]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id = item
-            rows, status, detail = _read_or_refused(self._members_of_project, pid)
+            # a 404 is taken as for the other per-project listings: the project was deleted since
+            # it was listed (counted with the skipped 404s); a 403 is a refusal
+            answer = estate.unless_deleted(
+                lambda: _read_or_refused(self._members_of_project, pid, refused=(403,))
+            )
+            if answer is None:
+                return pid, None
+            rows, status, detail = answer
             return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, "every run"))
 
         for pid, found in fan_out(one, wanted, estate.workers):
-            result[pid] = found
+            if found is not None:
+                result[pid] = found
         self._note_refusals(listing, [cov for _, cov in result.values()], "project")
         return result
 
