@@ -243,7 +243,12 @@ def test_a_project_deleted_mid_run_is_left_out_of_the_access_review_and_counted(
         result = extract(warehouse, simulator)
         served = simulator.stats
     asked = [
-        f"/api/v2/projects/{victim}/{listing}" for listing in ("permissions", "vpc_endpoints", "members")
+        f"/api/v2/projects/{victim}/{listing}"
+        for listing in (
+            "permissions",
+            "vpc_endpoints",
+            f"members?limit={settings.PROJECT_MEMBERS_PAGE_LIMIT}",
+        )
     ]
     assert all(served.by_request[path] == 1 for path in asked)
     assert result.stats.skipped_404 == served.by_status[404] > len(asked)
