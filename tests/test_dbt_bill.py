@@ -210,6 +210,7 @@ def test_a_period_is_complete_once_neon_closed_it_and_the_warehouse_holds_all_of
     assert any(not r["is_period_complete"] and r["billing_period_end"] is None for r in rows), (
         "a running period"
     )
+    assert any(r["is_period_complete"] for r in rows), "the demo holds a whole month"
 
 
 def test_the_running_period_is_projected_at_its_pace(demo_warehouse):

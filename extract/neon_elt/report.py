@@ -45,14 +45,7 @@ METRICS = {
 UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-month": "branch-months"}
 # Daily consumption in the units Neon bills: daily_consumption states Neon's raw units, and the seed
 # neon_metric_units holds every conversion (decimal GB, a 744-hour month). The notebook reads it too.
-DAILY_CONSUMPTION = """
-    select
-        daily.*,
-        units.billing_unit,
-        cast(daily.metric_value as double precision) / units.raw_units_per_billing_unit as quantity
-    from marts.daily_consumption as daily
-    inner join staging.neon_metric_units as units on daily.metric_name = units.metric_name
-"""
+DAILY_CONSUMPTION = "select * from marts.daily_consumption"
 PROVIDERS = {"aws": "AWS", "azure": "Azure"}
 STALE_BARS = 15  # the clean-up table below the chart lists them all
 PROJECT_BARS = 20

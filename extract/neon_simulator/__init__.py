@@ -35,7 +35,7 @@ preset     orgs   projects branches  notes
 ========== ====== ======== ========= ==================================================
 tiny       1      3        6         one paid org
 demo       2      12       36        one paid org, one free org (consumption answers 403);
-                                     branch consumption from 21 days back
+                                     60 days of consumption, branch consumption from 21 days back
 realistic  3      120      360       two paid orgs, 60 days of consumption
 large      4      5,000    25,000    ~18k computes, ~33k databases and roles, ~30k ops
 large-     4      5,000    25,000    large, every org on Scale, 60 days of consumption (the

@@ -214,7 +214,9 @@ PRESETS: dict[str, AccountSpec] = {
         projects=12,
         branches_per_project=3,
         operations_per_project=6,
-        consumption_days=30,
+        # Neon's whole daily reach: the last whole month is in the warehouse, so the demo's bill
+        # shows a complete period beside the running one
+        consumption_days=60,
         consumption_plan_orgs=1,
         branch_consumption_days=21,  # the branch endpoint is newer: its history starts later
     ),

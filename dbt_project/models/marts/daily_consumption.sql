@@ -29,6 +29,8 @@ final as (
         consumption.metric_name,
         consumption.metric_value,
         metric_units.raw_unit as metric_unit,
+        cast(consumption.metric_value as double precision) / metric_units.raw_units_per_billing_unit as quantity,
+        metric_units.billing_unit,
         consumption.billing_period_id,
         consumption.billing_plan,
         consumption.billing_period_start,
