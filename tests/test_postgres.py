@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from dlt.common.versioned_state import decompress_state
-from expected import mart_columns_and_rows
+from expected import float_sum, mart_columns_and_rows
 from neon_elt import config
 from neon_elt.report import build as build_report
 from neon_elt.targets import PostgresTarget
@@ -86,7 +86,7 @@ def _normal(value):
     if isinstance(value, decimal.Decimal):
         value = float(value)
     if isinstance(value, float):
-        return round(value, 9)
+        return float_sum(round(value, 9))
     if isinstance(value, datetime.datetime) and value.tzinfo is not None:
         return value.astimezone(datetime.UTC).replace(tzinfo=None)
     return value
