@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import Counter, defaultdict
+from datetime import date
 
 import duckdb
 import yaml
@@ -341,3 +343,42 @@ def relations_holding(warehouse, needles: set[str]) -> set[tuple[str, str]]:
         return found
     finally:
         connection.close()
+
+
+# ------------------------------------------------------------------- what Neon bills
+
+
+def seed(name: str) -> list[dict]:
+    with (DBT_PROJECT_DIR / "seeds" / f"{name}.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+class Billing:
+    """Neon's billing model as the seeds write it: each metric's conversion, and the rate and the
+    allowance in force for a plan on a period's first day."""
+
+    def __init__(self) -> None:
+        self.per = {
+            row["metric_name"]: float(row["raw_units_per_billing_unit"]) for row in seed("neon_metric_units")
+        }
+        self.rates = seed("neon_rate_card")
+        self.allowances = seed("neon_plan_allowances")
+
+    @staticmethod
+    def _in_force(rows: list[dict], plan: str, metric: str, period_start: date) -> dict | None:
+        candidates = [
+            row
+            for row in rows
+            if row["plan"] == plan
+            and row["metric_name"] == metric
+            and date.fromisoformat(row["effective_from"]) <= period_start
+        ]
+        return max(candidates, key=lambda row: row["effective_from"], default=None)
+
+    def rate(self, plan: str, metric: str, period_start: date) -> float | None:
+        row = self._in_force(self.rates, plan, metric, period_start)
+        return None if row is None else float(row["rate_usd"])
+
+    def allowance(self, plan: str, metric: str, period_start: date) -> tuple[float, str] | None:
+        row = self._in_force(self.allowances, plan, metric, period_start)
+        return None if row is None else (float(row["included_quantity"]), row["included_per"])

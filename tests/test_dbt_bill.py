@@ -6,60 +6,21 @@ the seeds; Neon's own worked examples are dbt unit tests (int_consumption_priced
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from collections import defaultdict
 from datetime import UTC, date, datetime
 
 import pytest
-from expected import query, query_dicts
+from expected import Billing, query, query_dicts, seed
 from neon_api_source import settings
-from neon_elt.config import DBT_PROJECT_DIR
 from neon_elt.run import StepFailed, dbt
 from neon_elt.targets import DuckDBTarget
 
 # runs the pipeline and dbt: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
-SEEDS = DBT_PROJECT_DIR / "seeds"
 TOLERANCE = 1e-3  # Neon's formulas, to within 0.1%
-
-
-def seed(name: str) -> list[dict]:
-    with (SEEDS / f"{name}.csv").open() as file:
-        return list(csv.DictReader(file))
-
-
-class Billing:
-    """Neon's billing model as the seeds write it: each metric's conversion, and the rate and the
-    allowance in force for a plan on a period's first day."""
-
-    def __init__(self) -> None:
-        self.per = {
-            row["metric_name"]: float(row["raw_units_per_billing_unit"]) for row in seed("neon_metric_units")
-        }
-        self.rates = seed("neon_rate_card")
-        self.allowances = seed("neon_plan_allowances")
-
-    @staticmethod
-    def _in_force(rows: list[dict], plan: str, metric: str, period_start: date) -> dict | None:
-        candidates = [
-            row
-            for row in rows
-            if row["plan"] == plan
-            and row["metric_name"] == metric
-            and date.fromisoformat(row["effective_from"]) <= period_start
-        ]
-        return max(candidates, key=lambda row: row["effective_from"], default=None)
-
-    def rate(self, plan: str, metric: str, period_start: date) -> float | None:
-        row = self._in_force(self.rates, plan, metric, period_start)
-        return None if row is None else float(row["rate_usd"])
-
-    def allowance(self, plan: str, metric: str, period_start: date) -> tuple[float, str] | None:
-        row = self._in_force(self.allowances, plan, metric, period_start)
-        return None if row is None else (float(row["included_quantity"]), row["included_per"])
 
 
 def parse(value: str) -> datetime:

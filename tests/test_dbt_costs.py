@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import client_for
-from expected import dbt_vars, query, query_dicts
+from expected import Billing, dbt_vars, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import dbt, elt
 from neon_elt.targets import DuckDBTarget
@@ -394,10 +394,7 @@ def priced(demo_warehouse, tmp_path_factory) -> Path:
 
 
 def test_negotiated_prices_replace_the_rate_card(priced, served_branch_usage):
-    per = {
-        row["metric_name"]: row["raw_units_per_billing_unit"]
-        for row in query_dicts(priced, "select * from staging.neon_metric_units")
-    }
+    per = Billing().per
     rows = query_dicts(priced, "select * from marts.branch_costs")
     costed = 0
     for row in rows:
