@@ -317,10 +317,13 @@ def access_counts_per_org(account) -> dict[str, dict[str, int]]:
 ACCESS_RELATIONS = {
     ("neon_api_data", "organization_members"),
     ("neon_api_data", "project_permissions"),
+    ("neon_api_data", "project_members"),
     ("staging", "stg_neon__organization_members"),
     ("staging", "stg_neon__project_permissions"),
+    ("staging", "stg_neon__project_members"),
     ("staging", "int_project_shares_matched_to_members"),
     ("marts", "access_review"),
+    ("marts", "project_access"),
 }
 
 

@@ -148,6 +148,7 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "consumption_hourly": len(served_hourly(account, *hourly_consumption_window(now))),
         "branch_consumption": 0,
         "confirmations": len(projects),  # one per project, and one per branch (below)
+        "deleted_branches": sum(len(account.deleted_branches(p["id"])) for p in projects),
     }
     # branch consumption: organizations on a usage-based paid plan (not Business)
     branch_plans = {
@@ -202,8 +203,18 @@ def access_table_counts(account) -> dict[str, int]:
             for p in projects
             if p.get("org_id") and visible[p["org_id"]]["vpc_endpoints"]
         ),
-        "access_coverage": 3 * len(visible) + 2 * len(projects),  # per organization, per project
+        "project_members": sum(len(served_project_members(account, p["id"])) for p in projects),
+        "access_coverage": 3 * len(visible) + 3 * len(projects),  # per organization, per project
     }
+
+
+def served_project_members(account, project_id: str) -> list[dict]:
+    """The members `GET /projects/{project_id}/members` serves the personal key: every one where
+    its user is an organization admin, those with access elsewhere; none for a personal project."""
+    org_id = next(p.get("org_id") for p in account.all_projects() if p["id"] == project_id)
+    if org_id is None:
+        return []
+    return account.project_members(project_id, see_unassigned=account.org_role(org_id) == "admin")
 
 
 def landed_counts(warehouse: Path) -> dict[str, int]:

@@ -449,3 +449,74 @@ def test_the_report_counts_the_access_review_and_names_nobody(demo_account, demo
     lowered = page.lower()
     assert not [e for e in demo_account.served_emails() if e.lower() in lowered]
     assert "hmac-sha256:" not in page
+
+
+# ------------------------------------------------------------------- per-project permissions
+
+
+def test_project_access_has_one_row_per_project_and_member_who_can_reach_it(demo_account, demo_warehouse):
+    """Exactly what `GET /projects/{id}/members` served the key, less the members without access."""
+    from runs import served_project_members
+
+    served = {
+        (p["id"], m["member_id"], m["effective_project_permission"], m["grant_source"], m["org_role"])
+        for p in demo_account.all_projects()
+        for m in served_project_members(demo_account, p["id"])
+        if m.get("effective_project_permission")
+    }
+    rows = query(
+        demo_warehouse,
+        "select project_id, member_id, effective_project_permission, grant_source, org_role from marts.project_access",
+    )
+    assert set(rows) == served and len(rows) == len(served)
+    assert {row[3] for row in rows} == {"explicit", "org_role_default", "org_admin_override"}
+    nobody_explicit = {
+        p["id"]
+        for p in demo_account.all_projects()
+        if p.get("org_id")
+        and not any(m["grant_source"] == "explicit" for m in served_project_members(demo_account, p["id"]))
+    }
+    flagged = query(
+        demo_warehouse,
+        "select distinct project_id from marts.project_access where is_project_without_explicit_grant",
+    )
+    assert {pid for (pid,) in flagged} == nobody_explicit and nobody_explicit
+
+
+def test_branch_history_says_how_and_when_each_restorable_branch_went(tmp_path):
+    """A day after a first run, a person deleted one branch: branch_history gives it, and the
+    branches deleted before any run saw them alive, Neon's deleted_at, deletion_method and
+    recoverable_until, and lists them as still restorable."""
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=5))
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account) as simulator:
+        extract(warehouse, simulator, run_at=account.now + timedelta(hours=1))
+        pid = next(p["id"] for p in account.all_projects() if len(account.branches(p["id"])) > 2)
+        leaf = next(
+            b["id"]
+            for b in account.branches(pid)
+            if not b["default"] and not any(c.get("parent_id") == b["id"] for c in account.branches(pid))
+        )
+        account.tick(hours=24)
+        account.delete_branch(pid, leaf)
+        extract(warehouse, simulator, transform=True, run_at=account.now + timedelta(hours=1))
+
+    def utc(value: str) -> datetime:  # the marts hold UTC without a zone
+        return ts(value).replace(tzinfo=None)
+
+    served = {
+        b["id"]: (
+            utc(b["recovery"]["deleted_at"]),
+            b["recovery"]["deletion_method"],
+            utc(b["recovery"]["recoverable_until"]),
+        )
+        for p in account.all_projects()
+        for b in account.deleted_branches(p["id"])
+    }
+    rows = query(
+        warehouse,
+        "select branch_id, deleted_at, deletion_method, recoverable_until, version_number "
+        "from marts.branch_history where is_restorable",
+    )
+    assert {bid: (d, m, r) for bid, d, m, r, _ in rows} == served and len(rows) == len(served)
+    assert leaf in served and {v for *_, v in rows} == {0, 1}  # seen alive, and never seen

@@ -75,8 +75,12 @@ def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
     projects_per_org = [len(account.all_projects(o["id"])) for o in account.organizations]
     # cursor paging: a page per 2 projects, then the empty page that ends it (the cursor never goes away)
     assert by_route["/projects"] == sum(n // 2 + 1 for n in projects_per_org)
-    # `next` paging: one page per branch, and no request after the last one
-    branches = sum(len(account.branches(p["id"])) for p in account.all_projects())
+    # `next` paging: one page per branch, the restorable deleted ones too (`include_deleted`), and
+    # no request after the last one
+    branches = sum(
+        len(account.branches(p["id"])) + len(account.deleted_branches(p["id"]))
+        for p in account.all_projects()
+    )
     assert by_route["/projects/{project_id}/branches"] == branches
     # members page by `next` too: a page per 2 members
     members = [len(account.members(o["id"])) for o in account.organizations]
@@ -238,7 +242,14 @@ def test_a_project_deleted_mid_run_is_left_out_of_the_access_review_and_counted(
     with Simulator(account, faults=Faults(delete_project_after_list=victim)) as simulator:
         result = extract(warehouse, simulator)
         served = simulator.stats
-    asked = [f"/api/v2/projects/{victim}/{listing}" for listing in ("permissions", "vpc_endpoints")]
+    asked = [
+        f"/api/v2/projects/{victim}/{listing}"
+        for listing in (
+            "permissions",
+            "vpc_endpoints",
+            f"members?limit={settings.PROJECT_MEMBERS_PAGE_LIMIT}",
+        )
+    ]
     assert all(served.by_request[path] == 1 for path in asked)
     assert result.stats.skipped_404 == served.by_status[404] > len(asked)
     assert not [note for note in result.stats.skipped_optional if "404" in note]

@@ -26,6 +26,21 @@ def test_required_spec_fields_are_kept_unless_deliberately_dropped(table):
         "endpoints": {"proxy_host"},  # deprecated alias of `host`
         # the creator's id lands as created_by_user_id; their name and avatar are not needed
         "organization_api_keys": {"created_by"},
+        # a deleted branch: what identifies it and its recovery; its last state and counters are
+        # in the branch's own history
+        "deleted_branches": {
+            "current_state",
+            "state_changed_at",
+            "creation_source",
+            "default",
+            "protected",
+            "updated_at",
+            "cpu_used_sec",
+            "active_time_seconds",
+            "compute_time_seconds",
+            "written_data_bytes",
+            "data_transfer_bytes",
+        },
     }
     schema_name, columns = settings.SPEC_SCHEMAS[table]
     required = set(schema(schema_name).get("required", []))

@@ -95,6 +95,7 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
             (f"/projects/{pid}", {}),
             (f"/projects/{pid}/branches", {}),
             (f"/projects/{pid}/branches", {"limit": 1, "sort_by": "name", "sort_order": "asc"}),
+            (f"/projects/{pid}/branches", {"include_deleted": "true"}),
             (f"/projects/{pid}/endpoints", {}),
             (f"/projects/{pid}/operations", {"limit": 3}),
         ]
@@ -116,6 +117,8 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
                 requests_.append((f"/organizations/{org}/vpc/vpc_endpoints", {}))
     for project in projects:
         requests_.append((f"/projects/{project['id']}/permissions", {}))
+        if project.get("org_id"):  # the live spec's per-project permissions (personal: 404)
+            requests_.append((f"/projects/{project['id']}/members", {"limit": 500}))
         if project.get("org_id") in account.plan_org_ids():
             requests_.append((f"/projects/{project['id']}/vpc_endpoints", {}))
     for org in account.plan_org_ids():
@@ -228,6 +231,7 @@ def test_every_parameter_rule_the_spec_declares_is_enforced(demo_sim, demo):
             "project_ids": demo.all_projects(org)[0]["id"],
         },
         "/organizations/{org_id}/members": {},
+        "/projects/{project_id}/members": {},  # demo's first project belongs to an organization
     }
     with_query = {t for t in ROUTE_TEMPLATES if any(p["in"] == "query" for p in spec_parameters(t))}
     assert with_query == set(valid)

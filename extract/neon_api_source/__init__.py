@@ -12,6 +12,8 @@ Loads, into the dataset of the pipeline (`neon_api_data` by convention):
 | `project_snapshots`,  | the same listings                                 | merge, one row per id   |
 | `branch_snapshots`,   |                                                   | and day: the volatile   |
 | `endpoint_snapshots`  |                                                   | counters                |
+| `deleted_branches`    | the branch listing (`include_deleted=true`): the  | merge on id             |
+|                       | deleted branches Neon can still restore           |                         |
 | `databases`, `roles`  | `GET /projects/{id}/branches/{bid}/databases`,    | replace                 |
 |                       | `.../roles` (one call per branch)                 |                         |
 | `operations`          | `GET /projects/{id}/operations`                   | merge on id, only new   |
@@ -157,6 +159,7 @@ def neon_api(
         project_snapshots(estate),
         project_branches(estate),
         branch_snapshots(estate),
+        deleted_branches(estate),
         endpoints(estate),
         endpoint_snapshots(estate),
         databases(estate),
@@ -192,6 +195,8 @@ class Estate:
         self.full_refresh_days = full_refresh_days
         self.full_refresh = full_refresh
         self.org_key = False  # an organization API key cannot list organizations or regions
+        self.include_deleted = True  # list restorable deleted branches with the live ones
+        self.deleted_branches: dict[str, list[dict]] = {}  # project id -> those read this run
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._memo: dict[str, Any] = {}
@@ -413,16 +418,33 @@ class Estate:
         return self._listing("branches", self._fetch_branches, ("id", "_dlt_id"))
 
     def _fetch_branches(self, project_id: str) -> list[dict]:
+        """The project's branches, read with `include_deleted=true`: the same request also
+        returns the deleted branches still restorable (each with `recovery`), kept aside for
+        `deleted_branches`. A key whose account Neon refuses the parameter (a preview feature)
+        with a 400 reads without it for the rest of the run."""
+        params: dict[str, Any] = {"limit": settings.BRANCHES_PAGE_LIMIT}
+        if self.include_deleted:
+            params["include_deleted"] = "true"
         found: list[dict] = []
-        for page in paginate_next(
-            self.client,
-            "/projects/{project_id}/branches",
-            "branches",
-            {"limit": settings.BRANCHES_PAGE_LIMIT},
-            project_id=project_id,
-        ):
-            found.extend(page)
-        return found
+        try:
+            for page in paginate_next(
+                self.client, "/projects/{project_id}/branches", "branches", params, project_id=project_id
+            ):
+                found.extend(page)
+        except NeonAPIError as exc:
+            if exc.status != 400 or "include_deleted" not in params:
+                raise
+            if self.include_deleted:
+                self.include_deleted = False
+                self.stats.note(
+                    f"deleted branches not listed: Neon refused include_deleted ({exc.status}); "
+                    "branch_history says only when a run stopped seeing a branch"
+                )
+            return self._fetch_branches(project_id)
+        live = [b for b in found if not b.get("recovery")]
+        if len(live) < len(found):
+            self.deleted_branches[project_id] = [b for b in found if b.get("recovery")]
+        return live
 
     def endpoints(self) -> Iterator[tuple[str, list[dict], bool]]:
         """(project id, its computes, read this run?) for every project (carried: keys and hash)."""
@@ -643,6 +665,39 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
         ]
         if rows:
             yield _counted(estate, "branch_snapshots", rows)
+
+
+@dlt.resource(
+    name="deleted_branches",
+    primary_key="id",
+    write_disposition="merge",
+    columns={
+        **column_hints(
+            {**settings.DELETED_BRANCH_COLUMNS, **settings.BRANCH_RECOVERY_COLUMNS},
+            ["id", "project_id", "deleted_at", "recoverable_until", "deletion_method"],
+        ),
+        **CONFIRMED_AT_HINT,
+    },
+)
+def deleted_branches(estate: Estate) -> Iterator[list[dict]]:
+    """Deleted branches Neon can still restore, with when and how each went (`recovery`), as the
+    branch listings read this run return them; a branch seen earlier keeps its row (merge), so
+    `recoverable_until` says whether it can still be restored."""
+    yield dlt.mark.materialize_table_schema()
+    for project_id, _, fresh in estate.branches():  # the listing reads them
+        if not fresh:
+            continue
+        rows = [
+            {
+                **pick(b, settings.DELETED_BRANCH_COLUMNS),
+                **pick(b["recovery"], settings.BRANCH_RECOVERY_COLUMNS),
+                "project_id": project_id,
+                "confirmed_at": estate.run_at,
+            }
+            for b in estate.deleted_branches.get(project_id, [])
+        ]
+        if rows:
+            yield _counted(estate, "deleted_branches", rows)
 
 
 @dlt.resource(

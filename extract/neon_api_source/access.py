@@ -8,6 +8,8 @@
 | `project_permissions`        | `GET /projects/{project_id}/permissions` (shares)    | replace; read with    |
 | `project_vpc_endpoints`      | `GET /projects/{project_id}/vpc_endpoints`, for      | the project's full    |
 |                              | projects of organizations with VPC endpoints         | reading, else carried |
+| `project_members`            | `GET /projects/{project_id}/members` (500 a page),   | replace, every run    |
+|                              | each organization project's per-project permissions  |                       |
 | `access_coverage`            | (this source) for each listing and organization or   | replace               |
 |                              | project: read or refused, when, and why              |                       |
 
@@ -17,8 +19,17 @@ and `access_coverage` keeps it, so the marts can tell "nobody" from "not visible
 listing that answers 404 means the project was deleted since it was listed: as for its branches,
 the run counts it with its skipped 404s, and the project is left out of that listing.
 
+Per-project permissions (`project_members`, Neon's live spec of 2026-08) replace shares as the way
+people reach a project; Neon signals no change to them, and a stale grant is the worst thing an
+access review can show, so they are read on every run, one request (a page of 500) per project of
+an organization (personal projects have none: no request). A 403 (a plan or key without
+per-project permissions) is noted and skipped; a 404 is taken, as for shares, for a project deleted
+since it was listed and counted with the skipped 404s (Neon also answers 404 where per-project
+permissions are off: such a project then has no `project_members` rows and no coverage row).
+
 Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
-`organization_members.email` and `project_permissions.granted_to_email` only; no message of this
+`organization_members.email`, `project_permissions.granted_to_email` and `project_members.email`
+only; no message of this
 module names one (an API message is redacted before it is noted). With `hash_emails` they never
 leave this module as addresses: each is replaced by `hmac-sha256:<hex>`, an HMAC-SHA256 of the
 trimmed, lower-cased address keyed with a secret salt, so the same address gets the same value in
@@ -53,6 +64,7 @@ API_KEYS_ROUTE = settings.API_KEYS_ROUTE
 ORG_VPC_ROUTE = "/organizations/{org_id}/vpc/vpc_endpoints"
 PERMISSIONS_ROUTE = "/projects/{project_id}/permissions"
 PROJECT_VPC_ROUTE = "/projects/{project_id}/vpc_endpoints"
+PROJECT_MEMBERS_ROUTE = settings.PROJECT_MEMBERS_ROUTE
 
 # What the summary and `access_coverage.listing` call each listing.
 LISTING_WORDS = {
@@ -61,6 +73,7 @@ LISTING_WORDS = {
     "organization_vpc_endpoints": "organization VPC endpoints",
     "project_permissions": "project shares",
     "project_vpc_endpoints": "project VPC restrictions",
+    "project_members": "project members",
 }
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 COVERAGE_COLUMNS = {
@@ -300,6 +313,53 @@ class Access:
             for item in body.get("endpoints") or []
         ]
 
+    # per-project permissions ------------------------------------------------------------------
+
+    def project_members(self) -> dict[str, tuple[list[dict], dict]]:
+        """Project id -> (rows, coverage row) of the project's members, read this run."""
+        return self.estate._once("access:project_members", self._read_project_members)
+
+    def _read_project_members(self) -> dict[str, tuple[list[dict], dict]]:
+        estate, listing = self.estate, "project_members"
+        result: dict[str, tuple[list[dict], dict]] = {}
+        wanted = []
+        for project in estate.projects():
+            pid, org_id = project["id"], project.get("org_id")
+            if org_id is None:
+                detail = "personal project: no organization members"
+                result[pid] = [], self._coverage(listing, pid, None, pid, None, detail, None)
+            else:
+                wanted.append((pid, org_id))
+
+        def one(item: tuple[str, str]) -> tuple[str, tuple[list[dict], dict] | None]:
+            pid, org_id = item
+            # a 404 is taken as for the other per-project listings: the project was deleted since
+            # it was listed (counted with the skipped 404s); a 403 is a refusal
+            answer = estate.unless_deleted(
+                lambda: _read_or_refused(self._members_of_project, pid, refused=(403,))
+            )
+            if answer is None:
+                return pid, None
+            rows, status, detail = answer
+            return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, "every run"))
+
+        for pid, found in fan_out(one, wanted, estate.workers):
+            if found is not None:
+                result[pid] = found
+        self._note_refusals(listing, [cov for _, cov in result.values()], "project")
+        return result
+
+    def _members_of_project(self, pid: str) -> list[dict]:
+        rows = []
+        params = {"limit": settings.PROJECT_MEMBERS_PAGE_LIMIT}
+        client, now = self.estate.client, self.estate.run_at
+        for page in paginate_next(client, PROJECT_MEMBERS_ROUTE, "project_members", params, project_id=pid):
+            for item in page:
+                row = pick(item, settings.PROJECT_MEMBER_COLUMNS)
+                row["email"] = self.emails(row.get("email"))
+                rows.append(dict(row, project_id=pid, confirmed_at=now))
+        return rows
+
     # coverage ---------------------------------------------------------------------------------
 
     def _coverage(self, listing, scope_id, org_id, project_id, status, detail, reason) -> dict:
@@ -334,6 +394,7 @@ class Access:
             rows += [cov for _, cov in self.per_org(listing).values()]
         for listing in incremental.PROJECT_ACCESS_LISTINGS:
             rows += [cov for _, cov in self.per_project(listing).values()]
+        rows += [cov for _, cov in self.project_members().values()]
         return rows
 
 
@@ -347,15 +408,19 @@ def resources(access: Access) -> list[Any]:
         organization_vpc_endpoints(access),
         project_permissions(access),
         project_vpc_endpoints(access),
+        project_members(access),
         access_coverage(access),
     ]
 
 
 def _listing_rows(access: Access, table: str) -> Iterator[list[dict]]:
     """Every row of one listing, counted for the summary (a per-project one: read or carried)."""
-    by_scope = (
-        access.per_project(table) if table in incremental.PROJECT_ACCESS_LISTINGS else access.per_org(table)
-    )
+    if table == "project_members":
+        by_scope = access.project_members()
+    elif table in incremental.PROJECT_ACCESS_LISTINGS:
+        by_scope = access.per_project(table)
+    else:
+        by_scope = access.per_org(table)
     rows = [row for rows, _ in by_scope.values() for row in rows]
     access.estate.stats.count_rows(table, len(rows))
     if rows:
@@ -432,6 +497,25 @@ def project_vpc_endpoints(access: Access) -> Iterator[Any]:
     """The VPC endpoints each project accepts connections through (its VPC restrictions)."""
     yield dlt.mark.materialize_table_schema()
     yield from _listing_rows(access, "project_vpc_endpoints")
+
+
+@dlt.resource(
+    name="project_members",
+    primary_key=["project_id", "member_id"],
+    write_disposition="replace",
+    columns={
+        **column_hints(
+            {**settings.PROJECT_MEMBER_COLUMNS, "project_id": "text"},
+            ["project_id", "member_id", "user_id", "org_role"],
+        ),
+        **CONFIRMED_AT_HINT,
+    },
+)
+def project_members(access: Access) -> Iterator[Any]:
+    """Each organization project's members: their organization role, the project permission it
+    gives, any explicit grant, the effective permission and where it comes from (`grant_source`)."""
+    yield dlt.mark.materialize_table_schema()
+    yield from _listing_rows(access, "project_members")
 
 
 @dlt.resource(

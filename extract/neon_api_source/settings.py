@@ -142,6 +142,7 @@ OPERATION_EFFECTS = {
     "prewarm_replica": LISTINGS,
     "finalize_migration": LISTINGS,  # computes move with their project
     "mark_migration_prepared": LISTINGS,
+    "epc_sync": LISTINGS,  # new in the live spec (2026-08), undocumented: computes' state, we take it
     # Storage and control-plane housekeeping: nothing this source loads changes.
     "check_availability": NOTHING,
     "tenant_ignore": NOTHING,
@@ -155,6 +156,8 @@ OPERATION_EFFECTS = {
     "switch_pageserver": NOTHING,
     "set_storage_non_dirty": NOTHING,
     "swap_binding_id": NOTHING,
+    "tenant_attach_safekeepers": NOTHING,  # new in the live spec (2026-08): storage housekeeping
+    "tenant_detach_safekeepers": NOTHING,
 }
 
 # Keys that carry credentials. They are removed from every record, at any depth, before anything
@@ -228,6 +231,23 @@ BRANCH_SNAPSHOT_COLUMNS = {
     "data_transfer_bytes": "bigint",
     "pending_state": "text",
     "updated_at": "timestamp",
+    # actions Neon restricts on the branch now, and why (`[{name, reason}]`): they come and go
+    "restricted_actions": "json",
+}
+# Deleted branches still restorable (`GET .../branches?include_deleted=true`, read with the branch
+# listing itself: one request, no more): a few fields of the branch as it was, and its `recovery`.
+DELETED_BRANCH_COLUMNS = {
+    "id": "text",
+    "project_id": "text",
+    "parent_id": "text",
+    "name": "text",
+    "created_at": "timestamp",
+    "expires_at": "timestamp",
+}
+BRANCH_RECOVERY_COLUMNS = {
+    "deleted_at": "timestamp",
+    "recoverable_until": "timestamp",
+    "deletion_method": "text",
 }
 
 ENDPOINT_COLUMNS = {
@@ -370,9 +390,30 @@ PROJECT_VPC_ENDPOINT_COLUMNS = {
     "vpc_endpoint_id": "text",
     "label": "text",
 }
+# Per-project permissions (the live spec of 2026-08: `GET /projects/{project_id}/members`, 500 a
+# page), read for every organization's project on every run: they replace shares as the way people
+# reach a project, and Neon signals no change to them. The member's display name is not loaded
+# (the email names them, as for organization members).
+PROJECT_MEMBERS_ROUTE = "/projects/{project_id}/members"
+PROJECT_MEMBERS_PAGE_LIMIT = 500
+PROJECT_MEMBER_COLUMNS = {
+    "member_id": "text",
+    "user_id": "text",
+    "email": "text",
+    "org_role": "text",
+    "project_role": "text",
+    "org_default_project_permission": "text",
+    "explicit_project_permission": "text",
+    "effective_project_permission": "text",
+    "grant_source": "text",
+}
 # The only columns that hold email addresses (the spec marks them x-sensitive): with
 # `hash_emails` they hold `hmac-sha256:<hex>` of the trimmed, lower-cased address instead.
-EMAIL_COLUMNS = {"organization_members": "email", "project_permissions": "granted_to_email"}
+EMAIL_COLUMNS = {
+    "organization_members": "email",
+    "project_permissions": "granted_to_email",
+    "project_members": "email",
+}
 EMAIL_HASH_PREFIX = "hmac-sha256:"
 EMAIL_HASH_SALT_MIN_LENGTH = 16
 
@@ -384,5 +425,8 @@ SPEC_SCHEMAS.update(
         "project_permissions": ("ProjectPermission", PERMISSION_COLUMNS),
         "organization_vpc_endpoints": ("VPCEndpointWithRegion", VPC_ENDPOINT_COLUMNS),
         "project_vpc_endpoints": ("VPCEndpoint", PROJECT_VPC_ENDPOINT_COLUMNS),
+        "project_members": ("ProjectMember", PROJECT_MEMBER_COLUMNS),
+        "deleted_branches": ("Branch", DELETED_BRANCH_COLUMNS),
+        "deleted_branches (recovery)": ("BranchRecoveryInfo", BRANCH_RECOVERY_COLUMNS),
     }
 )

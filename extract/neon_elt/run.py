@@ -303,4 +303,35 @@ def elt(
         if do_transform:
             args = ["build"] + ([] if unit_tests else ["--exclude-resource-type", "unit_test"])
             dbt(args + (["--vars", json.dumps(dbt_vars)] if dbt_vars else []), build)
+            for line in drift_warnings(build):
+                print(line)
     return result
+
+
+# What a warning names of the values a test found: this many, at most.
+DRIFT_VALUES_SHOWN = 5
+
+
+def drift_warnings(build: Any) -> list[str]:
+    """One line per dbt test that warned in the build just run (run_results.json), naming the
+    values it found: Neon grows its enumerations (an endpoint type, a region, an operation action, a
+    PostgreSQL version), and such a value publishes the warehouse with a warning, not a failure."""
+    results = (
+        Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "run_results.json"
+    )
+    try:
+        warned = [r for r in json.loads(results.read_text())["results"] if r.get("status") == "warn"]
+    except (OSError, ValueError, KeyError):
+        return []
+    lines = []
+    for result in warned:
+        name = result["unique_id"].split(".")[2]
+        try:
+            rows = build.rows(
+                f"select * from ({result['compiled_code']}) as found limit {DRIFT_VALUES_SHOWN}"
+            )
+        except Exception:  # a test whose query cannot be read back: its name alone
+            rows = []
+        values = ", ".join(str(next(iter(row.values()))) for row in rows)
+        lines.append(f"warning: dbt test {name} found values it does not know: {values or 'see above'}")
+    return lines

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from .access import AccessControl
 from .consumption import ConsumptionHistory
 from .generate import Generation
+from .live import LiveApi
 from .mutations import Mutations
 from .records import _Project, _snapshot
 from .reference import _ID_ALPHABET, BRANCH_CONSUMPTION_METRICS, CONSUMPTION_METRICS, AccountSpec
@@ -41,7 +42,7 @@ from .timestamps import _HOUR, month_start, next_month_start, ts
 # --------------------------------------------------------------------------------------------------
 
 
-class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
+class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi):
     """A synthetic Neon account. Build one with :meth:`generate`; all reads and writes are locked."""
 
     def __init__(self, spec: AccountSpec, now: datetime):
@@ -63,6 +64,7 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl):
         self._consumption_since = 0
         self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
+        self._init_live()  # project members, deleted branches (live.py)
 
     # ---------------------------------------------------------------------------------- reads
 

@@ -88,8 +88,11 @@ class Mutations:
             self._refresh_project_totals(project)
             return _snapshot(branch)
 
-    def delete_branch(self, project_id: str, branch_id: str, *, cascade: bool = False) -> list[str]:
+    def delete_branch(
+        self, project_id: str, branch_id: str, *, cascade: bool = False, method: str = "user"
+    ) -> list[str]:
         """Delete a branch with its computes, databases and roles; returns the deleted branch ids.
+        Each stays restorable for a week (live.py), deleted by ``method`` (``user`` or ``ttl``).
 
         Like Neon, a branch that has children is refused (``ValueError``) unless ``cascade=True``,
         which deletes its descendants first (deepest first). The default branch cannot be deleted.
@@ -111,6 +114,7 @@ class Mutations:
                 depth, created = project.meta[bid]
                 had_compute = any(e["branch_id"] == bid for e in project.endpoints)
                 project.retired[bid] = (created, self._now, depth, had_compute)
+                self._keep_deleted(project, project.branches[bid], method)
                 del project.branches[bid]
                 del project.meta[bid]
                 del project.databases[bid]

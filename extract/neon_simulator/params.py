@@ -24,6 +24,9 @@ from .timestamps import parse_ts
 #: parameters and fields. It is Neon's own ``public-v2-for-users.gen.yaml`` from its TypeScript
 #: client ``@neondatabase/api-client`` 2.7.3 (MIT).
 SPEC_PATH = Path(__file__).with_name("neon-openapi-v2.yaml")
+#: What Neon's live spec (2026-08-06) adds or changes, in our own words: paths and schemas laid over
+#: the 2.7.3 file whole (project members, the new permission names, operation actions, PgVersion).
+LIVE_OVERLAY_PATH = Path(__file__).with_name("neon-openapi-v2-live.yaml")
 
 #: String formats the simulator checks, as the pattern a value must match.
 _FORMATS = {"uuid": re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")}
@@ -45,10 +48,16 @@ _UNDERSTOOD = {
 
 @cache
 def spec() -> dict:
-    """Neon's spec as a dict, read once per process (430 KB of YAML, about a quarter of a second)."""
+    """Neon's spec as the simulator follows it, read once per process (430 KB of YAML, about a
+    quarter of a second): the 2.7.3 file with the live overlay's paths and schemas laid over it."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with SPEC_PATH.open() as handle:
-        return yaml.load(handle, Loader=loader)
+        merged = yaml.load(handle, Loader=loader)
+    with LIVE_OVERLAY_PATH.open() as handle:
+        overlay = yaml.load(handle, Loader=loader)
+    merged["paths"].update(overlay["paths"])
+    merged["components"]["schemas"].update(overlay["components"]["schemas"])
+    return merged
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,8 @@ _ROUTES: list[tuple[str, str]] = [
     ("/organizations/{org_id}/vpc/vpc_endpoints", "org_vpc_endpoints"),
     ("/projects/{project_id}/permissions", "project_permissions"),
     ("/projects/{project_id}/vpc_endpoints", "project_vpc_endpoints"),
+    # the live spec's per-project permissions (live.py)
+    ("/projects/{project_id}/members", "project_members"),
 ]
 #: The route templates the simulator serves.
 ROUTE_TEMPLATES: tuple[str, ...] = tuple(template for template, _ in _ROUTES)
@@ -281,7 +283,9 @@ class Routes:
         args = parse_query(req.template, req.query)
         sort_by, sort_order, after = _sort_and_cursor(req, args)
         descending = sort_order == "desc"
-        found = project.branches.values()
+        found = list(project.branches.values())
+        if args["include_deleted"]:  # restorable deleted branches too, each with `recovery`
+            found += self.account.deleted_branches(project.item["id"])
         if args["search"]:
             needle = args["search"].lower()
             found = [b for b in found if needle in b["name"].lower() or needle in b["id"]]
@@ -478,6 +482,26 @@ class Routes:
         project = self._project(req)
         self._private_networking(project.scope)
         return {"endpoints": self.account._project_vpc.get(project.item["id"], [])}
+
+    def project_members(self, req: Request) -> dict:
+        """The organization's members and their access to the project, by member id, paged on
+        ``pagination.next`` while more remain. 404 for a personal project; a caller who is no
+        admin of the organization sees only the members with access."""
+        project = self._project(req)
+        if project.scope is None:
+            raise ApiError(404, "project members are listed for an organization's projects only")
+        args = parse_query(req.template, req.query)
+        admin = req.key["kind"] == "org" or self.account.org_role(project.scope) == "admin"
+        ordered = self.account.project_members(project.item["id"], see_unassigned=admin)
+        if args["cursor"] is not None:
+            (after,) = decode_cursor(args["cursor"], 1)
+            ordered = [m for m in ordered if m["member_id"] > after]
+        limit = args["limit"] or len(ordered)
+        page = ordered[:limit]
+        body: dict = {"project_members": page}
+        if len(ordered) > limit:
+            body["pagination"] = {"next": encode_cursor(page[-1]["member_id"])}
+        return body
 
 
 def _sort_and_cursor(req: Request, args: dict) -> tuple[str, str, tuple[str, str] | None]:

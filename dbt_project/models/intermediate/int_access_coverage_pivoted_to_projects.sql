@@ -31,6 +31,7 @@ listings as (
         case listing
             when 'project_permissions' then 'project shares'
             when 'project_vpc_endpoints' then 'VPC restrictions'
+            when 'project_members' then 'project members'
         end
         || coalesce(' (' || cast(http_status as {{ dbt.type_string() }}) || ')', '') as listing_description
     from coverage

@@ -21,6 +21,25 @@ versions as (
 
 ),
 
+deleted_branches as (
+
+    select * from {{ ref('stg_neon__deleted_branches') }}
+
+),
+
+project_snapshots as (
+
+    select * from {{ ref('stg_neon__project_snapshots') }}
+
+),
+
+last_reading as (
+
+    -- the projects listing is read on every run: its latest reading is the warehouse's "now"
+    select max(snapshot_at) as observed_at from project_snapshots
+
+),
+
 sequenced as (
 
     select
@@ -70,13 +89,103 @@ deletion_events as (
 
 ),
 
+unseen_deletions as (
+
+    -- deleted branches no run saw alive: Neon listed them as restorable only
+    select
+        deleted_branches.branch_id,
+        deleted_branches.project_id,
+        'deleted' as change_type,
+        deleted_branches.deleted_at as recorded_at,
+        0 as version_number,
+        cast(null as {{ dbt.type_string() }}) as changed_columns,
+        cast(null as {{ dbt.type_string() }}) as previous_branch_name,
+        deleted_branches.branch_name,
+        cast(null as {{ dbt.type_string() }}) as branch_state,
+        deleted_branches.parent_branch_id,
+        false as is_default,
+        cast(null as boolean) as is_protected,
+        deleted_branches.created_at,
+        deleted_branches.expires_at,
+        cast(null as {{ dbt.type_timestamp() }}) as valid_from,
+        cast(null as {{ dbt.type_timestamp() }}) as valid_to,
+        false as is_current_version,
+        true as is_deleted
+    from deleted_branches
+    left join versions
+        on deleted_branches.branch_id = versions.branch_id
+    where versions.branch_id is null
+
+),
+
 events as (
 
-    select * from version_events
+    select
+        branch_id,
+        project_id,
+        change_type,
+        recorded_at,
+        version_number,
+        changed_columns,
+        previous_branch_name,
+        branch_name,
+        branch_state,
+        parent_branch_id,
+        is_default,
+        is_protected,
+        created_at,
+        expires_at,
+        valid_from,
+        valid_to,
+        is_current_version,
+        is_deleted
+    from version_events
 
     union all
 
-    select * from deletion_events
+    select
+        branch_id,
+        project_id,
+        change_type,
+        recorded_at,
+        version_number,
+        changed_columns,
+        previous_branch_name,
+        branch_name,
+        branch_state,
+        parent_branch_id,
+        is_default,
+        is_protected,
+        created_at,
+        expires_at,
+        valid_from,
+        valid_to,
+        is_current_version,
+        is_deleted
+    from deletion_events
+
+    union all
+
+    select * from unseen_deletions
+
+),
+
+recovered as (
+
+    -- Neon's word on a deletion, on the branch's last deletion event
+    select
+        events.*,
+        deleted_branches.deleted_at,
+        deleted_branches.deletion_method,
+        deleted_branches.recoverable_until,
+        coalesce(deleted_branches.recoverable_until > last_reading.observed_at, false) as is_restorable
+    from events
+    cross join last_reading
+    left join deleted_branches
+        on
+            events.branch_id = deleted_branches.branch_id
+            and events.change_type = 'deleted'
+            and events.is_deleted
 
 ),
 
@@ -104,8 +213,12 @@ final as (
         valid_from,
         valid_to,
         is_current_version,
-        is_deleted
-    from events
+        is_deleted,
+        deleted_at,
+        deletion_method,
+        recoverable_until,
+        is_restorable
+    from recovered
 
 )
 
