@@ -126,7 +126,7 @@ def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], 
 # ------------------------------------------------------------------- who can reach the estate
 
 
-def _ts(value: str | None):
+def marts_timestamp(value: str | None):
     """An API timestamp as the marts hold it: a naive UTC datetime."""
     from datetime import datetime
 
@@ -176,7 +176,7 @@ def access_review_rows(account, keys_read_at, unused_after_days: int, max_admins
         if not visible_to_the_personal_key(account, org_id)["api_keys"]:
             continue
         for key in account.org_api_keys(org_id):
-            used = _ts(key.get("last_used_at"))
+            used = marts_timestamp(key.get("last_used_at"))
             days = (keys_read_at.date() - used.date()).days if used else None
             unused = used is None or days >= unused_after_days
             reason = (

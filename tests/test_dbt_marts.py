@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 
 import pytest
-from expected import dbt_vars, query, query_dicts
+from expected import dbt_vars, marts_timestamp, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import elt
 from runs import cli_env, run_cli
@@ -240,11 +240,24 @@ def test_regional_shares_add_up_to_the_account(demo_account, demo_warehouse):
 
 def test_branch_history_of_a_single_run_has_one_created_event_per_branch(demo_account, demo_warehouse):
     branches = {b["id"] for p in demo_account.all_projects() for b in demo_account.branches(p["id"])}
-    rows = query_dicts(
+    deleted = {
+        b["id"]: b["recovery"]["deleted_at"]
+        for p in demo_account.all_projects()
+        for b in demo_account.deleted_branches(p["id"])
+    }
+    assert deleted, "the demo serves restorable deleted branches"
+    every = query_dicts(
         demo_warehouse,
         "select branch_id, change_type, recorded_at, valid_from, valid_to, version_number, "
         "is_current_version, is_deleted, changed_columns, created_at from marts.branch_history",
     )
+    unseen = [r for r in every if r["branch_id"] not in branches]
+    # a deleted branch no run saw alive has one event: its deletion, when Neon says it happened
+    assert {r["branch_id"]: r["change_type"] for r in unseen} == dict.fromkeys(deleted, "deleted")
+    assert {r["branch_id"]: r["recorded_at"] for r in unseen} == {
+        k: marts_timestamp(v) for k, v in deleted.items()
+    }
+    rows = [r for r in every if r["branch_id"] in branches]
     assert len(rows) == len(branches)
     assert {r["branch_id"] for r in rows} == branches
     load_times = {r["valid_from"] for r in rows}
