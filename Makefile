@@ -28,8 +28,9 @@ $(DASHBOARD_STAMP): $(STAMP)
 	@rm -f $(VENV)/.dashboard-synced-*; touch $@
 
 .PHONY: help env
+# The descriptions name $(PORT) for the port in use: sed fills it in.
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}' | sed 's/\$$(PORT)/$(PORT)/g'
 
 env: $(STAMP) ## create or refresh the Python environment (.venv)
 
@@ -111,5 +112,7 @@ lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench
 
-clean: ## remove the environment, build output and the demo warehouse
+# The warehouse stays: make demo and make elt share neon_api_pipeline.duckdb, which may hold a
+# real account's history; README says how to start over.
+clean: ## remove the environment, build output and reports (the warehouse stays)
 	rm -rf $(VENV) .tools dbt_project/target dbt_project/logs reports/*.html

@@ -433,9 +433,10 @@ def test_negotiated_prices_replace_the_rate_card(priced, served_branch_usage):
             assert line["rate_source"] == "rate card"
 
 
-def test_every_query_of_the_readme_runs_on_the_demo_warehouse(demo_warehouse):
-    """The README's SQL examples, the cost marts' among them, run as written (and return rows)."""
-    readme = (REPO / "README.md").read_text()
+def test_every_query_of_the_readme_and_docs_runs_on_the_demo_warehouse(demo_warehouse):
+    """The SQL examples of the README and docs/, the cost marts' among them, run as written (and
+    return rows)."""
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
     statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
     assert any("marts.branch_costs" in s for s in statements)

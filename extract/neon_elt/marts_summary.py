@@ -71,7 +71,9 @@ def print_marts_summary(target: Any) -> None:
             print(f"  {r['org_name'][:34]:<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}")
         print("  By line and by project: marts.monthly_bill, marts.project_costs (README: What it costs).")
     if target.name == "duckdb":
+        # The duckdb Python package is installed, the duckdb CLI is not.
         print(
-            "\n  Query it: duckdb -readonly "
-            f'{target.path.name} "select * from marts.project_branch_inventory limit 10"'
+            '\n  Query it: make notebook, or\n  .venv/bin/python -c "import duckdb; '
+            f"con = duckdb.connect('{target.path}', read_only=True); "
+            "con.sql('select * from marts.project_branch_inventory limit 10').show()\""
         )
