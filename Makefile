@@ -34,7 +34,7 @@ help: ## list the targets
 
 env: $(STAMP) ## create or refresh the Python environment (.venv)
 
-# Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
+# Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see docs/configuration.md.
 PORT ?= 8080
 # make test runs the suite's modules on this many pytest-xdist workers (1: one after another).
 # Many tests wait on a subprocess, a server or the simulator's clock, so two keep two cores busy.

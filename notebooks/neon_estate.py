@@ -233,8 +233,8 @@ def _(mo):
     the units Neon bills, the plan's allowances taken off, priced at the rate card's rates or yours),
     which projects it came from, month over month (`marts.project_costs`), then each project's and
     branch's last 30 days and the estate's consumption per day (`marts.daily_consumption`).
-    Consumption stops at yesterday (UTC): Neon revises today until it ends. The README's "What it
-    costs" says how each figure is computed and how to reconcile it with an invoice.
+    Consumption stops at yesterday (UTC): Neon revises today until it ends. docs/costs.md
+    says how each figure is computed and how to reconcile it with an invoice.
     """)
     return
 
@@ -479,7 +479,7 @@ def _(mo):
     ## How fresh it is
 
     A run re-reads what Neon signals as changed and re-confirms the rest on a rolling schedule
-    (README: Incremental runs). `confirmed_at` is when the API last returned what a row is built
+    (docs/incremental.md). `confirmed_at` is when the API last returned what a row is built
     from; `refresh_due_at` when the rolling refresh reads it again.
     """)
     return

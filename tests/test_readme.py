@@ -188,3 +188,23 @@ def test_the_readme_works_on_a_fresh_clone(demo_account, tmp_path):
     assert cleaned.returncode == 0, cleaned.stderr
     assert warehouse.exists() and not list((project / "reports").glob("*.html"))
     assert (REPO / ".venv" / "bin" / "python").exists()  # the link went, not the environment
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings."""
+    headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", page.read_text(), flags=re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_of_the_readme_and_docs_leads_somewhere():
+    """The moved text links across pages: each file and heading it names exists."""
+    broken = []
+    for page in [README, *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"https?:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and anchor not in anchors(linked)):
+                broken.append(f"{page.name}: {target}")
+    assert not broken

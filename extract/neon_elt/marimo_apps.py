@@ -57,7 +57,7 @@ def published_warehouse() -> Path:
     if not isinstance(target, targets.DuckDBTarget):
         raise config.ConfigError(
             "the dashboard and the notebook read the DuckDB warehouse; with TARGET=postgres, query "
-            "the marts in PostgreSQL (see README)"
+            "the marts in PostgreSQL (docs/postgres.md)"
         )
     if not target.exists():
         raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")

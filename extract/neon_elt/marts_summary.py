@@ -69,7 +69,7 @@ def print_marts_summary(target: Any) -> None:
             if r["unpriced_lines"]:
                 heading += f", {r['unpriced_lines']} line(s) unpriced"
             print(f"  {r['org_name'][:34]:<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}")
-        print("  By line and by project: marts.monthly_bill, marts.project_costs (README: What it costs).")
+        print("  By line and by project: marts.monthly_bill, marts.project_costs (docs/costs.md).")
     if target.name == "duckdb":
         # The duckdb Python package is installed, the duckdb CLI is not.
         print(
