@@ -208,3 +208,28 @@ def test_every_link_of_the_readme_and_docs_leads_somewhere():
             if not linked.exists() or (anchor and anchor not in anchors(linked)):
                 broken.append(f"{page.name}: {target}")
     assert not broken
+
+
+def test_the_snippet_run_before_any_run_does_not_leave_a_dashboard_of_nothing(tmp_path, monkeypatch):
+    """Run where no warehouse is yet, the README's snippet fails, and dlt leaves an empty
+    neon_api_pipeline.duckdb behind; make dashboard and make notebook then say there is no
+    warehouse yet, instead of serving dlt's "No schemas found"."""
+    from neon_elt import config, marimo_apps
+
+    folder = tmp_path / "clone"
+    (folder / ".dlt").mkdir(parents=True)
+    (folder / ".dlt" / "config.toml").symlink_to(REPO / ".dlt" / "config.toml")
+    (snippet,) = fenced("python")
+    tried = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=folder,
+        env=newcomer_env(tmp_path / "dlt"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tried.returncode != 0 and (folder / config.DEFAULT_WAREHOUSE).is_file()
+    monkeypatch.delenv("NEON_DUCKDB_PATH", raising=False)
+    monkeypatch.chdir(folder)
+    with pytest.raises(config.ConfigError, match="run `make demo` or `make elt` first"):
+        marimo_apps.published_warehouse()

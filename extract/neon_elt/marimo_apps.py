@@ -61,6 +61,12 @@ def published_warehouse() -> Path:
         )
     if not target.exists():
         raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+    if not config.holds_a_load(target.path):
+        # dlt leaves an empty file where its dataset is opened before any run.
+        raise config.ConfigError(
+            f"{target.describe()} holds no load yet (dlt leaves an empty file where its dataset is "
+            "opened before a run): run `make demo` or `make elt` first"
+        )
     return target.path
 
 
