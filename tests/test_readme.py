@@ -40,6 +40,7 @@ CHECKS: dict[str, tuple[str, str]] = {
     "python neon_api_pipeline.py": (NO_KEY, "a real run needs a real Neon key"),
     "make notebook": (SERVES, "serves until stopped"),
     "make dashboard": (SERVES, "serves until stopped"),
+    "make docs": (SERVES, "serves until stopped"),
     "make report": (RUN, ""),
 }
 # The README's one-line Python query runs as written (its own check below).
