@@ -213,6 +213,7 @@ def test_every_link_of_the_readme_and_docs_leads_somewhere():
     assert not broken
 
 
+@pytest.mark.slow
 def test_the_snippet_run_before_any_run_does_not_leave_a_dashboard_of_nothing(tmp_path, monkeypatch):
     """Run where no warehouse is yet, the README's snippet fails, and dlt leaves an empty
     neon_api_pipeline.duckdb behind; make dashboard and make notebook then say there is no

@@ -156,6 +156,13 @@ def test_the_report_is_self_contained(report):
     assert "<link" not in page
 
 
+def test_the_report_names_the_warehouse_file_not_the_folder_it_sits_in(report, demo_warehouse):
+    """The page is mailed and shared: it names the warehouse, never a local folder (a home)."""
+    page = report.read_text()
+    assert demo_warehouse.name in page
+    assert str(demo_warehouse.parent) not in page
+
+
 def test_the_report_lists_every_stale_branch(report, demo_warehouse):
     stale = query(demo_warehouse, "select branch_name from marts.stale_branches")
     table = report.read_text().split("<h2>Clean-up list</h2>", 1)[1].split("</section>", 1)[0]

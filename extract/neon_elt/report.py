@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import vl_convert
 from neon_api_source.helpers import is_local
 
+from .targets import DuckDBTarget
+
 VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
 GIB = 2**30
 # Charts are laid out with the text widths vl-convert measures, and browsers draw in whatever font
@@ -1490,7 +1492,8 @@ def build(target: Any) -> str:
     )
     return PAGE.format(
         generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        warehouse=html.escape(target.describe()),
+        # The file's name only: the page is shared, its folder is someone's machine.
+        warehouse=html.escape(target.path.name if isinstance(target, DuckDBTarget) else target.describe()),
         totals=html.escape(totals),
         figures=figures,
         stale_rows=stale_rows or '<tr><td colspan="7">No stale branches.</td></tr>',
