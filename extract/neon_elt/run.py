@@ -152,9 +152,12 @@ def extract(
         del source
         memory.release_memory()
         rows = pipeline.normalize().row_counts
+        check_typed(pipeline.default_schema)
         memory.release_memory()
         workers = memory.load_workers(sum(rows.values()))
         load_info = pipeline.load(workers=workers, credentials=build.load_credentials(workers))
+    except StepFailed:
+        raise
     except Exception as exc:  # dlt wraps the cause in step exceptions
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
@@ -163,6 +166,24 @@ def extract(
         raise StepFailed(f"extract failed: {root_cause(exc)}", code=2 if setup else 1) from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
+
+
+def check_typed(schema: dlt.Schema) -> None:
+    """Fail the run, before anything loads, on a value its column's type cannot hold
+    (`logical_size: "unknown"`): dlt keeps such a value in a variant column beside it
+    (`logical_size__v_text`) that no model reads, so totals would silently leave it out. A check
+    of the normalized schema rather than dlt's data_type contract: that contract also fails every
+    run after a column hint changes in the code (a nullable flag), and Arrow tables' flags differ."""
+    for table in schema.data_tables():
+        for name, column in table["columns"].items():
+            if column.get("variant"):
+                base = name.rsplit("__v_", 1)[0]
+                expected = table["columns"].get(base, {}).get("data_type", "its type")
+                raise StepFailed(
+                    f"extract failed: {table['name']}.{base} got a value that is not a {expected} "
+                    f"(dlt would keep it in {name}, which no model reads, and totals would leave it "
+                    "out); the API sent what its spec does not allow"
+                )
 
 
 def recover_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
