@@ -96,6 +96,8 @@ class Deadline:
         left = self.ends - time.monotonic()
         if left <= 0:
             raise RunDeadline(self.seconds, step)
+        if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the process's one timer is taken (pytest-timeout)
+            return
         self._previous = signal.signal(signal.SIGALRM, self._expired)
         signal.setitimer(signal.ITIMER_REAL, left)
         self._armed = True
