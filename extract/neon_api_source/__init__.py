@@ -62,6 +62,7 @@ from typing import Any
 import dlt
 import pyarrow
 import pyarrow.compute
+from dlt.common.data_types import coerce_value, py_type_to_sc_type
 from dlt.extract import DltSource
 
 from . import incremental, settings
@@ -987,7 +988,11 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     for org_id in org_ids:
         days = _consumption_range(estate, loaded_until.get(org_id))
         to_table = functools.partial(
-            _consumption_table, org_id, schema=BRANCH_CONSUMPTION_SCHEMA, before=days["to"]
+            _consumption_table,
+            org_id,
+            schema=BRANCH_CONSUMPTION_SCHEMA,
+            before=days["to"],
+            route=settings.CONSUMPTION_BRANCHES_ROUTE,
         )
         project_ids = sorted(p["id"] for p in estate.projects() if p.get("org_id") == org_id)
         latest = loaded_until.get(org_id, "")
@@ -1077,6 +1082,7 @@ def _consumption_table(
     schema: pyarrow.Schema = CONSUMPTION_SCHEMA,
     before: str | None = None,
     drop_zero: bool = False,
+    route: str = CONSUMPTION_ROUTE,
 ) -> pyarrow.Table:
     """One page of consumption, flattened to one row per project (or branch, as `schema` has
     it), timeframe and metric; with `before`, only timeframes that start before it; with
@@ -1118,8 +1124,34 @@ def _consumption_table(
                         strict=True,
                     ):
                         columns[name].append(value)
+    values = _metric_values(columns.pop("value"), columns["metric_name"], route)
     arrays = [pyarrow.array(values, type=schema.field(name).type) for name, values in columns.items()]
-    return pyarrow.Table.from_arrays([*arrays, _row_ids(len(columns["value"]))], schema=schema)
+    arrays.insert(schema.get_field_index("value"), values)
+    return pyarrow.Table.from_arrays([*arrays, _row_ids(len(values))], schema=schema)
+
+
+def _metric_values(values: list, metric_names: list[str], route: str) -> pyarrow.Array:
+    """The metric values as integers, as Neon's spec has them. One sent as a string is read as
+    dlt reads a string into an integer column of every other table (`"12"`); anything else fails
+    the run naming the metric, rather than leave it out of the totals."""
+    try:
+        return pyarrow.array(values, type=pyarrow.int64())  # the API's integers: one call
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, OverflowError):
+        pass
+    typed = []
+    for value, metric in zip(values, metric_names, strict=True):
+        try:
+            typed.append(
+                value if value is None else coerce_value("bigint", py_type_to_sc_type(type(value)), value)
+            )
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise NeonAPIError(
+                route,
+                200,
+                f"metric {metric} has the value {shown}, not a whole number; Neon's spec says integer",
+            ) from None
+    return pyarrow.array(typed, type=pyarrow.int64())
 
 
 # dlt's row id (`_dlt_id`) of a consumption row: random bytes in base64, as dlt's normalize makes
