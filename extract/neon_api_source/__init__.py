@@ -119,30 +119,7 @@ def neon_api_source(
             builds one from its settings (`api_key` is then needed).
     """
     config = resolve(**given)
-    return neon_api(
-        config,
-        client or make_client(config),
-        org_ids=org_ids,
-        consumption=consumption,
-        full_refresh=full_refresh,
-        plan_only=plan_only,
-        run_at=run_at,
-    )
-
-
-@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
-def neon_api(
-    config: NeonApiSourceConfiguration,
-    client: NeonClient,
-    org_ids: list[str] | None = None,
-    consumption: bool = True,
-    full_refresh: bool = False,
-    plan_only: bool = False,
-    run_at: datetime | None = None,
-) -> Any:
-    """The dlt source of `neon_api_source()`, from settings it resolved (dlt passes resolved ones
-    on as they are) and the client built from them."""
-    emails = Emails(config.hash_emails, config.email_hash_salt)
+    client = client or make_client(config)
     estate = Estate(
         client,
         org_ids=org_ids,
@@ -151,6 +128,21 @@ def neon_api(
         full_refresh_days=config.full_refresh_days,
         full_refresh=full_refresh,
     )
+    source = neon_api(config, estate, consumption=consumption, plan_only=plan_only)
+    source.estate = estate  # the runner loads the consumption an organization at a time (consumption_orgs)
+    return source
+
+
+@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
+def neon_api(
+    config: NeonApiSourceConfiguration,
+    estate: Estate,
+    consumption: bool = True,
+    plan_only: bool = False,
+) -> Any:
+    """The dlt source of `neon_api_source()`, from settings it resolved (dlt passes resolved ones
+    on as they are) and the estate built from them."""
+    emails = Emails(config.hash_emails, config.email_hash_salt)
     if plan_only:
         return [plan_resource(estate)]
     resources = [
@@ -198,6 +190,9 @@ class Estate:
         self.org_key = False  # an organization API key cannot list organizations or regions
         self.include_deleted = True  # list restorable deleted branches with the live ones
         self.deleted_branches: dict[str, list[dict]] = {}  # project id -> those read this run
+        # the organizations whose consumption an extract reads (None: every one): the runner
+        # extracts and loads a large account's an organization at a time (neon_elt.memory)
+        self.consumption_orgs: list[str] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._memo: dict[str, Any] = {}
@@ -862,6 +857,10 @@ CONSUMPTION_MERGE = {
 }
 
 
+# The consumption resources, which the runner may extract and load apart from the others.
+CONSUMPTION_RESOURCES = ("consumption", "consumption_hourly", "branch_consumption")
+
+
 @dlt.resource(
     name="consumption",
     primary_key=["project_id", "timeframe_start", "metric_name"],
@@ -937,6 +936,8 @@ def _consumption_org_ids(estate: Estate, what: str) -> list[str]:
     org_ids = estate.org_ids()
     if not org_ids:
         estate.stats.skipped_optional.append(f"{what}: needs an organization (personal account)")
+    if estate.consumption_orgs is not None:
+        org_ids = [org_id for org_id in org_ids if org_id in estate.consumption_orgs]
     return org_ids
 
 

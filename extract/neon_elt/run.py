@@ -26,7 +26,7 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.common.runtime import run_context
-from neon_api_source import neon_api_source
+from neon_api_source import CONSUMPTION_RESOURCES, neon_api_source
 from neon_api_source.helpers import (
     NeonAPIError,
     NeonClient,
@@ -185,6 +185,7 @@ def extract(
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
     options = {"concurrency": concurrency} if concurrency else {}
+    deadline = deadline or Deadline()
     try:
         pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
         lost = recover_lost_tables(pipeline)
@@ -199,20 +200,27 @@ def extract(
             **options,
             **source_options,
         )
+        rows: dict[str, int] = {}
+        if consumption and not plan_only:
+            estate = source.estate
+            parts = memory.consumption_loads([project.get("org_id") for project in estate.projects()])
+            if len(parts) > 1:  # a large account's consumption first, a part at a time (memory.py)
+                for part in parts:
+                    estate.consumption_orgs = part
+                    with Progress(client.stats, enabled=show_progress):
+                        pipeline.extract(
+                            source.with_resources(*CONSUMPTION_RESOURCES),
+                            loader_file_format=build.loader_file_format,
+                        )
+                    _normalize_and_load(pipeline, build, rows, deadline)
+                estate.consumption_orgs = []  # every organization's is loaded
+            del estate
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
             return ExtractResult(None, client.stats)
         del source
-        deadline = deadline or Deadline()
-        deadline.enter("dlt's normalize")
-        memory.release_memory()
-        rows = pipeline.normalize().row_counts
-        check_typed(pipeline.default_schema)
-        memory.release_memory()
-        workers = memory.load_workers(sum(rows.values()))
-        deadline.enter("dlt's load")
-        load_info = pipeline.load(workers=workers, credentials=build.load_credentials(workers))
+        load_info = _normalize_and_load(pipeline, build, rows, deadline)
     except StepFailed:
         raise
     except Exception as exc:  # dlt wraps the cause in step exceptions
@@ -241,6 +249,22 @@ def check_typed(schema: dlt.Schema) -> None:
                     f"(dlt would keep it in {name}, which no model reads, and totals would leave it "
                     "out); the API sent what its spec does not allow"
                 )
+
+
+def _normalize_and_load(
+    pipeline: dlt.Pipeline, build: Build, rows: dict[str, int], deadline: Deadline
+) -> LoadInfo:
+    """dlt's normalize and load of what was extracted; adds the rows of each table to `rows`."""
+    deadline.enter("dlt's normalize")
+    memory.release_memory()
+    counts = pipeline.normalize().row_counts
+    check_typed(pipeline.default_schema)
+    memory.release_memory()
+    for table, count in counts.items():
+        rows[table] = rows.get(table, 0) + count
+    workers = memory.load_workers(sum(counts.values()))
+    deadline.enter("dlt's load")
+    return pipeline.load(workers=workers, credentials=build.load_credentials(workers))
 
 
 def recover_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
