@@ -520,3 +520,46 @@ def test_branch_history_says_how_and_when_each_restorable_branch_went(tmp_path):
     )
     assert {bid: (d, m, r) for bid, d, m, r, _ in rows} == served and len(rows) == len(served)
     assert leaf in served and {v for *_, v in rows} == {0, 1}  # seen alive, and never seen
+
+
+def test_access_findings_name_override_admins_collaborators_outside_shares_and_ungranted_projects(
+    demo_account, demo_warehouse
+):
+    """Each finding of the access review, computed from what the account served the key."""
+    from runs import served_project_members
+
+    expected = set()
+    for project in demo_account.all_projects():
+        pid = project["id"]
+        members = [
+            m for m in served_project_members(demo_account, pid) if m.get("effective_project_permission")
+        ]
+        for m in members:
+            if m["grant_source"] == "org_admin_override":
+                expected.add(("admin_by_override", pid, m["member_id"]))
+            elif m["org_role"] == "collaborator":
+                expected.add(("outside_collaborator", pid, m["member_id"]))
+        if project.get("org_id") and not any(
+            m["grant_source"] == "explicit" for m in served_project_members(demo_account, pid)
+        ):
+            expected.add(("no_explicit_grant", pid, None))
+        org_emails = (
+            {r["user"]["email"].lower() for r in demo_account.members(project["org_id"])}
+            if project.get("org_id")
+            else None
+        )
+        for share in demo_account.project_permissions(pid):
+            email = share["granted_to_email"].lower()
+            if "revoked_at" not in share and org_emails is not None and email not in org_emails:
+                expected.add(("shared_outside_organization", pid, email))
+    rows = query(
+        demo_warehouse, "select finding, project_id, coalesce(member_id, email) from marts.access_findings"
+    )
+    assert set(rows) == expected and len(rows) == len(expected)
+    assert {finding for finding, *_ in expected} == {
+        "admin_by_override",
+        "outside_collaborator",
+        "shared_outside_organization",
+        "no_explicit_grant",
+    }
+
