@@ -222,8 +222,8 @@ def served_project_members(account, project_id: str) -> list[dict]:
     """The members `GET /projects/{project_id}/members` serves the personal key: every one where
     its user is an organization admin, those with access elsewhere; none for a personal project."""
     org_id = next(p.get("org_id") for p in account.all_projects() if p["id"] == project_id)
-    if org_id is None:
-        return []
+    if org_id is None or not account.project_roles_enabled(org_id):
+        return []  # Neon answers 404
     return account.project_members(project_id, see_unassigned=account.org_role(org_id) == "admin")
 
 

@@ -22,7 +22,7 @@ from expected import (
     relations_holding,
     visible_to_the_personal_key,
 )
-from neon_api_source import incremental
+from neon_api_source import incremental, settings
 from neon_api_source.access import hash_email
 from neon_elt.report import write
 from neon_elt.targets import DuckDBTarget
@@ -563,3 +563,34 @@ def test_access_findings_name_override_admins_collaborators_outside_shares_and_u
         "no_explicit_grant",
     }
 
+
+def test_a_404_from_project_members_of_a_project_that_still_exists_is_not_a_deletion(tmp_path):
+    """Neon answers the members listing 404 both for a project deleted since it was listed and
+    where per-project permissions are off. Off, the project is still there: the run says the
+    listing was not visible (access_coverage, the summary) instead of counting a deleted project;
+    deleted mid-run, it is still counted with the skipped 404s."""
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=5))
+    org_id = next(o["id"] for o in account.organizations if account.all_projects(o["id"]))
+    account.set_project_roles(org_id, False)
+    off = {p["id"] for p in account.all_projects(org_id)}
+    victim = next(p["id"] for p in account.all_projects() if p.get("org_id") and p["org_id"] != org_id)
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account, faults=Faults(delete_project_after_list=victim)) as simulator:
+        result = extract(warehouse, simulator)
+        served = simulator.stats
+    members = {
+        pid: f"/api/v2/projects/{pid}/members?limit={settings.PROJECT_MEMBERS_PAGE_LIMIT}" for pid in off
+    }
+    assert all(served.by_request[path] == 1 for path in members.values())
+    coverage = dict(
+        query(
+            warehouse,
+            "select scope_id, status from neon_api_data.access_coverage where listing = 'project_members'",
+        )
+    )
+    assert {pid: coverage.get(pid) for pid in off} == dict.fromkeys(off, 404)
+    assert victim not in coverage
+    # every 404 but those of the projects that are still there is a skipped one (the victim's)
+    assert result.stats.skipped_404 == served.by_status[404] - len(off) > 0
+    (note,) = [n for n in result.stats.skipped_optional if n.startswith("project members of")]
+    assert f"{len(off):,} project" in note and "404" in note

@@ -78,6 +78,7 @@ class LiveApi:
         self._grants: dict[str, dict[str, str]] = {}  # project id -> member id -> explicit level
         self._deleted: dict[str, dict[str, dict]] = {}  # project id -> branch id -> Branch + recovery
         self._spending_limits: dict[str, int | None] = {}  # org id -> cents, for Launch and Scale orgs
+        self._without_project_roles: set[str] = set()  # orgs with per-project permissions off
 
     # ---------------------------------------------------------------------------------- generation
 
@@ -191,6 +192,18 @@ class LiveApi:
         its plan has no spending limits (Launch and Scale only)."""
         with self.lock:
             return self._spending_limits[org_id]
+
+    def set_project_roles(self, org_id: str, enabled: bool) -> None:
+        """Turn an organization's per-project permissions on or off: off, Neon answers its
+        projects' members listing 404, as for a project that does not exist."""
+        with self.lock:
+            if enabled:
+                self._without_project_roles.discard(org_id)
+            else:
+                self._without_project_roles.add(org_id)
+
+    def project_roles_enabled(self, org_id: str) -> bool:
+        return org_id not in self._without_project_roles
 
     def set_spending_limit(self, org_id: str, cents: int | None) -> None:
         with self.lock:

@@ -495,6 +495,8 @@ class Routes:
         project = self._project(req)
         if project.scope is None:
             raise ApiError(404, "project members are listed for an organization's projects only")
+        if not self.account.project_roles_enabled(project.scope):
+            raise ApiError(404, "per-project permissions are not enabled for this organization")
         args = parse_query(req.template, req.query)
         admin = req.key["kind"] == "org" or self.account.org_role(project.scope) == "admin"
         ordered = self.account.project_members(project.item["id"], see_unassigned=admin)
