@@ -236,16 +236,10 @@ def test_spending_limits_are_launch_and_scale_organizations_and_403_elsewhere(de
             assert response.status_code == 403
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """One `elt` run (extract and dbt build) of the demo account, for the marts' tests below."""
-    from runs import extract
-
-    account = Account.generate(spec_of("demo"))
-    warehouse = tmp_path_factory.mktemp("live") / "neon_api.duckdb"
-    with Simulator(account) as simulator:
-        extract(warehouse, simulator, transform=True)
-    return account, warehouse
+@pytest.fixture
+def built(demo_account, demo_warehouse):
+    """The demo account and its warehouse, extracted and built once per session (conftest)."""
+    return demo_account, demo_warehouse
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -314,12 +308,10 @@ def test_the_branch_inventory_says_which_root_branches_have_a_backup_schedule(bu
 
 @pytest.mark.slow
 def test_limit_usage_holds_each_quota_and_spending_limit_against_its_usage(built):
-    from expected import query_dicts
+    from expected import dbt_vars, query_dicts
 
     account, warehouse = built
-    near = yaml.safe_load((Path(__file__).parents[1] / "dbt_project" / "dbt_project.yml").read_text())[
-        "vars"
-    ]["near_limit_share"]
+    near = dbt_vars()["near_limit_share"]
     rows = {
         (r["scope_id"], r["limit_name"]): r
         for r in query_dicts(
