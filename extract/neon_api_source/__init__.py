@@ -17,6 +17,11 @@ Loads, into the dataset of the pipeline (`neon_api_data` by convention):
 | `databases`, `roles`  | `GET /projects/{id}/branches/{bid}/databases`,    | replace                 |
 |                       | `.../roles` (one call per branch)                 |                         |
 | `operations`          | `GET /projects/{id}/operations`                   | merge on id, only new   |
+| `backup_snapshots`    | `GET /projects/{id}/snapshots` (Neon's snapshots) | replace, every run      |
+| `backup_schedules`    | `GET /projects/{id}/branches/{bid}/backup_schedule`| merge on branch id, with|
+|                       | (root branches)                                   | the branch listing      |
+| `organization_spending_limits` | `GET /organizations/{org_id}/billing/     | replace, every run      |
+|                       | spending_limit` (Launch and Scale)                |                         |
 | `consumption`         | `GET /consumption_history/v2/projects` (daily)    | new days and a look-back|
 | `consumption_hourly`  | the same, hourly, `extra_branches_month` only     | replace the days (hours)|
 | `branch_consumption`  | `GET /consumption_history/v2/branches` (daily,    | read; older ones stay   |
@@ -158,6 +163,9 @@ def neon_api(
         databases(estate),
         roles(estate),
         operations(estate),
+        backup_snapshots(estate),
+        backup_schedules(estate),
+        organization_spending_limits(estate),
         consumption_history(estate, enabled=consumption),
         consumption_hourly(estate, enabled=consumption),
         branch_consumption(estate, enabled=consumption),
@@ -802,6 +810,111 @@ def roles(estate: Estate) -> Iterator[list[dict]]:
         "roles",
         settings.ROLE_COLUMNS,
     )
+
+
+def _refused(estate: Estate, what: str, exc: NeonAPIError) -> None:
+    """A listing the key or plan is refused (403): noted once per listing, never fatal."""
+    estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
+
+
+@dlt.resource(
+    name="backup_snapshots",
+    primary_key="id",
+    write_disposition="replace",
+    columns={
+        **column_hints(
+            {**settings.SNAPSHOT_COLUMNS, "project_id": "text"}, ["id", "project_id", "name", "created_at"]
+        ),
+        **CONFIRMED_AT_HINT,
+    },
+)
+def backup_snapshots(estate: Estate) -> Iterator[list[dict]]:
+    """Neon's snapshots of each project (point-in-time copies, manual or scheduled), read on every
+    run: they are taken and expire on a schedule, with no operation to say so."""
+    yield dlt.mark.materialize_table_schema()
+
+    def fetch(project_id: str) -> list[dict]:
+        try:
+            body = estate.client.get(settings.SNAPSHOTS_ROUTE, project_id=project_id)
+        except NeonForbidden as exc:
+            _refused(estate, "snapshots", exc)
+            return []
+        return [
+            dict(pick(item, settings.SNAPSHOT_COLUMNS), project_id=project_id, confirmed_at=estate.run_at)
+            for item in body.get("snapshots") or []
+        ]
+
+    for rows in fan_out(lambda pid: estate.children(fetch, pid), estate.project_ids(), estate.workers):
+        if rows:
+            yield _counted(estate, "backup_snapshots", rows)
+
+
+@dlt.resource(
+    name="backup_schedules",
+    primary_key="branch_id",
+    write_disposition="merge",
+    columns={
+        **column_hints(
+            {"branch_id": "text", "project_id": "text", **settings.BACKUP_SCHEDULE_COLUMNS},
+            ["branch_id", "project_id", "schedule"],
+        ),
+        **CONFIRMED_AT_HINT,
+    },
+)
+def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
+    """Each root branch's backup schedule (`schedule`: [] when it has none), read with its
+    project's branch listing; a carried project's rows stay as last confirmed (merge)."""
+    yield dlt.mark.materialize_table_schema()
+    roots = [
+        (project_id, branch["id"])
+        for project_id, branches, fresh in estate.branches()
+        if fresh
+        for branch in branches
+        if not branch.get("parent_id")
+    ]
+
+    def fetch(ids: tuple[str, str]) -> list[dict]:
+        project_id, branch_id = ids
+        try:
+            body = estate.client.get(
+                settings.BACKUP_SCHEDULE_ROUTE, project_id=project_id, branch_id=branch_id
+            )
+        except NeonForbidden as exc:
+            _refused(estate, "backup schedules", exc)
+            return []
+        row = {"branch_id": branch_id, "project_id": project_id, "confirmed_at": estate.run_at}
+        return [dict(row, schedule=body.get("schedule") or [])]
+
+    for rows in fan_out(lambda ids: estate.children(fetch, ids), roots, estate.workers):
+        if rows:
+            yield _counted(estate, "backup_schedules", rows)
+
+
+@dlt.resource(
+    name="organization_spending_limits",
+    primary_key="org_id",
+    write_disposition="replace",
+    columns={
+        **column_hints({"org_id": "text", **settings.SPENDING_LIMIT_COLUMNS}, ["org_id"]),
+        **CONFIRMED_AT_HINT,
+    },
+)
+def organization_spending_limits(estate: Estate) -> Iterator[list[dict]]:
+    """Each organization's monthly spending limit in cents (NULL: none set); an organization whose
+    plan has none (Neon answers 403: Launch and Scale only) has no row."""
+    yield dlt.mark.materialize_table_schema()
+    rows = []
+    for org_id in estate.org_ids():
+        try:
+            body = estate.client.get(settings.SPENDING_LIMIT_ROUTE, org_id=org_id)
+        except NeonForbidden as exc:
+            _refused(estate, "spending limits", exc)
+            continue
+        rows.append(
+            {"org_id": org_id, **pick(body, settings.SPENDING_LIMIT_COLUMNS), "confirmed_at": estate.run_at}
+        )
+    if rows:
+        yield _counted(estate, "organization_spending_limits", rows)
 
 
 @dlt.resource(

@@ -407,6 +407,32 @@ PROJECT_MEMBER_COLUMNS = {
     "effective_project_permission": "text",
     "grant_source": "text",
 }
+# Neon's snapshots (`GET /projects/{project_id}/snapshots`, one request per project, every run:
+# they expire and are taken on schedule with no operation to say so). Loaded as `backup_snapshots`,
+# not `snapshots`: three tables here are already `*_snapshots` (daily readings of counters).
+# Neon writes their times as plain strings (no date-time format): staging casts them.
+SNAPSHOTS_ROUTE = "/projects/{project_id}/snapshots"
+SNAPSHOT_COLUMNS = {
+    "id": "text",
+    "name": "text",
+    "lsn": "text",
+    "timestamp": "text",
+    "source_branch_id": "text",
+    "created_at": "text",
+    "expires_at": "text",
+    "manual": "bool",
+    "full_size": "bigint",
+    "diff_size": "bigint",
+}
+# Each root branch's backup schedule (`GET .../branches/{branch_id}/backup_schedule`): Neon takes
+# scheduled snapshots of root branches, so child branches are not asked (a request per branch
+# would double a run's requests). Read with the project's branch listing, carried with it.
+BACKUP_SCHEDULE_ROUTE = "/projects/{project_id}/branches/{branch_id}/backup_schedule"
+BACKUP_SCHEDULE_COLUMNS = {"schedule": "json"}  # the `BackupScheduleItem` list; [] when none
+# Each organization's monthly spending limit (`GET /organizations/{org_id}/billing/spending_limit`,
+# beta, Launch and Scale only; null: no limit), every run.
+SPENDING_LIMIT_ROUTE = "/organizations/{org_id}/billing/spending_limit"
+SPENDING_LIMIT_COLUMNS = {"spending_limit_cents": "bigint"}
 # The only columns that hold email addresses (the spec marks them x-sensitive): with
 # `hash_emails` they hold `hmac-sha256:<hex>` of the trimmed, lower-cased address instead.
 EMAIL_COLUMNS = {
@@ -428,5 +454,8 @@ SPEC_SCHEMAS.update(
         "project_members": ("ProjectMember", PROJECT_MEMBER_COLUMNS),
         "deleted_branches": ("Branch", DELETED_BRANCH_COLUMNS),
         "deleted_branches (recovery)": ("BranchRecoveryInfo", BRANCH_RECOVERY_COLUMNS),
+        "backup_snapshots": ("Snapshot", SNAPSHOT_COLUMNS),
+        "backup_schedules": ("BackupSchedule", BACKUP_SCHEDULE_COLUMNS),
+        "organization_spending_limits": ("SpendingLimitResponse", SPENDING_LIMIT_COLUMNS),
     }
 )
