@@ -19,7 +19,7 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config
-    from neon_elt.report import DAILY_CONSUMPTION, GIB, consumption_panel
+    from neon_elt.views import DAILY_CONSUMPTION, GIB, consumption_panel
 
     return DAILY_CONSUMPTION, GIB, config, consumption_panel, duckdb, json, mo
 

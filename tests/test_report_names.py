@@ -5,7 +5,6 @@ panic in the chart renderer ends that process, not the test run."""
 
 from __future__ import annotations
 
-import html
 import os
 import re
 from pathlib import Path
@@ -63,7 +62,7 @@ def test_the_report_renders_hostile_names_escaped(hostile):
     stored = {name for (name,) in query(warehouse, "select project_name from marts.projects")}
     assert SCRIPT in stored and None in stored  # the warehouse holds the names as Neon served them
     assert "<script" not in page
-    assert html.escape(SCRIPT, quote=False) in page
+    assert "&lt;script&gt;alert(" in page
     assert not UNSHOWABLE.findall(page)
     assert "ctl" in page and "right-to-left" in page and "(no name)" in page
 

@@ -53,7 +53,9 @@ def print_marts_summary(target: Any) -> None:
         print(f"\n  {'what it costs (usage, USD)':<34} {'period':<8} {'cost':>10}   heading for")
         for r in bill:
             cost = "unpriced" if r["cost_usd"] is None else f"{float(r['cost_usd']):,.2f}"
-            heading = "(complete)" if r["is_period_complete"] else f"{float(r['projected_cost_usd'] or 0):,.2f}"
+            heading = (
+                "(complete)" if r["is_period_complete"] else f"{float(r['projected_cost_usd'] or 0):,.2f}"
+            )
             if r["unpriced_line_count"]:
                 heading += f", {r['unpriced_line_count']} line(s) unpriced"
             print(f"  {r['org_name'][:34]:<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}")
