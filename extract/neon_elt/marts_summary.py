@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-GIB = 2**30
+from .views import GIB, showable
 
 
 def print_marts_summary(target: Any) -> None:
@@ -58,7 +58,9 @@ def print_marts_summary(target: Any) -> None:
             )
             if r["unpriced_line_count"]:
                 heading += f", {r['unpriced_line_count']} line(s) unpriced"
-            print(f"  {r['org_name'][:34]:<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}")
+            print(
+                f"  {showable(r['org_name'], 34):<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}"
+            )
         print("  By line and by project: marts.monthly_bill, marts.project_costs (README: What it costs).")
     if target.name == "duckdb":
         print(

@@ -35,7 +35,7 @@ DAILY_CONSUMPTION = "select * from marts.daily_consumption"
 BREAKS = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
 CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-NAME_CHARS = 200  # a name longer than this loses its middle wherever it is shown
+NAME_CHARS = 100  # a name longer than this loses its middle wherever it is shown
 NO_NAME = "(no name)"
 
 
