@@ -22,9 +22,12 @@ import pytest
 import vl_convert
 from conftest import client_for
 from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
-from neon_elt.report import ATLAS, LAND, METRICS, _svg, place_labels, project_chart, write
+from neon_elt.report import write
+from neon_elt.report.charts import project_chart, svg
+from neon_elt.report.geo import ATLAS, LAND, place_labels
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
+from neon_elt.views import METRICS
 from neon_simulator import PRESETS, Account, Simulator
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
@@ -467,7 +470,7 @@ def test_the_report_fetches_nothing(demo_warehouse, tmp_path, monkeypatch):
         assert urls(spec) == [], spec.get("title")
     monkeypatch.undo()
     with pytest.raises(ValueError, match="not allowed"):
-        _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
+        svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
 
 
 # ------------------------------------------------------------------------------------- what it costs
