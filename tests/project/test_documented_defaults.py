@@ -4,12 +4,11 @@ dbt_project.yml) and the README's figures are checked against it here."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from conftest import REPO
 from expected import dbt_vars
 from neon_api_source.configuration import NeonApiSourceConfiguration
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 
