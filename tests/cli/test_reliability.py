@@ -186,7 +186,8 @@ def test_a_killed_run_leaves_the_warehouse_as_it_was(moment, demo_account, publi
     before = file_digest(published)
     latency = 0.3 if moment == "mid-extract" else 0.0
     with Simulator(demo_account, latency=latency) as simulator:
-        env = cli_env(published, simulator)
+        dbt_target = tmp_path / "dbt-target"
+        env = cli_env(published, simulator, DBT_TARGET_PATH=str(dbt_target))
         executable = Path(sys.executable).with_name("neon-elt")
         process = subprocess.Popen(
             [str(executable), "elt"],
@@ -201,9 +202,11 @@ def test_a_killed_run_leaves_the_warehouse_as_it_was(moment, demo_account, publi
             while simulator.stats.total < 20 and time.monotonic() < deadline:
                 time.sleep(0.05)
         else:
-            while not _children_running(process, "dbt") and time.monotonic() < deadline:
+            # dbt is building once it has run a node: it writes the node's SQL under target/run
+            while time.monotonic() < deadline and not (
+                _children_running(process, "dbt") and (dbt_target / "run").exists()
+            ):
                 time.sleep(0.05)
-            time.sleep(2)  # dbt is building
         assert process.poll() is None, "the run ended before it could be interrupted"
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
