@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import client_for
+from conftest import REPO, client_for
 from expected import Billing, dbt_vars, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import dbt, elt
@@ -24,8 +24,6 @@ from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def naive(moment: datetime) -> datetime:

@@ -4,12 +4,11 @@ dbt_project.yml) and the figures of the README and docs/ are checked against it 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from conftest import REPO
 from expected import dbt_vars
 from neon_api_source.configuration import NeonApiSourceConfiguration
 
-REPO = Path(__file__).resolve().parents[1]
 # The README and the pages of docs/ it links to, as one text.
 README = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 

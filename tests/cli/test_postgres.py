@@ -69,12 +69,12 @@ LIBRARY_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\|\[[A-Z]+\]\|\d+\
 
 
 @pytest.fixture(scope="module")
-def postgres_run(server, demo_account, demo_warehouse, tmp_path_factory):
+def postgres_run(server, demo_account, demo_build, tmp_path_factory):
     """The README's first example: the URL without the password, the password in PGPASSWORD. It
     starts from the dlt folder the session's DuckDB run left, as for a user who ran `make demo`
     first: dlt keeps the last run's state there, whatever the destination."""
     folder = tmp_path_factory.mktemp("postgres-run")
-    shutil.copytree(os.environ["DLT_DATA_DIR"], folder / "dlt")
+    shutil.copytree(demo_build.dlt_dir, folder / "dlt")
     with Simulator(demo_account) as simulator:
         env = _pg_env(server.url, folder, simulator, PGPASSWORD=server.password)
         result = run_cli("elt", env=env, cwd=folder)
