@@ -69,7 +69,14 @@ def checkout(folder: Path) -> Path:
 
 def newcomer_env(dlt_dir: Path) -> dict[str, str]:
     """No key and none of our settings; dlt's local state in the test's folder."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "SOURCES__", "DESTINATION__"))}
+    # a newcomer's shell: no Neon settings, and not inside `make test`'s make (MAKELEVEL makes make
+    # print "Leaving directory" after the demo's last line)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NEON_", "SOURCES__", "DESTINATION__"))
+        and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    }
     env["DLT_DATA_DIR"] = str(dlt_dir)
     return env
 
