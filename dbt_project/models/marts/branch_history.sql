@@ -13,6 +13,28 @@
     'creation_source',
 ] -%}
 
+{#- The columns every kind of event carries, in the order the union stacks them. -#}
+{%- set event_columns = [
+    'branch_id',
+    'project_id',
+    'change_type',
+    'recorded_at',
+    'version_number',
+    'changed_columns',
+    'previous_branch_name',
+    'branch_name',
+    'branch_state',
+    'parent_branch_id',
+    'is_default',
+    'is_protected',
+    'created_at',
+    'expires_at',
+    'valid_from',
+    'valid_to',
+    'is_current_version',
+    'is_deleted',
+] -%}
+
 with
 
 versions as (
@@ -120,53 +142,18 @@ unseen_deletions as (
 
 events as (
 
-    select
-        branch_id,
-        project_id,
-        change_type,
-        recorded_at,
-        version_number,
-        changed_columns,
-        previous_branch_name,
-        branch_name,
-        branch_state,
-        parent_branch_id,
-        is_default,
-        is_protected,
-        created_at,
-        expires_at,
-        valid_from,
-        valid_to,
-        is_current_version,
-        is_deleted
+    select {{ event_columns | join(', ') }}
     from version_events
 
     union all
 
-    select
-        branch_id,
-        project_id,
-        change_type,
-        recorded_at,
-        version_number,
-        changed_columns,
-        previous_branch_name,
-        branch_name,
-        branch_state,
-        parent_branch_id,
-        is_default,
-        is_protected,
-        created_at,
-        expires_at,
-        valid_from,
-        valid_to,
-        is_current_version,
-        is_deleted
+    select {{ event_columns | join(', ') }}
     from deletion_events
 
     union all
 
-    select * from unseen_deletions
+    select {{ event_columns | join(', ') }}
+    from unseen_deletions
 
 ),
 

@@ -132,6 +132,26 @@ def stale_chart(stale: list[dict]) -> Chart:
     )
 
 
+def bars_side_by_side(bar: str, labels: list[str], panel: str, panels: list[str]) -> dict:
+    """Horizontal bars of `value`, one per `bar` in the order of `labels`, in a panel per measure
+    (`panel`, ordered as `panels`), each panel with its own scale."""
+    return {
+        "mark": "bar",
+        "encoding": {
+            "y": {"field": bar, "type": "nominal", "sort": labels, "title": None, "axis": {"labelLimit": 0}},
+            "x": {"field": "value", "type": "quantitative", "title": None},
+            "column": {
+                "field": panel,
+                "type": "nominal",
+                "title": None,
+                "sort": panels,
+                "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
+            },
+        },
+        "resolve": {"scale": {"x": "independent"}},
+    }
+
+
 def project_chart(projects: list[dict]) -> Chart:
     top = projects[:PROJECT_BARS]
     labels = distinct_labels([p["project_name"] for p in top], [p["project_id"] for p in top])
@@ -148,25 +168,9 @@ def project_chart(projects: list[dict]) -> Chart:
                     {"calculate": "datum.compute_time_seconds / 3600", "as": "Compute time (hours)"},
                     {"fold": ["Logical size (GiB)", "Compute time (hours)"], "as": ["measure", "value"]},
                 ],
-                "mark": "bar",
-                "encoding": {
-                    "y": {
-                        "field": "project",
-                        "type": "nominal",
-                        "sort": labels,
-                        "title": None,
-                        "axis": {"labelLimit": 0},
-                    },
-                    "x": {"field": "value", "type": "quantitative", "title": None},
-                    "column": {
-                        "field": "measure",
-                        "type": "nominal",
-                        "title": None,
-                        "sort": ["Logical size (GiB)", "Compute time (hours)"],
-                        "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
-                    },
-                },
-                "resolve": {"scale": {"x": "independent"}},
+                **bars_side_by_side(
+                    "project", labels, "measure", ["Logical size (GiB)", "Compute time (hours)"]
+                ),
                 "width": 260,
             }
         ),
@@ -294,25 +298,7 @@ def branch_cost_chart(costs: list[dict]) -> Chart:
                 "title": f"The {len(top)} branches that cost the most, "
                 + window_words(first["window_start_date"], first["window_end_date"]),
                 "data": {"values": values},
-                "mark": "bar",
-                "encoding": {
-                    "y": {
-                        "field": "branch",
-                        "type": "nominal",
-                        "sort": labels,
-                        "title": None,
-                        "axis": {"labelLimit": 0},
-                    },
-                    "x": {"field": "value", "type": "quantitative", "title": None},
-                    "column": {
-                        "field": "panel",
-                        "type": "nominal",
-                        "title": None,
-                        "sort": list(panels),
-                        "header": {"labelFontSize": 11, "labelFontWeight": "bold"},
-                    },
-                },
-                "resolve": {"scale": {"x": "independent"}},
+                **bars_side_by_side("branch", labels, "panel", list(panels)),
                 "width": 170,
             }
         ),
