@@ -17,7 +17,7 @@ from neon_simulator.account import CONSUMPTION_METRICS, REGIONS
 from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN
 from neon_simulator.params import _param
 from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS
-from neon_simulator.routes import ROUTE_TEMPLATES, match_route
+from neon_simulator.routing import ROUTE_TEMPLATES, match_route
 from simulator_helpers import demo as demo
 from simulator_helpers import demo_sim as demo_sim
 from simulator_helpers import (

@@ -1,17 +1,14 @@
-"""Constants for the Neon API source: endpoints, page sizes, rate limits and the shape of each table.
+"""Constants for the Neon API source: rate limits, retries, incremental windows and what each
+operation can change. The listings themselves (routes, page sizes, table shapes) are in
+listings.py.
 
 Every number here comes from Neon's OpenAPI spec (extract/neon_simulator/neon-openapi-v2.yaml) or Neon's
-documented limits; tests check the field lists against the spec so an API change shows up as a
-failing test instead of a silently missing column.
+documented limits.
 """
 
 DEFAULT_BASE_URL = "https://console.neon.tech/api/v2"
 
-# Largest page each list endpoint accepts (spec: `limit` maximum).
-PROJECTS_PAGE_LIMIT = 400
-BRANCHES_PAGE_LIMIT = 10_000
-OPERATIONS_PAGE_LIMIT = 1_000
-CONSUMPTION_PAGE_LIMIT = 100
+# The routes, envelopes, page sizes and table shapes of each listing: listings.py.
 
 # Neon's documented limits: 700 requests per minute per account, bursts up to 40 requests per
 # second per route; the consumption history endpoint allows about 30 requests per minute.
@@ -95,12 +92,7 @@ CONSUMPTION_METRICS = (
 # project consumption, 1 to 100 projects a request, up to 1,000 branches a page, and only the six
 # metrics the spec allows there (not extra_branches_month nor snapshot_storage_bytes_month).
 BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST = 100
-BRANCH_CONSUMPTION_PAGE_LIMIT = 1_000
 BRANCH_CONSUMPTION_METRICS = CONSUMPTION_METRICS[:6]
-# The consumption routes, each held to CONSUMPTION_REQUESTS_PER_MINUTE by the client's limiter.
-CONSUMPTION_PROJECTS_ROUTE = "/consumption_history/v2/projects"
-CONSUMPTION_BRANCHES_ROUTE = "/consumption_history/v2/branches"
-CONSUMPTION_ROUTES = (CONSUMPTION_PROJECTS_ROUTE, CONSUMPTION_BRANCHES_ROUTE)
 
 # Incremental extract (incremental.py). After the first run, a project's branch and compute
 # listings, and a branch's databases and roles, are re-read only when Neon signals a change, and
@@ -166,267 +158,7 @@ CREDENTIAL_KEYS = frozenset(
     {"password", "connection_uri", "connection_uris", "connection_string", "token", "secret"}
 )
 
-# Table shapes. Each entity is split in two: stable fields, versioned with dlt's scd2 strategy so
-# that analysts see when something was created, changed or deleted, and volatile counters, kept in
-# a daily snapshot table so that usage ticking over does not mint a new version on every run.
-# Types are dlt data types; `json` keeps free-form maps as one JSON column.
-PROJECT_COLUMNS = {
-    "id": "text",
-    "name": "text",
-    "org_id": "text",
-    "org_name": "text",
-    "platform_id": "text",
-    "region_id": "text",
-    "pg_version": "bigint",
-    "provisioner": "text",
-    "proxy_host": "text",
-    "branch_logical_size_limit": "bigint",
-    "branch_logical_size_limit_bytes": "bigint",
-    "store_passwords": "bool",
-    "creation_source": "text",
-    "created_at": "timestamp",
-    "owner_id": "text",
-    "history_retention_seconds": "bigint",
-    "maintenance_starts_at": "timestamp",
-    "hipaa_enabled_at": "timestamp",
-    "settings": "json",
-    "default_endpoint_settings": "json",
-}
-PROJECT_SNAPSHOT_COLUMNS = {
-    "active_time": "bigint",
-    "cpu_used_sec": "bigint",
-    "synthetic_storage_size": "bigint",
-    "compute_last_active_at": "timestamp",
-    "updated_at": "timestamp",
-}
-
-BRANCH_COLUMNS = {
-    "id": "text",
-    "project_id": "text",
-    "parent_id": "text",
-    "parent_lsn": "text",
-    "parent_timestamp": "timestamp",
-    "name": "text",
-    "current_state": "text",
-    "state_changed_at": "timestamp",
-    "creation_source": "text",
-    "default": "bool",
-    "protected": "bool",
-    "created_at": "timestamp",
-    "expires_at": "timestamp",
-    "ttl_interval_seconds": "bigint",
-    "last_reset_at": "timestamp",
-    "init_source": "text",
-    "restore_status": "text",
-    "restored_from": "text",
-    "restored_as": "text",
-    "created_by": "json",
-}
-BRANCH_SNAPSHOT_COLUMNS = {
-    "logical_size": "bigint",
-    "compute_time_seconds": "bigint",
-    "active_time_seconds": "bigint",
-    "cpu_used_sec": "bigint",
-    "written_data_bytes": "bigint",
-    "data_transfer_bytes": "bigint",
-    "pending_state": "text",
-    "updated_at": "timestamp",
-    # actions Neon restricts on the branch now, and why (`[{name, reason}]`): they come and go
-    "restricted_actions": "json",
-}
-# Deleted branches still restorable (`GET .../branches?include_deleted=true`, read with the branch
-# listing itself: one request, no more): a few fields of the branch as it was, and its `recovery`.
-DELETED_BRANCH_COLUMNS = {
-    "id": "text",
-    "project_id": "text",
-    "parent_id": "text",
-    "name": "text",
-    "created_at": "timestamp",
-    "expires_at": "timestamp",
-}
-BRANCH_RECOVERY_COLUMNS = {
-    "deleted_at": "timestamp",
-    "recoverable_until": "timestamp",
-    "deletion_method": "text",
-}
-
-ENDPOINT_COLUMNS = {
-    "id": "text",
-    "project_id": "text",
-    "branch_id": "text",
-    "region_id": "text",
-    "name": "text",
-    "host": "text",
-    "type": "text",
-    "autoscaling_limit_min_cu": "double",
-    "autoscaling_limit_max_cu": "double",
-    "suspend_timeout_seconds": "bigint",
-    "provisioner": "text",
-    "pooler_enabled": "bool",
-    "pooler_mode": "text",
-    "disabled": "bool",
-    "passwordless_access": "bool",
-    "creation_source": "text",
-    "created_at": "timestamp",
-    "compute_release_version": "text",
-    "settings": "json",
-}
-ENDPOINT_SNAPSHOT_COLUMNS = {
-    "current_state": "text",
-    "pending_state": "text",
-    "last_active": "timestamp",
-    "started_at": "timestamp",
-    "suspended_at": "timestamp",
-    "updated_at": "timestamp",
-}
-
-ORGANIZATION_COLUMNS = {
-    "id": "text",
-    "name": "text",
-    "handle": "text",
-    "plan": "text",
-    "managed_by": "text",
-    "created_at": "timestamp",
-    "updated_at": "timestamp",
-    "allow_hipaa_projects": "bool",
-    "require_mfa": "bool",
-}
-REGION_COLUMNS = {
-    "region_id": "text",
-    "name": "text",
-    "default": "bool",
-    "geo_lat": "text",
-    "geo_long": "text",
-}
-DATABASE_COLUMNS = {
-    "id": "bigint",
-    "branch_id": "text",
-    "name": "text",
-    "owner_name": "text",
-    "created_at": "timestamp",
-    "updated_at": "timestamp",
-}
-ROLE_COLUMNS = {
-    "branch_id": "text",
-    "name": "text",
-    "protected": "bool",
-    "authentication_method": "text",
-    "created_at": "timestamp",
-    "updated_at": "timestamp",
-}
-OPERATION_COLUMNS = {
-    "id": "text",
-    "project_id": "text",
-    "branch_id": "text",
-    "endpoint_id": "text",
-    "action": "text",
-    "status": "text",
-    "error": "text",
-    "failures_count": "bigint",
-    "retry_at": "timestamp",
-    "created_at": "timestamp",
-    "updated_at": "timestamp",
-    "total_duration_ms": "bigint",
-}
-
-# Which spec schema each table's API fields come from (checked by tests/test_raw_schema.py).
-SPEC_SCHEMAS = {
-    "organizations": ("Organization", ORGANIZATION_COLUMNS),
-    "regions": ("RegionResponse", REGION_COLUMNS),
-    "projects": ("ProjectListItem", {**PROJECT_COLUMNS, **PROJECT_SNAPSHOT_COLUMNS}),
-    "project_branches": ("Branch", {**BRANCH_COLUMNS, **BRANCH_SNAPSHOT_COLUMNS}),
-    "endpoints": ("Endpoint", {**ENDPOINT_COLUMNS, **ENDPOINT_SNAPSHOT_COLUMNS}),
-    "databases": ("Database", DATABASE_COLUMNS),
-    "roles": ("Role", ROLE_COLUMNS),
-    "operations": ("Operation", OPERATION_COLUMNS),
-}
-
-
-# ------------------------------------------------------------------- who can reach the estate (access.py)
-# Members, organization API keys and VPC endpoints are read per organization on every run (a few
-# requests); project shares and VPC restrictions per project, with the project's full reading
-# (incremental.py). Field lists come from the spec's Member, MemberUserInfo,
-# OrgApiKeysListResponseItem, ProjectPermission, VPCEndpointWithRegion and VPCEndpoint.
-MEMBERS_PAGE_LIMIT = 500
-# Routes whose body is a bare JSON array, as the spec declares it; the client takes an array from
-# these routes only.
-API_KEYS_ROUTE = "/organizations/{org_id}/api_keys"
-ARRAY_BODY_ROUTES = frozenset({API_KEYS_ROUTE})
-MEMBER_COLUMNS = {
-    "id": "text",
-    "user_id": "text",
-    "org_id": "text",
-    "role": "text",
-    "joined_at": "timestamp",
-}
-MEMBER_USER_COLUMNS = {
-    "email": "text",
-    "has_mfa": "bool",
-    "deactivated_at": "timestamp",
-}
-# `created_by` (the creator's id, name and avatar) lands as `created_by_user_id` only: the id
-# joins the members, whose email names the creator; a second copy of a person's name would be
-# personal data the review does not need. A key's token is never a column (the list has none).
-API_KEY_COLUMNS = {
-    "id": "bigint",
-    "name": "text",
-    "created_at": "timestamp",
-    "last_used_at": "timestamp",
-    "last_used_from_addr": "text",
-    "project_id": "text",
-}
-PERMISSION_COLUMNS = {
-    "id": "text",
-    "granted_to_email": "text",
-    "granted_at": "timestamp",
-    "revoked_at": "timestamp",
-}
-VPC_ENDPOINT_COLUMNS = {
-    "vpc_endpoint_id": "text",
-    "label": "text",
-    "region_id": "text",
-}
-PROJECT_VPC_ENDPOINT_COLUMNS = {
-    "vpc_endpoint_id": "text",
-    "label": "text",
-}
-# Per-project permissions (the live spec of 2026-08: `GET /projects/{project_id}/members`, 500 a
-# page), read for every organization's project on every run: they replace shares as the way people
-# reach a project, and Neon signals no change to them. The member's display name is not loaded
-# (the email names them, as for organization members).
-PROJECT_MEMBERS_ROUTE = "/projects/{project_id}/members"
-PROJECT_MEMBERS_PAGE_LIMIT = 500
-PROJECT_MEMBER_COLUMNS = {
-    "member_id": "text",
-    "user_id": "text",
-    "email": "text",
-    "org_role": "text",
-    "project_role": "text",
-    "org_default_project_permission": "text",
-    "explicit_project_permission": "text",
-    "effective_project_permission": "text",
-    "grant_source": "text",
-}
-# The only columns that hold email addresses (the spec marks them x-sensitive): with
-# `hash_emails` they hold `hmac-sha256:<hex>` of the trimmed, lower-cased address instead.
-EMAIL_COLUMNS = {
-    "organization_members": "email",
-    "project_permissions": "granted_to_email",
-    "project_members": "email",
-}
+# Email columns (listings.EMAIL_COLUMNS) hold, with `hash_emails`, `hmac-sha256:<hex>` of the
+# trimmed, lower-cased address instead.
 EMAIL_HASH_PREFIX = "hmac-sha256:"
 EMAIL_HASH_SALT_MIN_LENGTH = 16
-
-SPEC_SCHEMAS.update(
-    {
-        "organization_members": ("Member", MEMBER_COLUMNS),
-        "organization_members (user)": ("MemberUserInfo", MEMBER_USER_COLUMNS),
-        "organization_api_keys": ("OrgApiKeysListResponseItem", API_KEY_COLUMNS),
-        "project_permissions": ("ProjectPermission", PERMISSION_COLUMNS),
-        "organization_vpc_endpoints": ("VPCEndpointWithRegion", VPC_ENDPOINT_COLUMNS),
-        "project_vpc_endpoints": ("VPCEndpoint", PROJECT_VPC_ENDPOINT_COLUMNS),
-        "project_members": ("ProjectMember", PROJECT_MEMBER_COLUMNS),
-        "deleted_branches": ("Branch", DELETED_BRANCH_COLUMNS),
-        "deleted_branches (recovery)": ("BranchRecoveryInfo", BRANCH_RECOVERY_COLUMNS),
-    }
-)
