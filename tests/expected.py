@@ -324,6 +324,7 @@ ACCESS_RELATIONS = {
     ("staging", "int_project_shares_matched_to_members"),
     ("marts", "access_review"),
     ("marts", "project_access"),
+    ("marts", "access_findings"),  # a finding names the member or the address it is about
 }
 
 

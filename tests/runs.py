@@ -15,6 +15,7 @@ from expected import query
 from neon_api_source import listings, settings
 from neon_api_source.access import ACCESS_LISTINGS
 from neon_elt.run import ExtractResult, elt
+from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 from neon_simulator.routing import PLAIN_ROUTES
 
@@ -151,6 +152,15 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "branch_consumption": 0,
         "confirmations": len(projects),  # one per project, and one per branch (below)
         "deleted_branches": sum(len(account.deleted_branches(p["id"])) for p in projects),
+        "backup_snapshots": sum(len(account.snapshots(p["id"])) for p in projects),
+        # root branches only (a first run reads every project's branch listing)
+        "backup_schedules": sum(
+            1 for p in projects for b in account.branches(p["id"]) if "parent_id" not in b
+        ),
+        "organization_spending_limits": sum(
+            o["plan"] in SPENDING_LIMIT_PLANS and o["id"] in account.plan_org_ids()
+            for o in account.organizations
+        ),
     }
     # branch consumption: organizations on a usage-based paid plan (not Business)
     branch_plans = {
@@ -223,8 +233,8 @@ def served_project_members(account, project_id: str) -> list[dict]:
     """The members `GET /projects/{project_id}/members` serves the personal key: every one where
     its user is an organization admin, those with access elsewhere; none for a personal project."""
     org_id = next(p.get("org_id") for p in account.all_projects() if p["id"] == project_id)
-    if org_id is None:
-        return []
+    if org_id is None or not account.project_roles_enabled(org_id):
+        return []  # Neon answers 404
     return account.project_members(project_id, see_unassigned=account.org_role(org_id) == "admin")
 
 

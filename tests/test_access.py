@@ -22,7 +22,7 @@ from expected import (
     relations_holding,
     visible_to_the_personal_key,
 )
-from neon_api_source import incremental
+from neon_api_source import incremental, listings
 from neon_api_source.access import hash_email
 from neon_elt.report import write
 from neon_elt.targets import DuckDBTarget
@@ -520,3 +520,77 @@ def test_branch_history_says_how_and_when_each_restorable_branch_went(tmp_path):
     )
     assert {bid: (d, m, r) for bid, d, m, r, _ in rows} == served and len(rows) == len(served)
     assert leaf in served and {v for *_, v in rows} == {0, 1}  # seen alive, and never seen
+
+
+def test_access_findings_name_override_admins_collaborators_outside_shares_and_ungranted_projects(
+    demo_account, demo_warehouse
+):
+    """Each finding of the access review, computed from what the account served the key."""
+    from runs import served_project_members
+
+    expected = set()
+    for project in demo_account.all_projects():
+        pid = project["id"]
+        members = [
+            m for m in served_project_members(demo_account, pid) if m.get("effective_project_permission")
+        ]
+        for m in members:
+            if m["grant_source"] == "org_admin_override":
+                expected.add(("admin_by_override", pid, m["member_id"]))
+            elif m["org_role"] == "collaborator":
+                expected.add(("outside_collaborator", pid, m["member_id"]))
+        if project.get("org_id") and not any(
+            m["grant_source"] == "explicit" for m in served_project_members(demo_account, pid)
+        ):
+            expected.add(("no_explicit_grant", pid, None))
+        org_emails = (
+            {r["user"]["email"].lower() for r in demo_account.members(project["org_id"])}
+            if project.get("org_id")
+            else None
+        )
+        for share in demo_account.project_permissions(pid):
+            email = share["granted_to_email"].lower()
+            if "revoked_at" not in share and org_emails is not None and email not in org_emails:
+                expected.add(("shared_outside_organization", pid, email))
+    rows = query(
+        demo_warehouse, "select finding, project_id, coalesce(member_id, email) from marts.access_findings"
+    )
+    assert set(rows) == expected and len(rows) == len(expected)
+    assert {finding for finding, *_ in expected} == {
+        "admin_by_override",
+        "outside_collaborator",
+        "shared_outside_organization",
+        "no_explicit_grant",
+    }
+
+
+def test_a_404_from_project_members_of_a_project_that_still_exists_is_not_a_deletion(tmp_path):
+    """Neon answers the members listing 404 both for a project deleted since it was listed and
+    where per-project permissions are off. Off, the project is still there: the run says the
+    listing was not visible (access_coverage, the summary) instead of counting a deleted project;
+    deleted mid-run, it is still counted with the skipped 404s."""
+    account = Account.generate(dataclasses.replace(PRESETS["demo"], seed=5))
+    org_id = next(o["id"] for o in account.organizations if account.all_projects(o["id"]))
+    account.set_project_roles(org_id, False)
+    off = {p["id"] for p in account.all_projects(org_id)}
+    victim = next(p["id"] for p in account.all_projects() if p.get("org_id") and p["org_id"] != org_id)
+    warehouse = tmp_path / "neon_api.duckdb"
+    with Simulator(account, faults=Faults(delete_project_after_list=victim)) as simulator:
+        result = extract(warehouse, simulator)
+        served = simulator.stats
+    members = {
+        pid: f"/api/v2/projects/{pid}/members?limit={listings.PROJECT_MEMBERS.page_limit}" for pid in off
+    }
+    assert all(served.by_request[path] == 1 for path in members.values())
+    coverage = dict(
+        query(
+            warehouse,
+            "select scope_id, status from neon_api_data.access_coverage where listing = 'project_members'",
+        )
+    )
+    assert {pid: coverage.get(pid) for pid in off} == dict.fromkeys(off, 404)
+    assert victim not in coverage
+    # every 404 but those of the projects that are still there is a skipped one (the victim's)
+    assert result.stats.skipped_404 == served.by_status[404] - len(off) > 0
+    (note,) = [n for n in result.stats.skipped_optional if n.startswith("project members of")]
+    assert f"{len(off):,} project" in note and "404" in note

@@ -180,3 +180,161 @@ def test_values_neon_adds_to_its_enumerations_publish_with_a_warning_naming_them
     for value in [*new.values(), "20"]:
         assert any(value in line for line in warnings), (value, warnings)
     assert (tmp_path / "neon_api.duckdb").exists()
+
+
+SNAPSHOTS = "/projects/{project_id}/snapshots"
+SCHEDULE = "/projects/{project_id}/branches/{branch_id}/backup_schedule"
+SPENDING_LIMIT = "/organizations/{org_id}/billing/spending_limit"
+
+
+def test_snapshots_and_backup_schedules_validate_and_are_the_accounts(demo_sim, demo):
+    """Every project's snapshots and every branch's backup schedule, each response validated
+    against the spec: what the account holds; a scheduled branch has scheduled snapshots, each
+    expiring its entry's retention after it was taken."""
+    scheduled = 0
+    for project in demo.all_projects():
+        pid = project["id"]
+        served = get(demo_sim, SNAPSHOTS.format(project_id=pid)).json()["snapshots"]
+        assert served == demo.snapshots(pid)
+        for branch in demo.branches(pid):
+            items = get(demo_sim, SCHEDULE.format(project_id=pid, branch_id=branch["id"])).json()["schedule"]
+            assert items == demo.backup_schedule(pid, branch["id"])
+            if items:
+                scheduled += 1
+                retention = {item["retention_seconds"] for item in items}
+                own = [s for s in served if s["source_branch_id"] == branch["id"] and not s["manual"]]
+                assert own
+                for s in own:
+                    kept = datetime.fromisoformat(s["expires_at"]) - datetime.fromisoformat(s["created_at"])
+                    assert kept.total_seconds() in retention
+    assert scheduled
+
+
+def test_scheduled_snapshots_expire_and_new_ones_are_taken_as_the_clock_moves():
+    account = Account.generate(spec_of("demo"))
+    pid, bid = next(
+        (p["id"], b["id"])
+        for p in account.all_projects()
+        for b in account.branches(p["id"])
+        if account.backup_schedule(p["id"], b["id"])
+    )
+    before = {s["id"] for s in account.snapshots(pid) if not s["manual"]}
+    account.tick(hours=24 * 100)  # past the longest retention (90 days)
+    after = {s["id"] for s in account.snapshots(pid) if not s["manual"]}
+    assert after and not before & after
+    account.set_backup_schedule(pid, bid, [])
+    assert account.backup_schedule(pid, bid) == []
+    assert not [s for s in account.snapshots(pid) if not s["manual"] and s["source_branch_id"] == bid]
+
+
+def test_spending_limits_are_launch_and_scale_organizations_and_403_elsewhere(demo_sim, demo):
+    for org in demo.organizations:
+        response = get(demo_sim, SPENDING_LIMIT.format(org_id=org["id"]))
+        if org["plan"] in ("launch", "scale"):
+            assert response.json() == {"spending_limit_cents": demo.spending_limit(org["id"])}
+        else:
+            assert response.status_code == 403
+
+
+@pytest.fixture
+def built(demo_account, demo_warehouse):
+    """The demo account and its warehouse, extracted and built once per session (conftest)."""
+    return demo_account, demo_warehouse
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value).replace(tzinfo=None) if value else None
+
+
+@pytest.mark.slow
+def test_the_projects_mart_holds_each_projects_snapshots_and_unscheduled_root_branches(built):
+    from expected import query_dicts
+
+    account, warehouse = built
+    rows = {
+        r["project_id"]: r
+        for r in query_dicts(
+            warehouse,
+            "select project_id, snapshot_count, manual_snapshot_count, snapshot_billed_size_bytes, "
+            "next_snapshot_expires_at, root_branches_without_backup_schedule from marts.projects",
+        )
+    }
+    assert set(rows) == {p["id"] for p in account.all_projects()}
+    with_snapshots = 0
+    for pid, row in rows.items():
+        snapshots = account.snapshots(pid)
+        billed = [s.get("diff_size", s.get("full_size")) for s in snapshots]
+        expiries = [s["expires_at"] for s in snapshots if "expires_at" in s]
+        roots = [b for b in account.branches(pid) if "parent_id" not in b]
+        assert row == {
+            "project_id": pid,
+            "snapshot_count": len(snapshots),
+            "manual_snapshot_count": sum(s["manual"] for s in snapshots),
+            "snapshot_billed_size_bytes": sum(b for b in billed if b is not None) if snapshots else None,
+            "next_snapshot_expires_at": _ts(min(expiries)) if expiries else None,
+            "root_branches_without_backup_schedule": sum(
+                not account.backup_schedule(pid, b["id"]) for b in roots
+            ),
+        }, pid
+        with_snapshots += bool(snapshots)
+    assert 0 < with_snapshots < len(rows)
+
+
+@pytest.mark.slow
+def test_the_branch_inventory_says_which_root_branches_have_a_backup_schedule(built):
+    from expected import query_dicts
+
+    account, warehouse = built
+    rows = query_dicts(
+        warehouse,
+        "select project_id, branch_id, has_backup_schedule, backup_frequencies, restricted_action_names "
+        "from marts.project_branch_inventory",
+    )
+    seen = Counter()
+    for row in rows:
+        branch = next(b for b in account.branches(row["project_id"]) if b["id"] == row["branch_id"])
+        items = account.backup_schedule(row["project_id"], row["branch_id"])
+        if "parent_id" in branch:
+            assert row["has_backup_schedule"] is None  # child branches are not asked
+        else:
+            assert row["has_backup_schedule"] == bool(items)
+        frequencies = sorted(item["frequency"] for item in items)
+        assert row["backup_frequencies"] == (", ".join(frequencies) or None)
+        restricted = sorted(r["name"] for r in branch.get("restricted_actions", []))
+        assert row["restricted_action_names"] == (", ".join(restricted) or None)
+        seen[(row["has_backup_schedule"], bool(restricted))] += 1
+    assert seen[(True, True)] and seen[(False, False)] and seen[(None, False)]
+
+
+@pytest.mark.slow
+def test_limit_usage_holds_each_quota_and_spending_limit_against_its_usage(built):
+    from expected import dbt_vars, query_dicts
+
+    account, warehouse = built
+    near = dbt_vars()["near_limit_share"]
+    rows = {
+        (r["scope_id"], r["limit_name"]): r
+        for r in query_dicts(
+            warehouse,
+            "select scope_id, limit_name, limit_value, usage_value, is_near_limit from marts.limit_usage",
+        )
+    }
+    expected = {}
+    for project in account.all_projects():
+        usage = account.quota_usage(project["id"])
+        for key, value in (project.get("settings", {}).get("quota") or {}).items():
+            if value:  # 0 is unlimited: no row
+                expected[(project["id"], key)] = (value, usage[key], usage[key] >= near * value)
+    for org in account.organizations:
+        if org["plan"] in ("launch", "scale") and account.spending_limit(org["id"]) is not None:
+            expected[(org["id"], "spending_limit_usd")] = account.spending_limit(org["id"]) / 100
+    assert set(rows) == set(expected) and expected
+    for key, want in expected.items():
+        row = rows[key]
+        if key[1] == "spending_limit_usd":
+            assert row["limit_value"] == want and row["usage_value"] >= 0
+        else:
+            assert (row["limit_value"], row["usage_value"], row["is_near_limit"]) == want, key
+    assert any(r["is_near_limit"] for r in rows.values()) and not all(
+        r["is_near_limit"] for r in rows.values()
+    )

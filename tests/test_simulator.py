@@ -15,6 +15,7 @@ import requests
 from neon_simulator import PRESETS, VOLATILE_FIELDS, Account, Simulator
 from neon_simulator.account import CONSUMPTION_METRICS, REGIONS
 from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, ORG_KEY_FORBIDDEN
+from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.params import _param
 from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS
 from neon_simulator.routing import ROUTE_TEMPLATES, match_route
@@ -98,6 +99,7 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
             (f"/projects/{pid}/branches", {"include_deleted": "true"}),
             (f"/projects/{pid}/endpoints", {}),
             (f"/projects/{pid}/operations", {"limit": 3}),
+            (f"/projects/{pid}/snapshots", {}),
         ]
         requests_ += [(f"/projects/{pid}/operations/{op['id']}", {}) for op in account.operations(pid)[:1]]
         for branch in account.branches(pid):
@@ -107,10 +109,13 @@ def every_get(account: Account, projects: list[dict]) -> list[tuple[str, dict]]:
                 (f"{prefix}/endpoints", {}),
                 (f"{prefix}/databases", {}),
                 (f"{prefix}/roles", {}),
+                (f"{prefix}/backup_schedule", {}),
             ]
     # who can reach the estate: what the personal key's user may read (the 403s: test_simulator_access)
     for org in orgs if orgs != [None] else []:
         requests_.append((f"/organizations/{org}/members", {"limit": 500}))
+        if account._org_by_id[org]["plan"] in SPENDING_LIMIT_PLANS:  # 403 elsewhere
+            requests_.append((f"/organizations/{org}/billing/spending_limit", {}))
         if account.org_role(org) == "admin":
             requests_.append((f"/organizations/{org}/api_keys", {}))
             if org in account.plan_org_ids():

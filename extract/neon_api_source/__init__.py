@@ -50,7 +50,7 @@ from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client, resolve, with_settings
 from .estate import Estate
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, RunStats
-from .reading import pick
+from .reading import fan_out, pages, pick
 
 __all__ = ["neon_api_source", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
 
@@ -134,6 +134,9 @@ def neon_api(
         databases(estate),
         roles(estate),
         operations(estate),
+        backup_snapshots(estate),
+        backup_schedules(estate),
+        organization_spending_limits(estate),
         consumption_history(estate, enabled=consumption),
         consumption_hourly(estate, enabled=consumption),
         branch_consumption(estate, enabled=consumption),
@@ -294,6 +297,81 @@ def roles(estate: Estate) -> Iterator[list[dict]]:
     """Postgres roles of every branch. Passwords never leave the client."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     yield from _counted_pages(estate, L.ROLES.table, estate.branch_contents(L.ROLES))
+
+
+def _refused(estate: Estate, what: str, exc: NeonAPIError) -> None:
+    """A listing the key or plan is refused (403): noted once per listing, never fatal."""
+    estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
+
+
+@dlt.resource(**L.BACKUP_SNAPSHOTS.resource_args())
+def backup_snapshots(estate: Estate) -> Iterator[list[dict]]:
+    """Neon's snapshots of each project (point-in-time copies, manual or scheduled), read on every
+    run: they are taken and expire on a schedule, with no operation to say so."""
+    yield dlt.mark.materialize_table_schema()
+    listing = L.BACKUP_SNAPSHOTS
+
+    def fetch(project_id: str) -> list[dict]:
+        try:
+            found = [item for page in pages(estate.client, listing, project_id=project_id) for item in page]
+        except NeonForbidden as exc:
+            _refused(estate, "snapshots", exc)
+            return []
+        return [
+            dict(pick(item, listing.columns), project_id=project_id, confirmed_at=estate.run_at)
+            for item in found
+        ]
+
+    for rows in fan_out(lambda pid: estate.children(fetch, pid), estate.project_ids(), estate.workers):
+        if rows:
+            yield _counted(estate, listing.table, rows)
+
+
+@dlt.resource(**L.BACKUP_SCHEDULES.resource_args())
+def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
+    """Each root branch's backup schedule (`schedule`: [] when it has none), read with its
+    project's branch listing; a carried project's rows stay as last confirmed (merge)."""
+    yield dlt.mark.materialize_table_schema()
+    listing = L.BACKUP_SCHEDULES
+    roots = [
+        (project_id, branch["id"])
+        for project_id, branches, fresh in estate.branches()
+        if fresh
+        for branch in branches
+        if not branch.get("parent_id")
+    ]
+
+    def fetch(ids: tuple[str, str]) -> list[dict]:
+        project_id, branch_id = ids
+        try:
+            body = estate.client.get(listing.route, project_id=project_id, branch_id=branch_id)
+        except NeonForbidden as exc:
+            _refused(estate, "backup schedules", exc)
+            return []
+        row = {"branch_id": branch_id, "project_id": project_id, "confirmed_at": estate.run_at}
+        return [dict(row, schedule=body.get("schedule") or [])]
+
+    for rows in fan_out(lambda ids: estate.children(fetch, ids), roots, estate.workers):
+        if rows:
+            yield _counted(estate, listing.table, rows)
+
+
+@dlt.resource(**L.ORGANIZATION_SPENDING_LIMITS.resource_args())
+def organization_spending_limits(estate: Estate) -> Iterator[list[dict]]:
+    """Each organization's monthly spending limit in cents (NULL: none set); an organization whose
+    plan has none (Neon answers 403: Launch and Scale only) has no row."""
+    yield dlt.mark.materialize_table_schema()
+    listing = L.ORGANIZATION_SPENDING_LIMITS
+    rows = []
+    for org_id in estate.org_ids():
+        try:
+            body = estate.client.get(listing.route, org_id=org_id)
+        except NeonForbidden as exc:
+            _refused(estate, "spending limits", exc)
+            continue
+        rows.append({"org_id": org_id, **pick(body, listing.columns), "confirmed_at": estate.run_at})
+    if rows:
+        yield _counted(estate, listing.table, rows)
 
 
 @dlt.resource(**L.OPERATIONS.resource_args())

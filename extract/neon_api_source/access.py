@@ -16,9 +16,10 @@ Per-project permissions (`project_members`, Neon's live spec of 2026-08) replace
 people reach a project; Neon signals no change to them, and a stale grant is the worst thing an
 access review can show, so they are read on every run, one request (a page of 500) per project of
 an organization (personal projects have none: no request). A 403 (a plan or key without
-per-project permissions) is noted and skipped; a 404 is taken, as for shares, for a project deleted
-since it was listed and counted with the skipped 404s (Neon also answers 404 where per-project
-permissions are off: such a project then has no `project_members` rows and no coverage row).
+per-project permissions) is noted and skipped. Neon answers 404 both for a project deleted since it
+was listed and where per-project permissions are off: the run asks for the project itself (one
+request, on a 404 only); still there, the listing is noted as not visible (coverage status 404),
+else the project is counted with the skipped 404s, as for shares.
 
 Emails (a member's, a share's) are personal data Neon's spec marks `x-sensitive`. They land in
 `organization_members.email`, `project_permissions.granted_to_email` and `project_members.email`
@@ -63,6 +64,7 @@ from .reading import fan_out, pages, pick
 # feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
 ACCESS_LISTINGS = tuple(listing for listing in LISTINGS if listing.reader in ("access", PLAIN))
 PERSONAL_PROJECT = "personal project: no organization members"
+PROJECT_ROUTE = "/projects/{project_id}"  # asked on a 404 only: still there, or deleted since?
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 COVERAGE_COLUMNS = {
     "listing": "text",
@@ -322,14 +324,13 @@ class Access:
 
         def one(item: tuple[str, str | None]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id = item
-            # a 404 is taken as for the other per-project listings: the project was deleted since
-            # it was listed (counted with the skipped 404s); a 403 is a refusal
-            answer = estate.unless_deleted(
-                lambda: _read_or_refused(self._plain_rows, listing, pid, refused=(403,))
-            )
-            if answer is None:
+            # a 403 is a refusal; a 404 is one too when the project is still there (Neon answers
+            # 404 where a feature is off: per-project permissions), else the project was deleted
+            # since it was listed
+            rows, status, detail = _read_or_refused(self._plain_rows, listing, pid, refused=(403, 404))
+            if status == 404 and not self._still_there(pid):
+                estate.stats.add(skipped_404=1)  # the listing's 404; the project's is counted too
                 return pid, None
-            rows, status, detail = answer
             return pid, (rows, self._coverage(table, pid, org_id, pid, status, detail, "every run"))
 
         for pid, found in fan_out(one, wanted, estate.workers):
@@ -337,6 +338,12 @@ class Access:
                 result[pid] = found
         self._note_refusals(table, [cov for _, cov in result.values()], "project")
         return result
+
+    def _still_there(self, pid: str) -> bool:
+        """A project's listing that answers 404: the project itself tells a project deleted since
+        it was listed from a feature that is off."""
+        found = self.estate.unless_deleted(lambda: self.estate.client.get(PROJECT_ROUTE, project_id=pid))
+        return found is not None
 
     def by_scope(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         """Organization or project id -> (rows, coverage row) of an access listing."""

@@ -28,6 +28,7 @@ import threading
 from datetime import UTC, datetime
 
 from .access import AccessControl
+from .backups import Backups
 from .consumption import ConsumptionHistory
 from .generate import Generation
 from .live import LiveApi
@@ -42,7 +43,7 @@ from .timestamps import _HOUR, month_start, next_month_start, ts
 # --------------------------------------------------------------------------------------------------
 
 
-class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi):
+class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi, Backups):
     """A synthetic Neon account. Build one with :meth:`generate`; all reads and writes are locked."""
 
     def __init__(self, spec: AccountSpec, now: datetime):
@@ -68,6 +69,7 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi)
         self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
         self._init_live()  # project members, deleted branches (live.py)
+        self._init_backups()  # snapshots and backup schedules (backups.py)
 
     # ---------------------------------------------------------------------------------- reads
 

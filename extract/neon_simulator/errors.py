@@ -18,6 +18,7 @@ BRANCH_CONSUMPTION_PLAN_REQUIRED = (
 # Access review endpoints (access.py): who may read API keys and VPC endpoints.
 ADMIN_REQUIRED = "only organization admins can do this"
 VPC_PLAN_REQUIRED = "Private networking is available on the Scale and Business plans."
+SPENDING_LIMIT_PLAN_REQUIRED = "Spending limits are available on the Launch and Scale plans only."
 
 
 class ApiError(Exception):

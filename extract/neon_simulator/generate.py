@@ -117,7 +117,8 @@ class Generation:
         for index, n_branches in enumerate(self._branch_counts(rng)):
             self._add_project(index, n_branches, rng)
         self._generate_access()  # from a generator of its own: access.py
-        self._generate_live()  # and so are project members and deleted branches: live.py
+        self._generate_backups()  # and so are snapshots and backup schedules: backups.py
+        self._generate_live()  # project members, deleted branches, limits: live.py
 
     def _branch_counts(self, rng: random.Random) -> list[int]:
         """Branches per project: exactly ``round(projects * mean)`` in total, unevenly spread."""

@@ -24,6 +24,13 @@ who see chosen projects only): collaborators are often granted, other members no
 recoverable_until, deletion_method}``: ``user`` from :meth:`delete_branch`, ``ttl`` from
 :meth:`expire_ttl_branches`. Generation adds a few branches deleted in the week before the
 account's clock, which no client saw alive (their consumption is not simulated).
+
+**Limits** (in both specs, drawn from a generator of their own, ``f"{seed}:limits"``): a quarter of
+the projects have a ``settings.quota`` of a few of :data:`QUOTA_USAGE`'s keys, each set between
+:data:`QUOTA_FACTORS` times the project's usage when drawn (some near, some far; ``0`` is
+unlimited); ``GET /organizations/{org_id}/billing/spending_limit`` answers a Launch or Scale
+organization's monthly limit in cents (``null``: none) and 403 on other plans; a few branches carry
+``restricted_actions``.
 """
 
 from __future__ import annotations
@@ -41,6 +48,25 @@ if TYPE_CHECKING:
 RECOVERY_DAYS = 7
 #: ``ProjectPermissionLevel`` from weakest to strongest (the live spec's names).
 LEVELS = ("VIEWER", "EDITOR", "ADMIN")
+#: Quota keys (``ProjectQuota``) and the usage each is measured against: a ``ProjectListItem``
+#: field, or the sum (or, for the per-branch logical size, the largest) of a ``Branch`` field.
+QUOTA_USAGE = {
+    "active_time_seconds": ("project", "active_time"),
+    "compute_time_seconds": ("project", "cpu_used_sec"),
+    "written_data_bytes": ("branches", "written_data_bytes"),
+    "data_transfer_bytes": ("branches", "data_transfer_bytes"),
+    "logical_size_bytes": ("largest branch", "logical_size"),
+}
+#: A quota is drawn as this many times the usage (at least one unit), or 0 (unlimited).
+QUOTA_FACTORS = (0.0, 0.9, 1.05, 1.5, 4.0)
+#: Spending limits drawn for Launch and Scale organizations, in cents (``None``: no limit).
+SPENDING_LIMITS_CENTS = (None, 5_000, 50_000, 500_000)
+SPENDING_LIMIT_PLANS = frozenset({"launch", "scale"})
+#: Restrictions Neon sets on a branch, with its reasons (``BranchRestrictedAction``).
+RESTRICTIONS = (
+    {"name": "restore", "reason": "the branch is protected; unprotect it to restore into it"},
+    {"name": "delete-rw-endpoint", "reason": "the branch has a backup schedule"},
+)
 #: The project permission each organization role gives by default (``None``: none).
 ORG_ROLE_DEFAULT = {"admin": "ADMIN", "member": "EDITOR", "editor": "EDITOR", "viewer": "VIEWER"}
 
@@ -51,6 +77,8 @@ class LiveApi:
     def _init_live(self) -> None:
         self._grants: dict[str, dict[str, str]] = {}  # project id -> member id -> explicit level
         self._deleted: dict[str, dict[str, dict]] = {}  # project id -> branch id -> Branch + recovery
+        self._spending_limits: dict[str, int | None] = {}  # org id -> cents, for Launch and Scale orgs
+        self._without_project_roles: set[str] = set()  # orgs with per-project permissions off
 
     # ---------------------------------------------------------------------------------- generation
 
@@ -80,6 +108,25 @@ class LiveApi:
             self._grants[pid] = grants
             if rng.random() < 0.3:
                 self._add_deleted_branches(project, rng)
+        self._generate_limits()
+
+    def _generate_limits(self) -> None:
+        rng = random.Random(f"{self.spec.seed}:limits")
+        for org in self._orgs:
+            if org["id"] in self._plan_orgs and org["plan"] in SPENDING_LIMIT_PLANS:
+                self._spending_limits[org["id"]] = rng.choice(SPENDING_LIMITS_CENTS)
+        for pid in sorted(self._projects):
+            project = self._projects[pid]
+            if rng.random() < 0.25:
+                usage = self.quota_usage(pid)
+                keys = rng.sample(sorted(QUOTA_USAGE), rng.randint(1, 3))
+                quota = {k: int(max(usage[k], 1) * rng.choice(QUOTA_FACTORS)) for k in sorted(keys)}
+                project.item.setdefault("settings", {})["quota"] = quota
+            for branch in project.branches.values():
+                if branch.get("protected") and rng.random() < 0.3:
+                    branch["restricted_actions"] = [dict(RESTRICTIONS[0])]
+                if self._schedules.get(pid, {}).get(branch["id"]) and rng.random() < 0.5:
+                    branch.setdefault("restricted_actions", []).append(dict(RESTRICTIONS[1]))
 
     def _add_deleted_branches(self, project: _Project, rng: random.Random) -> None:
         """One or two branches deleted in the last week, shaped like the project's branches."""
@@ -124,6 +171,45 @@ class LiveApi:
                 if see_unassigned or member["grant_source"] != "unassigned":
                     found.append(member)
             return found
+
+    def quota_usage(self, project_id: str) -> dict[str, int]:
+        """What each of the project's quotas (:data:`QUOTA_USAGE`) is measured against, now."""
+        with self.lock:
+            project = self._project(project_id)
+            branches = list(project.branches.values())
+            usage = {}
+            for key, (where, field) in QUOTA_USAGE.items():
+                if where == "project":
+                    usage[key] = project.item.get(field, 0)
+                elif where == "branches":
+                    usage[key] = sum(b.get(field, 0) for b in branches)
+                else:
+                    usage[key] = max((b.get(field, 0) for b in branches), default=0)
+            return usage
+
+    def spending_limit(self, org_id: str) -> int | None:
+        """An organization's monthly spending limit in cents (``None``: none); ``KeyError`` when
+        its plan has no spending limits (Launch and Scale only)."""
+        with self.lock:
+            return self._spending_limits[org_id]
+
+    def set_project_roles(self, org_id: str, enabled: bool) -> None:
+        """Turn an organization's per-project permissions on or off: off, Neon answers its
+        projects' members listing 404, as for a project that does not exist."""
+        with self.lock:
+            if enabled:
+                self._without_project_roles.discard(org_id)
+            else:
+                self._without_project_roles.add(org_id)
+
+    def project_roles_enabled(self, org_id: str) -> bool:
+        return org_id not in self._without_project_roles
+
+    def set_spending_limit(self, org_id: str, cents: int | None) -> None:
+        with self.lock:
+            if org_id not in self._spending_limits:
+                raise KeyError(org_id)
+            self._spending_limits[org_id] = cents
 
     def deleted_branches(self, project_id: str) -> list[dict]:
         """Deleted branches still restorable at the account clock, each with ``recovery``."""

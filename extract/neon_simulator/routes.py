@@ -32,6 +32,7 @@ from .errors import (
     CONSUMPTION_PLAN_REQUIRED,
     ORG_ID_REQUIRED,
     ORG_KEY_FORBIDDEN,
+    SPENDING_LIMIT_PLAN_REQUIRED,
     VPC_PLAN_REQUIRED,
     ApiError,
 )
@@ -410,6 +411,8 @@ class Routes:
         project = self._project(req)
         if project.scope is None:
             raise ApiError(404, "project members are listed for an organization's projects only")
+        if not self.account.project_roles_enabled(project.scope):
+            raise ApiError(404, "per-project permissions are not enabled for this organization")
         args = parse_query(req.template, req.query)
         admin = req.key["kind"] == "org" or self.account.org_role(project.scope) == "admin"
         ordered = self.account.project_members(project.item["id"], see_unassigned=admin)
@@ -422,6 +425,25 @@ class Routes:
         if len(ordered) > limit:
             body["pagination"] = {"next": encode_cursor(page[-1]["member_id"])}
         return body
+
+    # -- snapshots, backup schedules, spending limits ---------------------------------------------
+
+    def snapshots(self, req: Request) -> dict:
+        project = self._project(req)
+        return {"snapshots": self.account.snapshots(project.item["id"])}
+
+    def backup_schedule(self, req: Request) -> dict:
+        project, bid = self._branch(req)
+        return {"schedule": self.account.backup_schedule(project.item["id"], bid)}
+
+    def spending_limit(self, req: Request) -> dict:
+        """A Launch or Scale organization's limit (any member, or its own key); 403 on other plans."""
+        org_id = req.path_params["org_id"]
+        self._member_org(req, org_id)
+        try:
+            return {"spending_limit_cents": self.account.spending_limit(org_id)}
+        except KeyError:
+            raise ApiError(403, SPENDING_LIMIT_PLAN_REQUIRED) from None
 
 
 def _sort_and_cursor(req: Request, args: dict) -> tuple[str, str, tuple[str, str] | None]:

@@ -86,6 +86,10 @@ _LISTING_HANDLERS = {
     "/projects/{project_id}/vpc_endpoints": "project_vpc_endpoints",
     # the live spec's per-project permissions (live.py)
     "/projects/{project_id}/members": "project_members",
+    # snapshots and backup schedules (backups.py), spending limits (live.py)
+    "/projects/{project_id}/snapshots": "snapshots",
+    "/projects/{project_id}/branches/{branch_id}/backup_schedule": "backup_schedule",
+    "/organizations/{org_id}/billing/spending_limit": "spending_limit",
 }
 #: The listings by route: a listing's parent and envelope (`routes.Routes.listing`).
 LISTINGS_BY_ROUTE = {listing.route: listing for listing in listings.LISTINGS}

@@ -24,6 +24,18 @@ branch_rollup as (
 
 ),
 
+backup_schedules as (
+
+    select * from {{ ref('stg_neon__backup_schedules') }}
+
+),
+
+branch_readings as (
+
+    select * from {{ ref('stg_neon__branch_snapshots') }}
+
+),
+
 final as (
 
     select
@@ -69,7 +81,10 @@ final as (
         branch_rollup.refresh_due_at,
         branch_rollup.age_days,
         branch_rollup.days_since_activity,
-        branch_rollup.is_stale
+        branch_rollup.is_stale,
+        backup_schedules.has_backup_schedule,
+        backup_schedules.backup_frequencies,
+        branch_readings.restricted_action_names
     from branches
     -- a branch whose project is gone is not part of the current estate
     inner join projects
@@ -78,6 +93,10 @@ final as (
         on branches.branch_id = lineage.branch_id
     left join branch_rollup
         on branches.branch_id = branch_rollup.branch_id
+    left join backup_schedules
+        on branches.branch_id = backup_schedules.branch_id
+    left join branch_readings
+        on branches.branch_id = branch_readings.branch_id
 
 )
 

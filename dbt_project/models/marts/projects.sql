@@ -58,12 +58,42 @@ recent_costs as (
         case
             when count(case when priced_days.gross_cost_usd is null then 1 end) = 0
                 then sum(priced_days.gross_cost_usd)
-        end as estimated_cost_last_30_days
+        end as estimated_cost_last_30_days,
+        sum(case when priced_days.metric_name = 'snapshot_storage_bytes_month' then priced_days.gross_cost_usd end)
+            as snapshot_storage_cost_last_30_days
     from priced_days
     inner join project_rollup
         on priced_days.project_id = project_rollup.project_id
     where {{ in_cost_window('priced_days.consumption_date', 'project_rollup.observed_at') }}
     group by priced_days.project_id
+
+),
+
+snapshots as (
+
+    -- Neon's snapshots as the last run listed them (not expired: Neon deletes those)
+    select
+        project_id,
+        count(*) as snapshot_count,
+        count(case when is_manual then 1 end) as manual_snapshot_count,
+        sum(billed_size_bytes) as snapshot_billed_size_bytes,
+        min(expires_at) as next_snapshot_expires_at
+    from {{ ref('stg_neon__backup_snapshots') }}
+    group by project_id
+
+),
+
+backup_schedules as (
+
+    -- root branches read for their schedule that still exist
+    select
+        schedules.project_id,
+        count(*) as root_branch_count,
+        count(case when not schedules.has_backup_schedule then 1 end) as root_branches_without_backup_schedule
+    from {{ ref('stg_neon__backup_schedules') }} as schedules
+    inner join {{ ref('stg_neon__branches') }} as branches
+        on schedules.branch_id = branches.branch_id
+    group by schedules.project_id
 
 ),
 
@@ -130,7 +160,14 @@ final as (
         recent_consumption.private_network_transfer_bytes_last_30_days,
         recent_consumption.extra_branches_month_last_30_days,
         recent_costs.cu_hours_last_30_days,
-        recent_costs.estimated_cost_last_30_days
+        recent_costs.estimated_cost_last_30_days,
+        cast(coalesce(snapshots.snapshot_count, 0) as {{ dbt.type_bigint() }}) as snapshot_count,
+        cast(coalesce(snapshots.manual_snapshot_count, 0) as {{ dbt.type_bigint() }}) as manual_snapshot_count,
+        cast(snapshots.snapshot_billed_size_bytes as {{ dbt.type_bigint() }}) as snapshot_billed_size_bytes,
+        snapshots.next_snapshot_expires_at,
+        recent_costs.snapshot_storage_cost_last_30_days,
+        cast(backup_schedules.root_branches_without_backup_schedule as {{ dbt.type_bigint() }})
+            as root_branches_without_backup_schedule
     from projects
     inner join project_rollup
         on projects.project_id = project_rollup.project_id
@@ -142,6 +179,10 @@ final as (
         on projects.project_id = latest_consumption.project_id
     left join recent_costs
         on projects.project_id = recent_costs.project_id
+    left join snapshots
+        on projects.project_id = snapshots.project_id
+    left join backup_schedules
+        on projects.project_id = backup_schedules.project_id
 
 )
 

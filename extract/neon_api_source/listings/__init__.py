@@ -49,11 +49,14 @@ from .base import (
 )
 from .consumption import BRANCH_CONSUMPTION, CONSUMPTION, CONSUMPTION_HOURLY
 from .estate import (
+    BACKUP_SCHEDULES,
+    BACKUP_SNAPSHOTS,
     BRANCHES,
     DATABASES,
     DELETED_BRANCHES,
     ENDPOINTS,
     OPERATIONS,
+    ORGANIZATION_SPENDING_LIMITS,
     ORGANIZATIONS,
     PROJECTS,
     REGIONS,
@@ -80,6 +83,9 @@ __all__ = [
     "DATABASES",
     "ROLES",
     "OPERATIONS",
+    "BACKUP_SNAPSHOTS",
+    "BACKUP_SCHEDULES",
+    "ORGANIZATION_SPENDING_LIMITS",
     "CONSUMPTION",
     "CONSUMPTION_HOURLY",
     "BRANCH_CONSUMPTION",
@@ -100,7 +106,9 @@ for _listing in LISTINGS:
     ROUTE_LABELS.setdefault(_listing.route, _listing.label)
 # Routes whose body is a bare JSON array, as the spec declares it; the client takes an array from
 # these routes only.
-ARRAY_BODY_ROUTES = frozenset(listing.route for listing in LISTINGS if listing.envelope is None)
+ARRAY_BODY_ROUTES = frozenset(
+    listing.route for listing in LISTINGS if listing.envelope is None and not listing.one_object
+)
 # The consumption routes, each held to settings.CONSUMPTION_REQUESTS_PER_MINUTE by the limiter.
 CONSUMPTION_ROUTES = tuple(dict.fromkeys(x.route for x in LISTINGS if x.rate_limit == CONSUMPTION_LIMIT))
 

@@ -65,6 +65,7 @@ class Listing:
     rate_limit: str = ACCOUNT_LIMIT
     emails: str | None = None  # the column holding an email address (hashed with `hash_emails`)
     reader: str = PLAIN
+    one_object: bool = False  # the route answers one object (its columns), not a list
     org_projects_only: bool = False  # a per-project listing Neon serves for organization projects only
     noun: str = ""  # what the run summary and `access_coverage` call it (default: the table's words)
 

@@ -295,5 +295,85 @@ OPERATIONS = Listing(
     },
 )
 
+# Neon's snapshots (point-in-time copies of a project, manual or scheduled), one request per
+# project on every run: they are taken and expire on a schedule with no operation to say so.
+# Loaded as `backup_snapshots`, not `snapshots`: three tables here are already `*_snapshots`
+# (daily readings of counters). Neon writes their times as plain strings: staging casts them.
+BACKUP_SNAPSHOTS = Listing(
+    table="backup_snapshots",
+    reader=ESTATE,
+    route="/projects/{project_id}/snapshots",
+    label="snapshots",
+    envelope="snapshots",
+    parent=PROJECT,
+    primary_key=("id",),
+    required=("id", "project_id", "name", "created_at"),
+    confirmed=True,
+    spec_schema="Snapshot",
+    columns={
+        "id": "text",
+        "name": "text",
+        "lsn": "text",
+        "timestamp": "text",
+        "source_branch_id": "text",
+        "created_at": "text",
+        "expires_at": "text",
+        "manual": "bool",
+        "full_size": "bigint",
+        "diff_size": "bigint",
+    },
+    added={"project_id": "text"},
+)
+# Each root branch's backup schedule: Neon takes scheduled snapshots of root branches, so child
+# branches are not asked (a request per branch would double a run's requests). Read with the
+# project's branch listing, carried with it (merge). `schedule`: the BackupScheduleItem list, [].
+BACKUP_SCHEDULES = Listing(
+    table="backup_schedules",
+    reader=ESTATE,
+    route="/projects/{project_id}/branches/{branch_id}/backup_schedule",
+    label="schedules",
+    envelope=None,
+    one_object=True,
+    parent=BRANCH,
+    primary_key=("branch_id",),
+    required=("branch_id", "project_id", "schedule"),
+    disposition="merge",
+    carried="read with its project's branch listing; a carried project's rows stay as confirmed",
+    confirmed=True,
+    spec_schema="BackupSchedule",
+    columns={"schedule": "json"},
+    added={"branch_id": "text", "project_id": "text"},
+)
+# Each organization's monthly spending limit in cents (beta, Launch and Scale only; null: no
+# limit), every run.
+ORGANIZATION_SPENDING_LIMITS = Listing(
+    table="organization_spending_limits",
+    reader=ESTATE,
+    route="/organizations/{org_id}/billing/spending_limit",
+    label="spend limits",
+    envelope=None,
+    one_object=True,
+    parent=ORG,
+    primary_key=("org_id",),
+    required=("org_id",),
+    confirmed=True,
+    spec_schema="SpendingLimitResponse",
+    columns={"spending_limit_cents": "bigint"},
+    added={"org_id": "text"},
+)
+
 # The listings of this module, in the order the source reads and loads them.
-ROWS = (ORGANIZATIONS, REGIONS, PROJECTS, BRANCHES, DELETED_BRANCHES, ENDPOINTS, DATABASES, ROLES, OPERATIONS)
+ROWS = (
+    ORGANIZATIONS,
+    REGIONS,
+    PROJECTS,
+    BRANCHES,
+    DELETED_BRANCHES,
+    ENDPOINTS,
+    DATABASES,
+    ROLES,
+    OPERATIONS,
+    BACKUP_SNAPSHOTS,
+    BACKUP_SCHEDULES,
+    ORGANIZATION_SPENDING_LIMITS,
+)

@@ -32,6 +32,8 @@ renamed as (
 
         -- strings
         pending_state as pending_branch_state,
+        -- the actions Neon restricts on the branch now (`restore`, `delete-rw-endpoint`, ...)
+        {{ json_array_field_list('restricted_actions', 'name') }} as restricted_action_names,
 
         -- numerics
         logical_size as logical_size_bytes,
@@ -40,6 +42,9 @@ renamed as (
         cpu_used_sec as cpu_used_seconds,
         written_data_bytes,
         data_transfer_bytes,
+
+        -- json: `[{name, reason}]`, NULL when nothing is restricted
+        restricted_actions,
 
         -- dates and timestamps
         snapshot_date,

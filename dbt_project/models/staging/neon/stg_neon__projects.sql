@@ -70,6 +70,11 @@ renamed as (
             as is_hipaa_enabled,
         {{ json_text('settings', ['audit_log_level']) }} as audit_log_level,
 
+        -- per-project quotas, from `settings.quota` (Neon: zero or absent is unlimited: NULL here)
+        {% for quota in neon_project_quotas() %}
+            nullif(cast({{ json_text('settings', ['quota', quota]) }} as bigint), 0) as quota_{{ quota }},
+        {% endfor %}
+
         -- timestamps
         {{ to_utc('created_at') }} as created_at,
         {{ to_utc('maintenance_starts_at') }} as maintenance_starts_at,
