@@ -14,6 +14,7 @@ from conftest import client_for
 from expected import query
 from neon_api_source import consumption, listings, settings
 from neon_api_source.limiter import neon_rate_limiter
+from neon_elt import memory
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, AccountSpec, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
@@ -321,10 +322,14 @@ def test_hourly_consumption_lands_the_complete_hours_served(tmp_path):
     assert len(skipped) == 1 and skipped[0].startswith(f"hourly consumption for {free}: 403 ")
 
 
-def test_a_rerun_the_next_day_asks_only_for_what_is_new_and_keeps_the_rest(tmp_path):
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one load", "a load per organization"])
+def test_a_rerun_the_next_day_asks_only_for_what_is_new_and_keeps_the_rest(tmp_path, monkeypatch, in_parts):
     """The second run, a day later into the same warehouse (dlt's local state gone, as the runner
     leaves it), asks each consumption route for the days (hours) after the last one loaded, less
-    the look-back, and the warehouse then holds every day either run read, once."""
+    the look-back, and the warehouse then holds every day either run read, once; also when each
+    organization's consumption is loaded apart, as a large account's is (memory.py)."""
+    if in_parts:
+        monkeypatch.setattr(memory, "CONSUMPTION_LOAD_MAX_PROJECTS", 1)
     account = Account.generate(PRESETS["demo"])
     warehouse = tmp_path / "neon_api.duckdb"
     with Simulator(account) as simulator:
@@ -356,6 +361,9 @@ def test_a_rerun_the_next_day_asks_only_for_what_is_new_and_keeps_the_rest(tmp_p
     first_hour, _ = hourly_consumption_window(first_at)
     assert landed_hourly(warehouse) == served_hourly(account, first_hour, account.now)
     assert duplicates(warehouse) == {table: 0 for table in duplicates(warehouse)}
+    # each run: a load per organization's consumption, then the rest
+    loads_per_run = len(account.organizations) + 1 if in_parts else 1
+    assert query(warehouse, "select count(*) from neon_api_data._dlt_loads") == [(2 * loads_per_run,)]
 
 
 def test_a_full_refresh_re_reads_neon_s_reach_and_keeps_what_neon_no_longer_serves(tmp_path):

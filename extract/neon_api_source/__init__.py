@@ -52,7 +52,7 @@ from .estate import Estate
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, RunStats
 from .reading import fan_out, pages, pick
 
-__all__ = ["neon_api_source", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
+__all__ = ["neon_api_source", "CONSUMPTION_RESOURCES", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
 
 
 def neon_api_source(
@@ -87,30 +87,6 @@ def neon_api_source(
         client = make_client(config)
     else:  # the client's settings, resolved once where it was made; any given here go on top
         config = with_settings(client.config, **given) if given else client.config
-    return neon_api(
-        config,
-        client,
-        org_ids=org_ids,
-        consumption=consumption,
-        full_refresh=full_refresh,
-        plan_only=plan_only,
-        run_at=run_at,
-    )
-
-
-@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
-def neon_api(
-    config: NeonApiSourceConfiguration,
-    client: NeonClient,
-    org_ids: list[str] | None = None,
-    consumption: bool = True,
-    full_refresh: bool = False,
-    plan_only: bool = False,
-    run_at: datetime | None = None,
-) -> Any:
-    """The dlt source of `neon_api_source()`, from settings it resolved (dlt passes resolved ones
-    on as they are) and the client built from them."""
-    emails = Emails(config.hash_emails, config.email_hash_salt)
     estate = Estate(
         client,
         org_ids=org_ids,
@@ -119,6 +95,21 @@ def neon_api(
         full_refresh_days=config.full_refresh_days,
         full_refresh=full_refresh,
     )
+    source = neon_api(config, estate, consumption=consumption, plan_only=plan_only)
+    source.estate = estate  # the runner loads the consumption an organization at a time (consumption_orgs)
+    return source
+
+
+@dlt.source(name="neon_api", max_table_nesting=0, section="neon_api_source", spec=NeonApiSourceConfiguration)
+def neon_api(
+    config: NeonApiSourceConfiguration,
+    estate: Estate,
+    consumption: bool = True,
+    plan_only: bool = False,
+) -> Any:
+    """The dlt source of `neon_api_source()`, from settings it resolved (dlt passes resolved ones
+    on as they are) and the estate built from them."""
+    emails = Emails(config.hash_emails, config.email_hash_salt)
     if plan_only:
         return [plan_resource(estate)]
     resources = [
@@ -386,6 +377,10 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
     for ops in estate.operations():
         if ops:
             yield _counted(estate, "operations", ops)
+
+
+# The consumption resources, which the runner may extract and load apart from the others.
+CONSUMPTION_RESOURCES = tuple(listing.table for listing in L.consumption.ROWS)
 
 
 @dlt.resource(**consumption.resource_args(L.CONSUMPTION))

@@ -112,6 +112,8 @@ def _org_ids(estate: Estate, what: str) -> list[str]:
     org_ids = estate.org_ids()
     if not org_ids:
         estate.stats.skipped_optional.append(f"{what}: needs an organization (personal account)")
+    if estate.consumption_orgs is not None:
+        org_ids = [org_id for org_id in org_ids if org_id in estate.consumption_orgs]
     return org_ids
 
 

@@ -47,6 +47,9 @@ class Estate:
         self.org_key = False  # an organization API key cannot list organizations or regions
         self.include_deleted = True  # list restorable deleted branches with the live ones
         self.deleted_branches: dict[str, list[dict]] = {}  # project id -> those read this run
+        # the organizations whose consumption an extract reads (None: every one): the runner
+        # extracts and loads a large account's an organization at a time (neon_elt.memory)
+        self.consumption_orgs: list[str] | None = None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._memo: dict[str, Any] = {}

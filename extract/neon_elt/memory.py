@@ -78,6 +78,31 @@ PARALLEL_LOAD_MAX_ROWS = 100_000
 LOAD_FILE_MAX_ROWS = 500_000
 
 
+# A large account's consumption is extracted and loaded before the rest of the run, in parts of
+# whole organizations of at most this many projects together (an organization with more alone):
+# dlt's merge moves each table's rows into place in one statement, for which DuckDB holds ~15
+# bytes a row outside its budget, and a part's pages are decoded with no listings held beside them.
+CONSUMPTION_LOAD_MAX_PROJECTS = 1_000
+
+
+def consumption_loads(project_orgs: list[str | None]) -> list[list[str]]:
+    """The organizations whose consumption goes in each load, from each project's organization
+    (CONSUMPTION_LOAD_MAX_PROJECTS); one part when they all fit in one."""
+    counts: dict[str, int] = {}
+    for org_id in project_orgs:
+        if org_id:
+            counts[org_id] = counts.get(org_id, 0) + 1
+    parts: list[list[str]] = []
+    projects = CONSUMPTION_LOAD_MAX_PROJECTS
+    for org_id, count in sorted(counts.items()):
+        if projects + count > CONSUMPTION_LOAD_MAX_PROJECTS:
+            parts.append([])
+            projects = 0
+        parts[-1].append(org_id)
+        projects += count
+    return parts
+
+
 class _WithoutPandas(importlib.abc.MetaPathFinder):
     """Answers `import pandas` as if pandas were not installed."""
 

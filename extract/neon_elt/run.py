@@ -23,7 +23,7 @@ from typing import Any
 import dlt
 from dlt.common.pipeline import LoadInfo
 from dlt.common.runtime import run_context
-from neon_api_source import neon_api_source
+from neon_api_source import CONSUMPTION_RESOURCES, neon_api_source
 from neon_api_source.helpers import (
     NeonAPIError,
     NeonClient,
@@ -138,16 +138,27 @@ def extract(
         source = neon_api_source(
             client=client, consumption=consumption, plan_only=plan_only, **source_options
         )
+        rows: dict[str, int] = {}
+        if consumption and not plan_only:
+            estate = source.estate
+            parts = memory.consumption_loads([project.get("org_id") for project in estate.projects()])
+            if len(parts) > 1:  # a large account's consumption first, a part at a time (memory.py)
+                for part in parts:
+                    estate.consumption_orgs = part
+                    with Progress(client.stats, enabled=show_progress):
+                        pipeline.extract(
+                            source.with_resources(*CONSUMPTION_RESOURCES),
+                            loader_file_format=build.loader_file_format,
+                        )
+                    _normalize_and_load(pipeline, build, rows)
+                estate.consumption_orgs = []  # every organization's is loaded
+            del estate
         with Progress(client.stats, enabled=show_progress):
             pipeline.extract(source, loader_file_format=build.loader_file_format)
         if plan_only:
             return ExtractResult(None, client.stats)
         del source
-        memory.release_memory()
-        rows = pipeline.normalize().row_counts
-        memory.release_memory()
-        workers = memory.load_workers(sum(rows.values()))
-        load_info = pipeline.load(workers=workers, credentials=build.load_credentials(workers))
+        load_info = _normalize_and_load(pipeline, build, rows)
     except Exception as exc:  # dlt wraps the cause in step exceptions
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
@@ -156,6 +167,17 @@ def extract(
         raise StepFailed(f"extract failed: {root_cause(exc)}", code=2 if setup else 1) from exc
     tables = {t: n for t, n in rows.items() if not t.startswith("_dlt")}
     return ExtractResult(load_info, client.stats, tables)
+
+
+def _normalize_and_load(pipeline: dlt.Pipeline, build: Build, rows: dict[str, int]) -> LoadInfo:
+    """dlt's normalize and load of what was extracted; adds the rows of each table to `rows`."""
+    memory.release_memory()
+    counts = pipeline.normalize().row_counts
+    memory.release_memory()
+    for table, count in counts.items():
+        rows[table] = rows.get(table, 0) + count
+    workers = memory.load_workers(sum(counts.values()))
+    return pipeline.load(workers=workers, credentials=build.load_credentials(workers))
 
 
 def recover_lost_tables(pipeline: dlt.Pipeline) -> list[str]:
