@@ -28,12 +28,13 @@ $(DASHBOARD_STAMP): $(STAMP)
 	@rm -f $(VENV)/.dashboard-synced-*; touch $@
 
 .PHONY: help env
+# The descriptions name $(PORT) for the port in use: sed fills it in.
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}' | sed 's/\$$(PORT)/$(PORT)/g'
 
 env: $(STAMP) ## create or refresh the Python environment (.venv)
 
-# Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see README.
+# Settings come from the environment (NEON_API_KEY, NEON_API_BASE_URL, NEON_DUCKDB_PATH); see docs/configuration.md.
 PORT ?= 8080
 # make test runs the suite's modules on this many pytest-xdist workers (1: one after another).
 # Many tests wait on a subprocess, a server or the simulator's clock, so two keep two cores busy.
@@ -86,11 +87,13 @@ notebook: $(DASHBOARD_STAMP) ## the analysts' marimo notebook (notebooks/neon_es
 simulator: $(STAMP) ## run the Neon API simulator in the foreground (PORT=, PRESET=)
 	@$(BIN)/neon-simulator --port $(PORT) --preset $${PRESET:-demo}
 
+# PYTEST_ARGS: more pytest arguments for both (`make test PYTEST_ARGS=tests/dbt`: one area's folder).
+PYTEST_ARGS ?=
 test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint), on TEST_WORKERS workers
-	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	@$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop, under a minute
-	@$(BIN)/pytest -m "not slow"
+test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop, under 45 s
+	@$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 system-deps: ## install Debian's postgresql, chromium and npm (as root, or with sudo) for the whole test suite
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
@@ -111,5 +114,7 @@ lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check 
 bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 	@$(BIN)/python -m bench
 
-clean: ## remove the environment, build output and the demo warehouse
+# The warehouse stays: make demo and make elt share neon_api_pipeline.duckdb, which may hold a
+# real account's history; README says how to start over.
+clean: ## remove the environment, build output and reports (the warehouse stays)
 	rm -rf $(VENV) .tools dbt_project/target dbt_project/logs reports/*.html

@@ -19,7 +19,7 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config
-    from neon_elt.report import DAILY_CONSUMPTION, GIB, consumption_panel
+    from neon_elt.views import DAILY_CONSUMPTION, GIB, consumption_panel
 
     return DAILY_CONSUMPTION, GIB, config, consumption_panel, duckdb, json, mo
 
@@ -229,12 +229,12 @@ def _(mo):
     mo.md("""
     ## What it costs
 
-    Neon's usage bill per organization, billing period and metric (`marts.monthly_bill`: usage in
-    the units Neon bills, the plan's allowances taken off, priced at the rate card's rates or yours),
-    which projects it came from, month over month (`marts.project_costs`), then each project's and
+    Neon's usage bill per organization and billing period (`marts.org_bills`; by metric,
+    `marts.monthly_bill`: usage in the units Neon bills, the plan's allowances taken off, priced at
+    the rate card's rates or yours), which projects it came from, month over month (`marts.project_costs`), then each project's and
     branch's last 30 days and the estate's consumption per day (`marts.daily_consumption`).
-    Consumption stops at yesterday (UTC): Neon revises today until it ends. The README's "What it
-    costs" says how each figure is computed and how to reconcile it with an invoice.
+    Consumption stops at yesterday (UTC): Neon revises today until it ends. docs/costs.md
+    says how each figure is computed and how to reconcile it with an invoice.
     """)
     return
 
@@ -247,12 +247,12 @@ def _(con, mo):
             billing_period_start,
             billing_plan,
             is_period_complete,
-            round(sum(cost_usd), 2) as cost_usd,
-            round(sum(projected_cost_usd), 2) as projected_cost_usd,
-            max(reported_until) as reported_until,
-            max(rate_effective_from) as rate_card_of
-        from marts.monthly_bill
-        group by all
+            round(cost_usd, 2) as cost_usd,
+            round(projected_cost_usd, 2) as projected_cost_usd,
+            unpriced_line_count,
+            reported_until,
+            rate_effective_from as rate_card_of
+        from marts.org_bills
         order by org_name, billing_period_start desc
     """).df()
     mo.stop(bill.empty, mo.md("No consumption history was loaded (plans without it): no bill to show."))
@@ -479,7 +479,7 @@ def _(mo):
     ## How fresh it is
 
     A run re-reads what Neon signals as changed and re-confirms the rest on a rolling schedule
-    (README: Incremental runs). `confirmed_at` is when the API last returned what a row is built
+    (docs/incremental.md). `confirmed_at` is when the API last returned what a row is built
     from; `refresh_due_at` when the rolling refresh reads it again.
     """)
     return

@@ -1,11 +1,17 @@
 """Shared fixtures: a simulated Neon account, the simulator serving it, and a warehouse built from
-it once per session (extract + dbt build), so that every mart test reads the same real run."""
+it once per test run (extract + dbt build), shared by every xdist worker, so that every mart test
+reads the same real run."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -51,10 +57,70 @@ def demo_account() -> Account:
 
 
 @pytest.fixture(scope="session")
-def demo_warehouse(demo_account, session_dir) -> Path:
-    """The demo account, extracted and built into a warehouse once per session."""
-    path = session_dir / "demo" / "neon_api.duckdb"
-    path.parent.mkdir()
-    with Simulator(demo_account) as simulator:
-        elt(path, client_for(simulator), show_progress=False, unit_tests=True)
-    return path
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder all xdist workers of this test run see (their basetemps' common parent), and only
+    they: another run, or another user's, has its own."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # stdlib flock, not the filelock package of xdist's recipe: one lock, on POSIX, as the suite runs
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def built_once(shared: Path, name: str, build: Callable[[Path], None]) -> Path:
+    """`shared`/`name`, which `build` fills the first time any worker asks; the others wait for it."""
+    folder = shared / name
+    with _locked(shared / f"{name}.lock"):
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def demo_build(demo_account, shared_dir) -> SimpleNamespace:
+    """The demo account, extracted and built (dbt's unit tests too) once per test run: the
+    warehouse, the dlt folder the run left (`dlt_dir`) and dbt's target folder (`dbt_target`, its
+    manifest). Tests only read them; a test that writes works on a copy."""
+
+    def build(folder: Path) -> None:
+        with _environ(DLT_DATA_DIR=str(folder / "dlt"), DBT_TARGET_PATH=str(folder / "dbt-target")):
+            with Simulator(demo_account) as simulator:
+                elt(folder / "neon_api.duckdb", client_for(simulator), show_progress=False, unit_tests=True)
+
+    folder = built_once(shared_dir, "demo", build)
+    return SimpleNamespace(
+        warehouse=folder / "neon_api.duckdb", dlt_dir=folder / "dlt", dbt_target=folder / "dbt-target"
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_warehouse(demo_build) -> Path:
+    """The shared demo warehouse (demo_build): read it, or copy it to change it."""
+    return demo_build.warehouse

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import dlt
 import pyarrow
 import pyarrow.compute
+from dlt.common.data_types import coerce_value, py_type_to_sc_type
 
 from . import listings, settings
 from .estate import Estate
@@ -197,11 +198,36 @@ def to_table(
                     row[metric_at], row[value_at] = metric["metric_name"], metric["value"]
                     for values, value in zip(columns, row, strict=True):
                         values.append(value)
+    columns[value_at] = metric_values(columns[value_at], columns[metric_at], listing.route)
     arrays = [
-        pyarrow.array(values, type=schema.field(name).type)
+        values if isinstance(values, pyarrow.Array) else pyarrow.array(values, type=schema.field(name).type)
         for name, values in zip(names, columns, strict=True)
     ]
     return pyarrow.Table.from_arrays([*arrays, row_ids(len(columns[value_at]))], schema=schema)
+
+
+def metric_values(values: list, metric_names: list[str], route: str) -> pyarrow.Array:
+    """The metric values as integers, as Neon's spec has them. One sent as a string is read as
+    dlt reads a string into an integer column of every other table (`"12"`); anything else fails
+    the run naming the metric, rather than leave it out of the totals."""
+    try:
+        return pyarrow.array(values, type=pyarrow.int64())  # the API's integers: one call
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowTypeError, OverflowError):
+        pass
+    typed = []
+    for value, metric in zip(values, metric_names, strict=True):
+        try:
+            typed.append(
+                value if value is None else coerce_value("bigint", py_type_to_sc_type(type(value)), value)
+            )
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise NeonAPIError(
+                route,
+                200,
+                f"metric {metric} has the value {shown}, not a whole number; Neon's spec says integer",
+            ) from None
+    return pyarrow.array(typed, type=pyarrow.int64())
 
 
 # dlt's row id (`_dlt_id`) of a consumption row: random bytes in base64, as dlt's normalize makes

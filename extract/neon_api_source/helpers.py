@@ -215,6 +215,12 @@ class NeonClient:
         self._reached = False  # set once any request got an HTTP answer
         self._run_ends = time.monotonic() + self.retry.run_deadline  # the client is made as a run starts
 
+    @property
+    def run_ends(self) -> float:
+        """When the run's deadline passes (time.monotonic()): requests end there, and so do the
+        steps after them (the runner's RunDeadline)."""
+        return self._run_ends
+
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:

@@ -22,7 +22,7 @@ from neon_api_source.helpers import SourceConfigError, one_line
 
 from . import config, marimo_apps, memory, targets
 from .marts_summary import print_marts_summary
-from .run import StepFailed, dbt, elt
+from .run import RunDeadline, StepFailed, dbt, elt
 from .warehouse import MachineFault, WarehouseBusy, describe_fault, find_fault
 
 
@@ -32,6 +32,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     do_transform = args.command in ("elt", "transform")
     client = None
     options = {}
+    deadline = None
     if do_extract:
         # the options given on the command line first, then dlt's providers (configuration.py)
         settings = configuration.resolve(
@@ -46,6 +47,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise config.ConfigError(
             f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
         )
+    else:  # dbt alone: the source's setting bounds it as it bounds a whole run
+        deadline = configuration.resolve().run_deadline_seconds
     if getattr(args, "plan", False):
         result = elt(target, client, plan_only=True, **options)
         assert result is not None and result.stats.plan is not None
@@ -59,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         do_transform=do_transform,
         consumption=not args.no_consumption,
         dbt_vars=_dbt_vars(args),
+        run_deadline_seconds=deadline,
         **options,
     )
     print(f"\nWarehouse {'published' if target.name == 'duckdb' else 'updated'}: {target.describe()}")
@@ -283,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         code, path = found
         folder = Path(path).parent if path else Path.cwd()
         fail(describe_fault(code, folder))
+        return 1
+    except RunDeadline as exc:  # raised as an interrupt is, but a failed run
+        fail(f"{exc}. The published warehouse is unchanged.")
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C; dlt turns a SIGTERM during its load into one too
         number = getattr(exc, "signal_code", signal.SIGINT)

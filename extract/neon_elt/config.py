@@ -76,7 +76,7 @@ def default_warehouse() -> str:
     one, with a notice, so that an upgrade never starts an empty warehouse beside a full one (a
     full re-read, and its history left behind). The new file counts only if a run published into
     it: dlt creates an empty one when its dataset is opened where there is none."""
-    if Path(OLD_DEFAULT_WAREHOUSE).is_file() and not _holds_a_load(Path(DEFAULT_WAREHOUSE)):
+    if Path(OLD_DEFAULT_WAREHOUSE).is_file() and not holds_a_load(Path(DEFAULT_WAREHOUSE)):
         print(
             f"neon-elt: the warehouse is still {OLD_DEFAULT_WAREHOUSE}, its old name; dlt and its "
             f"dashboard look for {DEFAULT_WAREHOUSE}. To move it: mv {OLD_DEFAULT_WAREHOUSE} "
@@ -87,7 +87,7 @@ def default_warehouse() -> str:
     return DEFAULT_WAREHOUSE
 
 
-def _holds_a_load(path: Path) -> bool:
+def holds_a_load(path: Path) -> bool:
     """Whether dlt has loaded the raw dataset into this DuckDB file."""
     if not path.is_file():
         return False

@@ -56,9 +56,16 @@ def published_warehouse() -> Path:
     if not isinstance(target, targets.DuckDBTarget):
         raise config.ConfigError(
             "the dashboard and the notebook read the DuckDB warehouse; with TARGET=postgres, query "
-            "the marts in PostgreSQL (see README)"
+            "the marts in PostgreSQL (docs/postgres.md)"
         )
-    return targets.existing(target).path
+    targets.existing(target)
+    if not config.holds_a_load(target.path):
+        # dlt leaves an empty file where its dataset is opened before any run.
+        raise config.ConfigError(
+            f"{target.describe()} holds no load yet (dlt leaves an empty file where its dataset is "
+            "opened before a run): run `make demo` or `make elt` first"
+        )
+    return target.path
 
 
 def app_env(**extra: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-GIB = 2**30
+from .views import GIB, showable
 
 
 def print_marts_summary(target: Any) -> None:
@@ -42,22 +42,10 @@ def print_marts_summary(target: Any) -> None:
         )
     bill = reader.rows(
         """
-        with periods as (
-            select
-                org_name,
-                billing_period_start,
-                bool_and(is_period_complete) as is_complete,
-                sum(cost_usd) as cost_usd,
-                sum(projected_cost_usd) as projected_cost_usd,
-                count(*) - count(cost_usd) as unpriced_lines,
-                row_number() over (
-                    partition by org_id, bool_and(is_period_complete) order by billing_period_start desc
-                ) as recency
-            from marts.monthly_bill
-            group by org_id, org_name, billing_period_start
-        )
-        select * from periods
-        where recency = 1
+        select org_name, billing_period_start, is_period_complete, cost_usd, projected_cost_usd,
+            unpriced_line_count
+        from marts.org_bills
+        where is_last_complete_period or is_last_incomplete_period
         order by org_name, billing_period_start
         """
     )
@@ -65,13 +53,19 @@ def print_marts_summary(target: Any) -> None:
         print(f"\n  {'what it costs (usage, USD)':<34} {'period':<8} {'cost':>10}   heading for")
         for r in bill:
             cost = "unpriced" if r["cost_usd"] is None else f"{float(r['cost_usd']):,.2f}"
-            heading = "(complete)" if r["is_complete"] else f"{float(r['projected_cost_usd'] or 0):,.2f}"
-            if r["unpriced_lines"]:
-                heading += f", {r['unpriced_lines']} line(s) unpriced"
-            print(f"  {r['org_name'][:34]:<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}")
-        print("  By line and by project: marts.monthly_bill, marts.project_costs (README: What it costs).")
+            heading = (
+                "(complete)" if r["is_period_complete"] else f"{float(r['projected_cost_usd'] or 0):,.2f}"
+            )
+            if r["unpriced_line_count"]:
+                heading += f", {r['unpriced_line_count']} line(s) unpriced"
+            print(
+                f"  {showable(r['org_name'], 34):<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}"
+            )
+        print("  By line and by project: marts.monthly_bill, marts.project_costs (docs/costs.md).")
     if target.name == "duckdb":
+        # The duckdb Python package is installed, the duckdb CLI is not.
         print(
-            "\n  Query it: duckdb -readonly "
-            f'{target.path.name} "select * from marts.project_branch_inventory limit 10"'
+            '\n  Query it: make notebook, or\n  .venv/bin/python -c "import duckdb; '
+            f"con = duckdb.connect('{target.path}', read_only=True); "
+            "con.sql('select * from marts.project_branch_inventory limit 10').show()\""
         )

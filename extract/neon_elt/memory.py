@@ -55,6 +55,17 @@ destination in one statement: that merge (branch consumption, 5.8 million rows) 
 peak now, 269 MB to 413 MB. The extract peaks at 410 MB (a page of branch consumption decoded,
 ~15 MB of JSON, ~65-80 MB as Python objects, beside the estate's listings). Still over budget.
 
+Loaded an organization at a time (CONSUMPTION_LOAD_MAX_PROJECTS; 2026-12-05, the same
+account, whose hourly consumption is now 0.7 million rows): the whole run in one load peaked at
+476 MB (the extract 475: pages of branch consumption decoded beside the listings; the branch merge
+466); a load per organization's consumption, before the listings, 379 MB, each page decoded from
+~230 MB and each merge a quarter of the rows (+130 MB over what the process held, the peak with a
+64 MB load budget); with a 32 MB budget 392 and 386, and in the bench's memory row 397, 378
+and 354: the merges stay below ~345 MB, and the peak is the listings' extract and normalize
+(355-397 MB, their spread by run), from the ~245 MB the process holds after the consumption's
+loads (not the pages' leftovers: a page decoded and freed leaves ~5 MB). Every consumption table
+held the same rows and sums as the run in one load, against the simulator at the same hour.
+
 Only the `neon-elt` command (cli.console) calls `keep_pandas_out`,
 `arrow_uses_the_system_allocator` and `large_blocks_go_back_to_the_os`: a Python session that
 imports neon_elt, or runs the source in a pipeline of its own, keeps its pandas, Arrow's default
@@ -169,8 +180,9 @@ def load_workers(rows: int) -> int:
 # load worker): 64 MB rather than 96 MB keeps the run ~30 MB further inside its 400 MB. The budget
 # is per load worker: DuckDB's limit is the database's, and the four workers of a small load
 # (load_workers) ran out of it merging two tables at once when they shared 64 MB (120 projects,
-# 98,000 rows: 2 runs in 4).
-DUCKDB_LOAD_MB_PER_WORKER = 64
+# 98,000 rows: 2 runs in 4). 32 MB since the consumption loads by organization: a merge of 1.4
+# million branch rows then peaks ~40 MB lower than with 64 MB (above).
+DUCKDB_LOAD_MB_PER_WORKER = 32
 
 
 def duckdb_load_config(load_workers: int) -> dict[str, Any]:

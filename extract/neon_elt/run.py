@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,56 @@ class StepFailed(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+class RunDeadline(KeyboardInterrupt):
+    """run_deadline_seconds passed after the API's requests: in dlt's normalize or load, or in
+    dbt (a database that hangs). Raised by a timer in the main thread as Ctrl-C's interrupt is, so
+    that the run ends the same way (dbt stopped, the working copy removed); the runner reports it
+    as the failure it is (exit 1)."""
+
+    def __init__(self, seconds: float, step: str):
+        super().__init__(f"the run passed its deadline of {seconds:g} s (run_deadline_seconds) during {step}")
+
+
+class Deadline:
+    """The run's end (on time.monotonic()'s clock) for the steps after the API's requests: the
+    client ends those itself at the same moment, naming the route it waited on. The steps after
+    are dlt's and dbt's code, which we cannot poll, so a timer (SIGALRM) ends them; it runs in the
+    main thread only, where signals arrive, and never during the publish."""
+
+    def __init__(self, ends: float = math.inf, seconds: float = math.inf):
+        self.ends, self.seconds, self.step = ends, seconds, ""
+        self._previous: Any = None
+        self._armed = False
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline:
+        """The deadline of a run starting now (none: no deadline)."""
+        return cls(time.monotonic() + seconds, seconds) if seconds else cls()
+
+    def enter(self, step: str) -> None:
+        """The run goes on with `step`; the timer runs from the first one on."""
+        self.step = step
+        if self._armed or math.isinf(self.ends) or threading.current_thread() is not threading.main_thread():
+            return
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise RunDeadline(self.seconds, step)
+        if signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the process's one timer is taken (pytest-timeout)
+            return
+        self._previous = signal.signal(signal.SIGALRM, self._expired)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        self._armed = True
+
+    def _expired(self, signum: int, frame: Any) -> None:
+        raise RunDeadline(self.seconds, self.step)
+
+    def close(self) -> None:
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)
+            self._armed = False
 
 
 @dataclass
@@ -123,12 +176,14 @@ def extract(
     consumption: bool = True,
     show_progress: bool = True,
     plan_only: bool = False,
+    deadline: Deadline | None = None,
     **source_options: Any,
 ) -> ExtractResult:
     """Load the Neon estate into the build: dlt's extract, normalize and load steps, run one by
     one so that the listings held during the extract are freed before the destination loads.
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
+    deadline = deadline or Deadline()
     try:
         pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
         lost = recover_lost_tables(pipeline)
@@ -150,7 +205,7 @@ def extract(
                             source.with_resources(*CONSUMPTION_RESOURCES),
                             loader_file_format=build.loader_file_format,
                         )
-                    _normalize_and_load(pipeline, build, rows)
+                    _normalize_and_load(pipeline, build, rows, deadline)
                 estate.consumption_orgs = []  # every organization's is loaded
             del estate
         with Progress(client.stats, enabled=show_progress):
@@ -158,7 +213,9 @@ def extract(
         if plan_only:
             return ExtractResult(None, client.stats)
         del source
-        load_info = _normalize_and_load(pipeline, build, rows)
+        load_info = _normalize_and_load(pipeline, build, rows, deadline)
+    except StepFailed:
+        raise
     except Exception as exc:  # dlt wraps the cause in step exceptions
         interrupt = interrupt_in(exc)
         if interrupt is not None:  # Ctrl-C (or SIGTERM during dlt's load): an interrupt, not a failure
@@ -169,14 +226,37 @@ def extract(
     return ExtractResult(load_info, client.stats, tables)
 
 
-def _normalize_and_load(pipeline: dlt.Pipeline, build: Build, rows: dict[str, int]) -> LoadInfo:
+def check_typed(schema: dlt.Schema) -> None:
+    """Fail the run, before anything loads, on a value its column's type cannot hold
+    (`logical_size: "unknown"`): dlt keeps such a value in a variant column beside it
+    (`logical_size__v_text`) that no model reads, so totals would silently leave it out. A check
+    of the normalized schema rather than dlt's data_type contract: that contract also fails every
+    run after a column hint changes in the code (a nullable flag), and Arrow tables' flags differ."""
+    for table in schema.data_tables():
+        for name, column in table["columns"].items():
+            if column.get("variant"):
+                base = name.rsplit("__v_", 1)[0]
+                expected = table["columns"].get(base, {}).get("data_type", "its type")
+                raise StepFailed(
+                    f"extract failed: {table['name']}.{base} got a value that is not a {expected} "
+                    f"(dlt would keep it in {name}, which no model reads, and totals would leave it "
+                    "out); the API sent what its spec does not allow"
+                )
+
+
+def _normalize_and_load(
+    pipeline: dlt.Pipeline, build: Build, rows: dict[str, int], deadline: Deadline
+) -> LoadInfo:
     """dlt's normalize and load of what was extracted; adds the rows of each table to `rows`."""
+    deadline.enter("dlt's normalize")
     memory.release_memory()
     counts = pipeline.normalize().row_counts
+    check_typed(pipeline.default_schema)
     memory.release_memory()
     for table, count in counts.items():
         rows[table] = rows.get(table, 0) + count
     workers = memory.load_workers(sum(counts.values()))
+    deadline.enter("dlt's load")
     return pipeline.load(workers=workers, credentials=build.load_credentials(workers))
 
 
@@ -250,13 +330,21 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
                 sys.stdout.flush()
                 if fault_line is None and any(text in line for text in FAULT_TEXTS):
                     fault_line = " ".join(ANSI_ESCAPE.sub("", line).split())
-        except KeyboardInterrupt:  # a signal to this process alone: stop dbt before waiting for it
+        except KeyboardInterrupt:  # a signal to this process alone, or the deadline: stop dbt
             process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=DBT_STOP_SECONDS)
+            except subprocess.TimeoutExpired:  # dbt waiting on a database that hangs
+                process.kill()
             raise
     if process.returncode != 0:
         if fault_line:
             raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}): {fault_line}")
         raise StepFailed(f"dbt {args[0]} failed (exit {process.returncode}); see its output above")
+
+
+# How long dbt may take to stop when asked (Ctrl-C, the run's deadline) before it is killed.
+DBT_STOP_SECONDS = 10
 
 
 def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:
@@ -279,6 +367,7 @@ def elt(
     dbt_vars: dict[str, Any] | None = None,
     unit_tests: bool = False,
     plan_only: bool = False,
+    run_deadline_seconds: float | None = None,
     **source_options: Any,
 ) -> ExtractResult | None:
     """Run the chosen steps in one build of the target (a DuckDB file path means that file).
@@ -286,38 +375,48 @@ def elt(
     dbt's unit tests check the models' logic on fixed inputs, not the data, so scheduled runs
     leave them out, as dbt recommends for production; the test suite runs them (unit_tests=True).
     `plan_only` decides the extract's plan and publishes nothing; `source_options` go to the
-    source (`full_refresh`, `full_refresh_days`, `run_at`)."""
+    source (`full_refresh`, `full_refresh_days`, `run_at`). The run ends at the client's
+    deadline (run_deadline_seconds), or `run_deadline_seconds` from now without a client; past
+    it, RunDeadline."""
     if isinstance(target, Path):
         target = DuckDBTarget(target)
     if plan_only:
         with target.build(publish=False) as build:
             return extract(build, client, show_progress=False, plan_only=True, **source_options)
     result = None
-    with target.build() as build:
-        if do_extract:
-            assert client is not None
-            origin = origin_of(client.base_url)
-            previous = build.read_origin()
-            if not build.isolated:  # loads land in place: refuse before loading anything
+    deadline = Deadline(client.run_ends, client.retry.run_deadline) if client else None
+    deadline = deadline or Deadline.after(run_deadline_seconds)
+    try:
+        with target.build() as build:
+            if do_extract:
+                assert client is not None
+                origin = origin_of(client.base_url)
+                previous = build.read_origin()
+                if not build.isolated:  # loads land in place: refuse before loading anything
+                    check_origin(target.describe(), previous, origin, build.mixing_remedy)
+                result = extract(
+                    build,
+                    client,
+                    consumption=consumption,
+                    show_progress=show_progress,
+                    deadline=deadline,
+                    **source_options,
+                )
+                # in a working copy, checked after the extract, so that a wrong URL or key is
+                # reported as such first
                 check_origin(target.describe(), previous, origin, build.mixing_remedy)
-            result = extract(
-                build,
-                client,
-                consumption=consumption,
-                show_progress=show_progress,
-                **source_options,
-            )
-            # in a working copy, checked after the extract, so that a wrong URL or key is
-            # reported as such first
-            check_origin(target.describe(), previous, origin, build.mixing_remedy)
-            build.record_origin(origin)
-            print(result.load_info)
-            print(summary(result.stats, result.load_id, result.table_rows))
-        if do_transform:
-            args = ["build"] + ([] if unit_tests else ["--exclude-resource-type", "unit_test"])
-            dbt(args + (["--vars", json.dumps(dbt_vars)] if dbt_vars else []), build)
-            for line in drift_warnings(build):
-                print(line)
+                build.record_origin(origin)
+                print(result.load_info)
+                print(summary(result.stats, result.load_id, result.table_rows))
+            if do_transform:
+                deadline.enter("dbt build")
+                args = ["build"] + ([] if unit_tests else ["--exclude-resource-type", "unit_test"])
+                dbt(args + (["--vars", json.dumps(dbt_vars)] if dbt_vars else []), build)
+                for line in drift_warnings(build):
+                    print(line)
+            deadline.close()  # the publish, as the build ends, is never cut short
+    finally:
+        deadline.close()
     return result
 
 

@@ -85,7 +85,7 @@ class Backups:
             "source_branch_id": branch["id"],
             "created_at": ts(taken),
             "manual": True,
-            "full_size": int(branch.get("logical_size", 0) * rng.uniform(0.7, 1.0)),
+            "full_size": int(_size(branch) * rng.uniform(0.7, 1.0)),
         }
         if rng.random() < 0.5:
             snapshot["expires_at"] = ts(self._now + rng.randrange(_DAY, 30 * _DAY))
@@ -128,7 +128,7 @@ class Backups:
                 schedules.pop(branch_id, None)
 
     def _scheduled_snapshots(self, branch: dict, items: list[dict]) -> list[dict]:
-        born, size = parse_ts(branch["created_at"]), branch.get("logical_size", 0)
+        born, size = parse_ts(branch["created_at"]), _size(branch)
         taken: list[tuple[int, dict]] = []
         for item in items:
             start = max(born, self._now - item["retention_seconds"])
@@ -177,3 +177,9 @@ def _snapshot_id(branch_id: str, what: str) -> str:
 
 def _lsn(moment: int) -> str:
     return f"0/{moment % 0xFFFFFFFF:X}"
+
+
+def _size(branch: dict) -> int:
+    """A branch's logical size in bytes; 0 when a test made it something else (a hostile value)."""
+    size = branch.get("logical_size")
+    return size if isinstance(size, int) else 0

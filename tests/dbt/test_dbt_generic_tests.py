@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 GENERIC_TESTS = REPO / "dbt_project" / "tests" / "generic"
 MACROS = REPO / "dbt_project" / "macros"
 

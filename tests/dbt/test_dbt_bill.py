@@ -149,6 +149,29 @@ def test_the_monthly_bill_is_neons_formulas_applied_to_what_was_served(demo_ware
     assert all(r["cost_usd"] is not None for r in rows if r["billing_plan"] in card_plans), "an unpriced line"
 
 
+def test_each_organizations_bill_is_totalled_once_in_org_bills(demo_warehouse, neon_bill):
+    """org_bills, the totals the report and `make demo` show: each organization's period is
+    Neon's lines added up, the priced part apart where a line has no rate."""
+    expected = defaultdict(list)
+    for (org_id, period, _), wanted in neon_bill.items():
+        expected[org_id, period].append(wanted["cost_usd"])
+    rows = query_dicts(demo_warehouse, "select * from marts.org_bills")
+    assert {(r["org_id"], r["billing_period_start"]) for r in rows} == set(expected)
+    for r in rows:
+        costs = expected[r["org_id"], r["billing_period_start"]]
+        priced = [cost for cost in costs if cost is not None]
+        assert (r["line_count"], r["unpriced_line_count"]) == (len(costs), len(costs) - len(priced))
+        assert float(r["priced_cost_usd"]) == pytest.approx(sum(priced), rel=TOLERANCE, abs=1e-6)
+        assert (r["cost_usd"] is None) == (len(priced) < len(costs))
+    for org_id in {org_id for org_id, _ in expected}:
+        periods = sorted((r for r in rows if r["org_id"] == org_id), key=lambda r: r["billing_period_start"])
+        complete = [r for r in periods if r["is_period_complete"]]
+        assert [r for r in periods if r["is_last_complete_period"]] == complete[-1:]
+        assert [r for r in periods if r["is_last_incomplete_period"]] == [
+            r for r in periods if not r["is_period_complete"]
+        ][-1:]
+
+
 def test_a_period_is_complete_once_neon_closed_it_and_the_warehouse_holds_all_of_it(demo_warehouse, loaded):
     days, _ = loaded
     first_day = {

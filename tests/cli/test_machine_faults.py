@@ -78,9 +78,10 @@ def published_copy(demo_warehouse) -> Callable[[Path], Path]:
 
 
 def start_run(published: Path, simulator: Simulator, cwd: Path) -> subprocess.Popen:
+    """`neon-elt elt` in a child process; its dbt writes its target folder in `cwd`/dbt-target."""
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("neon-elt")), "elt"],
-        env=cli_env(published, simulator),
+        env=cli_env(published, simulator, DBT_TARGET_PATH=str(cwd / "dbt-target")),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -103,16 +104,16 @@ def _dbt_running(process: subprocess.Popen) -> bool:
     return False
 
 
-def wait_for(moment: str, process: subprocess.Popen, simulator: Simulator) -> None:
-    """Until the run is at `moment`: `extract` (requests under way, the working copy made) or
-    `dbt` (dbt started)."""
+def wait_for(moment: str, process: subprocess.Popen, simulator: Simulator, cwd: Path) -> None:
+    """Until the run started in `cwd` (start_run) is at `moment`: `extract` (requests under way,
+    the working copy made) or `dbt` (dbt building)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the run ended before {moment}: {process.communicate()}"
         if moment == "extract" and simulator.stats.total >= 10:
             return
-        if moment == "dbt" and _dbt_running(process):
-            time.sleep(1)  # dbt is under way
+        # dbt is under way once it has run a node: it writes the node's SQL under target/run
+        if moment == "dbt" and _dbt_running(process) and (cwd / "dbt-target" / "run").exists():
             return
         time.sleep(0.02)
     raise AssertionError(f"the run never reached {moment}")
@@ -191,7 +192,7 @@ def test_a_disk_that_fills_during_the_run_fails_it_in_one_line(
     before = file_digest(published)
     with Simulator(demo_account, latency=0.05) as simulator:
         run = start_run(published, simulator, tmp_path)
-        wait_for(moment, run, simulator)
+        wait_for(moment, run, simulator, tmp_path)
         filler = fill(disk)
         _, stderr = run.communicate(timeout=300)
     assert run.returncode == 1, stderr
@@ -222,7 +223,7 @@ def test_a_read_only_file_system_fails_the_run_in_one_line(
             run = start_run(published, simulator, tmp_path)
         else:
             run = start_run(published, simulator, tmp_path)
-            wait_for(moment, run, simulator)
+            wait_for(moment, run, simulator, tmp_path)
             remounted = mount(disk, "-o", "remount,ro")
             assert remounted.returncode == 0, remounted.stderr  # the run holds no file open for writing
         _, stderr = run.communicate(timeout=300)
@@ -247,7 +248,7 @@ def test_the_warehouse_folder_removed_mid_run_is_one_line(moment, published_copy
     published = published_copy(folder)
     with Simulator(demo_account, latency=0.05) as simulator:
         run = start_run(published, simulator, tmp_path)
-        wait_for(moment, run, simulator)
+        wait_for(moment, run, simulator, tmp_path)
         shutil.rmtree(folder)
         stdout, stderr = run.communicate(timeout=300)
     assert run.returncode == 1, stderr

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from neon_simulator import PRESETS, Account, Simulator
 
-REPO = Path(__file__).resolve().parents[1]
 NEONCTL_VERSION = "5.0.1"
 NEONCTL_DIR = REPO / ".tools" / "neonctl"
 NEONCTL = NEONCTL_DIR / "node_modules" / ".bin" / "neonctl"

@@ -194,15 +194,14 @@ def test_progress_draws_per_resource_lines_on_a_terminal_only():
     for _ in range(3):
         stats.count_request("/projects/{project_id}/branches")
     stats.count_rows("project_branches", 7)
-    screen = Terminal()
-    with Progress(stats, stream=screen, interval=0.01):
-        time.sleep(0.05)
+    screen, quiet = Terminal(), io.StringIO()
+    with Progress(stats, stream=screen, interval=0.01), Progress(stats, stream=quiet, interval=0.01):
+        # a redraw (the cursor moved back to the first line) shows both have passed an interval
+        deadline = time.monotonic() + 30
+        while "\x1b[" not in screen.getvalue().replace("\x1b[2K", "") and time.monotonic() < deadline:
+            time.sleep(0.005)
     drawn = screen.getvalue()
     assert "branches" in drawn and "3 requests" in drawn and "project_branches 7" in drawn
-
-    quiet = io.StringIO()
-    with Progress(stats, stream=quiet, interval=0.01):
-        time.sleep(0.03)
     assert quiet.getvalue() == ""
 
 

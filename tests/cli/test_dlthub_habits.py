@@ -351,7 +351,7 @@ def test_its_data_browser_shows_every_raw_table_as_the_warehouse_holds_it(
     look = subprocess.run(
         [
             "node",
-            str(REPO / "tests" / "dashboard_look.js"),
+            str(Path(__file__).with_name("dashboard_look.js")),
             str(playwright),
             CHROMIUM,
             url,

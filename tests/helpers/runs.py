@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -281,3 +283,48 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300):
     return subprocess.run(
         [str(executable), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+class Stub:
+    """An HTTP server answering each request with the next of `answers` (status, headers, body),
+    the last one for good: what a broken proxy or a hostile server sends."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]):
+        self.answers = list(answers)
+        self.requests = 0
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                stub.requests += 1
+                status, headers, body = stub.answers.pop(0) if len(stub.answers) > 1 else stub.answers[0]
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v2"
+
+    def __enter__(self) -> Stub:
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def last_line(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def key_leaks(key: str, *outputs: str) -> list[str]:
+    """Any run of 6 characters of the key's secret part that an output shows."""
+    secret = key.removeprefix("napi_")
+    return [secret[i : i + 6] for i in range(len(secret) - 5) if any(secret[i : i + 6] in o for o in outputs)]

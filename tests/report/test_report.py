@@ -22,9 +22,12 @@ import pytest
 import vl_convert
 from conftest import client_for
 from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
-from neon_elt.report import ATLAS, LAND, METRICS, _svg, place_labels, project_chart, write
+from neon_elt.report import write
+from neon_elt.report.charts import project_chart, svg
+from neon_elt.report.geo import ATLAS, LAND, place_labels
 from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
+from neon_elt.views import METRICS
 from neon_simulator import PRESETS, Account, Simulator
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
@@ -154,6 +157,13 @@ def test_the_report_is_self_contained(report):
     assert "<script" not in page
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", page)
     assert "<link" not in page
+
+
+def test_the_report_names_the_warehouse_file_not_the_folder_it_sits_in(report, demo_warehouse):
+    """The page is mailed and shared: it names the warehouse, never a local folder (a home)."""
+    page = report.read_text()
+    assert demo_warehouse.name in page
+    assert str(demo_warehouse.parent) not in page
 
 
 def test_the_report_lists_every_stale_branch(report, demo_warehouse):
@@ -460,7 +470,7 @@ def test_the_report_fetches_nothing(demo_warehouse, tmp_path, monkeypatch):
         assert urls(spec) == [], spec.get("title")
     monkeypatch.undo()
     with pytest.raises(ValueError, match="not allowed"):
-        _svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
+        svg({"data": {"url": "https://example.com/regions.json"}, "mark": "point"})
 
 
 # ------------------------------------------------------------------------------------- what it costs

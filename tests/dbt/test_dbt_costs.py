@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import client_for
+from conftest import REPO, client_for
 from expected import Billing, dbt_vars, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import dbt, elt
@@ -24,8 +24,6 @@ from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def naive(moment: datetime) -> datetime:
@@ -433,9 +431,10 @@ def test_negotiated_prices_replace_the_rate_card(priced, served_branch_usage):
             assert line["rate_source"] == "rate card"
 
 
-def test_every_query_of_the_readme_runs_on_the_demo_warehouse(demo_warehouse):
-    """The README's SQL examples, the cost marts' among them, run as written (and return rows)."""
-    readme = (REPO / "README.md").read_text()
+def test_every_query_of_the_readme_and_docs_runs_on_the_demo_warehouse(demo_warehouse):
+    """The SQL examples of the README and docs/, the cost marts' among them, run as written (and
+    return rows)."""
+    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
     statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
     assert any("marts.branch_costs" in s for s in statements)

@@ -1,20 +1,20 @@
-"""The README's defaults are the code's: each is written once in the code (the source's spec,
-dbt_project.yml) and the README's figures are checked against it here."""
+"""The documented defaults are the code's: each is written once in the code (the source's spec,
+dbt_project.yml) and the figures of the README and docs/ are checked against it here."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from conftest import REPO
 from expected import dbt_vars
 from neon_api_source.configuration import NeonApiSourceConfiguration
 
-REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+# The README and the pages of docs/ it links to, as one text.
+README = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
 
 
 def _tuning_table() -> dict[str, str]:
-    """`key -> default` from the README's table under "Tuning lives in"."""
+    """`key -> default` from the table under "Tuning lives in" (docs/configuration.md)."""
     section = README[README.index("Tuning lives in") :]
     rows = {}
     lines = section.splitlines()

@@ -9,8 +9,6 @@ the site shows the manifest's descriptions. Both are read here without starting 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from expected import query
@@ -20,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def marts(demo_warehouse) -> dict[str, dict]:
-    manifest = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+def marts(demo_build) -> dict[str, dict]:
+    manifest = json.loads((demo_build.dbt_target / "manifest.json").read_text())
     return {
         node["name"]: node
         for node in manifest["nodes"].values()
