@@ -28,36 +28,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.dbt_build import bench_dbt
+from bench.rows import Row, fmt_s
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"
-
-
-@dataclasses.dataclass
-class Row:
-    benchmark: str
-    ours: str
-    baseline: str
-    ratio: str
-    target: str
-    verdict: str
-    detail: str
-
-
-def _fmt_s(seconds: float) -> str:
-    return f"{seconds:.1f} s"
 
 
 def _client(simulator, **settings):
@@ -97,8 +82,8 @@ def bench_speed(workdir: Path, preset: str) -> Row:
     ratio = baseline_seconds / ours_seconds
     return Row(
         f"1. extract speed, 50 ms latency, {counts['projects']} projects / {counts['branches']} branches",
-        f"{_fmt_s(ours_seconds)} ({ours_requests:,} requests)",
-        f"{_fmt_s(baseline_seconds)} ({baseline_requests:,} requests, dlt rest_api)",
+        f"{fmt_s(ours_seconds)} ({ours_requests:,} requests)",
+        f"{fmt_s(baseline_seconds)} ({baseline_requests:,} requests, dlt rest_api)",
         f"{ratio:.1f}x faster",
         ">= 5x faster",
         "met" if ratio >= 5 else "MISSED",
@@ -127,8 +112,8 @@ def bench_limits(workdir: Path, preset: str) -> Row:
     throttled = served.rate_limited
     return Row(
         f"2. extract under Neon's limits (700/min, burst 40), {served.total:,} requests",
-        f"{_fmt_s(seconds)}, {throttled} x 429",
-        f"{_fmt_s(floor)} floor = (requests - burst) / (700/min)",
+        f"{fmt_s(seconds)}, {throttled} x 429",
+        f"{fmt_s(floor)} floor = (requests - burst) / (700/min)",
         f"{ratio:.2f}x the floor",
         "<= 1.2x, zero 429s",
         "met" if ratio <= 1.2 and throttled == 0 else "MISSED",
@@ -164,9 +149,9 @@ def bench_squeeze(workdir: Path, projects: int, share: float = 0.3, turns: int =
     return Row(
         f"2b. extract granted {share:.0%} of the account's budget ({granted.account_rate * 60:.0f}/min, "
         f"burst {granted.account_burst}), {projects} projects",
-        f"{_fmt_s(seconds)}, {served.rate_limited} x 429 in {served.total:,} requests "
+        f"{fmt_s(seconds)}, {served.rate_limited} x 429 in {served.total:,} requests "
         f"({served.rate_limited / served.total:.1%})",
-        f"{_fmt_s(floor)} floor = (answered requests - burst) / ({granted.account_rate * 60:.0f}/min)",
+        f"{fmt_s(floor)} floor = (answered requests - burst) / ({granted.account_rate * 60:.0f}/min)",
         f"{ratio:.2f}x the floor",
         "<= 1.3x, <= 5% 429s",
         "met" if ratio <= 1.3 and max(shares) <= 0.05 else "MISSED",
@@ -250,170 +235,6 @@ def _read_key(simulator: subprocess.Popen) -> str:
         if line.startswith("API key: "):
             return line.split(": ", 1)[1].strip()
     raise RuntimeError("the simulator did not start")
-
-
-# dbt's own generic tests, as the same-shape project writes them (on a column holding 1); ours that
-# are not dbt's (primary_key and the like, one query each) become not_null there.
-TRIVIAL_TESTS = {
-    "not_null": "not_null",
-    "unique": "unique",
-    "accepted_values": {"accepted_values": {"arguments": {"values": [1], "quote": False}}},
-    "relationships": {"relationships": {"arguments": {"to": "ref('m0')", "field": "c0"}}},
-}
-
-
-def write_same_shape_project(manifest: Path, folder: Path) -> str:
-    """A trivial dbt project shaped like ours, from our manifest: as many one-row models (`select
-    1`) with the same materializations and schemas, and as many data tests, each one of dbt's
-    generic tests on those models. Returns what it holds, for the row's note."""
-    nodes = json.loads(manifest.read_text())["nodes"].values()
-    models = Counter(
-        (n["config"]["materialized"], n["schema"]) for n in nodes if n["resource_type"] == "model"
-    )
-    kinds = Counter(
-        (n.get("test_metadata") or {}).get("name", "singular") for n in nodes if n["resource_type"] == "test"
-    )
-    tests = sorted(kind if kind in TRIVIAL_TESTS else "not_null" for kind in kinds.elements())
-    shapes = list(models.elements())
-    # test i goes on model i mod n, column c(i div n): no two alike on one column
-    columns = max(1, -(-len(tests) // len(shapes)))
-    (folder / "models").mkdir(parents=True)
-    (folder / "macros").mkdir()
-    select = "select " + ", ".join(f"1 as c{c}" for c in range(columns))
-    for i, (materialized, schema) in enumerate(shapes):
-        config = f"{{{{ config(materialized='{materialized}', schema='{schema}') }}}}"
-        (folder / "models" / f"m{i}.sql").write_text(f"{config}\n{select}\n")
-    yml = {
-        "version": 2,
-        "models": [
-            {
-                "name": f"m{m}",
-                "columns": [
-                    {"name": f"c{c}", "data_tests": [TRIVIAL_TESTS[tests[c * len(shapes) + m]]]}
-                    for c in range(columns)
-                    if c * len(shapes) + m < len(tests)
-                ],
-            }
-            for m in range(len(shapes))
-        ],
-    }
-    (folder / "models" / "tests.yml").write_text(json.dumps(yml, indent=1))  # JSON is YAML
-    # our schema names as is (staging, marts), as dbt_project/macros/generate_schema_name.sql
-    (folder / "macros" / "generate_schema_name.sql").write_text(
-        "{% macro generate_schema_name(custom_schema_name, node) %}"
-        "{{ (custom_schema_name or target.schema) | trim }}{% endmacro %}\n"
-    )
-    (folder / "dbt_project.yml").write_text(
-        "name: shaped\nversion: '1.0.0'\nconfig-version: 2\nprofile: shaped\n"
-    )
-    # threads 4, as dbt_project/profiles.yml; a fresh database file each turn, as ours
-    (folder / "profiles.yml").write_text(
-        "shaped:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
-        "      path: \"{{ env_var('BENCH_DUCKDB') }}\"\n      threads: 4\n"
-    )
-    model_text = ", ".join(f"{count} {m} in {s}" for (m, s), count in sorted(models.items()))
-    others = ", ".join(sorted(kind for kind in kinds if kind not in TRIVIAL_TESTS))
-    test_text = ", ".join(f"{count} {kind}" for kind, count in sorted(Counter(tests).items()))
-    return (
-        f"{len(shapes)} one-row `select 1` models ({model_text}) and {len(tests)} data tests, each one of "
-        f"dbt's generic tests on them ({test_text}: ours of those kinds as such"
-        f"{f', {others} as not_null' if others else ''}); "
-        "no sources, contracts, docs or unit tests"
-    )
-
-
-def _dbt_build_seconds(exe: Path, project: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(
-        [str(exe), "build", "--quiet", "--project-dir", str(project), "--profiles-dir", str(project)],
-        check=True,
-        cwd=project,
-        env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **env},
-    )
-    return time.perf_counter() - started
-
-
-def bench_dbt(workdir: Path, warehouse: Path, rounds: int = 3) -> Row:
-    """Our build, a same-shape trivial project's (the anchor) and an empty project's, in turns,
-    each from a fresh target folder (a full parse) and on a fresh database (ours a fresh copy of
-    the extracted warehouse); the medians are compared, since single runs on a shared 2-core
-    machine vary by 10-20%. dbt pays a fixed cost per node, so the anchor has our nodes' count
-    and kinds; the empty project shows dbt's start-up alone."""
-    import duckdb
-    from neon_elt.run import dbt
-    from neon_elt.targets import DuckDBBuild
-
-    dbt(["parse", "--quiet"], DuckDBBuild(warehouse), target_path=str(workdir / "dbt-parse"))
-    shaped = workdir / "shaped_dbt"
-    anchor_holds = write_same_shape_project(workdir / "dbt-parse" / "manifest.json", shaped)
-    empty = workdir / "empty_dbt"
-    empty.mkdir()
-    (empty / "dbt_project.yml").write_text(
-        "name: empty\nversion: '1.0.0'\nconfig-version: 2\nprofile: empty\n"
-    )
-    (empty / "profiles.yml").write_text(
-        "empty:\n  target: duckdb\n  outputs:\n    duckdb:\n      type: duckdb\n"
-        f"      path: {workdir / 'empty.duckdb'}\n"
-    )
-    dbt_exe = Path(sys.executable).with_name("dbt")
-    ours: list[float] = []
-    anchors: list[float] = []
-    empties: list[float] = []
-    for round_number in range(rounds):
-        build_copy = workdir / f"dbt-round-{round_number}" / warehouse.name
-        build_copy.parent.mkdir()
-        shutil.copyfile(warehouse, build_copy)
-        env_target = workdir / f"dbt-target-{round_number}"
-        started = time.perf_counter()
-        # as `make elt` runs it: models and data tests; unit tests belong to `make test`
-        dbt(
-            ["build", "--quiet", "--exclude-resource-type", "unit_test"],
-            DuckDBBuild(build_copy),
-            target_path=str(env_target),
-        )
-        ours.append(time.perf_counter() - started)
-        anchors.append(
-            _dbt_build_seconds(
-                dbt_exe,
-                shaped,
-                {
-                    "DBT_TARGET_PATH": str(workdir / f"shaped-target-{round_number}"),
-                    "BENCH_DUCKDB": str(build_copy.parent / "shaped.duckdb"),
-                },
-            )
-        )
-        empties.append(
-            _dbt_build_seconds(
-                dbt_exe, empty, {"DBT_TARGET_PATH": str(workdir / f"empty-target-{round_number}")}
-            )
-        )
-    build_seconds, anchor, floor = (statistics.median(x) for x in (ours, anchors, empties))
-    ratio = build_seconds / anchor
-    results = json.loads((env_target / "run_results.json").read_text())
-    kinds = Counter(r["unique_id"].split(".")[0] for r in results["results"])
-    connection = duckdb.connect(str(build_copy), read_only=True)
-    try:
-        consumption_rows = connection.execute("select count(*) from marts.daily_consumption").fetchone()[0]
-    finally:
-        connection.close()
-
-    def turns(seconds: list[float]) -> str:
-        return ", ".join(_fmt_s(x) for x in seconds)
-
-    return Row(
-        "4. dbt build (models and data tests, as make elt runs it) on that warehouse",
-        _fmt_s(build_seconds),
-        f"{_fmt_s(anchor)} (same-shape trivial dbt project)",
-        f"{ratio:.2f}x the anchor",
-        "<= 2x the same-shape anchor",
-        "met" if ratio <= 2 else "MISSED",
-        f"medians of {rounds} turns each (ours {turns(ours)}; anchor {turns(anchors)}). The anchor: "
-        f"{anchor_holds}; built as ours (`build --quiet`, 4 threads, dbt-duckdb, a fresh target folder "
-        f"and database each turn). An empty dbt project, dbt's start-up alone, takes {_fmt_s(floor)} "
-        f"(median; {turns(empties)}); ours is {build_seconds / floor:.2f}x that. Of ours, "
-        f"{results['elapsed_time']:.1f} s executing {kinds['model']} models and {kinds['test']} data tests "
-        f"(daily_consumption alone writes {consumption_rows:,} rows)",
-    )
 
 
 def _timed_run(simulator, warehouse: Path, run_at, full_refresh_days: int):
@@ -529,8 +350,8 @@ def bench_tests(workdir: Path, target: str, budget: float) -> Row:
     met = code == 0 and wall < budget and slowest <= 60
     return Row(
         f"6. tests: `make {target}`, {count} tests on {os.cpu_count()} cores",
-        f"{_fmt_s(wall)} wall, {_fmt_s(cpu)} CPU" + (f", {failed} FAILED" if failed or code else ""),
-        f"{_fmt_s(budget)} budget",
+        f"{fmt_s(wall)} wall, {fmt_s(cpu)} CPU" + (f", {failed} FAILED" if failed or code else ""),
+        f"{fmt_s(budget)} budget",
         f"{wall / budget:.2f}x the budget",
         f"< {budget:.0f} s, no test > 60 s",
         "met" if met else "MISSED",

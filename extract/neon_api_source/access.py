@@ -1,17 +1,10 @@
 """Who can reach the estate: the listings an access review reads, as resources of the source.
 
-| table                        | from                                                 | how                   |
-|------------------------------|------------------------------------------------------|-----------------------|
-| `organization_members`       | `GET /organizations/{org_id}/members` (500 a page)   | replace, every run    |
-| `organization_api_keys`      | `GET /organizations/{org_id}/api_keys`               | replace, every run    |
-| `organization_vpc_endpoints` | `GET /organizations/{org_id}/vpc/vpc_endpoints`      | replace, every run    |
-| `project_permissions`        | `GET /projects/{project_id}/permissions` (shares)    | replace; read with    |
-| `project_vpc_endpoints`      | `GET /projects/{project_id}/vpc_endpoints`, for      | the project's full    |
-|                              | projects of organizations with VPC endpoints         | reading, else carried |
-| `project_members`            | `GET /projects/{project_id}/members` (500 a page),   | replace, every run    |
-|                              | each organization project's per-project permissions  |                       |
-| `access_coverage`            | (this source) for each listing and organization or   | replace               |
-|                              | project: read or refused, when, and why              |                       |
+Organization members, API keys and VPC endpoints are read per organization on every run;
+project shares and VPC restrictions per project with the project's full reading (else carried
+from the warehouse); project members per organization project on every run. Each listing's
+route, paging and columns are its row in listings/access.py; `access_coverage` says, for each
+listing and organization or project, read or refused, when, and why.
 
 A key may not read every listing: organization API keys and VPC endpoints need an admin, VPC
 endpoints a paid plan. A 403 (or an organization's 404) is noted in the run summary and skipped,
@@ -40,6 +33,7 @@ are never columns: the listing has none, and `pick` keeps declared fields only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -50,33 +44,27 @@ from typing import Any
 import dlt
 
 from . import incremental, settings
-from .helpers import (
-    CONFIRMED_AT_HINT,
-    NeonAPIError,
-    SourceConfigError,
+from .helpers import NeonAPIError, SourceConfigError
+from .listings import (
+    BY_TABLE,
+    LISTINGS,
+    ORG,
+    ORGANIZATION_API_KEYS,
+    ORGANIZATION_MEMBERS,
+    PLAIN,
+    PROJECT_PERMISSIONS,
+    PROJECT_VPC_ENDPOINTS,
+    Listing,
     column_hints,
-    fan_out,
-    paginate_next,
-    pick,
 )
+from .previous import PROJECT_ACCESS_LISTINGS
+from .reading import fan_out, pages, pick
 
-MEMBERS_ROUTE = "/organizations/{org_id}/members"
-API_KEYS_ROUTE = settings.API_KEYS_ROUTE
-ORG_VPC_ROUTE = "/organizations/{org_id}/vpc/vpc_endpoints"
-PERMISSIONS_ROUTE = "/projects/{project_id}/permissions"
-PROJECT_VPC_ROUTE = "/projects/{project_id}/vpc_endpoints"
-PROJECT_MEMBERS_ROUTE = settings.PROJECT_MEMBERS_ROUTE
-PROJECT_ROUTE = "/projects/{project_id}"
-
-# What the summary and `access_coverage.listing` call each listing.
-LISTING_WORDS = {
-    "organization_members": "organization members",
-    "organization_api_keys": "organization API keys",
-    "organization_vpc_endpoints": "organization VPC endpoints",
-    "project_permissions": "project shares",
-    "project_vpc_endpoints": "project VPC restrictions",
-    "project_members": "project members",
-}
+# The access review's listings, in the order they are read and loaded; the per-organization ones
+# feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
+ACCESS_LISTINGS = tuple(listing for listing in LISTINGS if listing.reader in ("access", PLAIN))
+PERSONAL_PROJECT = "personal project: no organization members"
+PROJECT_ROUTE = "/projects/{project_id}"  # asked on a 404 only: still there, or deleted since?
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 COVERAGE_COLUMNS = {
     "listing": "text",
@@ -90,11 +78,11 @@ COVERAGE_COLUMNS = {
     "confirmed_at": "timestamp",
 }
 # What a run reads back from the warehouse to carry the per-project listings (with the rest of
-# the last run's state: incremental.read_previous).
+# the last run's state: previous.read_previous).
 CARRIED_COLUMNS = {
     "access_coverage": list(COVERAGE_COLUMNS),
-    "project_permissions": [*settings.PERMISSION_COLUMNS, "project_id", "confirmed_at"],
-    "project_vpc_endpoints": [*settings.PROJECT_VPC_ENDPOINT_COLUMNS, "project_id", "confirmed_at"],
+    "project_permissions": [*PROJECT_PERMISSIONS.columns, "project_id", "confirmed_at"],
+    "project_vpc_endpoints": [*PROJECT_VPC_ENDPOINTS.columns, "project_id", "confirmed_at"],
 }
 
 
@@ -171,8 +159,7 @@ class Access:
         fetch = {
             "organization_members": self._members,
             "organization_api_keys": self._api_keys,
-            "organization_vpc_endpoints": self._vpc_endpoints,
-        }[listing]
+        }.get(listing) or functools.partial(self._plain_rows, BY_TABLE[listing])
         result = {}
         for org_id in self.estate.org_ids():
             rows, status, detail = _read_or_refused(fetch, org_id)
@@ -185,29 +172,43 @@ class Access:
 
     def _members(self, org_id: str) -> list[dict]:
         rows = []
-        params = {"limit": settings.MEMBERS_PAGE_LIMIT}
-        for page in paginate_next(self.estate.client, MEMBERS_ROUTE, "members", params, org_id=org_id):
-            for item in page:
-                row = {**pick(item.get("member") or {}, settings.MEMBER_COLUMNS), "org_id": org_id}
-                row.update(pick(item.get("user") or {}, settings.MEMBER_USER_COLUMNS))
+        listing = ORGANIZATION_MEMBERS
+        (user_columns,) = (columns for _, columns in listing.nested.values())
+        for page in pages(self.estate.client, listing, org_id=org_id):
+            for item in page:  # each item: the membership (`member`) and the person (`user`)
+                row = {**pick(item.get("member") or {}, listing.columns), "org_id": org_id}
+                row.update(pick(item.get("user") or {}, user_columns))
                 row["email"] = self.emails(row.get("email"))
                 rows.append(row)
         return rows
 
     def _api_keys(self, org_id: str) -> list[dict]:
         rows = []
-        for item in self.estate.client.get(API_KEYS_ROUTE, org_id=org_id):
-            row = {**pick(item, settings.API_KEY_COLUMNS), "org_id": org_id}
-            row["created_by_user_id"] = (item.get("created_by") or {}).get("id")
-            rows.append(row)
+        for page in pages(self.estate.client, ORGANIZATION_API_KEYS, org_id=org_id):
+            for item in page:
+                row = {**pick(item, ORGANIZATION_API_KEYS.columns), "org_id": org_id}
+                row["created_by_user_id"] = (item.get("created_by") or {}).get("id")
+                rows.append(row)
         return rows
 
-    def _vpc_endpoints(self, org_id: str) -> list[dict]:
-        body = self.estate.client.get(ORG_VPC_ROUTE, org_id=org_id)
-        return [
-            {**pick(item, settings.VPC_ENDPOINT_COLUMNS), "org_id": org_id}
-            for item in body.get("endpoints") or []
-        ]
+    def _plain_rows(self, listing: Listing, scope_id: str) -> list[dict]:
+        """A plain listing's rows of one organization or project, as the listing describes them:
+        its columns, a nested object's, the parent's id and, if the table has it, `confirmed_at`;
+        the email column, if any, as `hash_emails` wants it."""
+        parent = "org_id" if listing.parent == ORG else "project_id"
+        rows = []
+        for page in pages(self.estate.client, listing, **{parent: scope_id}):
+            for item in page:
+                row = pick(item, listing.columns)
+                for name, (_, columns) in listing.nested.items():
+                    row.update(pick(item.get(name) or {}, columns))
+                if listing.emails:
+                    row[listing.emails] = self.emails(row.get(listing.emails))
+                row[parent] = scope_id
+                if listing.confirmed:
+                    row["confirmed_at"] = self.estate.run_at
+                rows.append(row)
+        return rows
 
     # projects ---------------------------------------------------------------------------------
 
@@ -300,71 +301,57 @@ class Access:
         return None
 
     def _project_rows(self, listing: str, pid: str) -> list[dict]:
-        client, now = self.estate.client, self.estate.run_at
-        if listing == "project_permissions":
-            body = client.get(PERMISSIONS_ROUTE, project_id=pid)
-            rows = []
-            for item in body.get("project_permissions") or []:
-                row = pick(item, settings.PERMISSION_COLUMNS)
-                row["granted_to_email"] = self.emails(row.get("granted_to_email"))
-                rows.append(dict(row, project_id=pid, confirmed_at=now))
-            return rows
-        body = client.get(PROJECT_VPC_ROUTE, project_id=pid)
-        return [
-            dict(pick(item, settings.PROJECT_VPC_ENDPOINT_COLUMNS), project_id=pid, confirmed_at=now)
-            for item in body.get("endpoints") or []
-        ]
+        return self._plain_rows(BY_TABLE[listing], pid)
 
-    # per-project permissions ------------------------------------------------------------------
+    # plain per-project listings ------------------------------------------------------------
 
-    def project_members(self) -> dict[str, tuple[list[dict], dict]]:
-        """Project id -> (rows, coverage row) of the project's members, read this run."""
-        return self.estate._once("access:project_members", self._read_project_members)
+    def per_project_plain(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
+        """Project id -> (rows, coverage row) of a plain per-project listing, read this run for
+        every project (with `org_projects_only`, a personal project gets a coverage row and no
+        request)."""
+        return self.estate._once(f"access:{listing.table}", lambda: self._read_plain_projects(listing))
 
-    def _read_project_members(self) -> dict[str, tuple[list[dict], dict]]:
-        estate, listing = self.estate, "project_members"
+    def _read_plain_projects(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
+        estate, table = self.estate, listing.table
         result: dict[str, tuple[list[dict], dict]] = {}
         wanted = []
         for project in estate.projects():
             pid, org_id = project["id"], project.get("org_id")
-            if org_id is None:
-                detail = "personal project: no organization members"
-                result[pid] = [], self._coverage(listing, pid, None, pid, None, detail, None)
+            if org_id is None and listing.org_projects_only:
+                result[pid] = [], self._coverage(table, pid, None, pid, None, PERSONAL_PROJECT, None)
             else:
                 wanted.append((pid, org_id))
 
-        def one(item: tuple[str, str]) -> tuple[str, tuple[list[dict], dict] | None]:
+        def one(item: tuple[str, str | None]) -> tuple[str, tuple[list[dict], dict] | None]:
             pid, org_id = item
-            # a 403 is a refusal; a 404 is one too when the project is still there (per-project
-            # permissions off), else the project was deleted since it was listed
-            rows, status, detail = _read_or_refused(self._members_of_project, pid, refused=(403, 404))
+            # a 403 is a refusal; a 404 is one too when the project is still there (Neon answers
+            # 404 where a feature is off: per-project permissions), else the project was deleted
+            # since it was listed
+            rows, status, detail = _read_or_refused(self._plain_rows, listing, pid, refused=(403, 404))
             if status == 404 and not self._still_there(pid):
-                estate.stats.add(skipped_404=1)  # the members' 404; the project's is counted too
+                estate.stats.add(skipped_404=1)  # the listing's 404; the project's is counted too
                 return pid, None
-            return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, "every run"))
+            return pid, (rows, self._coverage(table, pid, org_id, pid, status, detail, "every run"))
 
         for pid, found in fan_out(one, wanted, estate.workers):
             if found is not None:
                 result[pid] = found
-        self._note_refusals(listing, [cov for _, cov in result.values()], "project")
+        self._note_refusals(table, [cov for _, cov in result.values()], "project")
         return result
 
     def _still_there(self, pid: str) -> bool:
-        """Neon answers the members listing 404 both for a project deleted since it was listed
-        and where per-project permissions are off: the project itself tells them apart."""
+        """A project's listing that answers 404: the project itself tells a project deleted since
+        it was listed from a feature that is off."""
         found = self.estate.unless_deleted(lambda: self.estate.client.get(PROJECT_ROUTE, project_id=pid))
         return found is not None
 
-    def _members_of_project(self, pid: str) -> list[dict]:
-        rows = []
-        params = {"limit": settings.PROJECT_MEMBERS_PAGE_LIMIT}
-        client, now = self.estate.client, self.estate.run_at
-        for page in paginate_next(client, PROJECT_MEMBERS_ROUTE, "project_members", params, project_id=pid):
-            for item in page:
-                row = pick(item, settings.PROJECT_MEMBER_COLUMNS)
-                row["email"] = self.emails(row.get("email"))
-                rows.append(dict(row, project_id=pid, confirmed_at=now))
-        return rows
+    def by_scope(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
+        """Organization or project id -> (rows, coverage row) of an access listing."""
+        if listing.parent == ORG:
+            return self.per_org(listing.table)
+        if listing.table in PROJECT_ACCESS_LISTINGS:
+            return self.per_project(listing.table)
+        return self.per_project_plain(listing)
 
     # coverage ---------------------------------------------------------------------------------
 
@@ -391,137 +378,77 @@ class Access:
         for (status, detail), n in sorted(refused.items(), key=lambda kv: -kv[1]):
             where = f"{n:,} {scope}{'s' if n > 1 else ''}"
             self.estate.stats.skipped_optional.append(
-                f"{LISTING_WORDS[listing]} of {where}: {status} {detail} (not visible; the marts say so)"
+                f"{BY_TABLE[listing].noun} of {where}: {status} {detail} (not visible; the marts say so)"
             )
 
     def coverage_rows(self) -> list[dict]:
-        rows = []
-        for listing in ("organization_members", "organization_api_keys", "organization_vpc_endpoints"):
-            rows += [cov for _, cov in self.per_org(listing).values()]
-        for listing in incremental.PROJECT_ACCESS_LISTINGS:
-            rows += [cov for _, cov in self.per_project(listing).values()]
-        rows += [cov for _, cov in self.project_members().values()]
-        return rows
+        return [cov for listing in ACCESS_LISTINGS for _, cov in self.by_scope(listing).values()]
 
 
 # ---------------------------------------------------------------------------------------- resources
 
 
 def resources(access: Access) -> list[Any]:
-    return [
-        organization_members(access),
-        organization_api_keys(access),
-        organization_vpc_endpoints(access),
-        project_permissions(access),
-        project_vpc_endpoints(access),
-        project_members(access),
-        access_coverage(access),
+    """The access review's resources: a bespoke one per listing read here, one made from its
+    description (listings.py) per plain listing, then the coverage."""
+    bespoke = {
+        "organization_members": organization_members,
+        "organization_api_keys": organization_api_keys,
+        "project_permissions": project_permissions,
+        "project_vpc_endpoints": project_vpc_endpoints,
+    }
+    made = [
+        bespoke[listing.table](access) if listing.table in bespoke else plain_resource(access, listing)
+        for listing in ACCESS_LISTINGS
     ]
+    return [*made, access_coverage(access)]
 
 
 def _listing_rows(access: Access, table: str) -> Iterator[list[dict]]:
     """Every row of one listing, counted for the summary (a per-project one: read or carried)."""
-    if table == "project_members":
-        by_scope = access.project_members()
-    elif table in incremental.PROJECT_ACCESS_LISTINGS:
-        by_scope = access.per_project(table)
-    else:
-        by_scope = access.per_org(table)
-    rows = [row for rows, _ in by_scope.values() for row in rows]
+    rows = [row for rows, _ in access.by_scope(BY_TABLE[table]).values() for row in rows]
     access.estate.stats.count_rows(table, len(rows))
     if rows:
         yield rows
 
 
-@dlt.resource(
-    name="organization_members",
-    primary_key="id",
-    write_disposition="replace",
-    columns=column_hints(
-        {**settings.MEMBER_COLUMNS, **settings.MEMBER_USER_COLUMNS}, ["id", "user_id", "org_id", "role"]
-    ),
-)
+def plain_resource(access: Access, listing: Listing) -> Any:
+    """The resource of a plain listing, made from its description: every organization's (or every
+    organization project's) rows, read on every run, refusals kept in `access_coverage`."""
+
+    def rows(access: Access) -> Iterator[Any]:
+        yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+        yield from _listing_rows(access, listing.table)
+
+    return dlt.resource(rows, **listing.resource_args())(access)
+
+
+@dlt.resource(**ORGANIZATION_MEMBERS.resource_args())
 def organization_members(access: Access) -> Iterator[Any]:
     """Members of every organization, with their email (or its hash), MFA and deactivation."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     yield from _listing_rows(access, "organization_members")
 
 
-@dlt.resource(
-    name="organization_api_keys",
-    primary_key="id",
-    write_disposition="replace",
-    columns=column_hints(
-        {**settings.API_KEY_COLUMNS, "org_id": "text", "created_by_user_id": "text"}, ["id", "org_id", "name"]
-    ),
-)
+@dlt.resource(**ORGANIZATION_API_KEYS.resource_args())
 def organization_api_keys(access: Access) -> Iterator[Any]:
     """Organization API keys: who made them, when each was last used and from where. No tokens."""
     yield dlt.mark.materialize_table_schema()
     yield from _listing_rows(access, "organization_api_keys")
 
 
-@dlt.resource(
-    name="organization_vpc_endpoints",
-    primary_key=["org_id", "vpc_endpoint_id"],
-    write_disposition="replace",
-    columns=column_hints({**settings.VPC_ENDPOINT_COLUMNS, "org_id": "text"}, ["org_id", "vpc_endpoint_id"]),
-)
-def organization_vpc_endpoints(access: Access) -> Iterator[Any]:
-    """The VPC endpoints of every organization, in every region."""
-    yield dlt.mark.materialize_table_schema()
-    yield from _listing_rows(access, "organization_vpc_endpoints")
-
-
-@dlt.resource(
-    name="project_permissions",
-    primary_key=["project_id", "id"],
-    write_disposition="replace",
-    columns={
-        **column_hints({**settings.PERMISSION_COLUMNS, "project_id": "text"}, ["id", "project_id"]),
-        **CONFIRMED_AT_HINT,
-    },
-)
+@dlt.resource(**PROJECT_PERMISSIONS.resource_args())
 def project_permissions(access: Access) -> Iterator[Any]:
     """Project shares, revoked ones included: read with each project's full reading, else carried."""
     yield dlt.mark.materialize_table_schema()
     yield from _listing_rows(access, "project_permissions")
 
 
-@dlt.resource(
-    name="project_vpc_endpoints",
-    primary_key=["project_id", "vpc_endpoint_id"],
-    write_disposition="replace",
-    columns={
-        **column_hints(
-            {**settings.PROJECT_VPC_ENDPOINT_COLUMNS, "project_id": "text"}, ["project_id", "vpc_endpoint_id"]
-        ),
-        **CONFIRMED_AT_HINT,
-    },
-)
+@dlt.resource(**PROJECT_VPC_ENDPOINTS.resource_args())
 def project_vpc_endpoints(access: Access) -> Iterator[Any]:
     """The VPC endpoints each project accepts connections through (its VPC restrictions)."""
     yield dlt.mark.materialize_table_schema()
     yield from _listing_rows(access, "project_vpc_endpoints")
-
-
-@dlt.resource(
-    name="project_members",
-    primary_key=["project_id", "member_id"],
-    write_disposition="replace",
-    columns={
-        **column_hints(
-            {**settings.PROJECT_MEMBER_COLUMNS, "project_id": "text"},
-            ["project_id", "member_id", "user_id", "org_role"],
-        ),
-        **CONFIRMED_AT_HINT,
-    },
-)
-def project_members(access: Access) -> Iterator[Any]:
-    """Each organization project's members: their organization role, the project permission it
-    gives, any explicit grant, the effective permission and where it comes from (`grant_source`)."""
-    yield dlt.mark.materialize_table_schema()
-    yield from _listing_rows(access, "project_members")
 
 
 @dlt.resource(

@@ -9,9 +9,10 @@ source (`@dlt.source(spec=...)`). `resolve()` fills every field, first found win
 4. `[sources.neon_api_source]` in `.dlt/secrets.toml` and `.dlt/config.toml`,
 5. the defaults, from settings.py.
 
-`neon_api_source()` resolves them with its arguments; the runner resolves them with its options
-before it builds the source, since it needs the client (the run's statistics, the API's origin)
-first. Either way `make_client()` builds the client from the result.
+Settings are resolved once per run: by `neon_api_source()` from its arguments, or by the runner
+from its options before it builds the client (it needs the run's statistics and the API's origin
+first). `make_client()` builds the client from the result and the client carries it, so a source
+given a ready client takes its settings from it (`with_settings` lays any given beside it on top).
 
 Two environment variables are older than dlt's naming and the README documents them: they are
 aliases, read here and nowhere else. `resolve()` hands them to dlt as explicit values under the
@@ -32,15 +33,8 @@ from dlt.common.typing import TSecretStrValue
 
 from . import settings
 from .access import Emails
-from .helpers import (
-    NeonClient,
-    RateLimiter,
-    RetryPolicy,
-    RunStats,
-    SourceConfigError,
-    innermost,
-    neon_rate_limiter,
-)
+from .helpers import NeonClient, RetryPolicy, RunStats, SourceConfigError, innermost
+from .limiter import RateLimiter, neon_rate_limiter
 
 SECTIONS = ("sources", "neon_api_source")
 # field -> the environment variable that gives it before dlt's providers do
@@ -209,6 +203,8 @@ def make_client(
             ".dlt/secrets.toml (see README). `make demo` runs the whole pipeline without a key."
         )
     check_key(config.api_key, key_source or config.key_source())
+    if not config.is_resolved():  # settings made by hand (a test's): checked as dlt would
+        config.resolve()
     return NeonClient(
         config.base_url,
         config.api_key,
@@ -216,4 +212,14 @@ def make_client(
         limiter=limiter or neon_rate_limiter(config.requests_per_minute, config.budget_share),
         retry=config.retry_policy(),
         stats=stats or RunStats(),
+        config=config,
     )
+
+
+def with_settings(config: NeonApiSourceConfiguration, **given) -> NeonApiSourceConfiguration:
+    """Resolved settings with `given` ones on top: the `given` first, then the rest as `config` has
+    them (no provider is read again)."""
+    known = NeonApiSourceConfiguration.get_resolvable_fields()
+    resolved = resolve(**{**{name: getattr(config, name) for name in known}, **given})
+    resolved.__key_source__ = config.__key_source__
+    return resolved

@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -42,14 +41,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             concurrency=args.concurrency,
             full_refresh_days=args.full_refresh_days,
         )
-        client = make_client(settings)
-        options = {
-            "full_refresh": args.full_refresh,
-            "concurrency": settings.concurrency,
-            "full_refresh_days": settings.full_refresh_days,
-            "hash_emails": settings.hash_emails,
-            "email_hash_salt": settings.email_hash_salt,
-        }
+        client = make_client(settings)  # the source takes its settings from it
+        options = {"full_refresh": args.full_refresh}
     elif not target.exists():
         raise config.ConfigError(
             f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
@@ -110,7 +103,7 @@ def cmd_docs(args: argparse.Namespace) -> None:
     sessions and scheduled runs are not disturbed), then serve them."""
     target = targets.from_config(args.target)
     if not args.no_serve:
-        _check_port_free(args.port)
+        config.check_port_free(args.port, "make docs PORT=9000", what="the docs")
     docs_path = str(Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "docs")
     if isinstance(target, targets.DuckDBTarget):
         with tempfile.TemporaryDirectory(dir=target.path.parent, prefix=".docs-") as folder:
@@ -130,23 +123,8 @@ def cmd_docs(args: argparse.Namespace) -> None:
         )
 
 
-def _check_port_free(port: int) -> None:
-    """dbt's server would fail only after the docs are generated, with a traceback."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise config.ConfigError(
-                f"cannot serve the docs on 127.0.0.1:{port} ({exc.strerror}): choose another port, "
-                "e.g. make docs PORT=9000"
-            ) from None
-
-
 def cmd_summary(args: argparse.Namespace) -> None:
-    target = targets.from_config(args.target)
-    if not target.exists():
-        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
-    print_marts_summary(target)
+    print_marts_summary(targets.existing(targets.from_config(args.target)))
 
 
 def cmd_hash_email(args: argparse.Namespace) -> None:
@@ -165,10 +143,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from . import report
 
     output = config.report_path(args.output)
-    target = targets.from_config(args.target)
-    if not target.exists():
-        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
-    output = report.write(target, output)
+    output = report.write(targets.existing(targets.from_config(args.target)), output)
     print(f"Report written: {output}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -121,6 +122,20 @@ def report_path(raw: str) -> Path:
         ) from None
     _probe_writable(path.parent, f"--output {raw}")
     return path
+
+
+def check_port_free(port: int, remedy: str, what: str = "") -> None:
+    """Refuse a port already taken, before serving: dbt's docs server would fail only after the
+    docs are generated (with a traceback), and marimo would pick another port by itself, so the
+    printed address would be wrong."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            served = f"{what} " if what else ""
+            raise ConfigError(
+                f"cannot serve {served}on 127.0.0.1:{port} ({exc.strerror}): choose another port, e.g. {remedy}"
+            ) from None
 
 
 def _probe_writable(folder: Path, setting: str) -> None:
@@ -274,6 +289,8 @@ def _port(value, source: str) -> int:
 
 
 def _parse_postgres_url(url: str, source: str) -> PostgresCredentials:
+    # Hand-written: dlt's ConnectionStringCredentials leaves a percent-encoded database name
+    # encoded and takes ports past 65535; libpq decodes the one and refuses the other.
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql") or not parts.hostname:
         raise ConfigError(f"{source} is not a postgresql:// URL with a host")

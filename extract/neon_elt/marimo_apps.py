@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import NamedTuple, NoReturn
@@ -59,8 +58,7 @@ def published_warehouse() -> Path:
             "the dashboard and the notebook read the DuckDB warehouse; with TARGET=postgres, query "
             "the marts in PostgreSQL (docs/postgres.md)"
         )
-    if not target.exists():
-        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+    targets.existing(target)
     if not config.holds_a_load(target.path):
         # dlt leaves an empty file where its dataset is opened before any run.
         raise config.ConfigError(
@@ -68,17 +66,6 @@ def published_warehouse() -> Path:
             "opened before a run): run `make demo` or `make elt` first"
         )
     return target.path
-
-
-def check_port_free(port: int, remedy: str) -> None:
-    """marimo would otherwise pick another port by itself, and the printed address be wrong."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError as exc:
-            raise config.ConfigError(
-                f"cannot serve on 127.0.0.1:{port} ({exc.strerror}): choose another port, e.g. {remedy}"
-            ) from None
 
 
 def app_env(**extra: str) -> dict[str, str]:
@@ -102,7 +89,7 @@ def dashboard(port: int) -> App:
     on the published warehouse, read-only, on 127.0.0.1:`port`, without opening a browser."""
     require_group("dlt's dashboard")
     warehouse = published_warehouse()
-    check_port_free(port, "make dashboard PORT=2720")
+    config.check_port_free(port, "make dashboard PORT=2720")
     env = app_env(
         # dlt reads destination settings from the environment too: the warehouse wherever
         # NEON_DUCKDB_PATH puts it, opened read-only.
@@ -143,7 +130,7 @@ def notebook(port: int) -> App:
     The notebook reads the warehouse resolved here (NEON_DUCKDB_PATH in its environment)."""
     require_group("the notebook")
     warehouse = published_warehouse()
-    check_port_free(port, "make notebook PORT=2720")
+    config.check_port_free(port, "make notebook PORT=2720")
     return App(
         [marimo(), "edit", str(NOTEBOOK), "--host", "127.0.0.1", "--port", str(port), "--headless"],
         app_env(NEON_DUCKDB_PATH=str(warehouse)),

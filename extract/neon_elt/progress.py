@@ -6,26 +6,11 @@ import sys
 import threading
 from typing import TextIO
 
+from neon_api_source import listings
 from neon_api_source.helpers import RunStats
 
-# Short labels for the progress line, in the order the crawl reaches them.
-ROUTE_LABELS = {
-    "/users/me/organizations": "orgs",
-    "/regions": "regions",
-    "/projects": "projects",
-    "/projects/{project_id}/branches": "branches",
-    "/projects/{project_id}/endpoints": "computes",
-    "/projects/{project_id}/branches/{branch_id}/databases": "databases",
-    "/projects/{project_id}/branches/{branch_id}/roles": "roles",
-    "/projects/{project_id}/operations": "operations",
-    "/consumption_history/v2/projects": "consumption",
-    "/consumption_history/v2/branches": "branch usage",
-    "/organizations/{org_id}/members": "members",
-    "/organizations/{org_id}/api_keys": "api keys",
-    "/organizations/{org_id}/vpc/vpc_endpoints": "vpc",
-    "/projects/{project_id}/permissions": "shares",
-    "/projects/{project_id}/vpc_endpoints": "vpc limits",
-}
+# Short labels for the progress line: each listing's (listings/), in the order the crawl reaches them.
+ROUTE_LABELS = listings.ROUTE_LABELS
 
 
 class Progress:

@@ -173,7 +173,6 @@ def extract(
     build: Build,
     client: NeonClient,
     *,
-    concurrency: int | None = None,
     consumption: bool = True,
     show_progress: bool = True,
     plan_only: bool = False,
@@ -184,7 +183,6 @@ def extract(
     one so that the listings held during the extract are freed before the destination loads.
     `plan_only`: read the signals, decide what a run would re-read (`stats.plan`), load nothing.
     `source_options` go to the source (`full_refresh`, `full_refresh_days`, `run_at`)."""
-    options = {"concurrency": concurrency} if concurrency else {}
     deadline = deadline or Deadline()
     try:
         pipeline = make_pipeline(build)  # reads the warehouse: the disk can fail it already
@@ -193,12 +191,7 @@ def extract(
             source_options["full_refresh"] = True
             client.stats.note(f"full run: the warehouse lost {', '.join(lost)}")
         source = neon_api_source(
-            base_url=client.base_url,
-            client=client,
-            consumption=consumption,
-            plan_only=plan_only,
-            **options,
-            **source_options,
+            client=client, consumption=consumption, plan_only=plan_only, **source_options
         )
         rows: dict[str, int] = {}
         if consumption and not plan_only:
@@ -369,7 +362,6 @@ def elt(
     *,
     do_extract: bool = True,
     do_transform: bool = True,
-    concurrency: int | None = None,
     consumption: bool = True,
     show_progress: bool = True,
     dbt_vars: dict[str, Any] | None = None,
@@ -405,7 +397,6 @@ def elt(
                 result = extract(
                     build,
                     client,
-                    concurrency=concurrency,
                     consumption=consumption,
                     show_progress=show_progress,
                     deadline=deadline,

@@ -273,6 +273,13 @@ class PostgresTarget:
             connection.close()  # ends the session, which releases the lock
 
 
+def existing(target: DuckDBTarget | PostgresTarget) -> DuckDBTarget | PostgresTarget:
+    """The target, if it holds a warehouse; else the one message that says how to make one."""
+    if not target.exists():
+        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+    return target
+
+
 def from_config(name: str | None = None) -> DuckDBTarget | PostgresTarget:
     name = (name or config.target_name()).lower()
     if name == "duckdb":

@@ -82,7 +82,7 @@ from .faults import FAULT_KINDS, Faults
 from .limits import RateLimiter, RateLimits
 from .mutations import VOLATILE_FIELDS
 from .reference import CONSUMPTION_METRICS, PRESETS, AccountSpec
-from .routes import ROUTE_TEMPLATES
+from .routing import ROUTE_TEMPLATES
 from .server import Simulator, Stats
 
 __all__ = [

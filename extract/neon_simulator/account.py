@@ -62,6 +62,9 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
         self._projects: dict[str, _Project] = {}
         # Per scope (org id or None), (created_at, project id) in ascending order for keyset paging.
         self._order: dict[str | None, list[tuple[str, str]]] = {}
+        # The records of listings served without a handler of their own (routes.Routes.listing):
+        # route -> parent id (organization, project or branch) -> records, as Neon sends them.
+        self._listed: dict[str, dict[str, list[dict]]] = {}
         self._consumption_since = 0
         self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
@@ -79,6 +82,12 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
     def now_epoch(self) -> int:
         """The account clock in epoch seconds."""
         return self._now
+
+    def listed(self, route: str) -> dict[str, list[dict]]:
+        """The records a listing without a handler of its own serves (routes.Routes.listing), by
+        parent id."""
+        with self.lock:
+            return _snapshot(self._listed.get(route, {}))
 
     @property
     def organizations(self) -> list[dict]:

@@ -14,7 +14,7 @@ import hashlib
 import random
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Self
 
 from .consumption import CHILD_OWN_PERCENT
 from .records import _Project
@@ -47,9 +47,6 @@ from .reference import (
 )
 from .timestamps import _DAY, _HOUR, month_start, parse_ts, ts
 
-if TYPE_CHECKING:
-    from .account import Account
-
 
 def _newest_first(op: dict) -> tuple[str, str]:
     """Sort key of operations; sorted in reverse it gives the served order (newest first)."""
@@ -62,7 +59,7 @@ class Generation:
     # ---------------------------------------------------------------------------------- generation
 
     @classmethod
-    def generate(cls, spec: AccountSpec | None = None) -> Account:
+    def generate(cls, spec: AccountSpec | None = None) -> Self:
         """Generate an account from ``spec`` (default: ``AccountSpec()``), deterministically."""
         spec = spec or AccountSpec()
         now = spec.now or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -1,4 +1,4 @@
-"""The routes: which paths the simulator serves, and the handler that answers each.
+"""The route handlers: what the simulator answers on each path (routing.py says which paths).
 
 Routing, query validation, envelopes and pagination follow Neon's spec (``neon-openapi-v2.yaml``).
 
@@ -19,15 +19,11 @@ beside it is a 400. An empty page echoes the cursor it was given.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import bisect
-import json
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import unquote
+
+from neon_api_source import listings
 
 from .account import Account
 from .errors import (
@@ -48,105 +44,11 @@ from .reference import (
     CONSUMPTION_EPOCH,
     CONSUMPTION_METRICS,
 )
+from .routing import _START_CURSOR, LISTINGS_BY_ROUTE, ROUTE_TEMPLATES, Request, decode_cursor, encode_cursor
 from .timestamps import _DAY, _HOUR, month_start
 
 #: How far back each consumption granularity reaches (the spec: 168 hours, 60 days, 1 year).
 _CONSUMPTION_HORIZON = {"hourly": "168 hours", "daily": "60 days", "monthly": "1 year"}
-
-
-# --------------------------------------------------------------------------------------------------
-# Cursors
-# --------------------------------------------------------------------------------------------------
-
-
-def encode_cursor(*parts: str) -> str:
-    """An opaque cursor holding string ``parts`` (URL-safe base64 of a JSON array, no padding)."""
-    raw = json.dumps(parts, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, arity: int) -> list:
-    """The parts of a cursor from :func:`encode_cursor`; a malformed one is a 400."""
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        parts = None
-    if not isinstance(parts, list) or len(parts) != arity or not all(isinstance(p, str) for p in parts):
-        raise ApiError(400, "invalid cursor")
-    return parts
-
-
-#: The cursor of an empty first page: it sorts before every item, so the next page is empty too.
-_START_CURSOR = encode_cursor("", "")
-
-
-# --------------------------------------------------------------------------------------------------
-# Routes
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    """What a route handler sees of a request."""
-
-    template: str
-    path_params: dict[str, str]
-    query: dict[str, list[str]]
-    key: dict  # {"kind": "personal"} or {"kind": "org", "org_id": ...}
-
-
-_ROUTES: list[tuple[str, str]] = [
-    ("/users/me", "users_me"),
-    ("/users/me/organizations", "users_me_organizations"),
-    ("/regions", "regions"),
-    ("/projects", "projects"),
-    ("/projects/shared", "projects_shared"),
-    ("/projects/{project_id}", "project"),
-    ("/projects/{project_id}/branches", "branches"),
-    ("/projects/{project_id}/branches/{branch_id}", "branch"),
-    ("/projects/{project_id}/branches/{branch_id}/endpoints", "branch_endpoints"),
-    ("/projects/{project_id}/branches/{branch_id}/databases", "databases"),
-    ("/projects/{project_id}/branches/{branch_id}/roles", "roles"),
-    ("/projects/{project_id}/endpoints", "endpoints"),
-    ("/projects/{project_id}/operations", "operations"),
-    ("/projects/{project_id}/operations/{operation_id}", "operation"),
-    ("/consumption_history/v2/projects", "consumption"),
-    ("/consumption_history/v2/branches", "branch_consumption"),
-    # who can reach the estate (access.py)
-    ("/organizations/{org_id}/members", "org_members"),
-    ("/organizations/{org_id}/api_keys", "org_api_keys"),
-    ("/organizations/{org_id}/vpc/vpc_endpoints", "org_vpc_endpoints"),
-    ("/projects/{project_id}/permissions", "project_permissions"),
-    ("/projects/{project_id}/vpc_endpoints", "project_vpc_endpoints"),
-    # the live spec's per-project permissions (live.py)
-    ("/projects/{project_id}/members", "project_members"),
-    # snapshots and backup schedules (backups.py), spending limits (live.py)
-    ("/projects/{project_id}/snapshots", "snapshots"),
-    ("/projects/{project_id}/branches/{branch_id}/backup_schedule", "backup_schedule"),
-    ("/organizations/{org_id}/billing/spending_limit", "spending_limit"),
-]
-#: The route templates the simulator serves.
-ROUTE_TEMPLATES: tuple[str, ...] = tuple(template for template, _ in _ROUTES)
-
-
-def _compile(template: str) -> re.Pattern:
-    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-    return re.compile(f"^{pattern}$")
-
-
-# Literal routes first, so that /projects/shared is not taken for a project id.
-_COMPILED = sorted(
-    ((template, _compile(template), name) for template, name in _ROUTES), key=lambda r: "{" in r[0]
-)
-
-
-def match_route(path: str) -> tuple[str, str, dict[str, str]] | None:
-    """``(template, handler name, path parameters)`` for a path below ``/api/v2``, or ``None``."""
-    for template, regex, name in _COMPILED:
-        found = regex.match(path)
-        if found:
-            return template, name, {k: unquote(v) for k, v in found.groupdict().items()}
-    return None
 
 
 class Routes:
@@ -487,6 +389,20 @@ class Routes:
         project = self._project(req)
         self._private_networking(project.scope)
         return {"endpoints": self.account._project_vpc.get(project.item["id"], [])}
+
+    def listing(self, req: Request) -> dict | list:
+        """A listing without a handler of its own: the account's records of it under the parent
+        the path names, in one page, in the listing's envelope (a bare array without one)."""
+        listing = LISTINGS_BY_ROUTE[req.template]
+        if listing.parent == listings.ORG:
+            parent = req.path_params["org_id"]
+            self._member_org(req, parent)
+        elif listing.parent == listings.BRANCH:
+            _, parent = self._branch(req)
+        else:
+            parent = self._project(req).item["id"]
+        items = self.account._listed.get(req.template, {}).get(parent, [])
+        return items if listing.envelope is None else {listing.envelope: items}
 
     def project_members(self, req: Request) -> dict:
         """The organization's members and their access to the project, by member id, paged on

@@ -30,7 +30,8 @@ from .errors import ApiError
 from .faults import FaultInjector, Faults
 from .limits import RateLimiter, RateLimits
 from .params import check_path
-from .routes import Request, Routes, match_route
+from .routes import Routes
+from .routing import Request, match_route
 
 log = logging.getLogger(__name__)
 

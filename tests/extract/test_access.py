@@ -22,7 +22,7 @@ from expected import (
     relations_holding,
     visible_to_the_personal_key,
 )
-from neon_api_source import incremental, settings
+from neon_api_source import incremental, listings
 from neon_api_source.access import hash_email
 from neon_elt.report import write
 from neon_elt.targets import DuckDBTarget
@@ -579,7 +579,7 @@ def test_a_404_from_project_members_of_a_project_that_still_exists_is_not_a_dele
         result = extract(warehouse, simulator)
         served = simulator.stats
     members = {
-        pid: f"/api/v2/projects/{pid}/members?limit={settings.PROJECT_MEMBERS_PAGE_LIMIT}" for pid in off
+        pid: f"/api/v2/projects/{pid}/members?limit={listings.PROJECT_MEMBERS.page_limit}" for pid in off
     }
     assert all(served.by_request[path] == 1 for path in members.values())
     coverage = dict(

@@ -9,16 +9,10 @@ import time
 
 import pytest
 from conftest import client_for
-from neon_api_source import settings
-from neon_api_source.helpers import (
-    NeonAuthError,
-    NeonThrottled,
-    PaginationError,
-    RateLimiter,
-    RunStats,
-    neon_rate_limiter,
-    paginate_cursor,
-)
+from neon_api_source import listings, settings
+from neon_api_source.helpers import NeonAuthError, NeonThrottled, PaginationError, RunStats
+from neon_api_source.limiter import RateLimiter, neon_rate_limiter
+from neon_api_source.reading import paginate_cursor
 from neon_elt.progress import Progress, summary
 from neon_simulator import PRESETS, Account, Faults, Simulator
 
@@ -96,7 +90,7 @@ def test_the_limiter_spaces_requests_at_the_configured_rate_after_half_the_burst
 def test_both_consumption_endpoints_draw_on_one_budget():
     """Neon documents about 30 requests per minute for consumption history: read strictly, the
     projects and the branches endpoints share it."""
-    projects, branches = settings.CONSUMPTION_ROUTES
+    projects, branches = listings.CONSUMPTION_ROUTES
     limiter = neon_rate_limiter()
     for route in (projects, branches):
         limiter.succeeded(route, 0)

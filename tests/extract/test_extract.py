@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from expected import query, visible_to_the_personal_key
-from neon_api_source import settings
-from neon_api_source.helpers import RateLimiter
+from neon_api_source import listings, settings
+from neon_api_source.limiter import RateLimiter
 from neon_elt.run import StepFailed
 from neon_simulator import PRESETS, Account, AccountSpec, Faults, RateLimits, Simulator
 from runs import (
@@ -57,14 +57,14 @@ def test_first_run_lands_every_table_completely(tmp_path):
 
 def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
     """Tiny page sizes force every listing through many pages."""
-    for name, size in (
-        ("PROJECTS_PAGE_LIMIT", 2),
-        ("BRANCHES_PAGE_LIMIT", 1),
-        ("OPERATIONS_PAGE_LIMIT", 2),
-        ("CONSUMPTION_PAGE_LIMIT", 1),
-        ("MEMBERS_PAGE_LIMIT", 2),
+    for listing, size in (
+        (listings.PROJECTS, 2),
+        (listings.BRANCHES, 1),
+        (listings.OPERATIONS, 2),
+        (listings.CONSUMPTION, 1),
+        (listings.ORGANIZATION_MEMBERS, 2),
     ):
-        monkeypatch.setattr(settings, name, size)
+        monkeypatch.setattr(listing, "page_limit", size)
     account = fresh()
     with Simulator(account) as simulator:
         extract(tmp_path / "neon_api.duckdb", simulator)
@@ -247,7 +247,7 @@ def test_a_project_deleted_mid_run_is_left_out_of_the_access_review_and_counted(
         for listing in (
             "permissions",
             "vpc_endpoints",
-            f"members?limit={settings.PROJECT_MEMBERS_PAGE_LIMIT}",
+            f"members?limit={listings.PROJECT_MEMBERS.page_limit}",
         )
     ]
     assert all(served.by_request[path] == 1 for path in asked)
@@ -311,7 +311,7 @@ def test_neon_rate_limits_are_respected_without_a_single_429(tmp_path):
         requests_per_minute=60.0 * 60,
         burst=10,
         route_requests_per_second=40,
-        route_limits={settings.CONSUMPTION_ROUTES: (30.0 * 60, limits.consumption_burst)},
+        route_limits={listings.CONSUMPTION_ROUTES: (30.0 * 60, limits.consumption_burst)},
     )
     account = fresh()
     with Simulator(account, rate_limits=limits) as simulator:

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import client_for
 from expected import query
-from neon_api_source import BRANCH_CONSUMPTION_SCHEMA, _consumption_table, helpers, settings
+from neon_api_source import consumption, listings, settings
+from neon_api_source.limiter import neon_rate_limiter
 from neon_elt import memory
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, AccountSpec, Simulator
@@ -29,7 +30,7 @@ from runs import (
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
-ROUTE = settings.CONSUMPTION_BRANCHES_ROUTE
+ROUTE = listings.BRANCH_CONSUMPTION.route
 
 
 def served_branch_days(account: Account, now: datetime) -> dict[tuple[str, object, str], int]:
@@ -100,7 +101,7 @@ def test_branch_consumption_lands_what_the_simulator_served(demo_account, demo_w
 def test_a_hundred_projects_a_request_six_metrics_and_complete_days(tmp_path, monkeypatch):
     """250 projects of one organization take three batches of at most 100 projects; a small page
     size makes each batch page through its branches, each page asked for once."""
-    monkeypatch.setattr(settings, "BRANCH_CONSUMPTION_PAGE_LIMIT", 40)
+    monkeypatch.setattr(listings.BRANCH_CONSUMPTION, "page_limit", 40)
     account = Account.generate(
         AccountSpec(seed=5, orgs=1, projects=250, branches_per_project=1.3, operations_per_project=1)
     )
@@ -180,7 +181,7 @@ def test_no_consumption_loads_no_branch_consumption(tmp_path):
     assert result.table_rows.get("branch_consumption", 0) == 0
 
 
-@pytest.mark.parametrize("route", settings.CONSUMPTION_ROUTES)
+@pytest.mark.parametrize("route", listings.CONSUMPTION_ROUTES)
 def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route):
     """The client's limiter paces both consumption routes at about 30 requests per minute: after
     the burst, a request every two seconds (a fake clock, so the test does not wait)."""
@@ -189,7 +190,7 @@ def test_each_consumption_route_keeps_to_neon_s_consumption_limit(route):
     def wait(condition, seconds: float) -> None:  # nothing else runs: waiting moves the clock on
         now[0] += seconds
 
-    limiter = helpers.neon_rate_limiter(settings.REQUESTS_PER_MINUTE, clock=lambda: now[0], wait=wait)
+    limiter = neon_rate_limiter(settings.REQUESTS_PER_MINUTE, clock=lambda: now[0], wait=wait)
     for _ in range(20):
         limiter.acquire(route)
     per_minute = 60 * 20 / (now[0] - 1000.0)
@@ -221,9 +222,8 @@ def test_a_day_that_has_not_ended_is_never_loaded():
         day("2026-05-10T00:00:00Z", "2026-05-11T00:00:00Z"),
     ]
     page = [{"project_id": "p-1", "branch_id": "br-1", "periods": [{**period, "consumption": frames}]}]
-    for schema in (None, BRANCH_CONSUMPTION_SCHEMA):
-        options = {"schema": schema} if schema is not None else {}
-        rows = _consumption_table("org-1", page, before="2026-05-10T00:00:00Z", **options).to_pylist()
+    for listing in (listings.CONSUMPTION, listings.BRANCH_CONSUMPTION):
+        rows = consumption.to_table(listing, "org-1", page, before="2026-05-10T00:00:00Z").to_pylist()
         assert [r["timeframe_start"].day for r in rows] == [9]
 
 
@@ -289,7 +289,7 @@ def consumption_requests(sent: list[tuple[str, dict]], account: Account) -> dict
     for route, params in sent:
         if params.get("org_id") not in account.plan_org_ids():
             continue
-        if route == settings.CONSUMPTION_PROJECTS_ROUTE:
+        if route == listings.CONSUMPTION.route:
             asked[params["granularity"]].append(params)
         elif route == ROUTE:
             asked["branch"].append(params)

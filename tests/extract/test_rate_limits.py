@@ -19,7 +19,8 @@ from conftest import client_for
 from expected import RUN_TIME_COLUMN, query
 from neon_api_source import configuration, neon_api_source, settings
 from neon_api_source.configuration import make_client
-from neon_api_source.helpers import CONSUMPTION_ROUTE, RateLimiter, SourceConfigError, neon_rate_limiter
+from neon_api_source.helpers import CONSUMPTION_ROUTE, SourceConfigError
+from neon_api_source.limiter import RateLimiter, neon_rate_limiter
 from neon_elt import cli
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
 from runs import cli_env, extract, run_cli

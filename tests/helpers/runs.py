@@ -14,10 +14,12 @@ from typing import Any
 import pyarrow.parquet
 from conftest import client_for
 from expected import query
-from neon_api_source import settings
+from neon_api_source import listings, settings
+from neon_api_source.access import ACCESS_LISTINGS
 from neon_elt.run import ExtractResult, elt
 from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
+from neon_simulator.routing import PLAIN_ROUTES
 
 SCD2_TABLES = ("projects", "project_branches", "endpoints")
 
@@ -216,7 +218,16 @@ def access_table_counts(account) -> dict[str, int]:
             if p.get("org_id") and visible[p["org_id"]]["vpc_endpoints"]
         ),
         "project_members": sum(len(served_project_members(account, p["id"])) for p in projects),
-        "access_coverage": 3 * len(visible) + 3 * len(projects),  # per organization, per project
+        # a plain listing's records, as the account serves them (listings.PLAIN)
+        **{
+            listing.table: sum(len(records) for records in account.listed(listing.route).values())
+            for listing in ACCESS_LISTINGS
+            if listing.reader == listings.PLAIN and listing.route in PLAIN_ROUTES
+        },
+        # one per organization or project for each access listing
+        "access_coverage": sum(
+            len(visible) if listing.parent == listings.ORG else len(projects) for listing in ACCESS_LISTINGS
+        ),
     }
 
 

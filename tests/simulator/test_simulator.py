@@ -18,7 +18,7 @@ from neon_simulator.errors import CONSUMPTION_PLAN_REQUIRED, ORG_ID_REQUIRED, OR
 from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.params import _param
 from neon_simulator.reference import BRANCH_CONSUMPTION_METRICS
-from neon_simulator.routes import ROUTE_TEMPLATES, match_route
+from neon_simulator.routing import ROUTE_TEMPLATES, match_route
 from simulator_helpers import demo as demo
 from simulator_helpers import demo_sim as demo_sim
 from simulator_helpers import (

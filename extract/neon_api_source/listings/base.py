@@ -1,0 +1,104 @@
+"""The shape of a listing's description (`Listing`) and the words its rows are written in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+# The parents a listing is read under.
+ORG, PROJECT, BRANCH = "organization", "project", "branch"
+# How a listing pages: Neon's `pagination.cursor` (always sent, also after the last page),
+# `pagination.next` (sent only while more remain), or not at all.
+CURSOR, NEXT = "cursor", "next"
+# How a listing's rows get from one run to the next.
+EVERY_RUN = "read on every run"
+WITH_PROJECT = "read with its project's full reading, else carried from the warehouse (incremental.py)"
+WITH_BRANCH = "read when its branch changed, else carried from the warehouse (incremental.py)"
+NEWEST = "read back to the newest seen minus a look-back; merged on id"
+TIMEFRAMES = "new timeframes and a look-back; older ones stay"
+# Who reads a listing: the estate (estate.py), the access review by hand (access.py), or the
+# generic reader of a plain listing, whose resource is made from its row (access.plain_resource).
+ESTATE, ACCESS, PLAIN = "estate", "access", "plain"
+# The rate limits a route is held to (limiter.neon_rate_limiter).
+ACCOUNT_LIMIT, CONSUMPTION_LIMIT = "account", "consumption"
+SCD2 = {"disposition": "merge", "strategy": "scd2"}
+
+# When the API last returned a row: carried rows keep theirs (incremental runs).
+CONFIRMED_AT_HINT = {"confirmed_at": {"data_type": "timestamp", "nullable": False}}
+
+
+def column_hints(columns: Mapping[str, str], nullable_except: Iterable[str] = ()) -> dict:
+    """dlt column hints for a table shape: every declared column exists even when the API omits
+    the field on every row of a run."""
+    required = set(nullable_except)
+    return {
+        name: {"data_type": data_type, "nullable": name not in required}
+        for name, data_type in columns.items()
+    }
+
+
+@dataclass
+class Listing:
+    """One Neon listing and the table it lands in. Not frozen: tests shrink `page_limit` to page
+    through small accounts."""
+
+    table: str
+    route: str
+    label: str  # the progress line's word for the route
+    envelope: str | None  # the key of the body holding the items; None: the body is a JSON array
+    primary_key: tuple[str, ...]
+    columns: Mapping[str, str]  # the API fields kept (the stable ones where there is a snapshot)
+    required: tuple[str, ...] = ()  # columns never null
+    parent: str | None = None
+    paginator: str | None = None
+    page_limit: int | None = None  # the largest page the route accepts (spec: `limit` maximum)
+    spec_schema: str | None = None
+    nested: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+    # field -> (its spec schema, its columns): a nested object's fields, kept as columns
+    added: Mapping[str, str] = field(default_factory=dict)  # columns the source adds (parent ids)
+    confirmed: bool = False  # has `confirmed_at`: when the API last returned the row
+    disposition: str | Mapping = "replace"
+    carried: str = EVERY_RUN
+    volatile: Mapping[str, str] = field(default_factory=dict)  # counters, to `snapshot_table`
+    snapshot_table: str | None = None
+    snapshot_key: str | None = None  # the snapshot table's id column
+    rate_limit: str = ACCOUNT_LIMIT
+    emails: str | None = None  # the column holding an email address (hashed with `hash_emails`)
+    reader: str = PLAIN
+    one_object: bool = False  # the route answers one object (its columns), not a list
+    org_projects_only: bool = False  # a per-project listing Neon serves for organization projects only
+    noun: str = ""  # what the run summary and `access_coverage` call it (default: the table's words)
+
+    def __post_init__(self) -> None:
+        self.noun = self.noun or self.table.replace("_", " ")
+
+    def hints(self) -> dict:
+        """The table's dlt column hints."""
+        nested = {name: kind for _, columns in self.nested.values() for name, kind in columns.items()}
+        hints = column_hints({**self.columns, **nested, **self.added}, self.required)
+        return {**hints, **CONFIRMED_AT_HINT} if self.confirmed else hints
+
+    def resource_args(self) -> dict:
+        """`dlt.resource` arguments for the table."""
+        key = self.primary_key[0] if len(self.primary_key) == 1 else list(self.primary_key)
+        return {
+            "name": self.table,
+            "primary_key": key,
+            "write_disposition": self.disposition,
+            "columns": self.hints(),
+        }
+
+    def snapshot_args(self) -> dict:
+        """`dlt.resource` arguments for the daily snapshot table of the volatile counters."""
+        return {
+            "name": self.snapshot_table,
+            "primary_key": [self.snapshot_key, "snapshot_date"],
+            "write_disposition": "merge",
+            "columns": {**column_hints(self.volatile), **SNAPSHOT_HINTS},
+        }
+
+
+SNAPSHOT_HINTS = {
+    "snapshot_date": {"data_type": "date", "nullable": False},
+    "snapshot_at": {"data_type": "timestamp", "nullable": False},
+}
