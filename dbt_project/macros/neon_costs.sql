@@ -10,6 +10,14 @@
     {{ return(neon_consumption_metrics()[:6]) }}
 {%- endmacro %}
 
+{#- An amount (a quantity in its billing unit, or USD) to the sixth decimal, half away from zero in
+    every warehouse. A double half way between two sixth decimals is a hair off in binary: cast
+    directly, DuckDB rounds what the bits say and PostgreSQL what their 15 digits say. Through 12
+    decimals, both round the half. -#}
+{% macro neon_amount(expression) -%}
+    cast(cast({{ expression }} as decimal(38, 12)) as decimal(38, 6))
+{%- endmacro %}
+
 {#- The rate (USD per billing unit, `neon_metric_units.billing_unit`) of the metric in the SQL
     expression `metric_column`: the price set in the dbt var `neon_prices` (negotiated prices, for
     every plan) where one is set, else `card_rate` (the rate card's rate for the period's plan). -#}

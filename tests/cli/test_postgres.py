@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
+import json
 import math
 import os
 import re
@@ -20,6 +21,7 @@ from dlt.common.versioned_state import decompress_state
 from expected import float_sum, mart_columns_and_rows
 from neon_elt import config
 from neon_elt.report import build as build_report
+from neon_elt.run import dbt
 from neon_elt.targets import PostgresTarget
 from neon_simulator import PRESETS, Account, Simulator
 from postgres_server import postgres_server, server_binaries
@@ -146,6 +148,24 @@ def test_postgres_marts_equal_the_duckdb_marts_row_for_row(postgres_run, server,
             assert _close(pg_row, duck_row), (
                 f"marts.{table}: {dict(zip(columns, pg_row, strict=True))} != {duck_row}"
             )
+
+
+def test_the_models_logic_passes_its_unit_tests_in_postgres_too(
+    postgres_run, server, monkeypatch, tmp_path, capsys
+):
+    """dbt's unit tests (Neon's worked examples, the rounding of a half-way amount) in PostgreSQL,
+    whose casts and date arithmetic are not DuckDB's: scheduled runs leave them out."""
+    assert postgres_run.returncode == 0
+    monkeypatch.setenv("NEON_POSTGRES_URL", server.url)
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    target = PostgresTarget(config.postgres_credentials())
+    with target.build(publish=False) as build:
+        dbt(["test", "--select", "test_type:unit"], build, target_path=str(tmp_path / "target"))
+    out = capsys.readouterr().out
+    manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
+    results = json.loads((tmp_path / "target" / "run_results.json").read_text())["results"]
+    assert {r["unique_id"] for r in results} == set(manifest["unit_tests"]), out[-3000:]
+    assert all(r["status"] == "pass" for r in results), out[-3000:]
 
 
 def _close(left: tuple, right: tuple) -> bool:

@@ -262,6 +262,8 @@ def test_unit_tests_cover_the_tricky_logic(manifest):
     for unit in manifest["unit_tests"].values():
         covered[unit["model"]].append(unit["name"])
         assert unit["description"].strip(), f"unit test {unit['name']} has no description"
+        # dbt names a relation after the unit test: PostgreSQL refuses a name over 63 bytes
+        assert len(unit["name"].encode()) <= 63, f"unit test {unit['name']}: name too long for PostgreSQL"
     assert sum(len(names) for names in covered.values()) >= 5
     for model in (
         "int_branches_lineage",

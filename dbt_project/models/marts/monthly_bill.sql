@@ -130,26 +130,25 @@ final as (
         metric_name,
         cast(raw_quantity as double precision) as raw_quantity,
         raw_unit,
-        cast(quantity as decimal(38, 6)) as quantity,
+        {{ neon_amount('quantity') }} as quantity,
         billing_unit as unit,
-        cast(quantity - billable_quantity as decimal(38, 6)) as allowance_quantity,
+        {{ neon_amount('quantity - billable_quantity') }} as allowance_quantity,
         included_quantity,
         included_per,
-        cast(billable_quantity as decimal(38, 6)) as billable_quantity,
-        cast(rate_usd as decimal(38, 6)) as rate_usd,
+        {{ neon_amount('billable_quantity') }} as billable_quantity,
+        {{ neon_amount('rate_usd') }} as rate_usd,
         rate_source,
         rate_effective_from,
-        cast(case when billable_quantity = 0 then 0 else billable_quantity * rate_usd end as decimal(38, 6))
+        {{ neon_amount('case when billable_quantity = 0 then 0 else billable_quantity * rate_usd end') }}
             as cost_usd,
         project_count,
         is_period_complete,
         reported_until,
-        cast(projected_quantity as decimal(38, 6)) as projected_quantity,
-        cast(projected_billable_quantity as decimal(38, 6)) as projected_billable_quantity,
-        cast(
-            case when projected_billable_quantity = 0 then 0 else projected_billable_quantity * rate_usd end
-            as decimal(38, 6)
-        ) as projected_cost_usd
+        {{ neon_amount('projected_quantity') }} as projected_quantity,
+        {{ neon_amount('projected_billable_quantity') }} as projected_billable_quantity,
+        {{ neon_amount(
+            'case when projected_billable_quantity = 0 then 0 else projected_billable_quantity * rate_usd end'
+        ) }} as projected_cost_usd
     from costed
 
 )

@@ -134,27 +134,24 @@ final as (
         billing_period_start,
         billing_plan,
         is_period_complete,
-        cast(cu_hours as decimal(38, 6)) as cu_hours,
-        cast(storage_gb_months as decimal(38, 6)) as storage_gb_months,
-        cast(network_transfer_gb as decimal(38, 6)) as network_transfer_gb,
-        cast(extra_branch_months as decimal(38, 6)) as extra_branch_months,
-        cast(billable_extra_branch_months as decimal(38, 6)) as billable_extra_branch_months,
-        cast(compute_cost_usd as decimal(38, 6)) as compute_cost_usd,
-        cast(storage_cost_usd as decimal(38, 6)) as storage_cost_usd,
-        cast(transfer_cost_usd as decimal(38, 6)) as transfer_cost_usd,
-        cast(extra_branches_cost_usd as decimal(38, 6)) as extra_branches_cost_usd,
-        cast(cost_usd as decimal(38, 6)) as cost_usd,
+        {{ neon_amount('cu_hours') }} as cu_hours,
+        {{ neon_amount('storage_gb_months') }} as storage_gb_months,
+        {{ neon_amount('network_transfer_gb') }} as network_transfer_gb,
+        {{ neon_amount('extra_branch_months') }} as extra_branch_months,
+        {{ neon_amount('billable_extra_branch_months') }} as billable_extra_branch_months,
+        {{ neon_amount('compute_cost_usd') }} as compute_cost_usd,
+        {{ neon_amount('storage_cost_usd') }} as storage_cost_usd,
+        {{ neon_amount('transfer_cost_usd') }} as transfer_cost_usd,
+        {{ neon_amount('extra_branches_cost_usd') }} as extra_branches_cost_usd,
+        {{ neon_amount('cost_usd') }} as cost_usd,
         cast(
             cost_usd / nullif(sum(cost_usd) over (partition by org_id, billing_period_start), 0)
             as double precision
         ) as share_of_org_cost,
-        cast(
-            lag(cost_usd) over (partition by project_id order by billing_period_start) as decimal(38, 6)
-        ) as previous_period_cost_usd,
-        cast(
-            cost_usd - lag(cost_usd) over (partition by project_id order by billing_period_start)
-            as decimal(38, 6)
-        ) as cost_change_usd,
+        {{ neon_amount('lag(cost_usd) over (partition by project_id order by billing_period_start)') }}
+            as previous_period_cost_usd,
+        {{ neon_amount('cost_usd - lag(cost_usd) over (partition by project_id order by billing_period_start)') }}
+            as cost_change_usd,
         is_deleted_project,
         reported_until
     from totalled
