@@ -18,6 +18,13 @@
     cast(cast({{ expression }} as decimal(38, 12)) as decimal(38, 6))
 {%- endmacro %}
 
+{#- The sum of a column of doubles, the same to the last bit in whatever order its rows arrive (a
+    rerun, an incremental build and a full one meet a branch's days in different orders): each term
+    to 12 decimals, added as a decimal. -#}
+{% macro neon_exact_sum(expression) -%}
+    cast(sum(cast({{ expression }} as decimal(38, 12))) as double precision)
+{%- endmacro %}
+
 {#- The rate (USD per billing unit, `neon_metric_units.billing_unit`) of the metric in the SQL
     expression `metric_column`: the price set in the dbt var `neon_prices` (negotiated prices, for
     every plan) where one is set, else `card_rate` (the rate card's rate for the period's plan). -#}

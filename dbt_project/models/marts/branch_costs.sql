@@ -71,11 +71,11 @@ windowed as (
             ) as {{ metric }}_last_30_days,
         {% endfor %}
         {% for kind in ['compute', 'storage', 'transfer'] %}
-            sum(case when cost_kind = '{{ kind }}' then quantity end) as {{ kind }}_quantity,
+            {{ neon_exact_sum("case when cost_kind = '" ~ kind ~ "' then quantity end") }} as {{ kind }}_quantity,
             -- NULL when a day's usage of the kind has no rate: never a partial sum
             case
                 when count(case when cost_kind = '{{ kind }}' and cost_usd is null then 1 end) = 0
-                    then coalesce(sum(case when cost_kind = '{{ kind }}' then cost_usd end), 0)
+                    then coalesce({{ neon_exact_sum("case when cost_kind = '" ~ kind ~ "' then cost_usd end") }}, 0)
             end as {{ kind }}_cost_usd,
         {% endfor %}
         count(distinct consumption_date) as consumption_day_count

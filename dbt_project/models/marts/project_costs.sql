@@ -30,14 +30,15 @@ project_periods as (
         billing_period_start,
         max(billing_plan) as billing_plan,
         {% for metric in neon_consumption_metrics() %}
-            sum(case when metric_name = '{{ metric }}' then quantity else 0 end) as {{ metric }}_quantity,
-            sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end)
-                as {{ metric }}_billable_quantity,
+            {%- set quantity = "case when metric_name = '" ~ metric ~ "' then quantity else 0 end" %}
+            {%- set billable = "case when metric_name = '" ~ metric ~ "' then billable_quantity else 0 end" %}
+            {{ neon_exact_sum(quantity) }} as {{ metric }}_quantity,
+            {{ neon_exact_sum(billable) }} as {{ metric }}_billable_quantity,
             -- one plan a period, so one rate: NULL when the metric was used but not priced
             case
-                when sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end) = 0 then 0
+                when {{ neon_exact_sum(billable) }} = 0 then 0
                 else
-                    sum(case when metric_name = '{{ metric }}' then billable_quantity else 0 end)
+                    {{ neon_exact_sum(billable) }}
                     * max(case when metric_name = '{{ metric }}' then rate_usd end)
             end as {{ metric }}_cost_usd,
         {% endfor %}
@@ -145,7 +146,10 @@ final as (
         {{ neon_amount('extra_branches_cost_usd') }} as extra_branches_cost_usd,
         {{ neon_amount('cost_usd') }} as cost_usd,
         cast(
-            cost_usd / nullif(sum(cost_usd) over (partition by org_id, billing_period_start), 0)
+            -- the organization's total added as a decimal, as neon_exact_sum does
+            cost_usd / nullif(
+                sum(cast(cost_usd as decimal(38, 12))) over (partition by org_id, billing_period_start), 0
+            )
             as double precision
         ) as share_of_org_cost,
         {{ neon_amount('lag(cost_usd) over (partition by project_id order by billing_period_start)') }}

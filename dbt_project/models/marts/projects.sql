@@ -53,13 +53,15 @@ recent_costs as (
     -- allowance (monthly_bill); NULL when some usage of the window has no rate
     select
         priced_days.project_id,
-        sum(case when priced_days.metric_name = 'compute_unit_seconds' then priced_days.quantity end)
+        {{ neon_exact_sum("case when priced_days.metric_name = 'compute_unit_seconds' then priced_days.quantity end") }}
             as cu_hours_last_30_days,
         case
             when count(case when priced_days.gross_cost_usd is null then 1 end) = 0
-                then sum(priced_days.gross_cost_usd)
+                then {{ neon_exact_sum('priced_days.gross_cost_usd') }}
         end as estimated_cost_last_30_days,
-        sum(case when priced_days.metric_name = 'snapshot_storage_bytes_month' then priced_days.gross_cost_usd end)
+        {{ neon_exact_sum(
+            "case when priced_days.metric_name = 'snapshot_storage_bytes_month' then priced_days.gross_cost_usd end"
+        ) }}
             as snapshot_storage_cost_last_30_days
     from priced_days
     inner join project_rollup
