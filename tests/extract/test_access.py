@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 import yaml
-from conftest import REPO
 from expected import (
     ACCESS_RELATIONS,
     access_review_rows,
@@ -28,6 +27,7 @@ from neon_elt.report import write
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, run_cli
+from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

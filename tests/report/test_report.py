@@ -20,7 +20,6 @@ from pathlib import Path
 import duckdb
 import pytest
 import vl_convert
-from conftest import client_for
 from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
 from neon_elt.report import write
 from neon_elt.report.charts import project_chart, svg
@@ -29,6 +28,7 @@ from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_elt.views import METRICS
 from neon_simulator import PRESETS, Account, Simulator
+from suite import client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
