@@ -35,9 +35,8 @@ def _(config, duckdb, mo):
     # which this connection does not see; DuckDB keeps one instance per file in a process, so
     # restart the kernel (or reopen the notebook) to read the latest load.
     con = duckdb.connect(str(warehouse), read_only=True)
-    loaded_at = con.sql("select max(inserted_at) from neon_api_data._dlt_loads where status = 0").fetchone()[
-        0
-    ]
+    _loads = "select max(inserted_at) from neon_api_data._dlt_loads where status = 0"
+    (loaded_at,) = con.sql(_loads).fetchone()
     mo.md(
         f"""
         # The Neon estate
@@ -91,14 +90,8 @@ def _(mo):
 def _(GIB, con, mo):
     regions = con.sql(f"""
         select
-            region_id,
-            region_name,
-            cloud_provider,
-            project_count,
-            branch_count,
-            endpoint_count,
-            active_endpoint_count,
-            pg_version_mix,
+            region_id, region_name, cloud_provider, project_count, branch_count, endpoint_count,
+            active_endpoint_count, pg_version_mix,
             round(total_logical_size_bytes / {GIB}, 2) as logical_size_gib,
             round(100 * share_of_projects, 1) as projects_pct,
             round(100 * share_of_logical_size, 1) as logical_size_pct
@@ -117,11 +110,8 @@ def _(con, mo):
         from marts.projects
         order by logical_size_bytes desc nulls last, project_id
     """).fetchall()
-    project = mo.ui.dropdown(
-        options={f"{name} ({project_id}, {region})": project_id for project_id, name, region in project_rows},
-        value=f"{project_rows[0][1]} ({project_rows[0][0]}, {project_rows[0][2]})" if project_rows else None,
-        label="Branches of the project",
-    )
+    _options = {f"{name} ({project_id}, {region})": project_id for project_id, name, region in project_rows}
+    project = mo.ui.dropdown(_options, value=next(iter(_options), None), label="Branches of the project")
     project
     return (project,)
 
@@ -133,18 +123,11 @@ def _(GIB, con, mo, project):
         f"""
         select
             repeat('  ', branch_depth) || branch_name as branch,
-            is_default,
-            is_protected,
-            endpoint_count,
-            active_endpoint_count,
-            max_autoscaling_cu,
-            database_count,
-            role_count,
+            is_default, is_protected, endpoint_count, active_endpoint_count, max_autoscaling_cu,
+            database_count, role_count,
             round(logical_size_bytes / {GIB}, 3) as logical_size_gib,
             round(compute_time_seconds / 3600, 2) as compute_hours,
-            age_days,
-            days_since_activity,
-            is_stale
+            age_days, days_since_activity, is_stale
         from marts.project_branch_inventory
         where project_id = ?
         order by lineage_path
@@ -171,14 +154,8 @@ def _(mo):
 def _(GIB, con, mo):
     stale = con.sql(f"""
         select
-            cleanup_rank,
-            project_name,
-            branch_name,
-            region_id,
-            days_since_activity,
-            child_branch_count,
-            is_protected,
-            endpoint_count,
+            cleanup_rank, project_name, branch_name, region_id, days_since_activity,
+            child_branch_count, is_protected, endpoint_count,
             round(logical_size_bytes / {GIB}, 3) as logical_size_gib,
             round(cumulative_logical_size_bytes / {GIB}, 3) as reclaimed_so_far_gib
         from marts.stale_branches
@@ -243,14 +220,10 @@ def _(mo):
 def _(con, mo):
     bill = con.sql("""
         select
-            org_name,
-            billing_period_start,
-            billing_plan,
-            is_period_complete,
+            org_name, billing_period_start, billing_plan, is_period_complete,
             round(cost_usd, 2) as cost_usd,
             round(projected_cost_usd, 2) as projected_cost_usd,
-            unpriced_line_count,
-            reported_until,
+            unpriced_line_count, reported_until,
             rate_effective_from as rate_card_of
         from marts.org_bills
         order by org_name, billing_period_start desc
@@ -264,11 +237,7 @@ def _(con, mo):
 def _(con, mo):
     period_projects = con.sql("""
         select
-            org_id,
-            billing_period_start,
-            project_name,
-            region_id,
-            is_period_complete,
+            org_id, billing_period_start, project_name, region_id, is_period_complete,
             round(cost_usd, 2) as cost_usd,
             round(share_of_org_cost, 3) as share_of_org_cost,
             round(previous_period_cost_usd, 2) as previous_period_cost_usd,
@@ -290,16 +259,12 @@ def _(con, mo):
 def _(GIB, con, mo):
     costs = con.sql(f"""
         select
-            project_name,
-            project_id,
-            region_id,
+            project_name, project_id, region_id,
             round(cu_hours_last_30_days, 2) as cu_hours_30_days,
             round(estimated_cost_last_30_days, 2) as estimated_cost_usd_30_days,
             round(compute_time_seconds / 3600, 2) as compute_hours,
             round(logical_size_bytes / {GIB}, 3) as logical_size_gib,
-            branch_count,
-            stale_branch_count,
-            endpoint_count
+            branch_count, stale_branch_count, endpoint_count
         from marts.projects
         order by cu_hours_30_days desc nulls last, logical_size_bytes desc nulls last
     """).df()
@@ -311,10 +276,7 @@ def _(GIB, con, mo):
 def _(con, mo):
     branch_cost = con.sql("""
         select
-            project_name,
-            branch_name,
-            created_by,
-            is_stale,
+            project_name, branch_name, created_by, is_stale,
             round(cu_hours_last_30_days, 2) as cu_hours_30_days,
             round(storage_gb_months_last_30_days, 4) as storage_gb_months_30_days,
             round(estimated_cost_last_30_days, 2) as estimated_cost_usd_30_days
@@ -348,9 +310,7 @@ def _(GIB, con, mo):
             having not bool_or(is_deleted_project)
         )
         select
-            project_name,
-            first_day,
-            last_day,
+            project_name, first_day, last_day,
             round(first_bytes / {GIB}, 3) as logical_size_gib_first_day,
             round(last_bytes / {GIB}, 3) as logical_size_gib_last_day,
             round((last_bytes - first_bytes) / {GIB}, 3) as growth_gib

@@ -5,11 +5,9 @@ reads the same real run."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,31 +22,14 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 for _name in ("NEON_API_KEY", "NEON_API_BASE_URL", "NEON_DUCKDB_PATH", "SOURCES__NEON_API_SOURCE__API_KEY"):
     os.environ.pop(_name, None)
 
-from neon_api_source.configuration import NeonApiSourceConfiguration, make_client  # noqa: E402
-from neon_api_source.helpers import NeonClient  # noqa: E402
 from neon_elt.run import elt  # noqa: E402
 from neon_simulator import PRESETS, Account, Simulator  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from suite import built_once, client_for  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR
-
-
-def client_for(simulator: Simulator, api_key: str | None = None, limiter=None, **retry) -> NeonClient:
-    """The client for a simulator, built as every client is (configuration.make_client): no rate
-    limit unless `limiter` is given, and retries as in production but with short backoff, so that
-    fault tests stay quick. `retry` overrides RetryPolicy's fields (`max_attempts`, `read_timeout`)."""
-    retry = {"backoff_base": 0.02, "backoff_max": 0.2, "read_timeout": 5.0, **retry}
-    settings = NeonApiSourceConfiguration(
-        api_key=api_key or simulator.api_key,
-        base_url=simulator.base_url,
-        requests_per_minute=0,
-        **{name if name == "max_attempts" else f"{name}_seconds": value for name, value in retry.items()},
-    )
-    return make_client(settings, key_source="the test simulator key", limiter=limiter)
 
 
 @pytest.fixture(scope="session")
@@ -63,29 +44,6 @@ def shared_dir(tmp_path_factory) -> Path:
     base = tmp_path_factory.getbasetemp()
     folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
     folder.mkdir(exist_ok=True)
-    return folder
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # stdlib flock, not the filelock package of xdist's recipe: one lock, on POSIX, as the suite runs
-    with path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def built_once(shared: Path, name: str, build: Callable[[Path], None]) -> Path:
-    """`shared`/`name`, which `build` fills the first time any worker asks; the others wait for it."""
-    folder = shared / name
-    with _locked(shared / f"{name}.lock"):
-        if not (folder / ".built").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            build(folder)
-            (folder / ".built").touch()
     return folder
 
 

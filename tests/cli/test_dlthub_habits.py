@@ -29,12 +29,12 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
-from conftest import REPO
 from expected import query
 from neon_elt import config, marimo_apps
 from neon_elt.warehouse import run_lock
 from neon_simulator import Simulator
 from runs import cli_env, expected_table_counts, file_digest, free_port, run_cli
+from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

@@ -17,11 +17,11 @@ from pathlib import Path
 import duckdb
 import psutil
 import pytest
-from conftest import REPO
 from expected import ACCESS_RELATIONS, marts, query, relations_holding
 from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, extract, file_digest, files_holding, free_port, run_cli
+from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

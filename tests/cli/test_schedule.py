@@ -18,13 +18,13 @@ from pathlib import Path
 import dlt
 import pytest
 import yaml
-from conftest import REPO
 from dlt.common.exceptions import SignalReceivedException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from neon_elt import cli
 from neon_elt.warehouse import WarehouseBusy, run_lock
 from neon_simulator import PRESETS, Account, Simulator
 from runs import cli_env, file_digest, free_port, run_cli
+from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

@@ -14,13 +14,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, client_for
 from expected import Billing, dbt_vars, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import dbt, elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
+from suite import REPO, client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

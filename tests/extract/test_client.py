@@ -8,13 +8,13 @@ import threading
 import time
 
 import pytest
-from conftest import client_for
 from neon_api_source import listings, settings
 from neon_api_source.helpers import NeonAuthError, NeonThrottled, PaginationError, RunStats
 from neon_api_source.limiter import RateLimiter, neon_rate_limiter
 from neon_api_source.reading import paginate_cursor
 from neon_elt.progress import Progress, summary
 from neon_simulator import PRESETS, Account, Faults, Simulator
+from suite import client_for
 
 ORGS = "/users/me/organizations"
 

@@ -10,7 +10,6 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import client_for
 from expected import query
 from neon_api_source import consumption, listings, settings
 from neon_api_source.limiter import neon_rate_limiter
@@ -26,6 +25,7 @@ from runs import (
     landed_counts,
     served_hourly,
 )
+from suite import client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

@@ -13,13 +13,13 @@ from types import SimpleNamespace
 
 import duckdb
 import pytest
-from conftest import client_for
 from expected import marts, query
 from neon_api_source import Estate, incremental, settings
 from neon_api_source.helpers import NeonAPIError, RunStats
 from neon_elt.run import StepFailed, elt
 from neon_simulator import PRESETS, Account, Faults, Simulator
 from runs import cli_env, file_digest, run_cli
+from suite import client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

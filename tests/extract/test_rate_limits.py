@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dlt
 import pytest
-from conftest import client_for
 from expected import RUN_TIME_COLUMN, query
 from neon_api_source import configuration, neon_api_source, settings
 from neon_api_source.configuration import make_client
@@ -24,6 +23,7 @@ from neon_api_source.limiter import RateLimiter, neon_rate_limiter
 from neon_elt import cli
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
 from runs import cli_env, extract, run_cli
+from suite import client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet
-from conftest import client_for
 from expected import query
 from neon_api_source import listings, settings
 from neon_api_source.access import ACCESS_LISTINGS
@@ -20,6 +19,7 @@ from neon_elt.run import ExtractResult, elt
 from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 from neon_simulator.routing import PLAIN_ROUTES
+from suite import client_for
 
 SCD2_TABLES = ("projects", "project_branches", "endpoints")
 

@@ -1,20 +1,17 @@
 """Helpers of the simulator tests: Neon's OpenAPI spec as an openapi-core validator, HTTP sessions
-against a running simulator, pagination walkers that check the envelopes as they go, and the demo
-account and simulator fixtures the simulator test modules share.
-
-A test module uses a fixture from here by importing it under its own name
-(``from simulator_helpers import demo as demo``): pytest finds fixtures among a module's names, and
-the redundant alias tells ruff the import is used although only test arguments name it."""
+against a running simulator, the check of an error answer, pagination walkers that check the
+envelopes as they go, and the accounts' spec at a fixed clock. The accounts and simulators the
+modules share are fixtures of tests/simulator/conftest.py."""
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-import pytest
 import requests
 from neon_simulator import PRESETS, Account, AccountSpec, Simulator
+from neon_simulator.account import CONSUMPTION_METRICS
 from neon_simulator.params import spec as simulator_spec
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
@@ -83,15 +80,36 @@ def spec_of(preset: str, **changes) -> AccountSpec:
     return dataclasses.replace(PRESETS[preset], now=NOW, **changes)
 
 
-@pytest.fixture(scope="module")
-def demo() -> Account:
-    return Account.generate(spec_of("demo"))
+def assert_error(response: requests.Response, status: int, message: str | None = None) -> dict:
+    """A GeneralError answer with the given status (and exact message, if given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    validate(response, request_valid=False)
+    body = response.json()
+    assert set(body) == {"code", "message", "request_id"}
+    if message is not None:
+        assert body["message"] == message
+    return body
 
 
-@pytest.fixture(scope="module")
-def demo_sim(demo):
-    with Simulator(demo) as sim:
-        yield sim
+def project_with_most(account: Account, what) -> dict:
+    return max(account.all_projects(), key=lambda p: (len(what(p["id"])), p["id"]))
+
+
+def plan_org(account: Account) -> str:
+    return min(account.plan_org_ids())
+
+
+def consumption_params(account: Account, org: str, days: int, granularity: str = "daily", **extra) -> dict:
+    today = account.now.replace(hour=0)
+    return {
+        "org_id": org,
+        "from": (today - timedelta(days=days)).isoformat(),
+        "to": today.isoformat(),
+        "granularity": granularity,
+        "metrics": list(CONSUMPTION_METRICS),
+        **extra,
+    }
 
 
 def walk_projects(

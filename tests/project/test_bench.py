@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO
+from suite import REPO
 
 BALLAST_MB = 400
 # The child reads its own peak, started from a parent that holds BALLAST_MB or nothing: as

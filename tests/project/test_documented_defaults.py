@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import REPO
 from expected import dbt_vars
 from neon_api_source.configuration import NeonApiSourceConfiguration
+from suite import REPO
 
 # The README and the pages of docs/ it links to, as one text.
 README = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])

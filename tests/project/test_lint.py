@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from suite import REPO
 
 BIN = Path(sys.executable).parent
 SQL_PATHS = ("dbt_project/models", "dbt_project/macros", "dbt_project/tests")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import REPO
 from neon_elt import cli
+from suite import REPO
 
 README = REPO / "README.md"
 

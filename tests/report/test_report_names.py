@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import client_for
 from expected import query
 from neon_elt.run import elt
 from neon_simulator import PRESETS, Account, Simulator
 from runs import run_cli
+from suite import client_for
 
 # runs the pipeline and dbt: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow

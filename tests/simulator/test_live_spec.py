@@ -16,8 +16,6 @@ from neon_api_source import settings
 from neon_simulator import Account, Simulator
 from neon_simulator.live import LEVELS, ORG_ROLE_DEFAULT, RECOVERY_DAYS
 from neon_simulator.params import LIVE_OVERLAY_PATH
-from simulator_helpers import demo as demo
-from simulator_helpers import demo_sim as demo_sim
 from simulator_helpers import get, session, spec_of, walk_branches
 from spec import schema
 

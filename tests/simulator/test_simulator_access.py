@@ -7,8 +7,6 @@ from __future__ import annotations
 import pytest
 from neon_simulator import Account, Simulator
 from neon_simulator.errors import ADMIN_REQUIRED, VPC_PLAN_REQUIRED
-from simulator_helpers import demo as demo
-from simulator_helpers import demo_sim as demo_sim
 from simulator_helpers import get, schema, spec_of
 
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from neon_simulator import PRESETS, Account, Simulator
+from suite import REPO
 
 NEONCTL_VERSION = "5.0.1"
 NEONCTL_DIR = REPO / ".tools" / "neonctl"
