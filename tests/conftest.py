@@ -8,6 +8,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,11 @@ os.environ["DLT_DATA_DIR"] = str(_SESSION_DIR / "dlt")
 os.environ["DBT_TARGET_PATH"] = str(_SESSION_DIR / "dbt-target")
 os.environ["DBT_LOG_PATH"] = str(_SESSION_DIR / "dbt-logs")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+# One account clock for the whole run, which xdist's workers and the runs they start inherit: an
+# hour that turns mid-run would otherwise give them the "same" account an hour apart.
+os.environ.setdefault(
+    "NEON_SIM_NOW", datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat()
+)
 for _name in ("NEON_API_KEY", "NEON_API_BASE_URL", "NEON_DUCKDB_PATH", "SOURCES__NEON_API_SOURCE__API_KEY"):
     os.environ.pop(_name, None)
 

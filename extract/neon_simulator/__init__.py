@@ -26,7 +26,8 @@ From a shell (``neon-simulator`` is the same)::
         [--serve-secrets] [--now 2026-05-01T12:00:00Z] [--url-file PATH]
 
 It prints the base URL and the API key, then serves until Ctrl-C or SIGTERM. Fault options can
-also come from ``NEON_SIM_*`` variables (see :mod:`neon_simulator.faults`).
+also come from ``NEON_SIM_*`` variables (see :mod:`neon_simulator.faults`); ``NEON_SIM_NOW`` sets
+the clock of every account generated without one (``make demo`` included), for a reproducible demo.
 
 Presets (``PRESETS``; ``dataclasses.replace(PRESETS[name], ...)`` for variants):
 

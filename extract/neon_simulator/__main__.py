@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--projects", type=int, help="number of projects (default: the preset's)")
     parser.add_argument("--orgs", type=int, help="number of organizations; 0 = a personal account")
     parser.add_argument(
-        "--now", type=_timestamp, help="the account clock, RFC 3339 (default: now, truncated to the hour)"
+        "--now",
+        type=_timestamp,
+        help="the account clock, RFC 3339 (default: NEON_SIM_NOW, else now truncated to the hour)",
     )
     parser.add_argument("--serve-secrets", action="store_true", help="roles carry passwords")
     parser.add_argument(

@@ -13,7 +13,7 @@ import bisect
 import hashlib
 import random
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Self
 
 from .consumption import CHILD_OWN_PERCENT
@@ -45,7 +45,7 @@ from .reference import (
     REGIONS,
     AccountSpec,
 )
-from .timestamps import _DAY, _HOUR, month_start, parse_ts, ts
+from .timestamps import _DAY, _HOUR, default_clock, month_start, parse_ts, ts
 
 
 def _newest_first(op: dict) -> tuple[str, str]:
@@ -62,7 +62,7 @@ class Generation:
     def generate(cls, spec: AccountSpec | None = None) -> Self:
         """Generate an account from ``spec`` (default: ``AccountSpec()``), deterministically."""
         spec = spec or AccountSpec()
-        now = spec.now or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        now = spec.now or default_clock()
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         account = cls(spec, now.astimezone(UTC))

@@ -5,6 +5,7 @@ of billing periods. The simulator keeps every moment as epoch seconds and format
 from __future__ import annotations
 
 import calendar
+import os
 from datetime import UTC, datetime, timedelta
 
 _HOUR = 3600
@@ -23,6 +24,19 @@ def parse_ts(value: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp())
+
+
+def default_clock() -> datetime:
+    """The clock of an account whose spec sets none: ``NEON_SIM_NOW`` (RFC 3339) where it is set, so
+    that every process of a test run, or a demo meant to be reproduced, generates the same account;
+    else now, to the hour."""
+    text = os.environ.get("NEON_SIM_NOW")
+    if not text:
+        return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    try:
+        return datetime.fromtimestamp(parse_ts(text), UTC)
+    except ValueError:
+        raise ValueError(f"NEON_SIM_NOW: not an RFC 3339 timestamp: {text!r}") from None
 
 
 def month_start(epoch: int) -> int:

@@ -258,7 +258,9 @@ def cli_env(warehouse: Path, simulator=None, api_key: str | None = None, **extra
     no client-side rate limit (the simulator enforces none unless told to)."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "SOURCES__"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("NEON_", "SOURCES__")) or k == "NEON_SIM_NOW"
+    }
     env.update(
         NEON_DUCKDB_PATH=str(warehouse),
         SOURCES__NEON_API_SOURCE__REQUESTS_PER_MINUTE="0",

@@ -7,6 +7,7 @@ Expected values are always computed from the account accessors, never hard-coded
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -125,3 +126,28 @@ def test_default_clock_is_the_current_hour():
     now = datetime.now(UTC)
     assert account.now.minute == account.now.second == 0
     assert timedelta(0) <= now - account.now < timedelta(hours=1, minutes=1)
+
+
+def test_neon_sim_now_sets_the_clock_of_every_account_generated_without_one(monkeypatch):
+    """Every process of a test run (xdist workers, `neon-elt demo` children) generates the same
+    account only if they share its clock: an hour that turns mid-run would otherwise give them
+    accounts an hour apart."""
+    moment = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)
+    monkeypatch.setenv("NEON_SIM_NOW", "2026-02-28T23:00:00Z")
+    assert Account.generate(PRESETS["tiny"]).now == moment
+    assert Account.generate(dataclasses.replace(PRESETS["tiny"], now=moment + timedelta(days=1))).now == (
+        moment + timedelta(days=1)
+    )
+    monkeypatch.setenv("NEON_SIM_NOW", "yesterday")
+    try:
+        Account.generate(PRESETS["tiny"])
+    except ValueError as error:
+        assert str(error) == "NEON_SIM_NOW: not an RFC 3339 timestamp: 'yesterday'"
+    else:
+        raise AssertionError("a clock that is not a timestamp was taken")
+
+
+def test_every_process_of_the_test_run_shares_one_account_clock(demo_account):
+    assert os.environ["NEON_SIM_NOW"]
+    assert demo_account.now == Account.generate(PRESETS["demo"]).now
+    assert demo_account.now == datetime.fromisoformat(os.environ["NEON_SIM_NOW"])
