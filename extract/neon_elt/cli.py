@@ -87,7 +87,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from neon_simulator import PRESETS, Account, Simulator
 
     target = targets.from_config(args.target)
-    account = Account.generate(PRESETS[args.preset])
+    try:
+        account = Account.generate(PRESETS[args.preset])
+    except ValueError as exc:  # NEON_SIM_NOW that is not a timestamp
+        raise config.ConfigError(str(exc)) from None
     with Simulator(account) as simulator:
         print(f"Neon API simulator on {simulator.base_url} (preset {args.preset})")
         settings = NeonApiSourceConfiguration(

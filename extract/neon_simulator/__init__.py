@@ -27,7 +27,8 @@ From a shell (``neon-simulator`` is the same)::
 
 It prints the base URL and the API key, then serves until Ctrl-C or SIGTERM. Fault options can
 also come from ``NEON_SIM_*`` variables (see :mod:`neon_simulator.faults`); ``NEON_SIM_NOW`` sets
-the clock of every account generated without one (``make demo`` included), for a reproducible demo.
+the clock of every account generated without one, so that several processes generate the same account
+(the test suite sets it once per run; a clock far from today leaves a run's recent days empty).
 
 Presets (``PRESETS``; ``dataclasses.replace(PRESETS[name], ...)`` for variants):
 

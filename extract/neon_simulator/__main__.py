@@ -177,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return _config_error(
             f"a rate limit setting (NEON_SIM_RATE_SHARE* or --rate-share*) is not valid: {exc}"
         )
-    account = Account.generate(dataclasses.replace(spec, **changes))
+    try:
+        account = Account.generate(dataclasses.replace(spec, **changes))
+    except ValueError as exc:  # NEON_SIM_NOW that is not a timestamp
+        return _config_error(str(exc))
     api_keys = None
     if args.org_key:
         if not account.organizations:

@@ -28,8 +28,7 @@ def parse_ts(value: str) -> int:
 
 def default_clock() -> datetime:
     """The clock of an account whose spec sets none: ``NEON_SIM_NOW`` (RFC 3339) where it is set, so
-    that every process of a test run, or a demo meant to be reproduced, generates the same account;
-    else now, to the hour."""
+    that every process of a test run generates the same account; else now, to the hour."""
     text = os.environ.get("NEON_SIM_NOW")
     if not text:
         return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -180,6 +180,16 @@ MISTAKES = {
         {"NEON_SIM_FAULT_RATE": "lots"},
         "a fault setting (NEON_SIM_* or --*-rate) is not valid",
     ),
+    "demo, simulator clock": (
+        ["demo"],
+        {"NEON_SIM_NOW": "yesterday"},
+        "NEON_SIM_NOW: not an RFC 3339 timestamp",
+    ),
+    "simulator, clock": (
+        ["neon-simulator", "--port", "0"],
+        {"NEON_SIM_NOW": "yesterday"},
+        "NEON_SIM_NOW: not an RFC 3339 timestamp",
+    ),
 }
 
 
