@@ -121,7 +121,8 @@ def test_personal_account_has_no_orgs():
         assert get(sim, "/users/me/organizations").json() == {"organizations": []}
 
 
-def test_default_clock_is_the_current_hour():
+def test_default_clock_is_the_current_hour(monkeypatch):
+    monkeypatch.delenv("NEON_SIM_NOW")  # the test run's own clock, set once by tests/conftest.py
     account = Account.generate(dataclasses.replace(PRESETS["tiny"], now=None))
     now = datetime.now(UTC)
     assert account.now.minute == account.now.second == 0
