@@ -8,7 +8,6 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,17 +19,17 @@ os.environ["DLT_DATA_DIR"] = str(_SESSION_DIR / "dlt")
 os.environ["DBT_TARGET_PATH"] = str(_SESSION_DIR / "dbt-target")
 os.environ["DBT_LOG_PATH"] = str(_SESSION_DIR / "dbt-logs")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-# One account clock for the whole run, which xdist's workers and the runs they start inherit: an
-# hour that turns mid-run would otherwise give them the "same" account an hour apart.
-os.environ.setdefault(
-    "NEON_SIM_NOW", datetime.now(UTC).replace(minute=0, second=0, microsecond=0).isoformat()
-)
 for _name in ("NEON_API_KEY", "NEON_API_BASE_URL", "NEON_DUCKDB_PATH", "SOURCES__NEON_API_SOURCE__API_KEY"):
     os.environ.pop(_name, None)
 
 from neon_elt.run import elt  # noqa: E402
 from neon_simulator import PRESETS, Account, Simulator  # noqa: E402
+from neon_simulator.timestamps import default_clock  # noqa: E402
 from suite import built_once, client_for  # noqa: E402
+
+# One account clock for the whole run, which xdist's workers and the runs they start inherit: an
+# hour that turns mid-run would otherwise give them the "same" account an hour apart.
+os.environ.setdefault("NEON_SIM_NOW", default_clock().isoformat())
 
 
 @pytest.fixture(scope="session")
