@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from neon_simulator import PRESETS, Account, Simulator
 from neon_simulator.account import REGIONS
+from runs import cli_env
 from simulator_helpers import (
     get,
     schema,
@@ -134,21 +138,28 @@ def test_neon_sim_now_sets_the_clock_of_every_account_generated_without_one(monk
     account only if they share its clock: an hour that turns mid-run would otherwise give them
     accounts an hour apart."""
     moment = datetime(2026, 2, 28, 23, 0, tzinfo=UTC)
-    monkeypatch.setenv("NEON_SIM_NOW", "2026-02-28T23:00:00Z")
+    monkeypatch.setenv("NEON_SIM_NOW", moment.strftime("%Y-%m-%dT%H:%M:%SZ"))
     assert Account.generate(PRESETS["tiny"]).now == moment
-    assert Account.generate(dataclasses.replace(PRESETS["tiny"], now=moment + timedelta(days=1))).now == (
-        moment + timedelta(days=1)
-    )
+    a_day_later = moment + timedelta(days=1)
+    assert Account.generate(dataclasses.replace(PRESETS["tiny"], now=a_day_later)).now == a_day_later
     monkeypatch.setenv("NEON_SIM_NOW", "yesterday")
-    try:
+    with pytest.raises(ValueError, match=r"^NEON_SIM_NOW: not an RFC 3339 timestamp: 'yesterday'$"):
         Account.generate(PRESETS["tiny"])
-    except ValueError as error:
-        assert str(error) == "NEON_SIM_NOW: not an RFC 3339 timestamp: 'yesterday'"
-    else:
-        raise AssertionError("a clock that is not a timestamp was taken")
 
 
-def test_every_process_of_the_test_run_shares_one_account_clock(demo_account):
-    assert os.environ["NEON_SIM_NOW"]
-    assert demo_account.now == Account.generate(PRESETS["demo"]).now
+def test_every_process_of_the_test_run_shares_one_account_clock(demo_account, tmp_path):
+    """This worker's demo account, and the one a run it starts (with cli_env's environment)
+    generates in its own process, have the run's clock."""
     assert demo_account.now == datetime.fromisoformat(os.environ["NEON_SIM_NOW"])
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from neon_simulator import PRESETS, Account; print(Account.generate(PRESETS['demo']).now)",
+        ],
+        env=cli_env(tmp_path / "unused.duckdb"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert datetime.fromisoformat(child.stdout.strip()) == demo_account.now
