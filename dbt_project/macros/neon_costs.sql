@@ -20,9 +20,12 @@
 
 {#- The sum of a column of doubles, the same to the last bit in whatever order its rows arrive (a
     rerun, an incremental build and a full one meet a branch's days in different orders): each term
-    to 12 decimals, added as a decimal. -#}
-{% macro neon_exact_sum(expression) -%}
-    cast(sum(cast({{ expression }} as decimal(38, 12))) as double precision)
+    to 12 decimals, added as a decimal. `over`: a window (`partition by ...`) to sum over, if any. -#}
+{% macro neon_exact_sum(expression, over=none) -%}
+    cast(
+        sum(cast({{ expression }} as decimal(38, 12))){% if over %} over ({{ over }}){% endif %}
+        as double precision
+    )
 {%- endmacro %}
 
 {#- The rate (USD per billing unit, `neon_metric_units.billing_unit`) of the metric in the SQL

@@ -145,13 +145,8 @@ final as (
         {{ neon_amount('transfer_cost_usd') }} as transfer_cost_usd,
         {{ neon_amount('extra_branches_cost_usd') }} as extra_branches_cost_usd,
         {{ neon_amount('cost_usd') }} as cost_usd,
-        cast(
-            -- the organization's total added as a decimal, as neon_exact_sum does
-            cost_usd / nullif(
-                sum(cast(cost_usd as decimal(38, 12))) over (partition by org_id, billing_period_start), 0
-            )
-            as double precision
-        ) as share_of_org_cost,
+        cost_usd / nullif({{ neon_exact_sum('cost_usd', over='partition by org_id, billing_period_start') }}, 0)
+            as share_of_org_cost,
         {{ neon_amount('lag(cost_usd) over (partition by project_id order by billing_period_start)') }}
             as previous_period_cost_usd,
         {{ neon_amount('cost_usd - lag(cost_usd) over (partition by project_id order by billing_period_start)') }}
