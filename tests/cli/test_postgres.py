@@ -150,16 +150,22 @@ def test_postgres_marts_equal_the_duckdb_marts_row_for_row(postgres_run, server,
             )
 
 
+@pytest.fixture
+def postgres_target(postgres_run, server, monkeypatch) -> PostgresTarget:
+    """The warehouse the PostgreSQL run built, as the runner resolves it from the README's
+    settings: the URL without the password, the password in PGPASSWORD."""
+    monkeypatch.setenv("NEON_POSTGRES_URL", server.url)
+    monkeypatch.setenv("PGPASSWORD", server.password)
+    return PostgresTarget(config.postgres_credentials())
+
+
 def test_the_models_logic_passes_its_unit_tests_in_postgres_too(
-    postgres_run, server, monkeypatch, tmp_path, capsys
+    postgres_run, postgres_target, tmp_path, capsys
 ):
     """dbt's unit tests (Neon's worked examples, the rounding of a half-way amount) in PostgreSQL,
     whose casts and date arithmetic are not DuckDB's: scheduled runs leave them out."""
     assert postgres_run.returncode == 0
-    monkeypatch.setenv("NEON_POSTGRES_URL", server.url)
-    monkeypatch.setenv("PGPASSWORD", server.password)
-    target = PostgresTarget(config.postgres_credentials())
-    with target.build(publish=False) as build:
+    with postgres_target.build(publish=False) as build:
         dbt(["test", "--select", "test_type:unit"], build, target_path=str(tmp_path / "target"))
     out = capsys.readouterr().out
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
@@ -215,10 +221,8 @@ def _tables_holding(url: str, secret: str) -> list[str]:
         connection.close()
 
 
-def test_the_report_reads_postgres_too(postgres_run, server, monkeypatch):
-    monkeypatch.setenv("NEON_POSTGRES_URL", server.url)
-    monkeypatch.setenv("PGPASSWORD", server.password)
-    page = build_report(PostgresTarget(config.postgres_credentials()))
+def test_the_report_reads_postgres_too(postgres_target, server):
+    page = build_report(postgres_target)
     assert page.count('<figure class="chart"') >= 5
     assert server.password not in page
 
