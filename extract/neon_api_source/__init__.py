@@ -125,7 +125,7 @@ def neon_api(
         databases(estate),
         roles(estate),
         operations(estate),
-        backup_snapshots(estate),
+        *(every_project_resource(estate, x) for x in L.estate.ROWS if x.reader == L.EVERY_PROJECT),
         backup_schedules(estate),
         organization_spending_limits(estate),
         consumption_history(estate, enabled=consumption),
@@ -295,27 +295,36 @@ def _refused(estate: Estate, what: str, exc: NeonAPIError) -> None:
     estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
 
 
-@dlt.resource(**L.BACKUP_SNAPSHOTS.resource_args())
-def backup_snapshots(estate: Estate) -> Iterator[list[dict]]:
-    """Neon's snapshots of each project (point-in-time copies, manual or scheduled), read on every
-    run: they are taken and expire on a schedule, with no operation to say so."""
-    yield dlt.mark.materialize_table_schema()
-    listing = L.BACKUP_SNAPSHOTS
+def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
+    """The resource of a listing read for every project on every run (reader EVERY_PROJECT), made
+    from its row: each project's items (its columns, a nested object's, `project_id` and, if the
+    table has it, `confirmed_at`); a project deleted since it was listed is skipped, and a refusal
+    (403) is noted once."""
 
     def fetch(project_id: str) -> list[dict]:
         try:
             found = [item for page in pages(estate.client, listing, project_id=project_id) for item in page]
         except NeonForbidden as exc:
-            _refused(estate, "snapshots", exc)
+            _refused(estate, listing.noun, exc)
             return []
-        return [
-            dict(pick(item, listing.columns), project_id=project_id, confirmed_at=estate.run_at)
-            for item in found
-        ]
+        rows = []
+        for item in found:
+            row = pick(item, listing.columns)
+            for name, (_, columns) in listing.nested.items():
+                row.update(pick(item.get(name) or {}, columns))
+            row["project_id"] = project_id
+            if listing.confirmed:
+                row["confirmed_at"] = estate.run_at
+            rows.append(row)
+        return rows
 
-    for rows in fan_out(lambda pid: estate.children(fetch, pid), estate.project_ids(), estate.workers):
-        if rows:
-            yield _counted(estate, listing.table, rows)
+    def rows(estate: Estate) -> Iterator[list[dict]]:
+        yield dlt.mark.materialize_table_schema()  # the table exists even when empty
+        for found in fan_out(lambda pid: estate.children(fetch, pid), estate.project_ids(), estate.workers):
+            if found:
+                yield _counted(estate, listing.table, found)
+
+    return dlt.resource(rows, **listing.resource_args())(estate)
 
 
 @dlt.resource(**L.BACKUP_SCHEDULES.resource_args())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .access import AccessControl
@@ -63,8 +64,10 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
         # Per scope (org id or None), (created_at, project id) in ascending order for keyset paging.
         self._order: dict[str | None, list[tuple[str, str]]] = {}
         # The records of listings served without a handler of their own (routes.Routes.listing):
-        # route -> parent id (organization, project or branch) -> records, as Neon sends them.
+        # route -> parent id (organization, project or branch) -> records, as Neon sends them;
+        # or, for records computed at the account clock, route -> a function of the parent id.
         self._listed: dict[str, dict[str, list[dict]]] = {}
+        self._computed: dict[str, Callable[[str], list[dict]]] = {}
         self._consumption_since = 0
         self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
@@ -84,10 +87,17 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
         return self._now
 
     def listed(self, route: str) -> dict[str, list[dict]]:
-        """The records a listing without a handler of its own serves (routes.Routes.listing), by
-        parent id."""
+        """The stored records a listing without a handler of its own serves, by parent id."""
         with self.lock:
             return _snapshot(self._listed.get(route, {}))
+
+    def listed_under(self, route: str, parent_id: str) -> list[dict]:
+        """The records a listing without a handler of its own serves under one parent (an
+        organization, project or branch id): stored, or computed at the account clock."""
+        if route in self._computed:
+            return self._computed[route](parent_id)
+        with self.lock:
+            return _snapshot(self._listed.get(route, {}).get(parent_id, []))
 
     @property
     def organizations(self) -> list[dict]:

@@ -401,7 +401,7 @@ class Routes:
             _, parent = self._branch(req)
         else:
             parent = self._project(req).item["id"]
-        items = self.account._listed.get(req.template, {}).get(parent, [])
+        items = self.account.listed_under(req.template, parent)
         return items if listing.envelope is None else {listing.envelope: items}
 
     def project_members(self, req: Request) -> dict:
@@ -426,11 +426,7 @@ class Routes:
             body["pagination"] = {"next": encode_cursor(page[-1]["member_id"])}
         return body
 
-    # -- snapshots, backup schedules, spending limits ---------------------------------------------
-
-    def snapshots(self, req: Request) -> dict:
-        project = self._project(req)
-        return {"snapshots": self.account.snapshots(project.item["id"])}
+    # -- backup schedules, spending limits ---------------------------------------------------
 
     def backup_schedule(self, req: Request) -> dict:
         project, bid = self._branch(req)

@@ -65,8 +65,8 @@ _OTHER_ROUTES: list[tuple[str, str]] = [
     ("/projects/{project_id}/operations/{operation_id}", "operation"),
 ]
 #: The listings the source reads (neon_api_source.listings) whose answer needs a handler of its
-#: own (paging, plans, admin checks, records computed on demand). Any other listing is served by
-#: `routes.Routes.listing` from the account's records of it (`Account._listed`).
+#: own (paging, plans, admin checks). Any other listing is served by `routes.Routes.listing` from
+#: the account's records of it (`Account.listed_under`: stored, or computed at the account clock).
 _LISTING_HANDLERS = {
     "/users/me/organizations": "users_me_organizations",
     "/regions": "regions",
@@ -86,14 +86,13 @@ _LISTING_HANDLERS = {
     "/projects/{project_id}/vpc_endpoints": "project_vpc_endpoints",
     # the live spec's per-project permissions (live.py)
     "/projects/{project_id}/members": "project_members",
-    # snapshots and backup schedules (backups.py), spending limits (live.py)
-    "/projects/{project_id}/snapshots": "snapshots",
+    # backup schedules (backups.py), spending limits (live.py)
     "/projects/{project_id}/branches/{branch_id}/backup_schedule": "backup_schedule",
     "/organizations/{org_id}/billing/spending_limit": "spending_limit",
 }
 #: The listings by route: a listing's parent and envelope (`routes.Routes.listing`).
 LISTINGS_BY_ROUTE = {listing.route: listing for listing in listings.LISTINGS}
-#: The routes of listings served from the account's records (`Account._listed`).
+#: The routes of listings served from the account's records (`Account.listed_under`).
 PLAIN_ROUTES = frozenset(route for route in listings.ROUTE_LABELS if route not in _LISTING_HANDLERS)
 _ROUTES: list[tuple[str, str]] = [
     *_OTHER_ROUTES,

@@ -154,7 +154,6 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
         "branch_consumption": 0,
         "confirmations": len(projects),  # one per project, and one per branch (below)
         "deleted_branches": sum(len(account.deleted_branches(p["id"])) for p in projects),
-        "backup_snapshots": sum(len(account.snapshots(p["id"])) for p in projects),
         # root branches only (a first run reads every project's branch listing)
         "backup_schedules": sum(
             1 for p in projects for b in account.branches(p["id"]) if "parent_id" not in b
@@ -223,6 +222,12 @@ def access_table_counts(account) -> dict[str, int]:
             listing.table: sum(len(records) for records in account.listed(listing.route).values())
             for listing in ACCESS_LISTINGS
             if listing.reader == listings.PLAIN and listing.route in PLAIN_ROUTES
+        },
+        # a listing read for every project, as the account serves it (listings.EVERY_PROJECT)
+        **{
+            listing.table: sum(len(account.listed_under(listing.route, p["id"])) for p in projects)
+            for listing in listings.LISTINGS
+            if listing.reader == listings.EVERY_PROJECT
         },
         # one per organization or project for each access listing
         "access_coverage": sum(

@@ -6,7 +6,8 @@ rows land in (primary key, stable columns, and the volatile counters that go to 
 table instead), how its rows are carried between runs, and the word the progress line uses for it.
 
 From these rows are made: the resources' table hints (`Listing.hints()`), the whole resource of
-a plain listing (neon_api_source.access.plain_resource), the requests' paging (reading.pages), the
+a plain listing (neon_api_source.access.plain_resource) and of a listing read for every
+project (neon_api_source.every_project_resource), the requests' paging (reading.pages), the
 progress labels (neon_elt.progress), the simulator's routes (neon_simulator.routes), the routes
 held to the consumption limit (helpers), and the spec checks of tests/test_raw_schema.py
 (`SPEC_SCHEMAS`). The rows live by area: estate.py, consumption.py and access.py here.
@@ -19,8 +20,12 @@ daily snapshot table so that usage ticking over does not mint a new version on e
 
 Adding a listing Neon serves per organization or per project, read on every run: a row in the
 module of its area with `parent`, `route`, `envelope`, `columns` and `spec_schema` (its resource
-is made from the row), named in that module's `ROWS`; the simulator's data for it
-(`Account._listed`); its dbt source and staging model.
+is made from the row: reader PLAIN for the access review, EVERY_PROJECT for the estate), named in
+that module's `ROWS`; the simulator's data for it (`Account.listed_under` serves it: stored
+records, or a function of the parent computed at the account clock); its dbt source, staging
+model and the model's YAML. Neon's snapshots are such a listing: listings/estate.py,
+neon_simulator/backups.py, and dbt's `_neon__sources.yml`, `stg_neon__backup_snapshots.sql` and
+`_neon__models.yml` (and its line in docs/what-gets-loaded.md).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from .base import (
     CONSUMPTION_LIMIT,
     CURSOR,
     ESTATE,
+    EVERY_PROJECT,
     NEXT,
     ORG,
     PLAIN,
@@ -68,6 +74,7 @@ __all__ = [
     "BRANCH",
     "CURSOR",
     "ESTATE",
+    "EVERY_PROJECT",
     "NEXT",
     "ORG",
     "PLAIN",

@@ -16,9 +16,11 @@ WITH_PROJECT = "read with its project's full reading, else carried from the ware
 WITH_BRANCH = "read when its branch changed, else carried from the warehouse (incremental.py)"
 NEWEST = "read back to the newest seen minus a look-back; merged on id"
 TIMEFRAMES = "new timeframes and a look-back; older ones stay"
-# Who reads a listing: the estate (estate.py), the access review by hand (access.py), or the
-# generic reader of a plain listing, whose resource is made from its row (access.plain_resource).
-ESTATE, ACCESS, PLAIN = "estate", "access", "plain"
+# Who reads a listing: the estate (estate.py), the access review by hand (access.py), or a
+# generic reader whose resource is made from the listing's row: a plain listing's, refusals kept
+# in `access_coverage` (access.plain_resource), or a per-project listing of the estate's, read for
+# every project on every run, refusals noted once (neon_api_source.every_project_resource).
+ESTATE, ACCESS, PLAIN, EVERY_PROJECT = "estate", "access", "plain", "every project"
 # The rate limits a route is held to (limiter.neon_rate_limiter).
 ACCOUNT_LIMIT, CONSUMPTION_LIMIT = "account", "consumption"
 SCD2 = {"disposition": "merge", "strategy": "scd2"}

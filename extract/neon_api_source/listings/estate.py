@@ -3,7 +3,20 @@ roles and operations."""
 
 from __future__ import annotations
 
-from .base import BRANCH, CURSOR, ESTATE, NEWEST, NEXT, ORG, PROJECT, SCD2, WITH_BRANCH, WITH_PROJECT, Listing
+from .base import (
+    BRANCH,
+    CURSOR,
+    ESTATE,
+    EVERY_PROJECT,
+    NEWEST,
+    NEXT,
+    ORG,
+    PROJECT,
+    SCD2,
+    WITH_BRANCH,
+    WITH_PROJECT,
+    Listing,
+)
 
 # -------------------------------------------------------------------------------------- the estate
 
@@ -301,7 +314,7 @@ OPERATIONS = Listing(
 # (daily readings of counters). Neon writes their times as plain strings: staging casts them.
 BACKUP_SNAPSHOTS = Listing(
     table="backup_snapshots",
-    reader=ESTATE,
+    reader=EVERY_PROJECT,
     route="/projects/{project_id}/snapshots",
     label="snapshots",
     envelope="snapshots",
