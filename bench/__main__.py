@@ -19,7 +19,10 @@ same run. Prints a table and writes BENCHMARKS.md.
    `full_refresh_days` (aim 15%), also shown at other settings;
 6. tests: `make test-fast` and `make test` as a user runs them, wall and CPU time against their
    budgets (45 s and 5 minutes on 2 cores), and the slowest test against 60 s. On a shared
-   machine the wall time grows with the load (shown); the CPU time does not.
+   machine the wall time grows with the load (shown); the CPU time does not;
+6b. the same `make test`'s CPU vs the CPU of the pipeline runs its scenarios make (every dbt and
+   `neon-elt` process and every extract a test runs itself, tallied by bench/tally); target (a
+   proposal) <= 1.5x: what the suite adds to the runs it checks (bench/suite_time.py).
 
 `python -m bench --quick` runs smaller accounts (a smoke test of the harness, not the report).
 """
@@ -40,6 +43,7 @@ from pathlib import Path
 
 from bench.dbt_build import bench_dbt
 from bench.rows import Row, fmt_s
+from bench.suite_time import bench_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "BENCHMARKS.md"
@@ -309,57 +313,6 @@ def bench_incremental(workdir: Path, preset: str, other_settings: tuple[int, ...
     )
 
 
-def _timed_make(target: str, junit: Path) -> tuple[float, float, int]:
-    """`make <target>` with the suite's own arguments (the Makefile's, one place) plus a JUnit
-    report: (wall seconds, CPU seconds of every process it ran, its exit code)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(
-        ["make", "--no-print-directory", target, f"PYTEST_ARGS=-q -p no:cacheprovider --junitxml={junit}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, done.returncode
-
-
-def _junit(junit: Path) -> tuple[int, int, float, str]:
-    """(tests run, tests failed, the slowest test's seconds (setup, call and teardown), its name)."""
-    import xml.etree.ElementTree as ElementTree
-
-    cases = list(ElementTree.parse(junit).getroot().iter("testcase"))
-    failed = sum(1 for case in cases if case.find("failure") is not None or case.find("error") is not None)
-    slowest = max(cases, key=lambda case: float(case.get("time", 0)))
-    return (
-        len(cases),
-        failed,
-        float(slowest.get("time", 0)),
-        f"{slowest.get('classname')}::{slowest.get('name')}",
-    )
-
-
-def bench_tests(workdir: Path, target: str, budget: float) -> Row:
-    junit = workdir / f"{target}.xml"
-    load = os.getloadavg()[0]
-    wall, cpu, code = _timed_make(target, junit)
-    count, failed, slowest, name = _junit(junit)
-    met = code == 0 and wall < budget and slowest <= 60
-    return Row(
-        f"6. tests: `make {target}`, {count} tests on {os.cpu_count()} cores",
-        f"{fmt_s(wall)} wall, {fmt_s(cpu)} CPU" + (f", {failed} FAILED" if failed or code else ""),
-        f"{fmt_s(budget)} budget",
-        f"{wall / budget:.2f}x the budget",
-        f"< {budget:.0f} s, no test > 60 s",
-        "met" if met else "MISSED",
-        f"`make {target}` as a user runs it; the slowest test {slowest:.0f} s ({name}); load average "
-        f"{load:.1f} when it started (the wall time grows with it, the CPU time does not)",
-    )
-
-
 def render(rows: list[Row], quick: bool) -> str:
     lines = [
         "# Benchmarks",
@@ -423,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
         if "tests" in wanted:  # quick mode: the inner loop only
             for target, budget in (("test-fast", 45.0), ("test", 300.0))[: 1 if args.quick else 2]:
-                rows.append(bench_tests(workdir, target, budget))
-                print(rows[-1], flush=True)
+                for row in bench_tests(workdir, target, budget, tally=target == "test"):
+                    rows.append(row)
+                    print(row, flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = render(rows, args.quick)

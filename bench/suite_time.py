@@ -1,0 +1,140 @@
+"""Row 6: the test suite as a user runs it (`make test-fast`, `make test`), wall and CPU time
+against its budget; and 6b: what `make test` spends beyond the pipeline runs its scenarios make.
+
+6b's baseline is the suite's own pipeline runs, tallied as they happen (bench/tally): every dbt
+process, every `neon-elt` run and every extract a test runs in its own process, with their CPU
+seconds. They are the work the end-to-end scenarios exist to check; the rest (fixtures,
+assertions, servers, browsers, lint) is the suite's overhead."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.rows import Row, fmt_s
+
+ROOT = Path(__file__).resolve().parents[1]
+TALLY = Path(__file__).resolve().parent / "tally"
+# What the suite may spend beyond its pipeline runs, as a share of them (proposed: see 6b's note).
+OVERHEAD_BUDGET = 0.5
+# The `neon-elt` commands that run the pipeline (their own CPU: the extract, or the plan; dbt,
+# their child, is tallied apart).
+PIPELINE_COMMANDS = ("elt", "extract", "demo", "plan")
+
+
+def _timed_make(target: str, junit: Path, env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """`make <target>` with the suite's own arguments (the Makefile's, one place) plus a JUnit
+    report: (wall seconds, CPU seconds of every process it ran, its exit code)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["make", "--no-print-directory", target, f"PYTEST_ARGS=-q -p no:cacheprovider --junitxml={junit}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.returncode
+
+
+def _junit(junit: Path) -> tuple[int, int, float, str]:
+    """(tests run, tests failed, the slowest test's seconds (setup, call and teardown), its name)."""
+    import xml.etree.ElementTree as ElementTree
+
+    cases = list(ElementTree.parse(junit).getroot().iter("testcase"))
+    failed = sum(1 for case in cases if case.find("failure") is not None or case.find("error") is not None)
+    slowest = max(cases, key=lambda case: float(case.get("time", 0)))
+    return (
+        len(cases),
+        failed,
+        float(slowest.get("time", 0)),
+        f"{slowest.get('classname')}::{slowest.get('name')}",
+    )
+
+
+def tallied_env(tally: Path) -> dict[str, str]:
+    """The environment of a tallied `make test`: bench/tally on the path of every Python process
+    (its sitecustomize tallies dbt and neon-elt) and as a pytest plugin (the tests' own extracts)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TALLY), env.get("PYTHONPATH")]))
+    env["PYTEST_ADDOPTS"] = " ".join(filter(None, [env.get("PYTEST_ADDOPTS"), "-p suite_tally"]))
+    env["BENCH_TALLY_FILE"] = str(tally)
+    return env
+
+
+def read_tally(tally: Path) -> dict[str, tuple[int, float]]:
+    """Kind of run -> (how many, CPU seconds): `dbt <command>`, `neon-elt <command>`, `extract in a
+    test process`."""
+    counts: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
+    for line in tally.read_text().splitlines() if tally.exists() else []:
+        entry = json.loads(line)
+        counts[entry["kind"]] += 1
+        seconds[entry["kind"]] += entry["cpu"]
+    return {kind: (counts[kind], seconds[kind]) for kind in counts}
+
+
+def is_pipeline_run(kind: str) -> bool:
+    command, _, sub = kind.partition(" ")
+    return command == "dbt" or kind == "extract in a test process" or sub in PIPELINE_COMMANDS
+
+
+def overhead_row(cpu: float, runs: dict[str, tuple[int, float]], budget: float) -> Row:
+    cores = os.cpu_count() or 1
+    pipeline = {kind: value for kind, value in runs.items() if is_pipeline_run(kind)}
+    floor = sum(seconds for _, seconds in pipeline.values())
+    dbt = [value for kind, value in pipeline.items() if kind.startswith("dbt ")]
+    extracts = [value for kind, value in pipeline.items() if not kind.startswith("dbt ")]
+    ratio = cpu / floor if floor else float("inf")
+    by_kind = ", ".join(
+        f"{kind} {n} ({seconds:.0f} s)"
+        for kind, (n, seconds) in sorted(pipeline.items(), key=lambda kv: -kv[1][1])
+    )
+    return Row(
+        "6b. tests: `make test` beyond its pipeline runs",
+        f"{fmt_s(cpu)} CPU, the whole suite",
+        f"{fmt_s(floor)} CPU in its {sum(n for n, _ in dbt)} dbt and {sum(n for n, _ in extracts)} extract runs",
+        f"{ratio:.2f}x its runs",
+        f"<= {1 + OVERHEAD_BUDGET:.1f}x its runs (proposed)",
+        "met" if ratio <= 1 + OVERHEAD_BUDGET else "MISSED",
+        f"the runs, tallied as the suite made them (bench/tally): {by_kind}. On {cores} cores the runs "
+        f"alone take {floor / cores:.0f} s, against row 6's budget of {budget:.0f} s"
+        + (
+            ": that budget can only be met with fewer end-to-end scenarios, so this row proposes to judge "
+            "the suite by what it adds to them"
+            if floor / cores >= budget
+            else ""
+        ),
+    )
+
+
+def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) -> list[Row]:
+    """Row 6 for `make <target>`; with `tally`, row 6b from the same run."""
+    junit = workdir / f"{target}.xml"
+    tally_file = workdir / f"{target}.tally.jsonl"
+    load = os.getloadavg()[0]
+    wall, cpu, code = _timed_make(target, junit, tallied_env(tally_file) if tally else None)
+    count, failed, slowest, name = _junit(junit)
+    met = code == 0 and wall < budget and slowest <= 60
+    rows = [
+        Row(
+            f"6. tests: `make {target}`, {count} tests on {os.cpu_count()} cores",
+            f"{fmt_s(wall)} wall, {fmt_s(cpu)} CPU" + (f", {failed} FAILED" if failed or code else ""),
+            f"{fmt_s(budget)} budget",
+            f"{wall / budget:.2f}x the budget",
+            f"< {budget:.0f} s, no test > 60 s",
+            "met" if met else "MISSED",
+            f"`make {target}` as a user runs it; the slowest test {slowest:.0f} s ({name}); load average "
+            f"{load:.1f} when it started (the wall time grows with it, the CPU time does not)",
+        )
+    ]
+    if tally:
+        rows.append(overhead_row(cpu, read_tally(tally_file), budget))
+    return rows
