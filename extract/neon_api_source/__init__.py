@@ -50,7 +50,7 @@ from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client, resolve, with_settings
 from .estate import Estate
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, RunStats
-from .reading import fan_out, pages, pick
+from .reading import fan_out, listed_row, pages, pick
 
 __all__ = ["neon_api_source", "CONSUMPTION_RESOURCES", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
 
@@ -307,16 +307,8 @@ def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
         except NeonForbidden as exc:
             _refused(estate, listing.noun, exc)
             return []
-        rows = []
-        for item in found:
-            row = pick(item, listing.columns)
-            for name, (_, columns) in listing.nested.items():
-                row.update(pick(item.get(name) or {}, columns))
-            row["project_id"] = project_id
-            if listing.confirmed:
-                row["confirmed_at"] = estate.run_at
-            rows.append(row)
-        return rows
+        confirmed = {"confirmed_at": estate.run_at} if listing.confirmed else {}
+        return [{**listed_row(listing, item), "project_id": project_id, **confirmed} for item in found]
 
     def rows(estate: Estate) -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()  # the table exists even when empty

@@ -58,7 +58,7 @@ from .listings import (
     column_hints,
 )
 from .previous import PROJECT_ACCESS_LISTINGS
-from .reading import fan_out, pages, pick
+from .reading import fan_out, listed_row, pages, pick
 
 # The access review's listings, in the order they are read and loaded; the per-organization ones
 # feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
@@ -199,9 +199,7 @@ class Access:
         rows = []
         for page in pages(self.estate.client, listing, **{parent: scope_id}):
             for item in page:
-                row = pick(item, listing.columns)
-                for name, (_, columns) in listing.nested.items():
-                    row.update(pick(item.get(name) or {}, columns))
+                row = listed_row(listing, item)
                 if listing.emails:
                     row[listing.emails] = self.emails(row.get(listing.emails))
                 row[parent] = scope_id

@@ -157,3 +157,12 @@ def pick(record: Mapping[str, Any], columns: Mapping[str, str]) -> dict:
     """The record's values for `columns`, scrubbed; absent fields stay absent (the column hints
     create them as NULL)."""
     return {name: scrub(record[name]) for name in columns if name in record}
+
+
+def listed_row(listing: listings.Listing, item: Mapping[str, Any]) -> dict:
+    """A listing's item as its table's row: its columns, and those of its nested objects
+    (`listing.nested`), each picked."""
+    row = pick(item, listing.columns)
+    for name, (_, columns) in listing.nested.items():
+        row.update(pick(item.get(name) or {}, columns))
+    return row

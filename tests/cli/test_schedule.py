@@ -230,7 +230,8 @@ def test_the_readme_exit_code_table_is_true_for_the_commands_it_shows(row, tiny_
                 assert MAKE_ERROR.fullmatch(lines[-1]), stderr
                 assert int(MAKE_ERROR.fullmatch(lines[-1])[2]) == row.codes[".venv/bin/neon-elt elt"]
             lines = [line for line in lines if not line.startswith("make: ")]
-        assert lines[-1].startswith("neon-elt: "), stderr  # the runner's one line, last of its own
+        # the runner's one line, last of its own
+        assert lines and lines[-1].startswith("neon-elt: "), (command, code, stderr)
         assert runner_line is None or lines[-1].split(":")[:2] == runner_line.split(":")[:2]
         runner_line = lines[-1]
     assert measured == row.codes
