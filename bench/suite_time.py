@@ -44,19 +44,20 @@ def _timed_make(target: str, junit: Path, env: dict[str, str] | None = None) -> 
     return wall, cpu, done.returncode
 
 
-def _junit(junit: Path) -> tuple[int, int, float, str]:
-    """(tests run, tests failed, the slowest test's seconds (setup, call and teardown), its name)."""
+def _junit(junit: Path) -> tuple[int, list[str], float, str]:
+    """(tests run, the failed ones' names, the slowest test's seconds (setup, call and teardown),
+    its name)."""
     import xml.etree.ElementTree as ElementTree
 
+    def name(case) -> str:
+        return f"{case.get('classname')}::{case.get('name')}"
+
     cases = list(ElementTree.parse(junit).getroot().iter("testcase"))
-    failed = sum(1 for case in cases if case.find("failure") is not None or case.find("error") is not None)
+    failed = [
+        name(case) for case in cases if case.find("failure") is not None or case.find("error") is not None
+    ]
     slowest = max(cases, key=lambda case: float(case.get("time", 0)))
-    return (
-        len(cases),
-        failed,
-        float(slowest.get("time", 0)),
-        f"{slowest.get('classname')}::{slowest.get('name')}",
-    )
+    return len(cases), failed, float(slowest.get("time", 0)), name(slowest)
 
 
 def tallied_env(tally: Path) -> dict[str, str]:
@@ -126,13 +127,14 @@ def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) 
     rows = [
         Row(
             f"6. tests: `make {target}`, {count} tests on {os.cpu_count()} cores",
-            f"{fmt_s(wall)} wall, {fmt_s(cpu)} CPU" + (f", {failed} FAILED" if failed or code else ""),
+            f"{fmt_s(wall)} wall, {fmt_s(cpu)} CPU" + (f", {len(failed)} FAILED" if failed or code else ""),
             f"{fmt_s(budget)} budget",
             f"{wall / budget:.2f}x the budget",
             f"< {budget:.0f} s, no test > 60 s",
             "met" if met else "MISSED",
             f"`make {target}` as a user runs it; the slowest test {slowest:.0f} s ({name}); load average "
-            f"{load:.1f} when it started (the wall time grows with it, the CPU time does not)",
+            f"{load:.1f} when it started (the wall time grows with it, the CPU time does not)"
+            + (f"; failed: {', '.join(failed)}" if failed else ""),
         )
     ]
     if tally:

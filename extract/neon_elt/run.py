@@ -321,7 +321,13 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
     env["PYTHONUNBUFFERED"] = "1"
     fault_line = None
     with subprocess.Popen(
-        command, env=env, cwd=build.dbt_cwd, stdout=subprocess.PIPE, text=True, errors="replace"
+        command,
+        env=env,
+        cwd=build.dbt_cwd,
+        stdout=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        preexec_fn=_ctrl_c_stops_it,
     ) as process:
         assert process.stdout is not None
         try:
@@ -345,6 +351,13 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
 
 # How long dbt may take to stop when asked (Ctrl-C, the run's deadline) before it is killed.
 DBT_STOP_SECONDS = 10
+
+
+def _ctrl_c_stops_it() -> None:
+    """In dbt's process before it starts: Ctrl-C's signal at its default, which is how the run asks
+    dbt to stop. A run started ignoring it (a script's background job) would pass that on, and dbt
+    would carry on until killed, its output then trailing the run's last line."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def check_origin(target_name: str, previous: str | None, origin: str, remedy: str) -> None:

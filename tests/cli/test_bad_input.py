@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -253,15 +254,29 @@ def test_consumption_values_served_as_numeric_strings_are_read_as_numbers(tmp_pa
 # ---------------------------------------------------------------------- the run's deadline, in dbt
 
 
-def test_the_run_deadline_ends_dbt_with_one_line_and_exit_1(built, tmp_path):
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("ctrl_c", ["default", "ignored"])
+def test_the_run_deadline_ends_dbt_with_one_line_and_exit_1(ctrl_c, built, tmp_path):
     """A database that hangs would hold `dbt build` forever: a deadline shorter than dbt's own
-    start ends it there."""
+    start ends it there, and dbt stops when asked, within its grace period, also when the run was
+    started ignoring Ctrl-C (as a script's background job is), which dbt would inherit."""
     published = tmp_path / "warehouse" / "neon_api.duckdb"
     published.parent.mkdir()
     shutil.copyfile(built, published)
     before = file_digest(published)
-    env = cli_env(published, None, SOURCES__NEON_API_SOURCE__RUN_DEADLINE_SECONDS="0.5")
-    result = run_cli("transform", env=env, cwd=tmp_path, timeout=120)
+    logs = tmp_path / "dbt-logs"
+    env = cli_env(
+        published, None, SOURCES__NEON_API_SOURCE__RUN_DEADLINE_SECONDS="0.5", DBT_LOG_PATH=str(logs)
+    )
+    preexec = _ignore_ctrl_c if ctrl_c == "ignored" else None
+    result = run_cli("transform", env=env, cwd=tmp_path, timeout=120, preexec_fn=preexec)
+    # dbt stopped when asked: in its start-up (no log yet), or with its own last word, not left to
+    # finish its build, nor killed after its grace period
+    log = (logs / "dbt.log").read_text() if (logs / "dbt.log").exists() else ""
+    assert not log or "Command `dbt build` failed" in log, log[-500:]
     assert result.returncode == 1, result.stderr[-2000:]
     assert last_line(result.stderr) == (
         "neon-elt: the run passed its deadline of 0.5 s (run_deadline_seconds) during dbt build. "

@@ -196,6 +196,7 @@ def run_situation(situation: str, command: str, account: Account, folder: Path, 
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,  # its own process group, as a terminal's foreground job
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # whose Ctrl-C is live
         )
         deadline = time.monotonic() + 120
         while simulator.stats.total == 0 and time.monotonic() < deadline:

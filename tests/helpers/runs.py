@@ -281,14 +281,15 @@ def cli_env(warehouse: Path, simulator=None, api_key: str | None = None, **extra
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300):
-    """`neon-elt <args>` in a child process, as a scheduler would run it."""
+def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300, **popen: Any):
+    """`neon-elt <args>` in a child process, as a scheduler would run it (`popen`: more of
+    subprocess.run's arguments)."""
     import subprocess
     import sys
 
     executable = Path(sys.executable).with_name("neon-elt")
     return subprocess.run(
-        [str(executable), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [str(executable), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, **popen
     )
 
 
