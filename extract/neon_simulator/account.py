@@ -63,11 +63,9 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
         self._projects: dict[str, _Project] = {}
         # Per scope (org id or None), (created_at, project id) in ascending order for keyset paging.
         self._order: dict[str | None, list[tuple[str, str]]] = {}
-        # The records of listings served without a handler of their own (routes.Routes.listing):
-        # route -> parent id (organization, project or branch) -> records, as Neon sends them;
-        # or, for records computed at the account clock, route -> a function of the parent id.
-        self._listed: dict[str, dict[str, list[dict]]] = {}
-        self._computed: dict[str, Callable[[str], list[dict]]] = {}
+        # The listings served without a handler of their own (routes.Routes.listing): route -> the
+        # records under a parent id (organization, project or branch), as Neon sends them now.
+        self._listed: dict[str, Callable[[str], list[dict]]] = {}
         self._consumption_since = 0
         self._branch_consumption_since = 0
         self._init_access()  # members, API keys, shares, VPC endpoints (access.py)
@@ -86,18 +84,11 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
         """The account clock in epoch seconds."""
         return self._now
 
-    def listed(self, route: str) -> dict[str, list[dict]]:
-        """The stored records a listing without a handler of its own serves, by parent id."""
-        with self.lock:
-            return _snapshot(self._listed.get(route, {}))
-
     def listed_under(self, route: str, parent_id: str) -> list[dict]:
         """The records a listing without a handler of its own serves under one parent (an
-        organization, project or branch id): stored, or computed at the account clock."""
-        if route in self._computed:
-            return self._computed[route](parent_id)
-        with self.lock:
-            return _snapshot(self._listed.get(route, {}).get(parent_id, []))
+        organization, project or branch id); none for a route nothing registered."""
+        records = self._listed.get(route)
+        return records(parent_id) if records else []
 
     @property
     def organizations(self) -> list[dict]:

@@ -53,8 +53,7 @@ class Backups:
     def _init_backups(self) -> None:
         self._schedules: dict[str, dict[str, list[dict]]] = {}  # project id -> branch id -> items
         self._manual_snapshots: dict[str, list[dict]] = {}  # project id -> Snapshot records
-        # served by routes.Routes.listing, computed at the account clock
-        self._computed["/projects/{project_id}/snapshots"] = self.snapshots
+        self._listed["/projects/{project_id}/snapshots"] = self.snapshots  # routes.Routes.listing
 
     def _generate_backups(self) -> None:
         rng = random.Random(f"{self.spec.seed}:backups")

@@ -66,7 +66,7 @@ _OTHER_ROUTES: list[tuple[str, str]] = [
 ]
 #: The listings the source reads (neon_api_source.listings) whose answer needs a handler of its
 #: own (paging, plans, admin checks). Any other listing is served by `routes.Routes.listing` from
-#: the account's records of it (`Account.listed_under`: stored, or computed at the account clock).
+#: the account's records of it (`Account.listed_under`).
 _LISTING_HANDLERS = {
     "/users/me/organizations": "users_me_organizations",
     "/regions": "regions",

@@ -137,6 +137,7 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
     """Row counts a first extract of `account` must land, per raw table."""
     projects = account.all_projects()
     start, end = consumption_window(now)
+    pids = [p["id"] for p in projects]
     counts = {
         "organizations": len(account.organizations),
         "regions": len(account.regions),
@@ -191,6 +192,14 @@ def expected_table_counts(account, now: datetime | None = None) -> dict[str, int
                     day = datetime.fromisoformat(frame["timeframe_start"].replace("Z", "+00:00"))
                     if start <= day < end:
                         counts["branch_consumption"] += len(frame["metrics"])
+    # a listing served without a handler of its own (neon_simulator.routing.PLAIN_ROUTES): its
+    # records under each organization or project, as the account serves them
+    for listing in listings.LISTINGS:
+        if listing.route in PLAIN_ROUTES:
+            parents = {listings.ORG: [o["id"] for o in account.organizations], listings.PROJECT: pids}
+            counts[listing.table] = sum(
+                len(account.listed_under(listing.route, pid)) for pid in parents[listing.parent]
+            )
     counts.update(access_table_counts(account))
     return counts
 
@@ -217,18 +226,6 @@ def access_table_counts(account) -> dict[str, int]:
             if p.get("org_id") and visible[p["org_id"]]["vpc_endpoints"]
         ),
         "project_members": sum(len(served_project_members(account, p["id"])) for p in projects),
-        # a plain listing's records, as the account serves them (listings.PLAIN)
-        **{
-            listing.table: sum(len(records) for records in account.listed(listing.route).values())
-            for listing in ACCESS_LISTINGS
-            if listing.reader == listings.PLAIN and listing.route in PLAIN_ROUTES
-        },
-        # a listing read for every project, as the account serves it (listings.EVERY_PROJECT)
-        **{
-            listing.table: sum(len(account.listed_under(listing.route, p["id"])) for p in projects)
-            for listing in listings.LISTINGS
-            if listing.reader == listings.EVERY_PROJECT
-        },
         # one per organization or project for each access listing
         "access_coverage": sum(
             len(visible) if listing.parent == listings.ORG else len(projects) for listing in ACCESS_LISTINGS

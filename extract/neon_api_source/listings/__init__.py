@@ -21,8 +21,8 @@ daily snapshot table so that usage ticking over does not mint a new version on e
 Adding a listing Neon serves per organization or per project, read on every run: a row in the
 module of its area with `parent`, `route`, `envelope`, `columns` and `spec_schema` (its resource
 is made from the row: reader PLAIN for the access review, EVERY_PROJECT for the estate), named in
-that module's `ROWS`; the simulator's data for it (`Account.listed_under` serves it: stored
-records, or a function of the parent computed at the account clock); its dbt source, staging
+that module's `ROWS`; the simulator's data for it (a function of the parent, registered in
+`Account._listed`, which `Account.listed_under` serves); its dbt source, staging
 model and the model's YAML. Neon's snapshots are such a listing: listings/estate.py,
 neon_simulator/backups.py, and dbt's `_neon__sources.yml`, `stg_neon__backup_snapshots.sql` and
 `_neon__models.yml` (and its line in docs/what-gets-loaded.md).
