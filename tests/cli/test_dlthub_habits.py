@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -188,12 +189,13 @@ def test_python_neon_api_pipeline_py_runs_make_elt_and_the_page_s_snippet_reads_
     with Simulator(demo_account) as simulator:
         env = cli_env(root / "unused.duckdb", simulator, DLT_DATA_DIR=str(tmp_path / "dlt"))
         del env["NEON_DUCKDB_PATH"]  # the default, as a user has it
+        started = datetime.now(UTC)  # the run's clock
         run = pipeline_py(env=env, cwd=root)
     assert run.returncode == 0, run.stderr[-3000:]
     warehouse = root / config.DEFAULT_WAREHOUSE
     # dlt's load info, the runner's summary with what the simulator served, dbt's build, the publish
     assert "is LOADED and contains no failed jobs" in run.stdout
-    assert summary_rows(run.stdout) == expected_table_counts(demo_account)
+    assert summary_rows(run.stdout) == expected_table_counts(demo_account, started)
     assert "Completed successfully" in run.stdout
     assert f"Warehouse published: {warehouse}" in run.stdout
     projects, branches = account_counts(demo_account)

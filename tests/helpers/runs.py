@@ -134,7 +134,10 @@ def served_hourly(account, start: datetime, end: datetime) -> dict[tuple[str, da
 
 
 def expected_table_counts(account, now: datetime | None = None) -> dict[str, int]:
-    """Row counts a first extract of `account` must land, per raw table."""
+    """Row counts a first extract of `account` must land, per raw table, run at `now`: by default
+    the account's clock, as `extract` here runs; a `neon-elt` command runs at the wall clock,
+    which moves on from the account's (fixed for the test run) when the hour turns."""
+    now = now or account.now
     projects = account.all_projects()
     start, end = consumption_window(now)
     pids = [p["id"] for p in projects]
