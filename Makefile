@@ -105,7 +105,7 @@ system-deps: ## install Debian's postgresql, chromium and npm (as root, or with 
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# The same checks as tests/test_lint.py, which make test runs.
+# The same checks as tests/project/test_lint.py, which make test runs.
 lint: $(STAMP) ## sqlfluff over the dbt SQL, ruff check and ruff format --check over the Python
 	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros dbt_project/tests
 	@$(BIN)/ruff check extract tests bench notebooks neon_api_pipeline.py

@@ -1,7 +1,7 @@
 """Facts of the extract that dbt needs at compile time, written into dbt's macros from the one
 place each lives, so that dbt, run by the runner or on its own, reads the same.
 
-`python -m neon_elt.dbt_facts` writes them; tests/test_documented_defaults.py fails when a
+`python -m neon_elt.dbt_facts` writes them; tests/project/test_documented_defaults.py fails when a
 written macro no longer matches its source.
 """
 

@@ -220,6 +220,27 @@ def test_every_link_of_the_readme_and_docs_leads_somewhere():
     assert not broken
 
 
+# A path into the repository as text names it: a top folder, then at least one more part (not
+# within a URL).
+REPO_PATH = re.compile(
+    r"(?<![\w/.-])(?:tests|extract|dbt_project|docs|bench|notebooks|\.ci|\.github)/[\w./-]*\w"
+)
+
+
+def test_every_repository_path_a_file_names_exists():
+    """A file moved (the tests into folders by area) leaves no comment, doc or workflow pointing
+    at where it was. .gitignore names paths that are meant to be absent."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    stale = []
+    for name in listed.stdout.splitlines():
+        path = REPO / name
+        if name == ".gitignore" or path.suffix in (".json", ".csv", ".lock") or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            stale += [f"{name}:{number}: {m}" for m in REPO_PATH.findall(line) if not (REPO / m).exists()]
+    assert not stale
+
+
 @pytest.mark.slow
 def test_the_snippet_run_before_any_run_does_not_leave_a_dashboard_of_nothing(tmp_path, monkeypatch):
     """Run where no warehouse is yet, the README's snippet fails, and dlt leaves an empty

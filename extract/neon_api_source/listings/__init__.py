@@ -9,7 +9,7 @@ From these rows are made: the resources' table hints (`Listing.hints()`), the wh
 a plain listing (neon_api_source.access.plain_resource) and of a listing read for every
 project (neon_api_source.every_project_resource), the requests' paging (reading.pages), the
 progress labels (neon_elt.progress), the simulator's routes (neon_simulator.routes), the routes
-held to the consumption limit (helpers), and the spec checks of tests/test_raw_schema.py
+held to the consumption limit (helpers), and the spec checks of tests/extract/test_raw_schema.py
 (`SPEC_SCHEMAS`). The rows live by area: estate.py, consumption.py and access.py here.
 
 This package imports only the standard library, so the simulator reads it without the source's
@@ -119,7 +119,7 @@ ARRAY_BODY_ROUTES = frozenset(
 # The consumption routes, each held to settings.CONSUMPTION_REQUESTS_PER_MINUTE by the limiter.
 CONSUMPTION_ROUTES = tuple(dict.fromkeys(x.route for x in LISTINGS if x.rate_limit == CONSUMPTION_LIMIT))
 
-# Which spec schema each table's API fields come from (checked by tests/test_raw_schema.py): the
+# Which spec schema each table's API fields come from (checked by tests/extract/test_raw_schema.py): the
 # stable and volatile fields together, a nested object's under "<table> (<field>)".
 SPEC_SCHEMAS: dict[str, tuple[str, dict[str, str]]] = {}
 for _listing in LISTINGS:
