@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from expected import dbt_vars, marts_timestamp, query, query_dicts
 from neon_api_source import settings
+from neon_elt import run, targets
 from neon_elt.run import elt
 from runs import cli_env, run_cli
 
@@ -301,15 +302,17 @@ def test_building_another_warehouse_reuses_dbt_s_parse_of_the_project(
 ):
     """dbt parses the project again whenever the profile's connection changes; each warehouse (a
     scheduled run's, the demo's, a test's) gets its own working copy, so the build points dbt at
-    it by a path that names the file only, and a build of another warehouse reuses the parse."""
+    it by a path that names the file only, and a build of another warehouse reuses the parse.
+    The first warehouse's is a `dbt parse` (all the second needs of it), the second's a build."""
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt-target"))
-    printed = []
-    for folder in ("first", "second"):
-        warehouse = tmp_path / folder / demo_warehouse.name
+    first, second = (tmp_path / folder / demo_warehouse.name for folder in ("first", "second"))
+    for warehouse in (first, second):
         warehouse.parent.mkdir()
         shutil.copyfile(demo_warehouse, warehouse)
-        elt(warehouse, None, do_extract=False, show_progress=False)
-        printed.append(capfd.readouterr().out)
-    assert "Unable to do partial parsing because saved manifest not found" in printed[0]
-    assert "Unable to do partial parsing" not in printed[1], printed[1]
-    assert query(tmp_path / "second" / demo_warehouse.name, "select count(*) from marts.projects")[0][0] > 0
+    run.dbt(["parse"], targets.DuckDBBuild(first))
+    parsed = capfd.readouterr().out
+    elt(second, None, do_extract=False, show_progress=False)
+    built = capfd.readouterr().out
+    assert "Unable to do partial parsing because saved manifest not found" in parsed
+    assert "Unable to do partial parsing" not in built, built
+    assert query(second, "select count(*) from marts.projects")[0][0] > 0
