@@ -34,17 +34,27 @@ project_periods as (
             {%- set billable = "case when metric_name = '" ~ metric ~ "' then billable_quantity else 0 end" %}
             {{ neon_exact_sum(quantity) }} as {{ metric }}_quantity,
             {{ neon_exact_sum(billable) }} as {{ metric }}_billable_quantity,
-            -- one plan a period, so one rate: NULL when the metric was used but not priced
-            case
-                when {{ neon_exact_sum(billable) }} = 0 then 0
-                else
-                    {{ neon_exact_sum(billable) }}
-                    * max(case when metric_name = '{{ metric }}' then rate_usd end)
-            end as {{ metric }}_cost_usd,
+            -- one plan a period, so one rate: NULL when the metric was not priced
+            max(case when metric_name = '{{ metric }}' then rate_usd end) as {{ metric }}_rate_usd,
         {% endfor %}
         max(timeframe_end) as reported_until
     from priced_days
     group by org_id, project_id, billing_period_start
+
+),
+
+period_costs as (
+
+    select
+        {% for metric in neon_consumption_metrics() %}
+            -- a metric not used costs nothing, priced or not; used but not priced, NULL
+            case
+                when {{ metric }}_billable_quantity = 0 then 0
+                else {{ metric }}_billable_quantity * {{ metric }}_rate_usd
+            end as {{ metric }}_cost_usd,
+        {% endfor %}
+        *
+    from project_periods
 
 ),
 
@@ -74,45 +84,45 @@ period_completeness as (
 costed as (
 
     select
-        project_periods.org_id,
-        project_periods.project_id,
+        period_costs.org_id,
+        period_costs.project_id,
         projects.project_name,
         projects.region_id,
-        cast(project_periods.billing_period_start as date) as billing_period_start,
-        project_periods.billing_plan,
+        cast(period_costs.billing_period_start as date) as billing_period_start,
+        period_costs.billing_plan,
         period_completeness.is_period_complete,
-        project_periods.compute_unit_seconds_quantity as cu_hours,
-        project_periods.root_branch_bytes_month_quantity
-        + project_periods.child_branch_bytes_month_quantity
-        + project_periods.instant_restore_bytes_month_quantity
-        + project_periods.snapshot_storage_bytes_month_quantity as storage_gb_months,
-        project_periods.public_network_transfer_bytes_quantity
-        + project_periods.private_network_transfer_bytes_quantity as network_transfer_gb,
-        project_periods.extra_branches_month_quantity as extra_branch_months,
-        project_periods.extra_branches_month_billable_quantity as billable_extra_branch_months,
-        project_periods.compute_unit_seconds_cost_usd as compute_cost_usd,
-        project_periods.root_branch_bytes_month_cost_usd
-        + project_periods.child_branch_bytes_month_cost_usd
-        + project_periods.instant_restore_bytes_month_cost_usd
-        + project_periods.snapshot_storage_bytes_month_cost_usd as storage_cost_usd,
-        project_periods.public_network_transfer_bytes_cost_usd
+        period_costs.compute_unit_seconds_quantity as cu_hours,
+        period_costs.root_branch_bytes_month_quantity
+        + period_costs.child_branch_bytes_month_quantity
+        + period_costs.instant_restore_bytes_month_quantity
+        + period_costs.snapshot_storage_bytes_month_quantity as storage_gb_months,
+        period_costs.public_network_transfer_bytes_quantity
+        + period_costs.private_network_transfer_bytes_quantity as network_transfer_gb,
+        period_costs.extra_branches_month_quantity as extra_branch_months,
+        period_costs.extra_branches_month_billable_quantity as billable_extra_branch_months,
+        period_costs.compute_unit_seconds_cost_usd as compute_cost_usd,
+        period_costs.root_branch_bytes_month_cost_usd
+        + period_costs.child_branch_bytes_month_cost_usd
+        + period_costs.instant_restore_bytes_month_cost_usd
+        + period_costs.snapshot_storage_bytes_month_cost_usd as storage_cost_usd,
+        period_costs.public_network_transfer_bytes_cost_usd
         * coalesce(transfer_allowance.billable_share, 1)
-        + project_periods.private_network_transfer_bytes_cost_usd as transfer_cost_usd,
-        project_periods.extra_branches_month_cost_usd as extra_branches_cost_usd,
+        + period_costs.private_network_transfer_bytes_cost_usd as transfer_cost_usd,
+        period_costs.extra_branches_month_cost_usd as extra_branches_cost_usd,
         projects.project_id is null as is_deleted_project,
-        project_periods.reported_until
-    from project_periods
+        period_costs.reported_until
+    from period_costs
     left join transfer_allowance
         on
-            project_periods.org_id = transfer_allowance.org_id
-            and cast(project_periods.billing_period_start as date) = transfer_allowance.billing_period_start
+            period_costs.org_id = transfer_allowance.org_id
+            and cast(period_costs.billing_period_start as date) = transfer_allowance.billing_period_start
     left join period_completeness
         on
-            project_periods.org_id = period_completeness.org_id
-            and cast(project_periods.billing_period_start as date) = period_completeness.billing_period_start
+            period_costs.org_id = period_completeness.org_id
+            and cast(period_costs.billing_period_start as date) = period_completeness.billing_period_start
     -- consumption outlives a deleted project: keep its periods, without the project's details
     left join projects
-        on project_periods.project_id = projects.project_id
+        on period_costs.project_id = projects.project_id
 
 ),
 
