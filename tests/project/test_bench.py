@@ -1,4 +1,5 @@
-"""The benchmarks measure what they say: the memory row's figure is the extract's own peak."""
+"""The benchmarks measure what they say: the memory row's figure is the extract's own peak; row
+6b's baseline is the runs the runner makes."""
 
 from __future__ import annotations
 
@@ -30,3 +31,12 @@ def child_peak(parent_mb: int) -> float:
 def test_the_memory_row_counts_the_extract_alone_not_the_process_that_started_it():
     alone, beside_ballast = child_peak(0), child_peak(BALLAST_MB)
     assert abs(beside_ballast - alone) < BALLAST_MB / 8, (alone, beside_ballast)
+
+
+def test_the_suite_s_pipeline_runs_are_the_runner_s_not_a_test_s_own_dbt_parse(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.suite_time import is_pipeline_run
+
+    runs = ["dbt build", "dbt docs", "neon-elt elt", "neon-elt extract", "extract in a test process"]
+    assert all(is_pipeline_run(kind) for kind in runs)
+    assert not any(is_pipeline_run(kind) for kind in ["dbt parse", "neon-elt report", "neon-elt transform"])
