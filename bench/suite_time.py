@@ -46,9 +46,9 @@ def _timed_make(target: str, junit: Path, env: dict[str, str] | None = None) -> 
     return wall, cpu, done.returncode
 
 
-def _junit(junit: Path) -> tuple[int, list[str], float, str]:
+def _junit(junit: Path) -> tuple[int, list[str], float, str, dict[str, float]]:
     """(tests run, the failed ones' names, the slowest test's seconds (setup, call and teardown),
-    its name)."""
+    its name, the seconds of each area's tests (tests/<area>/), slowest area first)."""
     import xml.etree.ElementTree as ElementTree
 
     def name(case) -> str:
@@ -59,7 +59,10 @@ def _junit(junit: Path) -> tuple[int, list[str], float, str]:
         name(case) for case in cases if case.find("failure") is not None or case.find("error") is not None
     ]
     slowest = max(cases, key=lambda case: float(case.get("time", 0)))
-    return len(cases), failed, float(slowest.get("time", 0)), name(slowest)
+    areas: Counter[str] = Counter()
+    for case in cases:  # classname: tests.<area>.<module>
+        areas[case.get("classname", "").split(".")[1]] += float(case.get("time", 0))
+    return len(cases), failed, float(slowest.get("time", 0)), name(slowest), dict(areas.most_common())
 
 
 def tallied_env(tally: Path) -> dict[str, str]:
@@ -126,7 +129,7 @@ def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) 
     tally_file = workdir / f"{target}.tally.jsonl"
     load = os.getloadavg()[0]
     wall, cpu, code = _timed_make(target, junit, tallied_env(tally_file) if tally else None)
-    count, failed, slowest, name = _junit(junit)
+    count, failed, slowest, name, areas = _junit(junit)
     met = code == 0 and wall < budget and slowest <= 60
     rows = [
         Row(
@@ -137,7 +140,8 @@ def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) 
             f"< {budget:.0f} s, no test > 60 s",
             "met" if met else "MISSED",
             f"`make {target}` as a user runs it; the slowest test {slowest:.0f} s ({name}); load average "
-            f"{load:.1f} when it started (the wall time grows with it, the CPU time does not)"
+            f"{load:.1f} when it started (the wall time grows with it, the CPU time does not); the "
+            f"tests' time by folder: {', '.join(f'{area} {seconds:.0f} s' for area, seconds in areas.items())}"
             + (f"; failed: {', '.join(failed)}" if failed else ""),
         )
     ]
