@@ -75,16 +75,30 @@ def tallied_env(tally: Path) -> dict[str, str]:
     return env
 
 
-def read_tally(tally: Path) -> dict[str, tuple[int, float]]:
-    """Kind of run -> (how many, CPU seconds): `dbt <command>`, `neon-elt <command>`, `extract in a
-    test process`."""
+def read_tally(tally: Path) -> list[dict]:
+    """The tallied runs, one dict each: `kind` (`dbt <command>`, `neon-elt <command>`, `extract in
+    a test process`), `cpu` (its CPU seconds) and `test` (the test that made it)."""
+    return [json.loads(line) for line in tally.read_text().splitlines()] if tally.exists() else []
+
+
+def by_kind(runs: list[dict]) -> dict[str, tuple[int, float]]:
+    """Kind of run -> (how many, CPU seconds)."""
     counts: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
-    for line in tally.read_text().splitlines() if tally.exists() else []:
-        entry = json.loads(line)
-        counts[entry["kind"]] += 1
-        seconds[entry["kind"]] += entry["cpu"]
+    for run in runs:
+        counts[run["kind"]] += 1
+        seconds[run["kind"]] += run["cpu"]
     return {kind: (counts[kind], seconds[kind]) for kind in counts}
+
+
+def costliest_tests(runs: list[dict], top: int = 5) -> list[tuple[str, float]]:
+    """The tests whose pipeline runs took the most CPU (a fixture's runs count for the test
+    that set it up), with those seconds, costliest first."""
+    seconds: Counter[str] = Counter()
+    for run in runs:
+        if is_pipeline_run(run["kind"]):
+            seconds[run.get("test") or "(no test)"] += run["cpu"]
+    return seconds.most_common(top)
 
 
 def is_pipeline_run(kind: str) -> bool:
@@ -94,14 +108,14 @@ def is_pipeline_run(kind: str) -> bool:
     return kind == "extract in a test process" or sub in PIPELINE_COMMANDS
 
 
-def overhead_row(cpu: float, runs: dict[str, tuple[int, float]], budget: float) -> Row:
+def overhead_row(cpu: float, runs: list[dict], budget: float) -> Row:
     cores = os.cpu_count() or 1
-    pipeline = {kind: value for kind, value in runs.items() if is_pipeline_run(kind)}
+    pipeline = {kind: value for kind, value in by_kind(runs).items() if is_pipeline_run(kind)}
     floor = sum(seconds for _, seconds in pipeline.values())
     dbt = [value for kind, value in pipeline.items() if kind.startswith("dbt ")]
     extracts = [value for kind, value in pipeline.items() if not kind.startswith("dbt ")]
     ratio = cpu / floor if floor else float("inf")
-    by_kind = ", ".join(
+    kinds = ", ".join(
         f"{kind} {n} ({seconds:.0f} s)"
         for kind, (n, seconds) in sorted(pipeline.items(), key=lambda kv: -kv[1][1])
     )
@@ -112,14 +126,16 @@ def overhead_row(cpu: float, runs: dict[str, tuple[int, float]], budget: float) 
         f"{ratio:.2f}x its runs",
         f"<= {1 + OVERHEAD_BUDGET:.1f}x its runs (proposed)",
         "met" if ratio <= 1 + OVERHEAD_BUDGET else "MISSED",
-        f"the runs, tallied as the suite made them (bench/tally): {by_kind}. On {cores} cores the runs "
+        f"the runs, tallied as the suite made them (bench/tally): {kinds}. On {cores} cores the runs "
         f"alone take {floor / cores:.0f} s, against row 6's budget of {budget:.0f} s"
         + (
             ": that budget can only be met with fewer end-to-end scenarios, so this row proposes to judge "
             "the suite by what it adds to them"
             if floor / cores >= budget
             else ""
-        ),
+        )
+        + "; the tests whose runs cost most: "
+        + ", ".join(f"{test} {seconds:.0f} s" for test, seconds in costliest_tests(runs)),
     )
 
 

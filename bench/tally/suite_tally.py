@@ -1,6 +1,7 @@
-"""What the tally writes (bench/suite_time.py reads it): one JSON line per pipeline run, with its
-kind and CPU seconds. Also a pytest plugin (`-p suite_tally`): an extract a test runs in its own
-process (`neon_elt.run.extract`, the simulator's serving included) is tallied as one.
+"""What the tally writes (bench/suite_time.py reads it): one JSON line per pipeline run: its
+kind, its CPU seconds and the test that made it. Also a pytest plugin (`-p suite_tally`): an
+extract a test runs in its own process (`neon_elt.run.extract`, the simulator's serving included)
+is tallied as one.
 
 PYTEST_DONT_REWRITE: pytest imports it before it could rewrite its asserts (it has none)."""
 
@@ -14,7 +15,9 @@ import time
 
 
 def _write(kind: str, cpu: float) -> None:
-    line = json.dumps({"kind": kind, "cpu": round(cpu, 3)}) + "\n"
+    # PYTEST_CURRENT_TEST: pytest sets it for the running test, and a child process inherits it
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    line = json.dumps({"kind": kind, "cpu": round(cpu, 3), "test": test}) + "\n"
     with open(os.environ["BENCH_TALLY_FILE"], "a") as out:  # one short append: whole lines
         out.write(line)
 

@@ -40,3 +40,29 @@ def test_the_suite_s_pipeline_runs_are_the_runner_s_not_a_test_s_own_dbt_parse(m
     runs = ["dbt build", "dbt docs", "neon-elt elt", "neon-elt extract", "extract in a test process"]
     assert all(is_pipeline_run(kind) for kind in runs)
     assert not any(is_pipeline_run(kind) for kind in ["dbt parse", "neon-elt report", "neon-elt transform"])
+
+
+def test_the_suite_s_runs_are_counted_for_the_test_that_started_them(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.suite_time import costliest_tests, read_tally, tallied_env
+
+    tally = tmp_path / "tally.jsonl"
+    busy = tmp_path / "dbt"  # a process named as dbt is, which spends a little CPU and exits
+    busy.write_text("sum(i * i for i in range(300_000))\n")
+    started = {
+        "area/test_a.py::test_one (call)": ["build", "build"],
+        "area/test_b.py::test_two (setup)": ["parse"],
+    }
+    for test, commands in started.items():
+        for command in commands:
+            env = {**tallied_env(tally), "PYTEST_CURRENT_TEST": test}
+            subprocess.run([sys.executable, str(busy), command], env=env, check=True)
+
+    runs = read_tally(tally)
+    assert sorted(run["test"] for run in runs) == ["area/test_a.py::test_one"] * 2 + [
+        "area/test_b.py::test_two"
+    ]
+    # a test's own dbt parse is not a pipeline run
+    [(test, seconds)] = costliest_tests(runs)
+    assert test == "area/test_a.py::test_one"
+    assert seconds == sum(run["cpu"] for run in runs if run["test"] == test) > 0
