@@ -84,96 +84,45 @@ def recent_operation(account: Account, project_id: str, since: datetime) -> bool
 # ------------------------------------------------------------------------------- a day of churn
 
 
+def rerun(first: Path, account: Account, name: str, **options) -> SimpleNamespace:
+    """The day's rerun into a copy of the first run's warehouse: its warehouse, result and what
+    the simulator served it."""
+    warehouse = first.parent / name / "neon_api.duckdb"
+    warehouse.parent.mkdir()
+    shutil.copyfile(first, warehouse)
+    with Simulator(account) as simulator:
+        result = run(warehouse, simulator, transform=True, run_at=account.now, **options)
+    return SimpleNamespace(warehouse=warehouse, result=result, served=simulator.stats)
+
+
 @pytest.fixture(scope="module")
 def day_after(tmp_path_factory) -> SimpleNamespace:
     """A 120-project account: a first run, a day of churn (30% of projects active, 5% changed),
-    then the same rerun twice from copies of the first warehouse: incremental, and full."""
+    then the incremental rerun from a copy of the first warehouse. The tests only read it."""
     account = account_of("realistic", seed=23)
-    folder = tmp_path_factory.mktemp("day-after")
-    first = folder / "first.duckdb"
+    first = tmp_path_factory.mktemp("day-after") / "first.duckdb"
     started = account.now
     with Simulator(account) as simulator:
         run(first, simulator, run_at=started)
-        before = {p["id"]: {b["id"] for b in account.branches(p["id"])} for p in account.all_projects()}
-        happened = account.churn_day(active_share=0.3, changed_share=0.05)
-        runs = {}
-        for name, options in (("incremental", {}), ("full", {"full_refresh": True})):
-            warehouse = folder / name / "neon_api.duckdb"
-            warehouse.parent.mkdir()
-            shutil.copyfile(first, warehouse)
-            simulator.reset_stats()
-            result = run(warehouse, simulator, transform=True, run_at=account.now, **options)
-            runs[name] = SimpleNamespace(warehouse=warehouse, result=result, served=simulator.stats)
+    before = {p["id"]: {b["id"] for b in account.branches(p["id"])} for p in account.all_projects()}
+    happened = account.churn_day(active_share=0.3, changed_share=0.05)
     return SimpleNamespace(
-        account=account, started=started, day=account.now, before=before, happened=happened, **runs
+        account=account,
+        first=first,
+        started=started,
+        day=account.now,
+        before=before,
+        happened=happened,
+        incremental=rerun(first, account, "incremental"),
     )
 
 
-def test_after_a_day_of_churn_the_incremental_marts_equal_a_full_run_s(day_after):
-    incremental_marts, full_marts = marts(day_after.incremental.warehouse), marts(day_after.full.warehouse)
-    assert incremental_marts.keys() == full_marts.keys()
-    for name, rows in full_marts.items():  # mart by mart: a diff of all of them takes pytest minutes
-        assert incremental_marts[name] == rows, name
-    # and both are today's estate, not yesterday's
-    account = day_after.account
-    inventory = {
-        r[0]
-        for r in query(
-            day_after.incremental.warehouse, "select branch_id from marts.project_branch_inventory"
-        )
-    }
-    assert inventory == {b["id"] for p in account.all_projects() for b in account.branches(p["id"])}
-    databases = query(day_after.incremental.warehouse, "select sum(database_count) from marts.projects")[0][0]
-    assert databases == sum(
-        len(account.databases(p["id"], b["id"]))
-        for p in account.all_projects()
-        for b in account.branches(p["id"])
-    )
-
-
-def test_the_rerun_reads_what_neon_signalled_and_carries_the_rest(day_after):
-    account, happened = day_after.account, day_after.happened
-    confirmed = confirmations(day_after.incremental.warehouse)
-    projects_read = read_at(confirmed, "project", day_after.day)
-    signalled = set(happened["active"]) | set(happened["changed"])
-    assert signalled <= projects_read
-    # beyond the signals: the day's share of the rolling refresh, and projects with an operation
-    # that Neon may have recorded just before the first run read them
-    rolling = {pid for pid in projects_read if confirmed[("project", pid)].reason == incremental.ROLLING}
-    for pid in projects_read - signalled - rolling:
-        assert confirmed[("project", pid)].reason.startswith("operation "), pid
-        assert recent_operation(account, pid, day_after.started), pid
-    share = len(day_after.before) / settings.FULL_REFRESH_DAYS
-    assert 0.5 * share <= len(rolling) <= 1.5 * share
-    assert len(projects_read) < len(day_after.before) / 2
-
-    # databases and roles: of the new branches, of branches with a new database, and of the
-    # projects read in full; every other branch's are carried
-    branches_read = read_at(confirmed, "branch", day_after.day)
-    created = set(happened["branch_created"])
-    with_new_database = {
-        b["id"]
-        for pid in happened["changed"]
-        for b in account.branches(pid)
-        if any(str(d["id"]) in happened["database_created"] for d in account.databases(pid, b["id"]))
-    }
-    assert created | with_new_database <= branches_read
-    in_full = {pid for pid in projects_read if confirmed[("project", pid)].reason in (incremental.ROLLING,)}
-    for bid in branches_read - created - with_new_database:
-        assert confirmed[("branch", bid)].project_id in in_full or confirmed[
-            ("branch", bid)
-        ].reason.startswith("operation "), bid
-    assert len(branches_read) < len(confirmed) / 2
-
-    # the requests are the plan's: one listing page per project read, two per branch read
-    served = day_after.incremental.served.by_route
-    assert served[BRANCHES] == served[ENDPOINTS] == len(projects_read)
-    assert served[DATABASES] == served[ROLES] == len(branches_read)
-    # signals: a page or two of operations per project (the second, empty, ends a short listing)
-    assert len(account.all_projects()) <= served[OPERATIONS] <= 2 * len(account.all_projects())
-    assert sum(served.values()) < day_after.full.served.total / 2
-    plan = day_after.incremental.result.stats.plan
-    assert plan.mode == "incremental" and plan.projects_read == len(projects_read)
+@pytest.fixture(scope="module")
+def full_rerun(day_after) -> SimpleNamespace:
+    """The same day's rerun as a full one, from another copy of the first warehouse: what the
+    incremental one must equal. Built apart (and used by the module's last tests), so no test's
+    setup makes both reruns."""
+    return rerun(day_after.first, day_after.account, "full", full_refresh=True)
 
 
 def test_deletions_still_flow_and_what_was_not_re_read_stays_current(day_after):
@@ -222,6 +171,73 @@ def test_freshness_is_visible_in_the_marts(day_after):
                 < c.refresh_due_at
                 <= day_after.started + period + incremental.FIRST_SPREAD_OFFSET
             )
+
+
+def test_after_a_day_of_churn_the_incremental_marts_equal_a_full_run_s(day_after, full_rerun):
+    incremental_marts, full_marts = marts(day_after.incremental.warehouse), marts(full_rerun.warehouse)
+    assert incremental_marts.keys() == full_marts.keys()
+    for name, rows in full_marts.items():  # mart by mart: a diff of all of them takes pytest minutes
+        assert incremental_marts[name] == rows, name
+    # and both are today's estate, not yesterday's
+    account = day_after.account
+    inventory = {
+        r[0]
+        for r in query(
+            day_after.incremental.warehouse, "select branch_id from marts.project_branch_inventory"
+        )
+    }
+    assert inventory == {b["id"] for p in account.all_projects() for b in account.branches(p["id"])}
+    databases = query(day_after.incremental.warehouse, "select sum(database_count) from marts.projects")[0][0]
+    assert databases == sum(
+        len(account.databases(p["id"], b["id"]))
+        for p in account.all_projects()
+        for b in account.branches(p["id"])
+    )
+
+
+def test_the_rerun_reads_what_neon_signalled_and_carries_the_rest(day_after, full_rerun):
+    account, happened = day_after.account, day_after.happened
+    confirmed = confirmations(day_after.incremental.warehouse)
+    projects_read = read_at(confirmed, "project", day_after.day)
+    signalled = set(happened["active"]) | set(happened["changed"])
+    assert signalled <= projects_read
+    # beyond the signals: the day's share of the rolling refresh, and projects with an operation
+    # that Neon may have recorded just before the first run read them
+    rolling = {pid for pid in projects_read if confirmed[("project", pid)].reason == incremental.ROLLING}
+    for pid in projects_read - signalled - rolling:
+        assert confirmed[("project", pid)].reason.startswith("operation "), pid
+        assert recent_operation(account, pid, day_after.started), pid
+    share = len(day_after.before) / settings.FULL_REFRESH_DAYS
+    assert 0.5 * share <= len(rolling) <= 1.5 * share
+    assert len(projects_read) < len(day_after.before) / 2
+
+    # databases and roles: of the new branches, of branches with a new database, and of the
+    # projects read in full; every other branch's are carried
+    branches_read = read_at(confirmed, "branch", day_after.day)
+    created = set(happened["branch_created"])
+    with_new_database = {
+        b["id"]
+        for pid in happened["changed"]
+        for b in account.branches(pid)
+        if any(str(d["id"]) in happened["database_created"] for d in account.databases(pid, b["id"]))
+    }
+    assert created | with_new_database <= branches_read
+    in_full = {pid for pid in projects_read if confirmed[("project", pid)].reason in (incremental.ROLLING,)}
+    for bid in branches_read - created - with_new_database:
+        assert confirmed[("branch", bid)].project_id in in_full or confirmed[
+            ("branch", bid)
+        ].reason.startswith("operation "), bid
+    assert len(branches_read) < len(confirmed) / 2
+
+    # the requests are the plan's: one listing page per project read, two per branch read
+    served = day_after.incremental.served.by_route
+    assert served[BRANCHES] == served[ENDPOINTS] == len(projects_read)
+    assert served[DATABASES] == served[ROLES] == len(branches_read)
+    # signals: a page or two of operations per project (the second, empty, ends a short listing)
+    assert len(account.all_projects()) <= served[OPERATIONS] <= 2 * len(account.all_projects())
+    assert sum(served.values()) < full_rerun.served.total / 2
+    plan = day_after.incremental.result.stats.plan
+    assert plan.mode == "incremental" and plan.projects_read == len(projects_read)
 
 
 # ---------------------------------------------------------------------------- rolling refresh
