@@ -141,3 +141,16 @@ def test_the_cycle_check_sees_a_cycle_through_a_relative_and_a_type_checking_imp
     graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
     assert graph["pkg.c"] == {"pkg.a"}
     assert import_cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_every_folder_of_tests_is_one_the_suite_collects():
+    """pyproject's testpaths lists the areas one by one (their order is the suite's schedule): a
+    new folder of tests left off that list would never run."""
+    import tomllib
+
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"][
+        "testpaths"
+    ]
+    areas = {str(path.parent.relative_to(ROOT)) for path in (ROOT / "tests").rglob("test_*.py")}
+    assert len(areas) > 1
+    assert sorted(testpaths) == sorted(areas)
