@@ -48,7 +48,7 @@ def main() -> None:
     peak_mb = peak_rss_mb()
     summary = output.getvalue()
     requests = re.search(r"requests ([\d,]+)", summary).group(1).replace(",", "")
-    branches = re.search(r"project_branches\s+([\d,]+) rows", summary).group(1).replace(",", "")
+    branches = re.search(r"project_branches\s+([\d,]+) rows?", summary).group(1).replace(",", "")
     print(f"{peak_mb:.1f} {seconds:.1f} {requests} {branches}")
 
 

@@ -85,7 +85,7 @@ def summary(stats: RunStats, load_id: str | None, table_rows: dict[str, int]) ->
     lines = ["", "Extract summary"]
     width = max((len(t) for t in table_rows), default=10)
     for table, n in sorted(table_rows.items()):
-        lines.append(f"  {table:<{width}}  {n:>9,} rows")
+        lines.append(f"  {table:<{width}}  {n:>9,} {'row' if n == 1 else 'rows'}")
     lines.append(
         f"  requests {stats.total_requests:,}, retries {stats.retries}, 429s {stats.throttled}, "
         f"skipped 404s {stats.skipped_404}, elapsed {stats.elapsed:.1f} s, load id {load_id or '-'}"

@@ -181,7 +181,7 @@ def pipeline_py(*args: str, env: dict[str, str], cwd: Path, python: str = sys.ex
 def summary_rows(stdout: str) -> dict[str, int]:
     """The extract summary's rows per table."""
     block = stdout.split("Extract summary", 1)[1]
-    return {t: int(n.replace(",", "")) for t, n in re.findall(r"^  (\w+)\s+([\d,]+) rows$", block, re.M)}
+    return {t: int(n.replace(",", "")) for t, n in re.findall(r"^  (\w+)\s+([\d,]+) rows?$", block, re.M)}
 
 
 def test_python_neon_api_pipeline_py_runs_make_elt_and_the_page_s_snippet_reads_it(demo_account, tmp_path):

@@ -226,6 +226,11 @@ def test_the_summary_reports_rows_requests_retries_throttling_skips_and_the_load
         assert fragment in text
 
 
+def test_the_summary_says_1_row_not_1_rows():
+    text = summary(RunStats(), None, {"organization_spending_limits": 1, "projects": 0})
+    assert [line.split()[-2:] for line in text.splitlines()[2:4]] == [["1", "row"], ["0", "rows"]]
+
+
 def test_the_summary_says_what_the_rate_limit_did():
     stats = RunStats(rate_ceiling=679.0, rate=679.0)
     stats.count_request("/projects")
