@@ -136,41 +136,35 @@ def test_bad_input_gets_one_clear_line_a_non_zero_exit_and_no_writes(case, demo_
 # ---------------------------------------------------------------------------------------- reruns
 
 
-def test_runs_in_a_row_give_identical_marts(demo_warehouse, tmp_path):
-    # the first run is the session's (demo_warehouse), on a copy; then two scheduled runs
-    warehouse = tmp_path / "neon_api.duckdb"
-    shutil.copyfile(demo_warehouse, warehouse)
-    with Simulator(Account.generate(PRESETS["demo"])) as simulator:
-        snapshots = [marts(warehouse)]
+def test_runs_in_a_row_give_identical_marts(demo_account, published, tmp_path):
+    # the first run is the session's (published, its copy); then two scheduled runs
+    with Simulator(demo_account) as simulator:
+        snapshots = [marts(published)]
         for _ in range(2):
-            result = run_cli("elt", env=cli_env(warehouse, simulator), cwd=tmp_path)
+            result = run_cli("elt", env=cli_env(published, simulator), cwd=tmp_path)
             assert result.returncode == 0, result.stderr
-            snapshots.append(marts(warehouse))
+            snapshots.append(marts(published))
     assert snapshots[0] == snapshots[1] == snapshots[2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [warehouse.name]  # no lock file, no copy
+    assert sorted(p.name for p in tmp_path.iterdir()) == [published.name]  # no lock file, no copy
 
 
-def test_a_deleted_project_leaves_the_inventory_and_its_branches_stay_in_the_history(
-    demo_warehouse, tmp_path
-):
-    # after the session's run (on a copy), a project is deleted; the account is the demo's,
-    # generated anew, since this test changes it
+def test_a_deleted_project_leaves_the_inventory_and_its_branches_stay_in_the_history(published, tmp_path):
+    # after the session's run (published, its copy), a project is deleted; the account is the
+    # demo's, generated anew, since this test changes it
     account = Account.generate(PRESETS["demo"])
-    warehouse = tmp_path / "neon_api.duckdb"
-    shutil.copyfile(demo_warehouse, warehouse)
     gone = account.all_projects()[0]["id"]
     gone_branches = {b["id"] for b in account.branches(gone)}
     account.delete_project(gone)
     with Simulator(account) as simulator:
-        result = run_cli("elt", env=cli_env(warehouse, simulator), cwd=tmp_path)
+        result = run_cli("elt", env=cli_env(published, simulator), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
-    inventory = {r[0] for r in query(warehouse, "select project_id from marts.project_branch_inventory")}
+    inventory = {r[0] for r in query(published, "select project_id from marts.project_branch_inventory")}
     assert gone not in inventory
     assert inventory == {p["id"] for p in account.all_projects()}
     # the history keeps the project's branches, marked as deleted
     history = query(
-        warehouse,
+        published,
         "select distinct branch_id from marts.branch_history where project_id = ? and is_deleted",
         [gone],
     )
