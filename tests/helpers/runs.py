@@ -91,11 +91,12 @@ def readable_bytes(path: Path) -> bytes:
     return data
 
 
-def files_holding(secrets: set[str], *folders: Path) -> list[str]:
-    """`path: secret` for every file under the folders whose readable content holds a secret."""
+def files_holding(secrets: set[str], *places: Path) -> list[str]:
+    """`path: secret` for every file given, or under the folders given, whose readable content
+    holds a secret."""
     leaks = []
-    for folder in folders:
-        for path in folder.rglob("*"):
+    for place in places:
+        for path in [place] if place.is_file() else place.rglob("*"):
             if path.is_file():
                 data = readable_bytes(path)
                 leaks += [f"{path}: {s}" for s in secrets if s.encode() in data]
