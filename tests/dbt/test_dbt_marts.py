@@ -305,6 +305,7 @@ def test_building_another_warehouse_reuses_dbt_s_parse_of_the_project(
     it by a path that names the file only, and a build of another warehouse reuses the parse.
     The first warehouse's is a `dbt parse` (all the second needs of it), the second's a build."""
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt-target"))
+    monkeypatch.delenv("DBT_PARTIAL_PARSE_FILE_PATH", raising=False)  # the suite's shared parse (conftest)
     first, second = (tmp_path / folder / demo_warehouse.name for folder in ("first", "second"))
     for warehouse in (first, second):
         warehouse.parent.mkdir()
