@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -109,55 +110,38 @@ def test_make_help_shows_the_port_make_docs_serves_on():
     assert "127.0.0.1:9123" in moved
 
 
+@pytest.fixture(scope="module")
+def clone(demo_account, tmp_path_factory) -> SimpleNamespace:
+    """A fresh clone where `make demo`, the README's first command, has run: the checkout
+    (`project`), a newcomer's environment (`env`), the warehouse it built and what it printed."""
+    assert shell_commands()[0] == "make demo"  # the rest read what it built
+    folder = tmp_path_factory.mktemp("fresh-clone")
+    project = checkout(folder / "neon-elt")
+    env = newcomer_env(folder / "dlt")
+    demo = sh("make demo", project, env)
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    return SimpleNamespace(
+        project=project,
+        env=env,
+        warehouse=project / "neon_api_pipeline.duckdb",
+        demo=demo,
+        names={p["name"] for p in demo_account.all_projects()},
+    )
+
+
 @pytest.mark.slow
-def test_the_readme_works_on_a_fresh_clone(demo_account, tmp_path, capsys):
-    project = checkout(tmp_path / "neon-elt")
-    env = newcomer_env(tmp_path / "dlt")
-    warehouse = project / "neon_api_pipeline.duckdb"
-    names = {p["name"] for p in demo_account.all_projects()}
-    commands = shell_commands()
-    assert commands[0] == "make demo"  # the rest read what it built
+def test_make_demo_on_a_fresh_clone_ends_with_a_query_that_works(clone):
+    """Its last line says how to query what it built, with what the checkout has installed."""
+    last = [line.strip() for line in clone.demo.stdout.splitlines() if line.strip()][-1]
+    assert last.startswith(PYTHON_ONE_LINER), last
+    shown = sh(last, clone.project, clone.env)
+    assert shown.returncode == 0 and any(name in shown.stdout for name in clone.names), shown.stderr
 
-    for command in commands:
-        kind, _ = CHECKS.get(command, (RUN, ""))
-        if kind == SKIP:
-            continue
-        if kind in (DRY, SERVES):
-            target = command.split()[1]
-            dry = sh(f"make -n {target}", project, env)
-            assert dry.returncode == 0 and dry.stdout.strip(), (command, dry.stderr)
-            if kind == SERVES:  # the runner's command behind it, asked in this process: no start-up
-                with pytest.raises(SystemExit) as helped:
-                    cli.main([target, "--help"])
-                assert helped.value.code == 0 and "--port" in capsys.readouterr().out, command
-            continue
-        if command.startswith("python "):
-            command = shlex.quote(sys.executable) + command[len("python") :]
-        before = warehouse.stat().st_mtime_ns if warehouse.exists() else None
-        result = sh(command, project, env)
-        output = result.stdout + result.stderr
-        if kind == NO_KEY:
-            # make exits 2 for any failure and names the runner's code: 2, configuration.
-            assert result.returncode == 2, output
-            if command.startswith("make"):
-                assert "Error 2" in output, output
-            assert "NEON_API_KEY" in output and "Traceback" not in output, output
-            assert warehouse.stat().st_mtime_ns == before, f"{command} touched the warehouse"
-            continue
-        assert result.returncode == 0, f"{command}\n{output[-3000:]}"
-        if command == "make demo":
-            # Its last line says how to query what it built, with what the checkout has installed.
-            last = [line.strip() for line in result.stdout.splitlines() if line.strip()][-1]
-            assert last.startswith(PYTHON_ONE_LINER), last
-            shown = sh(last, project, env)
-            assert shown.returncode == 0 and any(name in shown.stdout for name in names), shown.stderr
-        elif command.startswith(PYTHON_ONE_LINER):
-            assert any(name in result.stdout for name in names), result.stdout
-        elif command == "make report":
-            assert (project / "reports" / "neon_estate_report.html").read_text().startswith("<!")
 
-    # The SQL, read-only as the README says, on what make demo built.
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+@pytest.mark.slow
+def test_the_readme_s_sql_and_python_read_what_make_demo_built(clone, demo_account):
+    # The SQL, read-only as the README says.
+    with duckdb.connect(str(clone.warehouse), read_only=True) as con:
         for statement in [s for block in fenced("sql") for s in block.split(";") if s.strip()]:
             assert con.sql(statement).fetchall(), statement
 
@@ -166,8 +150,8 @@ def test_the_readme_works_on_a_fresh_clone(demo_account, tmp_path, capsys):
     counts = "\nprint('COUNTS', len(dataset.projects.df()), len(dataset('select * from projects where _dlt_valid_to is null').df()))"
     ran = subprocess.run(
         [sys.executable, "-c", snippet + counts],
-        cwd=project,
-        env=env,
+        cwd=clone.project,
+        env=clone.env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -185,13 +169,49 @@ def test_the_readme_works_on_a_fresh_clone(demo_account, tmp_path, capsys):
             "marimo_apps.restore_local_state(Path('neon_api_pipeline.duckdb').resolve()); "
             "print(dlt.attach('neon_api_pipeline').schema_names)",
         ],
-        cwd=project,
-        env=env,
+        cwd=clone.project,
+        env=clone.env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert "neon_api" in state.stdout, state.stderr
+
+
+@pytest.mark.slow
+def test_the_readme_s_other_commands_work_in_its_order_on_that_clone(clone, capsys):
+    project, env, warehouse = clone.project, clone.env, clone.warehouse
+    for command in shell_commands()[1:]:
+        kind, _ = CHECKS.get(command, (RUN, ""))
+        if kind == SKIP:
+            continue
+        if kind in (DRY, SERVES):
+            target = command.split()[1]
+            dry = sh(f"make -n {target}", project, env)
+            assert dry.returncode == 0 and dry.stdout.strip(), (command, dry.stderr)
+            if kind == SERVES:  # the runner's command behind it, asked in this process: no start-up
+                with pytest.raises(SystemExit) as helped:
+                    cli.main([target, "--help"])
+                assert helped.value.code == 0 and "--port" in capsys.readouterr().out, command
+            continue
+        if command.startswith("python "):
+            command = shlex.quote(sys.executable) + command[len("python") :]
+        before = warehouse.stat().st_mtime_ns
+        result = sh(command, project, env)
+        output = result.stdout + result.stderr
+        if kind == NO_KEY:
+            # make exits 2 for any failure and names the runner's code: 2, configuration.
+            assert result.returncode == 2, output
+            if command.startswith("make"):
+                assert "Error 2" in output, output
+            assert "NEON_API_KEY" in output and "Traceback" not in output, output
+            assert warehouse.stat().st_mtime_ns == before, f"{command} touched the warehouse"
+            continue
+        assert result.returncode == 0, f"{command}\n{output[-3000:]}"
+        if command.startswith(PYTHON_ONE_LINER):
+            assert any(name in result.stdout for name in clone.names), result.stdout
+        elif command == "make report":
+            assert (project / "reports" / "neon_estate_report.html").read_text().startswith("<!")
 
     # make clean keeps its promise: build output and reports go, the warehouse stays.
     cleaned = sh("make clean", project, env)
