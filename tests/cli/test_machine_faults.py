@@ -24,17 +24,12 @@ import pytest
 from neon_elt import warehouse
 from neon_elt.warehouse import MachineFault, space_needed, working_copy
 from neon_simulator import Simulator
-from runs import cli_env, file_digest, run_cli
+from runs import cli_env, file_digest, last_line, run_cli
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
 UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 def sizes_in(message: str) -> list[int]:

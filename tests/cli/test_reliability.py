@@ -19,16 +19,11 @@ import pytest
 from expected import ACCESS_RELATIONS, marts, query, relations_holding
 from neon_api_source.access import hash_email
 from neon_simulator import PRESETS, Account, Faults, Simulator
-from runs import cli_env, extract, file_digest, files_holding, free_port, run_cli
+from runs import cli_env, extract, file_digest, files_holding, free_port, last_line, run_cli
 from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
-
-
-def last_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The contract with a scheduler: what a run leaves behind, the exit codes a scheduler sees (the
-README's table, measured for the commands it shows), the README's cron line, and the GitHub
-Actions workflow, whose steps run here against the simulator as a runner would run them."""
+README's table, measured for the commands it shows) and the README's cron line. The GitHub
+Actions workflow has its own module (test_workflow.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import dataclasses
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -17,25 +16,18 @@ from pathlib import Path
 
 import dlt
 import pytest
-import yaml
 from dlt.common.exceptions import SignalReceivedException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from neon_elt import cli
 from neon_elt.warehouse import WarehouseBusy, run_lock
-from neon_simulator import PRESETS, Account, Simulator
-from runs import cli_env, file_digest, free_port, run_cli
+from neon_simulator import Account, Simulator
+from runs import checkout, cli_env, last_line, run_cli, scheduler_env, unreachable_url
 from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
 
 README = REPO / "README.md"
-WORKFLOW = REPO / ".github" / "workflows" / "neon-elt.yml"
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 # ------------------------------------------------------------------------------ nothing left behind
@@ -44,8 +36,9 @@ def last_line(text: str) -> str:
 def test_a_failed_first_run_leaves_nothing_beside_the_warehouse_path(tmp_path):
     folder = tmp_path / "warehouse"
     folder.mkdir()
-    unreachable = f"http://127.0.0.1:{free_port()}/api/v2"
-    env = cli_env(folder / "neon_api.duckdb", None, NEON_API_KEY="napi_any", NEON_API_BASE_URL=unreachable)
+    env = cli_env(
+        folder / "neon_api.duckdb", None, NEON_API_KEY="napi_any", NEON_API_BASE_URL=unreachable_url()
+    )
     result = run_cli("elt", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert last_line(result.stderr).startswith("neon-elt: ") and "cannot connect" in result.stderr
@@ -151,19 +144,6 @@ def shell_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def scheduler_env(warehouse: Path, simulator: Simulator | None = None, **extra: str) -> dict[str, str]:
-    """A scheduler's environment: no make of ours around it."""
-    env = cli_env(warehouse, simulator, **extra)
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
-        env.pop(name, None)
-    return env
-
-
-@pytest.fixture(scope="module")
-def tiny_account() -> Account:
-    return Account.generate(PRESETS["tiny"])
-
-
 def run_situation(situation: str, command: str, account: Account, folder: Path, cwd: Path = REPO):
     """Run `command` (a shell command line) in `situation`; (exit code, stdout, stderr)."""
     folder.mkdir(parents=True)
@@ -205,10 +185,6 @@ def run_situation(situation: str, command: str, account: Account, folder: Path, 
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         stdout, stderr = process.communicate(timeout=120)
     return shell_code(process.returncode), stdout, stderr
-
-
-def unreachable_url() -> str:
-    return f"http://127.0.0.1:{free_port()}/api/v2"
 
 
 MAKE_ERROR = re.compile(r"make: \*\*\* \[Makefile:\d+: (\w+)\] Error (\d+)")
@@ -270,18 +246,6 @@ def test_a_signal_that_dlt_turns_into_a_step_failure_is_still_an_interrupt(
 # ----------------------------------------------------------------------------------- the cron line
 
 
-def checkout(folder: Path) -> Path:
-    """A checkout of the project as a scheduler sees one, sharing this one's environment."""
-    if subprocess.run(["make", "-q", "env"], cwd=REPO, capture_output=True).returncode != 0:
-        pytest.fail(".venv is not up to date with uv.lock: run `make env` first")
-    folder.mkdir(parents=True)
-    for name in ("Makefile", "pyproject.toml", "uv.lock", ".venv"):
-        (folder / name).symlink_to(REPO / name)
-    (folder / ".dlt").mkdir()
-    (folder / ".dlt" / "config.toml").symlink_to(REPO / ".dlt" / "config.toml")
-    return folder
-
-
 def cron_command() -> tuple[str, str]:
     """The README's crontab line: (its schedule, its command)."""
     block = re.search(r"```crontab\n(.*?)\n```", schedule_section(), re.S)
@@ -311,189 +275,3 @@ def test_the_cron_line_mails_a_failure_and_keeps_quiet_when_the_last_run_is_stil
         assert "cannot connect" in last_line(log)
         assert last_line(mailed) == last_line(log)  # cron mails the last lines, the cause last
     assert code == 0  # cron ignores it anyway
-
-
-# -------------------------------------------------------------------------------- GitHub Actions
-
-
-def workflow() -> dict:
-    data = yaml.safe_load(WORKFLOW.read_text())
-    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads a bare `on` as true
-    return data
-
-
-def steps() -> list[dict]:
-    (job,) = workflow()["jobs"].values()
-    return job["steps"]
-
-
-def uses(step: dict) -> str:
-    return step.get("uses", "").split("@")[0]
-
-
-def makefile_targets() -> set[str]:
-    return set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.M))
-
-
-def test_the_workflow_runs_on_a_schedule_with_the_key_as_a_secret_one_run_at_a_time():
-    flow = workflow()
-    (cron,) = [entry["cron"] for entry in flow["on"]["schedule"]]
-    assert len(cron.split()) == 5
-    assert "workflow_dispatch" in flow["on"]
-    assert flow["env"]["NEON_API_KEY"] == "${{ secrets.NEON_API_KEY }}"
-    assert flow["concurrency"]["cancel-in-progress"] is False
-    assert flow["defaults"]["run"]["shell"] == "bash"  # -eo pipefail: `… | tee` fails with the run
-    for step in steps():
-        for target in re.findall(r"\bmake (?:-\w+ )*([a-z-]+)", step.get("run", "")):
-            assert target in makefile_targets(), step
-    # the warehouse goes from run to run: restored from and saved to the cache under one path
-    restore, save = (next(s for s in steps() if uses(s) == f"actions/cache/{a}") for a in ("restore", "save"))
-    warehouse = "${{ env.NEON_DUCKDB_PATH }}"
-    assert restore["with"]["path"] == save["with"]["path"] == warehouse
-    assert "NEON_DUCKDB_PATH" in flow["env"]
-    assert save["with"]["key"].startswith(restore["with"]["restore-keys"].strip())
-    assert steps().index(restore) < steps().index(save)
-    # what the team reads: the warehouse and the report, where `make report` writes it
-    (upload,) = [s for s in steps() if uses(s) == "actions/upload-artifact"]
-    report = cli.parser().parse_args(["report"]).output
-    assert {line.strip() for line in upload["with"]["path"].splitlines()} == {warehouse, report}
-
-
-@dataclasses.dataclass
-class StepResult:
-    name: str
-    ran: bool
-    code: int | None = None
-    output: str = ""
-
-
-class Runner:
-    """Runs the workflow's steps as a GitHub runner does, in a fresh checkout: `run:` steps with
-    `bash -eo pipefail`, `if:` conditions, and the actions it uses played locally (the cache in
-    a folder that outlives the runs, artifacts checked for presence)."""
-
-    def __init__(self, cache: Path, env: dict[str, str]):
-        self.cache = cache
-        self.env = env
-        self.run_id = 0
-
-    def expand(self, text: str, env: dict[str, str]) -> str:
-        def value(match: re.Match) -> str:
-            kind, _, name = match[1].strip().partition(".")
-            if kind == "env":
-                return env[name]
-            if kind == "secrets":
-                return env[name]  # the test's environment holds the secret under its own name
-            if kind == "github" and name == "run_id":
-                return str(self.run_id)
-            raise AssertionError(f"the test runner does not know ${{{{ {match[1]} }}}}")
-
-        return re.sub(r"\$\{\{(.*?)\}\}", value, text)
-
-    def run(self, workspace: Path) -> list[StepResult]:
-        self.run_id += 1
-        flow = workflow()
-        env = dict(self.env)
-        env.update({k: self.expand(str(v), self.env) for k, v in flow["env"].items()})
-        failed, results = False, []
-        for step in steps():
-            condition = step.get("if", "success()")
-            should = {"success()": not failed, "failure()": failed, "always()": True}[condition]
-            result = StepResult(step.get("name") or step.get("uses") or step["run"], should)
-            results.append(result)
-            if not should:
-                continue
-            if "run" in step:
-                script = workspace.parent / f"step-{self.run_id}-{len(results)}.sh"
-                script.write_text(self.expand(step["run"], env))
-                done = subprocess.run(
-                    ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-                    cwd=workspace,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                )
-                result.code, result.output = done.returncode, done.stdout + done.stderr
-            else:
-                result.code = self.action(
-                    uses(step),
-                    {k: self.expand(str(v), env) for k, v in step.get("with", {}).items()},
-                    workspace,
-                )
-            failed = failed or result.code != 0
-        return results
-
-    def action(self, name: str, inputs: dict[str, str], workspace: Path) -> int:
-        if name in ("actions/checkout", "actions/setup-python"):
-            return 0  # the workspace is a checkout; the Python is this one
-        if name == "actions/cache/restore":
-            saved = sorted(
-                self.cache.glob(inputs["restore-keys"].strip() + "*"), key=lambda p: p.stat().st_mtime
-            )
-            if saved:  # the newest cache whose key starts so
-                shutil.copyfile(saved[-1] / inputs["path"], workspace / inputs["path"])
-            return 0
-        if name == "actions/cache/save":
-            (self.cache / inputs["key"]).mkdir()
-            shutil.copyfile(workspace / inputs["path"], self.cache / inputs["key"] / inputs["path"])
-            return 0
-        if name == "actions/upload-artifact":
-            paths = [line.strip() for line in inputs["path"].splitlines() if line.strip()]
-            missing = [path for path in paths if not (workspace / path).is_file()]
-            return 1 if missing else 0
-        raise AssertionError(f"the test runner does not know the action {name}")
-
-
-def test_the_workflow_carries_the_warehouse_from_run_to_run_and_fails_visibly(tiny_account, tmp_path):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    with Simulator(tiny_account) as simulator:
-        env = scheduler_env(tmp_path / "unused.duckdb", simulator)
-        runner = Runner(cache, env)
-
-        first = runner.run(checkout(tmp_path / "run1" / "neon-elt"))
-        assert all(step.code == 0 for step in first if step.ran), [(s.name, s.output[-2000:]) for s in first]
-        assert [step.name for step in first if not step.ran] == ["Say why the run failed"]
-        assert "full run (first run)" in next(s.output for s in first if s.name == "Extract and build")
-
-        second = runner.run(checkout(tmp_path / "run2" / "neon-elt"))  # a new runner, the cache kept
-        assert all(step.code == 0 for step in second if step.ran), [
-            (s.name, s.output[-2000:]) for s in second
-        ]
-        assert "incremental run" in next(s.output for s in second if s.name == "Extract and build")
-        kept = workflow()["env"]["NEON_DUCKDB_PATH"]  # the file the cache steps carry
-        saved = {p.name: file_digest(p / kept) for p in cache.iterdir()}
-        assert len(saved) == 2
-
-    runner.env["NEON_API_BASE_URL"] = unreachable_url()
-    third = runner.run(checkout(tmp_path / "run3" / "neon-elt"))
-    by_name = {step.name: step for step in third}
-    extract = by_name["Extract and build"]
-    assert extract.code == 1  # the runner's own code reaches the step, through `| tee`
-    assert not any(step.ran for step in third[third.index(extract) + 1 : -1])  # nothing saved or published
-    cause = last_line(extract.output)
-    assert cause.startswith("neon-elt: ") and "cannot connect" in cause
-    assert by_name["Say why the run failed"].output.strip() == f"::error title=neon-elt failed::{cause}"
-    assert {p.name: file_digest(p / kept) for p in cache.iterdir()} == saved
-
-
-def test_make_takes_the_target_from_the_environment_as_the_runner_does(tmp_path):
-    """The workflow's PostgreSQL variant sets NEON_ELT_TARGET once, for the runner and for
-    `make report` alike (make used to set it back to duckdb)."""
-    project = checkout(tmp_path / "neon-elt")
-    port = free_port()
-    env = scheduler_env(
-        tmp_path / "neon_api.duckdb",
-        NEON_ELT_TARGET="postgres",
-        PGHOST="127.0.0.1",
-        PGPORT=str(port),
-        PGUSER="analyst",
-        PGDATABASE="warehouse",
-    )
-    for command in ([".venv/bin/neon-elt", "report"], ["make", "report"]):
-        result = subprocess.run(command, env=env, cwd=project, capture_output=True, text=True, timeout=120)
-        assert (
-            f"cannot connect to PostgreSQL at postgresql://analyst@127.0.0.1:{port}/warehouse"
-            in result.stderr
-        )

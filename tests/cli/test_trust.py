@@ -39,11 +39,6 @@ def start_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
     )
 
 
-@pytest.fixture(scope="module")
-def tiny_account() -> Account:
-    return Account.generate(PRESETS["tiny"])
-
-
 # ------------------------------------------------------------- 1. two runs on one machine
 
 

@@ -6,12 +6,14 @@ import gzip
 import hashlib
 import http.server
 import socket
+import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet
+import pytest
 from expected import query
 from neon_api_source import listings, settings
 from neon_api_source.access import ACCESS_LISTINGS
@@ -19,7 +21,7 @@ from neon_elt.run import ExtractResult, elt
 from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
 from neon_simulator.routing import PLAIN_ROUTES
-from suite import client_for
+from suite import REPO, client_for
 
 SCD2_TABLES = ("projects", "project_branches", "endpoints")
 
@@ -292,6 +294,31 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300, **
     return subprocess.run(
         [str(executable), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, **popen
     )
+
+
+def scheduler_env(warehouse: Path, simulator=None, **extra: str) -> dict[str, str]:
+    """A scheduler's environment (cron's, a CI runner's): cli_env, and no make of ours around it."""
+    env = cli_env(warehouse, simulator, **extra)
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(name, None)
+    return env
+
+
+def unreachable_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/api/v2"
+
+
+def checkout(folder: Path) -> Path:
+    """The files a clone of the project has at its root, as a newcomer or a scheduler sees one,
+    sharing this one's environment (.venv)."""
+    if subprocess.run(["make", "-q", "env"], cwd=REPO, capture_output=True).returncode != 0:
+        pytest.fail(".venv is not up to date with uv.lock: run `make env` first")
+    folder.mkdir(parents=True)
+    for name in ("Makefile", "pyproject.toml", "uv.lock", ".venv", "neon_api_pipeline.py", "notebooks"):
+        (folder / name).symlink_to(REPO / name)
+    (folder / ".dlt").mkdir()
+    (folder / ".dlt" / "config.toml").symlink_to(REPO / ".dlt" / "config.toml")
+    return folder
 
 
 class Stub:

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 from neon_elt import cli
+from runs import checkout
 from suite import REPO
 
 README = REPO / "README.md"
@@ -56,16 +57,6 @@ def shell_commands() -> list[str]:
     """Each line of the `sh` blocks, its trailing comment removed."""
     lines = [line.strip() for block in fenced("sh") for line in block.splitlines()]
     return [re.sub(r"\s+#\s.*$", "", line) for line in lines if line and not line.startswith("#")]
-
-
-def checkout(folder: Path) -> Path:
-    """The files a clone has at its root, sharing this one's environment (.venv)."""
-    folder.mkdir()
-    for name in ("Makefile", "pyproject.toml", "uv.lock", ".venv", "neon_api_pipeline.py", "notebooks"):
-        (folder / name).symlink_to(REPO / name)
-    (folder / ".dlt").mkdir()
-    (folder / ".dlt" / "config.toml").symlink_to(REPO / ".dlt" / "config.toml")
-    return folder
 
 
 def newcomer_env(dlt_dir: Path) -> dict[str, str]:
