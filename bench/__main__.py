@@ -22,7 +22,8 @@ same run. Prints a table and writes BENCHMARKS.md.
    machine the wall time grows with the load (shown); the CPU time does not;
 6b. the same `make test`'s CPU vs the CPU of the pipeline runs its scenarios make (every dbt and
    `neon-elt` process and every extract a test runs itself, tallied by bench/tally); target (a
-   proposal) <= 1.5x: what the suite adds to the runs it checks (bench/suite_time.py).
+   proposal) <= 1.5x, what the suite adds to the runs it checks, and a cap on its dbt builds, so
+   that scenarios cannot multiply unseen (bench/suite_time.py).
 
 `python -m bench --quick` runs smaller accounts (a smoke test of the harness, not the report).
 """

@@ -1,5 +1,5 @@
 """The benchmarks measure what they say: the memory row's figure is the extract's own peak; row
-6b's baseline is the runs the runner makes."""
+6b's baseline is the runs the runner makes, and it fails a suite that makes too many."""
 
 from __future__ import annotations
 
@@ -66,3 +66,15 @@ def test_the_suite_s_runs_are_counted_for_the_test_that_started_them(monkeypatch
     [(test, seconds)] = costliest_tests(runs)
     assert test == "area/test_a.py::test_one"
     assert seconds == sum(run["cpu"] for run in runs if run["test"] == test) > 0
+
+
+def test_row_6b_fails_a_suite_whose_scenarios_make_more_dbt_builds_than_its_cap(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.suite_time import DBT_BUILDS_CAP, overhead_row
+
+    def status(builds: int) -> str:
+        runs = [{"kind": "dbt build", "cpu": 10.0, "test": "t"}] * builds
+        return overhead_row(cpu=10.0 * builds * 1.2, runs=runs, budget=300).verdict
+
+    assert status(DBT_BUILDS_CAP) == "met"
+    assert status(DBT_BUILDS_CAP + 1) == "MISSED"
