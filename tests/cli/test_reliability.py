@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -131,16 +132,42 @@ def test_bad_input_gets_one_clear_line_a_non_zero_exit_and_no_writes(case, demo_
 # ---------------------------------------------------------------------------------------- reruns
 
 
-def test_runs_in_a_row_give_identical_marts(demo_account, published, tmp_path):
-    # the first run is the session's (published, its copy); then two scheduled runs
-    with Simulator(demo_account) as simulator:
-        snapshots = [marts(published)]
-        for _ in range(2):
-            result = run_cli("elt", env=cli_env(published, simulator), cwd=tmp_path)
-            assert result.returncode == 0, result.stderr
-            snapshots.append(marts(published))
-    assert snapshots[0] == snapshots[1] == snapshots[2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [published.name]  # no lock file, no copy
+@pytest.fixture(scope="module")
+def in_a_row(demo_warehouse, tmp_path_factory) -> SimpleNamespace:
+    """Scheduled runs one after another on a copy of the session's warehouse (its first run):
+    the copy, its folder, and its marts after the session's run."""
+    folder = tmp_path_factory.mktemp("in-a-row")
+    warehouse = folder / demo_warehouse.name
+    shutil.copyfile(demo_warehouse, warehouse)
+    return SimpleNamespace(warehouse=warehouse, folder=folder, first=marts(warehouse))
+
+
+def _next_run(in_a_row: SimpleNamespace, account: Account) -> dict:
+    with Simulator(account) as simulator:
+        result = run_cli("elt", env=cli_env(in_a_row.warehouse, simulator), cwd=in_a_row.folder)
+    assert result.returncode == 0, result.stderr
+    return marts(in_a_row.warehouse)
+
+
+@pytest.fixture(scope="module")
+def second(in_a_row, demo_account) -> dict:
+    return _next_run(in_a_row, demo_account)
+
+
+@pytest.fixture(scope="module")
+def third(in_a_row, second, demo_account) -> dict:
+    return _next_run(in_a_row, demo_account)
+
+
+def test_the_run_after_a_full_run_gives_identical_marts(in_a_row, second):
+    assert second == in_a_row.first
+
+
+def test_the_run_after_that_gives_identical_marts_and_leaves_nothing_beside_the_warehouse(
+    in_a_row, second, third
+):
+    assert third == second
+    assert sorted(p.name for p in in_a_row.folder.iterdir()) == [in_a_row.warehouse.name]  # no lock, no copy
 
 
 def test_a_deleted_project_leaves_the_inventory_and_its_branches_stay_in_the_history(published, tmp_path):
