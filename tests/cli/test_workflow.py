@@ -98,11 +98,13 @@ class Runner:
 
         return re.sub(r"\$\{\{(.*?)\}\}", value, text)
 
-    def run(self, workspace: Path) -> list[StepResult]:
+    def run(self, workspace: Path, **changed: str) -> list[StepResult]:
+        """One run of the workflow in `workspace`, the runner's environment `changed` for it."""
         self.run_id += 1
         flow = workflow()
-        env = dict(self.env)
-        env.update({k: self.expand(str(v), self.env) for k, v in flow["env"].items()})
+        base = {**self.env, **changed}
+        env = dict(base)
+        env.update({k: self.expand(str(v), base) for k, v in flow["env"].items()})
         failed, results = False, []
         for step in steps():
             condition = step.get("if", "success()")
@@ -199,9 +201,9 @@ def test_the_next_run_restores_the_warehouse_from_the_cache_and_reads_incrementa
 def test_a_failed_run_says_why_in_one_line_and_saves_or_publishes_nothing(scheduled, second_run):
     kept = workflow()["env"]["NEON_DUCKDB_PATH"]
     saved = {p.name: file_digest(p / kept) for p in scheduled.cache.iterdir()}
-    runner = Runner(scheduled.cache, {**scheduled.runner.env, "NEON_API_BASE_URL": unreachable_url()})
-    runner.run_id = scheduled.runner.run_id  # GitHub's run ids go on; the cache's keys use them
-    third = runner.run(checkout(scheduled.folder / "run3" / "neon-elt"))
+    third = scheduled.runner.run(
+        checkout(scheduled.folder / "run3" / "neon-elt"), NEON_API_BASE_URL=unreachable_url()
+    )
     by_name = {step.name: step for step in third}
     extract = by_name["Extract and build"]
     assert extract.code == 1  # the runner's own code reaches the step, through `| tee`
