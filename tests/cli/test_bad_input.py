@@ -39,15 +39,10 @@ LAST_LINE_CHARS = 600
 
 
 @pytest.fixture(scope="module")
-def account() -> Account:
-    return Account.generate(PRESETS["tiny"])
-
-
-@pytest.fixture(scope="module")
-def built(account, tmp_path_factory) -> Path:
+def built(tiny_account, tmp_path_factory) -> Path:
     """The account extracted and built by dbt once: every failing case runs on a copy of it."""
     path = tmp_path_factory.mktemp("built") / "neon_api.duckdb"
-    with Simulator(account) as simulator:
+    with Simulator(tiny_account) as simulator:
         extract(path, simulator, transform=True)
     return path
 
@@ -196,7 +191,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_bad_input_ends_in_one_line_its_exit_code_no_key_and_the_warehouse_as_it_was(
-    case, account, built, tmp_path
+    case, tiny_account, built, tmp_path
 ):
     published = tmp_path / "warehouse" / "neon_api.duckdb"
     published.parent.mkdir()
@@ -204,7 +199,7 @@ def test_bad_input_ends_in_one_line_its_exit_code_no_key_and_the_warehouse_as_it
     before = file_digest(published)
     dlt_dir, cwd = tmp_path / "dlt", tmp_path / "cwd"
     cwd.mkdir()
-    with case.serve(account) as (base_url, valid_key):
+    with case.serve(tiny_account) as (base_url, valid_key):
         key = case.key(valid_key)
         env = cli_env(
             published,
