@@ -72,9 +72,10 @@ def test_row_6b_fails_a_suite_whose_scenarios_make_more_dbt_builds_than_its_cap(
     monkeypatch.syspath_prepend(str(REPO))
     from bench.suite_time import DBT_BUILDS_CAP, overhead_row
 
-    def status(builds: int) -> str:
+    def verdict(builds: int) -> str:
+        """The row's verdict for a suite of `builds` dbt builds, 1.2x their CPU in all."""
         runs = [{"kind": "dbt build", "cpu": 10.0, "test": "t"}] * builds
         return overhead_row(cpu=10.0 * builds * 1.2, runs=runs, budget=300).verdict
 
-    assert status(DBT_BUILDS_CAP) == "met"
-    assert status(DBT_BUILDS_CAP + 1) == "MISSED"
+    assert verdict(DBT_BUILDS_CAP) == "met"
+    assert verdict(DBT_BUILDS_CAP + 1) == "MISSED"
