@@ -103,8 +103,7 @@ class Runner:
         self.run_id += 1
         flow = workflow()
         base = {**self.env, **changed}
-        env = dict(base)
-        env.update({k: self.expand(str(v), base) for k, v in flow["env"].items()})
+        env = {**base, **{k: self.expand(str(v), base) for k, v in flow["env"].items()}}
         failed, results = False, []
         for step in steps():
             condition = step.get("if", "success()")
