@@ -5,6 +5,7 @@ of billing periods. The simulator keeps every moment as epoch seconds and format
 from __future__ import annotations
 
 import calendar
+import functools
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ _DAY = 86400
 _UNIX_EPOCH = datetime(1970, 1, 1)  # naive on purpose: isoformat() then has no offset
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same hours, formatted for every project and branch
 def ts(epoch: int) -> str:
     """Format epoch seconds as the API does: RFC 3339, UTC, second precision (``...T12:00:00Z``)."""
     return (_UNIX_EPOCH + timedelta(seconds=epoch)).isoformat() + "Z"
