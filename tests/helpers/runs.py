@@ -296,10 +296,15 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 300, **
     )
 
 
+# What make passes to the commands it runs: a shell outside make (a scheduler's, a newcomer's)
+# has none of them (inside `make test`, MAKELEVEL makes a nested make print "Leaving directory").
+MAKE_VARIABLES = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+
+
 def scheduler_env(warehouse: Path, simulator=None, **extra: str) -> dict[str, str]:
     """A scheduler's environment (cron's, a CI runner's): cli_env, and no make of ours around it."""
     env = cli_env(warehouse, simulator, **extra)
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+    for name in MAKE_VARIABLES:
         env.pop(name, None)
     return env
 
@@ -355,8 +360,8 @@ class Stub:
         self.server.server_close()
 
 
-def last_line(stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 

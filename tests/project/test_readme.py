@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 from neon_elt import cli
-from runs import checkout
+from runs import MAKE_VARIABLES, checkout, last_line
 from suite import REPO
 
 README = REPO / "README.md"
@@ -61,13 +61,11 @@ def shell_commands() -> list[str]:
 
 def newcomer_env(dlt_dir: Path) -> dict[str, str]:
     """No key and none of our settings; dlt's local state in the test's folder."""
-    # a newcomer's shell: no Neon settings, and not inside `make test`'s make (MAKELEVEL makes make
-    # print "Leaving directory" after the demo's last line)
+    # a newcomer's shell: no Neon settings, and not inside `make test`'s make
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("NEON_", "SOURCES__", "DESTINATION__"))
-        and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+        if not k.startswith(("NEON_", "SOURCES__", "DESTINATION__")) and k not in MAKE_VARIABLES
     }
     env["DLT_DATA_DIR"] = str(dlt_dir)
     return env
@@ -123,7 +121,7 @@ def clone(demo_account, tmp_path_factory) -> SimpleNamespace:
 @pytest.mark.slow
 def test_make_demo_on_a_fresh_clone_ends_with_a_query_that_works(clone):
     """Its last line says how to query what it built, with what the checkout has installed."""
-    last = [line.strip() for line in clone.demo.stdout.splitlines() if line.strip()][-1]
+    last = last_line(clone.demo.stdout).strip()
     assert last.startswith(PYTHON_ONE_LINER), last
     shown = sh(last, clone.project, clone.env)
     assert shown.returncode == 0 and any(name in shown.stdout for name in clone.names), shown.stderr
