@@ -12,7 +12,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 
 import pytest
-from expected import Billing, query, query_dicts, seed
+from expected import Billing, marts_timestamp, query, query_dicts, seed
 from neon_api_source import settings
 from neon_elt.run import StepFailed, dbt
 from neon_elt.targets import DuckDBTarget
@@ -21,10 +21,6 @@ from neon_elt.targets import DuckDBTarget
 pytestmark = pytest.mark.slow
 
 TOLERANCE = 1e-3  # Neon's formulas, to within 0.1%
-
-
-def parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
 
 
 def month_of(moment: datetime) -> date:
@@ -76,10 +72,12 @@ def neon_bill(demo_account, billing, loaded) -> dict[tuple, dict]:
         if org_id not in demo_account.plan_org_ids():
             continue
         plan = plans[org_id]
-        daily = {parse(f["timeframe_start"]).date(): f for f in demo_account.consumption(project_id)}
+        daily = {
+            marts_timestamp(f["timeframe_start"]).date(): f for f in demo_account.consumption(project_id)
+        }
         hourly = defaultdict(list)
         for frame in demo_account.consumption(project_id, "hourly"):
-            start = parse(frame["timeframe_start"])
+            start = marts_timestamp(frame["timeframe_start"])
             if (project_id, start) in hours:
                 hourly[start.date()].append(frame)
         for day in sorted({d for p, d in days if p == project_id} | set(hourly)):
@@ -255,14 +253,14 @@ def test_branch_costs_price_each_day_at_its_plans_rate(demo_account, demo_wareho
     priced = 0
     for row in rows:
         served = demo_account.branch_consumption(row["project_id"]).get(row["branch_id"], [])
-        frames = [f for f in served if start <= parse(f["timeframe_start"]).date() <= end]
+        frames = [f for f in served if start <= marts_timestamp(f["timeframe_start"]).date() <= end]
         if not frames:
             assert row["estimated_cost_last_30_days"] is None
             continue
         cost = defaultdict(float)
         storage = 0.0
         for frame in frames:
-            period = month_of(parse(frame["timeframe_start"]))
+            period = month_of(marts_timestamp(frame["timeframe_start"]))
             for metric, value in frame["metrics"].items():
                 quantity = value / billing.per[metric]
                 if value:  # nothing used costs nothing, priced or not

@@ -9,12 +9,12 @@ import dataclasses
 import json
 import re
 import shutil
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from expected import Billing, dbt_vars, query, query_dicts
+from expected import Billing, dbt_vars, marts_timestamp, naive_utc, query, query_dicts
 from neon_api_source import settings
 from neon_elt.run import dbt, elt
 from neon_elt.targets import DuckDBTarget
@@ -24,12 +24,6 @@ from suite import REPO, client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
-
-
-def naive(moment: datetime) -> datetime:
-    """A datetime as the marts hold it: naive UTC."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
 
 # ------------------------------------------------------------------------ the daily usage trend
 
@@ -70,7 +64,7 @@ def three_days(tmp_path_factory) -> SimpleNamespace:
                     warehouse,
                     "select object_id, confirmed_at from neon_api_data.confirmations where object_kind = 'project'",
                 )
-                if naive(at) == naive(account.now)
+                if naive_utc(at) == naive_utc(account.now)
             }
             days.append(SimpleNamespace(day=account.now.date(), served=served, reread=reread))
     return SimpleNamespace(account=account, warehouse=warehouse, days=days)
@@ -138,10 +132,6 @@ SETTINGS = dbt_vars()
 BRANCH_METRICS = settings.BRANCH_CONSUMPTION_METRICS
 
 
-def parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
-
-
 @pytest.fixture(scope="module")
 def observed_at(demo_warehouse) -> datetime:
     (moments,) = query(demo_warehouse, "select distinct observed_at from marts.branch_costs")
@@ -171,7 +161,7 @@ def served_branch_usage(demo_account, window) -> dict[str, dict]:
             frames = [
                 f
                 for f in (served.get(branch["id"], []) if has_it else [])
-                if window[0] <= parse(f["timeframe_start"]).date() <= window[1]
+                if window[0] <= marts_timestamp(f["timeframe_start"]).date() <= window[1]
             ]
             usage[branch["id"]] = {
                 "project_id": project["id"],
@@ -259,7 +249,7 @@ def test_projects_total_the_window_from_the_project_consumption(demo_account, de
         frames = [
             f
             for f in demo_account.consumption(row["project_id"])
-            if window[0] <= parse(f["timeframe_start"]).date() <= window[1]
+            if window[0] <= marts_timestamp(f["timeframe_start"]).date() <= window[1]
         ]
         for metric in settings.CONSUMPTION_METRICS:
             expected = sum(f["metrics"][metric] for f in frames) if frames else None
@@ -286,22 +276,23 @@ def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
         window_start = datetime.combine(window[0], datetime.min.time())
         active = {
             e["id"]: e["current_state"] == "active"
-            or ("last_active" in e and parse(e["last_active"]) >= window_start)
+            or ("last_active" in e and marts_timestamp(e["last_active"]) >= window_start)
             for e in endpoints
         }
         for endpoint in endpoints:
             branch_id = endpoint["branch_id"]
             siblings = [e["id"] for e in endpoints if e["branch_id"] == branch_id]
             last = [
-                parse(e["last_active"])
+                marts_timestamp(e["last_active"])
                 for e in endpoints
                 if e["branch_id"] == branch_id and "last_active" in e
             ]
             branch_idle = (
-                observed_at.date() - (max(last) if last else parse(branches[branch_id]["created_at"])).date()
+                observed_at.date()
+                - (max(last) if last else marts_timestamp(branches[branch_id]["created_at"])).date()
             ).days
             stale = not branches[branch_id]["default"] and branch_idle >= stale_after
-            since = parse(endpoint.get("last_active") or endpoint["created_at"])
+            since = marts_timestamp(endpoint.get("last_active") or endpoint["created_at"])
             idle_days = (observed_at.date() - since.date()).days
             compute = served_branch_usage[branch_id]["compute_unit_seconds"]
             branch_hours = None if compute is None else compute / 3600

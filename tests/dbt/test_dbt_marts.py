@@ -24,11 +24,6 @@ pytestmark = pytest.mark.slow
 STALE_AFTER_DAYS = dbt_vars()["stale_after_days"]
 
 
-def parse(value: str) -> datetime:
-    """An API timestamp as a naive UTC datetime, as the marts hold it."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
-
-
 @pytest.fixture(scope="module")
 def observed_at(demo_warehouse) -> datetime:
     """When the run read the counters: the reference time of every age in the marts."""
@@ -46,10 +41,10 @@ def branch_activity(demo_account, observed_at) -> dict[str, dict]:
         last_active = defaultdict(list)
         for endpoint in demo_account.endpoints(pid):
             if "last_active" in endpoint:
-                last_active[endpoint["branch_id"]].append(parse(endpoint["last_active"]))
+                last_active[endpoint["branch_id"]].append(marts_timestamp(endpoint["last_active"]))
         for branch in demo_account.branches(pid):
             bid = branch["id"]
-            last = max(last_active[bid]) if last_active[bid] else parse(branch["created_at"])
+            last = max(last_active[bid]) if last_active[bid] else marts_timestamp(branch["created_at"])
             idle_days = (observed_at.date() - last.date()).days
             facts[bid] = {
                 "project_id": pid,
@@ -70,7 +65,7 @@ def consumption_frames(account, observed_at) -> dict[tuple[str, date, str], int]
     values = {}
     for project in account.all_projects():
         for frame in account.consumption(project["id"]):
-            day = parse(frame["timeframe_start"]).date()
+            day = marts_timestamp(frame["timeframe_start"]).date()
             if first_day <= day < observed_at.date():
                 for metric, value in frame["metrics"].items():
                     values[(project["id"], day, metric)] = value
@@ -137,7 +132,7 @@ def test_projects_has_one_row_per_project_with_its_counts(demo_account, demo_war
         endpoints = demo_account.endpoints(pid)
         types = Counter(e["type"] for e in endpoints)
         states = Counter(e["current_state"] for e in endpoints)
-        last_active = [parse(e["last_active"]) for e in endpoints if "last_active" in e]
+        last_active = [marts_timestamp(e["last_active"]) for e in endpoints if "last_active" in e]
         (default,) = [b for b in branches if b["default"]]
         stale = [b for b in branches if branch_activity[b["id"]]["is_stale"]]
         sizes = [b.get("logical_size") for b in branches]
@@ -166,7 +161,7 @@ def test_projects_has_one_row_per_project_with_its_counts(demo_account, demo_war
             "failed_operation_count": sum(
                 1 for op in demo_account.operations(pid) if op["status"] in ("failed", "error")
             ),
-            "created_at": parse(project["created_at"]),
+            "created_at": marts_timestamp(project["created_at"]),
         }
         assert {k: actual[pid][k] for k in expected} == expected, pid
 

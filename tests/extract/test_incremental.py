@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import duckdb
 import pytest
-from expected import marts, query
+from expected import marts, naive_utc, query
 from neon_api_source import Estate, incremental, settings
 from neon_api_source.helpers import NeonAPIError, RunStats
 from neon_elt.run import StepFailed, elt
@@ -69,10 +69,6 @@ def confirmations(warehouse: Path) -> dict[tuple[str, str], Confirmed]:
 
 def read_at(confirmed: dict, kind: str, moment: datetime) -> set[str]:
     return {oid for (k, oid), c in confirmed.items() if k == kind and c.confirmed_at == moment}
-
-
-def naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def recent_operation(account: Account, project_id: str, since: datetime) -> bool:
@@ -158,9 +154,9 @@ def test_freshness_is_visible_in_the_marts(day_after):
             confirmed[("project", project_id)].confirmed_at,
             confirmed[("branch", branch_id)].confirmed_at,
         ]
-        assert confirmed_at == naive(min(parts))
-        assert due == naive(confirmed[("project", project_id)].refresh_due_at)
-    assert {r[2] for r in rows} == {naive(day_after.started), naive(day_after.day)}
+        assert confirmed_at == naive_utc(min(parts))
+        assert due == naive_utc(confirmed[("project", project_id)].refresh_due_at)
+    assert {r[2] for r in rows} == {naive_utc(day_after.started), naive_utc(day_after.day)}
     period = timedelta(days=settings.FULL_REFRESH_DAYS)
     for (kind, _), c in confirmed.items():
         if kind == "project" and c.reason == incremental.ROLLING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import UTC, date, datetime
 
 import duckdb
 import yaml
@@ -126,11 +126,14 @@ def mart_columns_and_rows(warehouse, normal=None) -> dict[str, tuple[list[str], 
 # ------------------------------------------------------------------- who can reach the estate
 
 
-def marts_timestamp(value: str | None):
+def marts_timestamp(value: str | None) -> datetime | None:
     """An API timestamp as the marts hold it: a naive UTC datetime."""
-    from datetime import datetime
+    return naive_utc(datetime.fromisoformat(value.replace("Z", "+00:00"))) if value else None
 
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None) if value else None
+
+def naive_utc(moment: datetime) -> datetime:
+    """A datetime as the marts hold it: naive UTC (a naive one is taken as UTC already)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def visible_to_the_personal_key(account, org_id: str) -> dict[str, bool]:
