@@ -128,7 +128,7 @@ def bench_limits(workdir: Path, preset: str) -> Row:
 
 
 def bench_squeeze(workdir: Path, projects: int, share: float = 0.3, turns: int = 3) -> Row:
-    """The issue-16 case: other tools leave this run `share` of the account's budget (the
+    """A run that shares the account: other tools leave it `share` of the account's budget (the
     per-route limits stay Neon's); the extract runs with its default settings and has to find
     that out by itself. Turns vary with the machine's load, so the median time counts."""
     from neon_elt.run import elt

@@ -1,4 +1,4 @@
-"""The bad-input suite (issue 24): hostile names, values that cannot be typed, bad keys, faults of
+"""The bad-input suite: hostile names, values that cannot be typed, bad keys, faults of
 the API and hostile error text. Each failing case runs `neon-elt` as a scheduler does (a child
 process) on a copy of a warehouse built once for the module, and checks what a user is promised:
 one printable, bounded last line naming the cause, the exit code of the README's table, no key in

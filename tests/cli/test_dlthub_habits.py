@@ -1,4 +1,4 @@
-"""The habits users bring from dltHub's "Neon Python API" page work here (issue 15):
+"""The habits users bring from dltHub's "Neon Python API" page work here:
 
 - `dlt.pipeline("neon_api_pipeline").dataset().projects.df()`, unchanged, reads the published
   warehouse from the folder it was published in (the repository root);

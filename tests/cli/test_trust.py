@@ -1,4 +1,4 @@
-"""Trust under fire (issue 24): two runs on one host, a hung API, hostile keys and values, a lost
+"""Trust under fire: two runs on one host, a hung API, hostile keys and values, a lost
 table. Each case runs `neon-elt` as a scheduler does (a child process) and checks what a user is
 promised: one line, the documented exit code, no key in any output, the published warehouse as
 it was."""

@@ -1,4 +1,4 @@
-"""The report survives any name (issue 24): control characters, NUL, no name at all, 100 KB,
+"""The report survives any name: control characters, NUL, no name at all, 100 KB,
 right-to-left overrides and markup, in projects, branches and organizations, as Neon could serve
 them. The report is written by `neon-elt report` in a child process, as `make report` runs it: a
 panic in the chart renderer ends that process, not the test run."""
