@@ -93,10 +93,10 @@ PYTEST_ARGS ?=
 # bytecode (in __pycache__, ignored by git); with it set, every worker rewrites them all on every
 # run, and collecting takes 6 s instead of 3.5 s.
 PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/pytest
-test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL lint), on TEST_WORKERS workers
+test: $(DASHBOARD_STAMP) ## the whole suite: pytest (simulator, extract, dbt build and tests, SQL and Python lint), on TEST_WORKERS workers
 	@$(PYTEST) -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop, under 45 s
+test-fast: $(STAMP) ## unit, structure and lint tests, no pipeline, dbt build or server: the inner loop (make bench times it against 45 s)
 	@$(PYTEST) -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 system-deps: ## install Debian's postgresql, chromium and npm (as root, or with sudo) for the whole test suite
