@@ -395,7 +395,12 @@ def elt(
         target = DuckDBTarget(target)
     if plan_only:
         with target.build(publish=False) as build:
-            return extract(build, client, show_progress=False, plan_only=True, **source_options)
+            plan = extract(build, client, show_progress=False, plan_only=True, **source_options)
+            # a run that would refuse this warehouse has no plan but its refusal
+            check_origin(
+                target.describe(), build.read_origin(), origin_of(client.base_url), build.mixing_remedy
+            )
+            return plan
     result = None
     deadline = Deadline(client.run_ends, client.retry.run_deadline) if client else None
     deadline = deadline or Deadline.after(run_deadline_seconds)

@@ -413,6 +413,9 @@ def test_a_warehouse_never_mixes_two_apis(demo_account, tmp_path):
             warehouse, simulator, NEON_API_BASE_URL=simulator.base_url.replace("127.0.0.1", "localhost")
         )
         second = run_cli("extract", env=other, cwd=tmp_path)
+        plan = run_cli("extract", "--plan", env=other, cwd=tmp_path)
     assert second.returncode == 2
     assert "holds data loaded from http://127.0.0.1/api/v2" in last_line(second.stderr)
     assert file_digest(warehouse) == before
+    # the plan of that run is its refusal, not a full run it would never make
+    assert (plan.returncode, last_line(plan.stderr)) == (2, last_line(second.stderr))
