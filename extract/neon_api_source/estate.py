@@ -18,8 +18,8 @@ from typing import Any
 import dlt
 
 from . import incremental, listings, settings
-from .access import CARRIED_COLUMNS as CARRIED_ACCESS_COLUMNS
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, NeonNotFound, RunStats, origin_of
+from .previous import TABLES as LAST_RUN_TABLES
 from .previous import Previous, read_previous
 from .reading import fan_out, iso, pages, parse_ts, pick
 
@@ -218,22 +218,10 @@ class Estate:
         """The last published run's confirmations and current rows (the access listings' too),
         from the destination, in one read: whatever part of it fails makes a full run."""
         pipeline = dlt.current.pipeline()
-        names = (
-            "confirmations",
-            "_dlt_loads",
-            "project_branches",
-            "endpoints",
-            "databases",
-            "roles",
-            *CARRIED_ACCESS_COLUMNS,
-            "organization_vpc_endpoints",
-        )
         try:
             with pipeline.sql_client() as client:
-                tables = {name: client.make_qualified_table_name(name) for name in names}
-                return read_previous(
-                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_ACCESS_COLUMNS
-                )
+                tables = {name: client.make_qualified_table_name(name) for name in LAST_RUN_TABLES}
+                return read_previous(lambda sql: client.execute_sql(sql) or [], tables)
         except Exception as exc:  # no destination to read, or rows not as this version writes them
             return None, f"the last run's state could not be read ({type(exc).__name__})"
 
@@ -257,8 +245,8 @@ class Estate:
 
     def branches(self) -> Iterator[tuple[str, list[dict], bool]]:
         """(project id, its branches, read this run?) for every project. Carried branches have
-        only `id`, `project_id` and `_dlt_id`, the hash of their current version."""
-        return self._listing("branches", self._fetch_branches, ("id", "_dlt_id"))
+        their carried columns only (listings.Listing.carried_columns)."""
+        return self._listing(listings.BRANCHES, self._fetch_branches)
 
     def _fetch_branches(self, project_id: str) -> list[dict]:
         """The project's branches, read with `include_deleted=true`: the same request also
@@ -286,37 +274,36 @@ class Estate:
         return live
 
     def endpoints(self) -> Iterator[tuple[str, list[dict], bool]]:
-        """(project id, its computes, read this run?) for every project (carried: keys and hash)."""
-        return self._listing("endpoints", self._fetch_endpoints, ("id", "branch_id", "_dlt_id"))
+        """(project id, its computes, read this run?) for every project (carried: as branches)."""
+        return self._listing(listings.ENDPOINTS, self._fetch_endpoints)
 
     def _fetch_endpoints(self, project_id: str) -> list[dict]:
         return [
             item for page in pages(self.client, listings.ENDPOINTS, project_id=project_id) for item in page
         ]
 
-    def _listing(
-        self, name: str, fetch, carried_keys: tuple[str, ...]
-    ) -> Iterator[tuple[str, list[dict], bool]]:
+    def _listing(self, listing: listings.Listing, fetch) -> Iterator[tuple[str, list[dict], bool]]:
         """A per-project listing, fetched once and kept as compact JSON: three readers share it
         (versions, snapshots, and the per-branch requests), and decoded dicts of a large account
-        would take several times the memory."""
-        for project_id, (fresh, blob) in self._once(name, lambda: self._per_project(name, fetch)).items():
-            records = json.loads(blob)
-            if not fresh:
-                records = [
-                    dict(zip(carried_keys, row, strict=True), project_id=project_id) for row in records
-                ]
-            yield project_id, records, fresh
+        would take several times the memory. A project the plan carries has its rows from the
+        warehouse."""
+        fetched = self._once(listing.table, lambda: self._per_project(fetch))
+        previous = self.planner().previous
+        for project_id, blob in fetched.items():
+            if blob is None:
+                assert previous is not None
+                yield project_id, previous.rows(listing, project_id), False
+            else:
+                yield project_id, json.loads(blob), True
 
-    def _per_project(self, name: str, fetch) -> dict[str, tuple[bool, str]]:
+    def _per_project(self, fetch) -> dict[str, str | None]:
+        """Project id -> its listing read this run, or None for a project the plan carries."""
         planner = self.planner()
-        previous = planner.previous
-        listed: dict[str, tuple[bool, str]] = {}
+        listed: dict[str, str | None] = {}
         wanted = []
         for project_id in self.project_ids():
             if planner.plan.projects[project_id].mode == incremental.CARRY:
-                assert previous is not None
-                listed[project_id] = (False, getattr(previous, name).get(project_id, "[]"))
+                listed[project_id] = None
             else:
                 wanted.append(project_id)
 
@@ -324,7 +311,7 @@ class Estate:
             return project_id, json.dumps(self.children(fetch, project_id), separators=(",", ":"))
 
         for project_id, blob in fan_out(one, wanted, self.workers):
-            listed[project_id] = (True, blob)
+            listed[project_id] = blob
         return listed
 
     def children(self, fetch, *args) -> list[dict]:
@@ -369,7 +356,7 @@ class Estate:
         for project_id, branch_id, _, reason in self.contents():
             if reason is None:
                 assert previous is not None
-                carried.extend(previous.contents(listing.table, branch_id))
+                carried.extend(previous.rows(listing, branch_id))
             else:
                 wanted.append((project_id, branch_id))
         if carried:

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import settings
+from . import listings, settings
 from .previous import FIRST_RUN, Confirmation, Previous, compact, utc
 
 FULL, LISTINGS, CARRY = "full", "listings", "carry"
@@ -318,8 +318,8 @@ def access_reason(
         return decision.reason
     if previous is None or (listing, decision.project_id) not in previous.access_coverage:
         return NOT_READ_BEFORE
-    if listing == "project_permissions" and email_setting_changed:
+    if listing in listings.EMAIL_COLUMNS and email_setting_changed:
         return EMAIL_SETTING_CHANGED
-    if listing == "project_vpc_endpoints" and org_vpc_changed:
+    if listing == listings.PROJECT_VPC_ENDPOINTS.table and org_vpc_changed:
         return ORG_VPC_CHANGED
     return None

@@ -32,6 +32,9 @@ from __future__ import annotations
 
 from . import access, consumption, estate
 from .access import (
+    COVERAGE_COLUMNS,
+    COVERAGE_REQUIRED,
+    COVERAGE_TABLE,
     ORGANIZATION_API_KEYS,
     ORGANIZATION_MEMBERS,
     ORGANIZATION_VPC_ENDPOINTS,
@@ -46,10 +49,20 @@ from .base import (
     CURSOR,
     ESTATE,
     EVERY_PROJECT,
+    EVERY_RUN,
+    FROM_WAREHOUSE,
+    NEWEST,
     NEXT,
     ORG,
+    PARENT_ID,
     PLAIN,
     PROJECT,
+    SCD2,
+    TIMEFRAMES,
+    WITH_BRANCH,
+    WITH_BRANCH_LISTING,
+    WITH_FULL_READING,
+    WITH_LISTINGS,
     Listing,
     column_hints,
 )
@@ -75,12 +88,25 @@ __all__ = [
     "CURSOR",
     "ESTATE",
     "EVERY_PROJECT",
+    "EVERY_RUN",
+    "FROM_WAREHOUSE",
+    "NEWEST",
     "NEXT",
     "ORG",
+    "PARENT_ID",
     "PLAIN",
     "PROJECT",
+    "SCD2",
+    "TIMEFRAMES",
+    "WITH_BRANCH",
+    "WITH_BRANCH_LISTING",
+    "WITH_FULL_READING",
+    "WITH_LISTINGS",
     "Listing",
     "column_hints",
+    "COVERAGE_COLUMNS",
+    "COVERAGE_REQUIRED",
+    "COVERAGE_TABLE",
     "ORGANIZATIONS",
     "REGIONS",
     "PROJECTS",
@@ -106,6 +132,12 @@ __all__ = [
 
 LISTINGS: tuple[Listing, ...] = (*estate.ROWS, *consumption.ROWS, *access.ROWS)
 BY_TABLE: dict[str, Listing] = {listing.table: listing for listing in LISTINGS}
+# The listings whose rows a run carries from the warehouse when the plan does not read them
+# (previous.py reads them back).
+CARRIED = tuple(listing for listing in LISTINGS if listing.carried in FROM_WAREHOUSE)
+# The access review's listings, in the order they are read and loaded; the per-organization ones
+# feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
+ACCESS_LISTINGS = tuple(listing for listing in LISTINGS if listing.reader in (ACCESS, PLAIN))
 
 # Each route once, with its progress label, in the order the crawl reaches them.
 ROUTE_LABELS: dict[str, str] = {}
