@@ -57,6 +57,7 @@ from .listings import (
     PARENT_ID,
     PROJECT_PERMISSIONS,
     PROJECT_VPC_ENDPOINTS,
+    PROJECTS,
     WITH_FULL_READING,
     Listing,
     column_hints,
@@ -64,7 +65,7 @@ from .listings import (
 from .reading import fan_out, listed_row, pages, pick
 
 PERSONAL_PROJECT = "personal project: no organization members"
-PROJECT_ROUTE = "/projects/{project_id}"  # asked on a 404 only: still there, or deleted since?
+PROJECT_ROUTE = f"{PROJECTS.route}/{{project_id}}"  # asked on a 404 only: still there, or deleted since?
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
 
 # ------------------------------------------------------------------------------------------- emails

@@ -23,9 +23,6 @@ from requests.adapters import HTTPAdapter
 from . import listings, settings
 from .limiter import RateLimiter, neon_rate_limiter
 
-CONSUMPTION_ROUTE = listings.CONSUMPTION.route
-
-
 # --------------------------------------------------------------------------------------------- errors
 
 
