@@ -170,7 +170,7 @@ def organizations(estate: Estate) -> Iterator[list[dict]]:
     if estate.org_key:
         names = {p.get("org_id"): p.get("org_name") for p in estate.projects() if p.get("org_id")}
         orgs = [{"id": org_id, "name": name} for org_id, name in sorted(names.items())]
-    yield _counted(estate, "organizations", orgs)
+    yield _counted(estate, L.ORGANIZATIONS.table, orgs)
 
 
 @dlt.resource(**L.REGIONS.resource_args())
@@ -192,14 +192,14 @@ def regions(estate: Estate) -> Iterator[list[dict]]:
     if estate.org_key:
         for project in estate.projects():
             found.setdefault(project["region_id"], {"region_id": project["region_id"]})
-    yield _counted(estate, "regions", sorted(found.values(), key=lambda r: r["region_id"]))
+    yield _counted(estate, L.REGIONS.table, sorted(found.values(), key=lambda r: r["region_id"]))
 
 
 @dlt.resource(**L.PROJECTS.resource_args())
 def projects(estate: Estate) -> Iterator[list[dict]]:
     """Projects, one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    yield _counted(estate, "projects", [pick(p, L.PROJECTS.columns) for p in estate.projects()])
+    yield _counted(estate, L.PROJECTS.table, [pick(p, L.PROJECTS.columns) for p in estate.projects()])
 
 
 @dlt.resource(**L.PROJECTS.snapshot_args())
@@ -207,7 +207,7 @@ def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Project usage counters, one row per project and day (the day's last run wins)."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     rows = [_snapshot(estate, L.PROJECTS, p) for p in estate.projects()]
-    yield _counted(estate, "project_snapshots", rows)
+    yield _counted(estate, L.PROJECTS.snapshot_table, rows)
 
 
 @dlt.resource(**L.BRANCHES.resource_args())
@@ -217,7 +217,7 @@ def project_branches(estate: Estate) -> Iterator[list[dict]]:
     for _, branches, fresh in estate.branches():
         if branches:
             rows = [pick(b, L.BRANCHES.columns) for b in branches] if fresh else branches
-            yield _counted(estate, "project_branches", rows)
+            yield _counted(estate, L.BRANCHES.table, rows)
 
 
 @dlt.resource(**L.BRANCHES.snapshot_args())
@@ -229,7 +229,7 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
             continue
         rows = [_snapshot(estate, L.BRANCHES, b, project_id=project_id) for b in branches]
         if rows:
-            yield _counted(estate, "branch_snapshots", rows)
+            yield _counted(estate, L.BRANCHES.snapshot_table, rows)
 
 
 @dlt.resource(**L.DELETED_BRANCHES.resource_args())
@@ -251,7 +251,7 @@ def deleted_branches(estate: Estate) -> Iterator[list[dict]]:
             for b in estate.deleted_branches.get(project_id, [])
         ]
         if rows:
-            yield _counted(estate, "deleted_branches", rows)
+            yield _counted(estate, L.DELETED_BRANCHES.table, rows)
 
 
 @dlt.resource(**L.ENDPOINTS.resource_args())
@@ -261,7 +261,7 @@ def endpoints(estate: Estate) -> Iterator[list[dict]]:
     for _, computes, fresh in estate.endpoints():
         if computes:
             rows = [pick(e, L.ENDPOINTS.columns) for e in computes] if fresh else computes
-            yield _counted(estate, "endpoints", rows)
+            yield _counted(estate, L.ENDPOINTS.table, rows)
 
 
 @dlt.resource(**L.ENDPOINTS.snapshot_args())
@@ -273,7 +273,7 @@ def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
             continue
         rows = [_snapshot(estate, L.ENDPOINTS, e, project_id=project_id) for e in computes]
         if rows:
-            yield _counted(estate, "endpoint_snapshots", rows)
+            yield _counted(estate, L.ENDPOINTS.snapshot_table, rows)
 
 
 @dlt.resource(**L.DATABASES.resource_args())
@@ -290,8 +290,9 @@ def roles(estate: Estate) -> Iterator[list[dict]]:
     yield from _counted_pages(estate, L.ROLES.table, estate.branch_contents(L.ROLES))
 
 
-def _refused(estate: Estate, what: str, exc: NeonAPIError) -> None:
+def _refused(estate: Estate, listing: L.Listing, exc: NeonAPIError) -> None:
     """A listing the key or plan is refused (403): noted once per listing, never fatal."""
+    what = listing.noun
     estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
 
 
@@ -305,7 +306,7 @@ def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
         try:
             found = [item for page in pages(estate.client, listing, project_id=project_id) for item in page]
         except NeonForbidden as exc:
-            _refused(estate, listing.noun, exc)
+            _refused(estate, listing, exc)
             return []
         confirmed = {"confirmed_at": estate.run_at} if listing.confirmed else {}
         return [{**listed_row(listing, item), "project_id": project_id, **confirmed} for item in found]
@@ -338,7 +339,7 @@ def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
         try:
             body = estate.client.get(listing.route, project_id=project_id, branch_id=branch_id)
         except NeonForbidden as exc:
-            _refused(estate, "backup schedules", exc)
+            _refused(estate, listing, exc)
             return []
         row = {"branch_id": branch_id, "project_id": project_id, "confirmed_at": estate.run_at}
         return [dict(row, schedule=body.get("schedule") or [])]
@@ -359,7 +360,7 @@ def organization_spending_limits(estate: Estate) -> Iterator[list[dict]]:
         try:
             body = estate.client.get(listing.route, org_id=org_id)
         except NeonForbidden as exc:
-            _refused(estate, "spending limits", exc)
+            _refused(estate, listing, exc)
             continue
         rows.append({"org_id": org_id, **pick(body, listing.columns), "confirmed_at": estate.run_at})
     if rows:
@@ -377,7 +378,7 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for ops in estate.operations():
         if ops:
-            yield _counted(estate, "operations", ops)
+            yield _counted(estate, L.OPERATIONS.table, ops)
 
 
 # The consumption resources, which the runner may extract and load apart from the others.

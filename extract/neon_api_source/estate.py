@@ -142,7 +142,9 @@ class Estate:
         return json.loads(blob), complete
 
     def _fetch_all_operations(self) -> dict[str, tuple[str, bool]]:
-        newest: dict[str, str] = dlt.current.resource_state("operations").setdefault("newest_created_at", {})
+        newest: dict[str, str] = dlt.current.resource_state(listings.OPERATIONS.table).setdefault(
+            "newest_created_at", {}
+        )
         lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
 
         def one(project_id: str) -> tuple[str, list[dict], bool]:

@@ -52,7 +52,8 @@ from typing import Any
 from . import listings, settings
 from .previous import FIRST_RUN, Confirmation, Previous, compact, utc
 
-FULL, LISTINGS, CARRY = "full", "listings", "carry"
+FULL, LISTINGS, CARRY = "full", "listings", "carry"  # a project's plan; a whole run's: FULL or INCREMENTAL
+INCREMENTAL = "incremental"
 FIRST_SPREAD_OFFSET = timedelta(hours=12)
 
 # Reasons, as the summary and the `confirmations.reason` column show them.
@@ -113,7 +114,7 @@ class ProjectPlan:
 class Plan:
     """The run's decisions and their reasons, for the summary, the `--plan` flag and the tests."""
 
-    mode: str  # "full" or "incremental"
+    mode: str  # FULL or INCREMENTAL
     reason: str
     full_refresh_days: int
     projects: dict[str, ProjectPlan] = field(default_factory=dict)
@@ -129,7 +130,7 @@ class Plan:
 
     def describe(self) -> list[str]:
         """Lines for the run summary."""
-        if self.mode == "full":
+        if self.mode == FULL:
             return [f"full run ({self.reason}): every project, branch, database and role read"]
         total = len(self.projects)
         reasons = self.project_reasons()
@@ -165,7 +166,7 @@ class Planner:
         self.period = timedelta(days=full_refresh_days)
         full = full_reason is not None or previous is None
         self.plan = Plan(
-            mode="full" if full else "incremental",
+            mode=FULL if full else INCREMENTAL,
             reason=full_reason or FIRST_RUN,
             full_refresh_days=full_refresh_days,
         )
@@ -177,7 +178,7 @@ class Planner:
 
     @property
     def full(self) -> bool:
-        return self.plan.mode == "full"
+        return self.plan.mode == FULL
 
     def project(
         self, project: Mapping[str, Any], operations: Iterable[Mapping[str, Any]], operations_complete: bool

@@ -363,6 +363,7 @@ BACKUP_SCHEDULES = Listing(
 ORGANIZATION_SPENDING_LIMITS = Listing(
     table="organization_spending_limits",
     reader=ESTATE,
+    noun="spending limits",
     route="/organizations/{org_id}/billing/spending_limit",
     label="spend limits",
     envelope=None,
