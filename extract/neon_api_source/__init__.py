@@ -50,6 +50,7 @@ from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client, resolve, with_settings
 from .estate import Estate
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, RunStats
+from .previous import CONFIRMATION_COLUMNS, CONFIRMATION_REQUIRED, CONFIRMATIONS
 from .reading import fan_out, listed_row, pages, pick
 
 __all__ = ["neon_api_source", "CONSUMPTION_RESOURCES", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
@@ -426,18 +427,10 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
 
 
 @dlt.resource(
-    name="confirmations",
+    name=CONFIRMATIONS,
     primary_key=["object_kind", "object_id"],
     write_disposition="replace",
-    columns={
-        "object_kind": {"data_type": "text", "nullable": False},
-        "object_id": {"data_type": "text", "nullable": False},
-        "project_id": {"data_type": "text", "nullable": False},
-        "confirmed_at": {"data_type": "timestamp", "nullable": False},
-        "reason": {"data_type": "text", "nullable": False},
-        "signature": {"data_type": "text"},
-        "refresh_due_at": {"data_type": "timestamp", "nullable": False},
-    },
+    columns=L.column_hints(CONFIRMATION_COLUMNS, CONFIRMATION_REQUIRED),
 )
 def confirmations(estate: Estate) -> Iterator[list[dict]]:
     """When the API last confirmed each listing: a project's branches and computes (`object_kind`
@@ -445,10 +438,10 @@ def confirmations(estate: Estate) -> Iterator[list[dict]]:
     rolling refresh reads it again at the latest. The next run plans from this table."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for rows in estate.confirmations():
-        yield _counted(estate, "confirmations", rows)
+        yield _counted(estate, CONFIRMATIONS, rows)
 
 
-@dlt.resource(name="confirmations")
+@dlt.resource(name=CONFIRMATIONS)
 def plan_resource(estate: Estate) -> Iterator[list[dict]]:
     """`plan_only`: read the signals and decide the plan; yield nothing, so nothing loads."""
     estate.planner()

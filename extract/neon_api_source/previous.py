@@ -15,11 +15,24 @@ from typing import Any
 from . import listings
 
 FIRST_RUN = "first run"
+# The `confirmations` table (a `Confirmation` a row): column -> dlt type; only `signature` may be
+# null.
+CONFIRMATIONS = "confirmations"
+CONFIRMATION_COLUMNS = {
+    "object_kind": "text",
+    "object_id": "text",
+    "project_id": "text",
+    "confirmed_at": "timestamp",
+    "reason": "text",
+    "signature": "text",
+    "refresh_due_at": "timestamp",
+}
+CONFIRMATION_REQUIRED = tuple(name for name in CONFIRMATION_COLUMNS if name != "signature")
 # The tables read back: the confirmations and the loads they came from, each carried listing's,
 # the access listings' coverage, and the organizations' VPC endpoints (a change of them re-reads
 # their projects' restrictions).
 TABLES = (
-    "confirmations",
+    CONFIRMATIONS,
     "_dlt_loads",
     *(listing.table for listing in listings.CARRIED),
     listings.COVERAGE_TABLE,
@@ -30,10 +43,10 @@ _CARRIED_ACCESS = {x.table for x in listings.CARRIED} & {x.table for x in listin
 
 @dataclass
 class Confirmation:
-    """When the API last confirmed a listing. `kind` "project": the project's branches and computes;
-    `kind` "branch": the branch's databases and roles."""
+    """When the API last confirmed a listing. `object_kind` "project": the project's branches and
+    computes; "branch": the branch's databases and roles. Its fields are the table's columns."""
 
-    kind: str
+    object_kind: str
     object_id: str
     project_id: str
     confirmed_at: datetime
@@ -42,15 +55,7 @@ class Confirmation:
     refresh_due_at: datetime
 
     def row(self) -> dict[str, Any]:
-        return {
-            "object_kind": self.kind,
-            "object_id": self.object_id,
-            "project_id": self.project_id,
-            "confirmed_at": self.confirmed_at,
-            "reason": self.reason,
-            "signature": self.signature,
-            "refresh_due_at": self.refresh_due_at,
-        }
+        return {name: getattr(self, name) for name in CONFIRMATION_COLUMNS}
 
 
 @dataclass
@@ -108,8 +113,8 @@ def read_previous(sql: Any, tables: Mapping[str, str]) -> tuple[Previous | None,
     """
     try:
         rows = sql(
-            f"select c.object_kind, c.object_id, c.project_id, c.confirmed_at, c.reason, c.signature, "
-            f"c.refresh_due_at, l.load_id from {tables['confirmations']} as c "
+            f"select {', '.join(f'c.{_quoted(name)}' for name in CONFIRMATION_COLUMNS)}, l.load_id "
+            f"from {tables[CONFIRMATIONS]} as c "
             f"left join {tables['_dlt_loads']} as l on l.load_id = c._dlt_load_id and l.status = 0"
         )
     except Exception:  # no such table
@@ -120,17 +125,19 @@ def read_previous(sql: Any, tables: Mapping[str, str]) -> tuple[Previous | None,
         except Exception:  # nothing loaded yet
             return None, FIRST_RUN
         return None, "the last run's confirmations are missing"
-    if any(row[7] is None for row in rows):
+    if any(row[-1] is None for row in rows):
         return None, "the last run's load did not complete"
     previous = Previous()
-    for kind, object_id, project_id, confirmed_at, reason, signature, due, _ in rows:
-        confirmation = Confirmation(
-            kind, object_id, project_id, utc(confirmed_at), reason, signature, utc(due)
-        )
-        if kind == "project":
-            previous.projects[object_id] = confirmation
+    for *values, _ in rows:
+        row = dict(zip(CONFIRMATION_COLUMNS, values, strict=True))
+        moments = {name: utc(row[name]) for name in ("confirmed_at", "refresh_due_at")}
+        confirmation = Confirmation(**{**row, **moments})
+        if confirmation.object_kind == "project":
+            previous.projects[confirmation.object_id] = confirmation
         else:
-            previous.branches_confirmed.setdefault(project_id, {})[object_id] = confirmation
+            previous.branches_confirmed.setdefault(confirmation.project_id, {})[confirmation.object_id] = (
+                confirmation
+            )
     for listing in listings.CARRIED:
         previous.carried_rows[listing.table] = _carried_rows(sql, tables[listing.table], listing)
     _read_access(previous, sql, tables)
