@@ -393,7 +393,7 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     are noted once and skipped; the rest of the run goes on. Days older than Neon's 60 stay."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_projects(estate, L.CONSUMPTION, "daily", settings.CONSUMPTION_METRICS)
+        yield from consumption.read(estate, L.CONSUMPTION, "daily", settings.CONSUMPTION_METRICS)
 
 
 @dlt.resource(**consumption.resource_args(L.CONSUMPTION_HOURLY))
@@ -406,7 +406,7 @@ def consumption_hourly(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     it would be most of the rows. It costs one request per 100 projects, as the daily one."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_projects(
+        yield from consumption.read(
             estate, L.CONSUMPTION_HOURLY, "hourly", settings.HOURLY_CONSUMPTION_METRICS
         )
 
@@ -423,7 +423,13 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     consumption."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_branches(estate)
+        yield from consumption.read(
+            estate,
+            L.BRANCH_CONSUMPTION,
+            "daily",
+            settings.BRANCH_CONSUMPTION_METRICS,
+            batch=settings.BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST,
+        )
 
 
 @dlt.resource(

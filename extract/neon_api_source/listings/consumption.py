@@ -52,6 +52,7 @@ CONSUMPTION = Listing(
 )
 CONSUMPTION_HOURLY = Listing(
     table="consumption_hourly",
+    noun="hourly consumption",
     reader=ESTATE,
     route=CONSUMPTION.route,
     label=CONSUMPTION.label,
