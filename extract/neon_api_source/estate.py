@@ -31,7 +31,7 @@ class Estate:
         self,
         client: NeonClient,
         org_ids: list[str] | None = None,
-        workers: int = 16,
+        workers: int = settings.CONCURRENCY,
         *,
         run_at: datetime | None = None,
         full_refresh_days: int = settings.FULL_REFRESH_DAYS,

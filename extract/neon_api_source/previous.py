@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import listings
+from .reading import parse_ts
 
 FIRST_RUN = "first run"
 # The `confirmations` table (a `Confirmation` a row): column -> dlt type; only `signature` may be
@@ -164,10 +165,10 @@ def _select(table: str, names: list[str] | tuple[str, ...]) -> str:
     return f"select {', '.join(_quoted(n) for n in names)} from {table}"
 
 
-def utc(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+def utc(value: str | datetime) -> datetime:
+    """A moment as the warehouse or Neon gives it (naive: UTC), as an aware UTC datetime."""
+    moment = parse_ts(value) if isinstance(value, str) else value
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _read_access(previous: Previous, sql: Any, tables: Mapping[str, str]) -> None:
