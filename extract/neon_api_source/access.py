@@ -12,7 +12,7 @@ and `access_coverage` keeps it, so the marts can tell "nobody" from "not visible
 listing that answers 404 means the project was deleted since it was listed: as for its branches,
 the run counts it with its skipped 404s, and the project is left out of that listing.
 
-Per-project permissions (`project_members`, Neon's live spec of 2026-08) replace shares as the way
+Per-project permissions (`project_members`, declared in Neon's live spec) replace shares as the way
 people reach a project; Neon signals no change to them, and a stale grant is the worst thing an
 access review can show, so they are read on every run, one request (a page of 500) per project of
 an organization (personal projects have none: no request). A 403 (a plan or key without

@@ -208,8 +208,9 @@ _ROW_ID_BYTES, _ROW_ID_CHARS = 12, 16
 
 def row_ids(count: int) -> pyarrow.Array:
     """`count` random row ids as one Arrow string array, built from two buffers instead of a
-    Python string per row: dlt's normalize adds them a row at a time and rewrites every parquet
-    file for it, which was the normalize's peak on a large account (memory.py)."""
+    Python string per row: left to dlt's normalize, they are added a row at a time and every
+    parquet file is rewritten for them, the normalize's largest cost on a large account
+    (memory.py)."""
     data = base64.b64encode(secrets.token_bytes(count * _ROW_ID_BYTES))
     offsets = array.array("i", range(0, count * _ROW_ID_CHARS + 1, _ROW_ID_CHARS))
     return pyarrow.StringArray.from_buffers(count, pyarrow.py_buffer(offsets), pyarrow.py_buffer(data))

@@ -8,8 +8,9 @@ table instead), how its rows are carried between runs, and the word the progress
 From these rows are made: the resources' table hints (`Listing.hints()`), the whole resource of
 a plain listing (neon_api_source.access.plain_resource) and of a listing read for every
 project (neon_api_source.every_project_resource), the requests' paging (reading.pages), the
-progress labels (neon_elt.progress), the simulator's routes (neon_simulator.routes), the routes
-held to the consumption limit (helpers), and the spec checks of tests/extract/test_raw_schema.py
+progress labels (neon_elt.progress), the simulator's routing (neon_simulator.routing), the routes
+held to the consumption limit (limiter.py, and the simulator's limits.py), what is carried between
+runs (previous.py: `CARRIED`), and the spec checks of tests/extract/test_raw_schema.py
 (`SPEC_SCHEMAS`). The rows live by area: estate.py, consumption.py and access.py here.
 
 This package imports only the standard library, so the simulator reads it without the source's

@@ -122,7 +122,7 @@ PROJECT_VPC_ENDPOINTS = Listing(
     },
     added={"project_id": "text"},
 )
-# Per-project permissions (the live spec of 2026-08), 500 a page, for every organization's
+# Per-project permissions (declared in the live spec), 500 a page, for every organization's
 # project (a personal project has none: no request). The member's display name is not loaded
 # (the email names them, as for organization members).
 PROJECT_MEMBERS = Listing(
