@@ -21,7 +21,7 @@ from . import incremental, listings, settings
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, NeonNotFound, RunStats, origin_of
 from .previous import TABLES as LAST_RUN_TABLES
 from .previous import Previous, read_previous
-from .reading import fan_out, iso, pages, parse_ts, pick
+from .reading import fan_out, pages, parse_ts, pick
 
 
 class Estate:
@@ -192,11 +192,17 @@ class Estate:
 
     def _make_plan(self) -> incremental.Planner:
         run_state = dlt.current.source_state().setdefault("run", {})
+        this_run = incremental.run_record(
+            now=self.run_at,
+            origin=origin_of(self.client.base_url),
+            key_fingerprint=self.client.key_fingerprint,
+            org_ids=[o["id"] for o in self.organizations()],
+        )
         previous, full_reason = None, incremental.FORCED if self.full_refresh else None
         if full_reason is None:
             previous, full_reason = self._read_previous()
         if full_reason is None:
-            full_reason = self._changed_since(run_state)
+            full_reason = incremental.full_run_reason(run_state, this_run)
         last_run = run_state.get("last_run_at")
         planner = incremental.Planner(
             previous,
@@ -207,12 +213,7 @@ class Estate:
         )
         for project in self.projects():
             planner.project(project, *self.operations_of(project["id"]))
-        run_state.update(
-            last_run_at=iso(self.run_at),
-            origin=origin_of(self.client.base_url),
-            key_fingerprint=self.client.key_fingerprint,
-            org_ids=sorted(o["id"] for o in self.organizations()),
-        )
+        run_state.update(this_run)
         self.stats.plan = planner.plan
         return planner
 
@@ -226,22 +227,6 @@ class Estate:
                 return read_previous(lambda sql: client.execute_sql(sql) or [], tables)
         except Exception as exc:  # no destination to read, or rows not as this version writes them
             return None, f"the last run's state could not be read ({type(exc).__name__})"
-
-    def _changed_since(self, run_state: dict) -> str | None:
-        """Why this run must be a full one although the last run left a state, or None."""
-        if not run_state.get("last_run_at"):
-            return "no record of the last run"
-        if run_state.get("origin") != origin_of(self.client.base_url):
-            return "the API base URL changed"
-        if run_state.get("key_fingerprint") != self.client.key_fingerprint:
-            return "the API key changed"
-        new_orgs = {o["id"] for o in self.organizations()} - set(run_state.get("org_ids") or [])
-        if new_orgs:
-            return f"new organization {', '.join(sorted(new_orgs))}"
-        age = self.run_at - parse_ts(run_state["last_run_at"])
-        if age > timedelta(days=settings.OPERATIONS_RETENTION_DAYS):
-            return f"the last run is {age.days} days old, older than Neon keeps operations"
-        return None
 
     # ------------------------------------------------------------------------------ the listings
 
