@@ -50,6 +50,7 @@ from .access import resources as access_resources
 from .configuration import NeonApiSourceConfiguration, make_client, resolve, with_settings
 from .estate import Estate
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, RunStats
+from .previous import CONFIRMATION_COLUMNS, CONFIRMATION_REQUIRED, CONFIRMATIONS
 from .reading import fan_out, listed_row, pages, pick
 
 __all__ = ["neon_api_source", "CONSUMPTION_RESOURCES", "Estate", "NeonClient", "NeonAPIError", "RunStats"]
@@ -170,7 +171,7 @@ def organizations(estate: Estate) -> Iterator[list[dict]]:
     if estate.org_key:
         names = {p.get("org_id"): p.get("org_name") for p in estate.projects() if p.get("org_id")}
         orgs = [{"id": org_id, "name": name} for org_id, name in sorted(names.items())]
-    yield _counted(estate, "organizations", orgs)
+    yield _counted(estate, L.ORGANIZATIONS.table, orgs)
 
 
 @dlt.resource(**L.REGIONS.resource_args())
@@ -192,14 +193,14 @@ def regions(estate: Estate) -> Iterator[list[dict]]:
     if estate.org_key:
         for project in estate.projects():
             found.setdefault(project["region_id"], {"region_id": project["region_id"]})
-    yield _counted(estate, "regions", sorted(found.values(), key=lambda r: r["region_id"]))
+    yield _counted(estate, L.REGIONS.table, sorted(found.values(), key=lambda r: r["region_id"]))
 
 
 @dlt.resource(**L.PROJECTS.resource_args())
 def projects(estate: Estate) -> Iterator[list[dict]]:
     """Projects, one version per change of a stable field."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    yield _counted(estate, "projects", [pick(p, L.PROJECTS.columns) for p in estate.projects()])
+    yield _counted(estate, L.PROJECTS.table, [pick(p, L.PROJECTS.columns) for p in estate.projects()])
 
 
 @dlt.resource(**L.PROJECTS.snapshot_args())
@@ -207,7 +208,7 @@ def project_snapshots(estate: Estate) -> Iterator[list[dict]]:
     """Project usage counters, one row per project and day (the day's last run wins)."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     rows = [_snapshot(estate, L.PROJECTS, p) for p in estate.projects()]
-    yield _counted(estate, "project_snapshots", rows)
+    yield _counted(estate, L.PROJECTS.snapshot_table, rows)
 
 
 @dlt.resource(**L.BRANCHES.resource_args())
@@ -217,7 +218,7 @@ def project_branches(estate: Estate) -> Iterator[list[dict]]:
     for _, branches, fresh in estate.branches():
         if branches:
             rows = [pick(b, L.BRANCHES.columns) for b in branches] if fresh else branches
-            yield _counted(estate, "project_branches", rows)
+            yield _counted(estate, L.BRANCHES.table, rows)
 
 
 @dlt.resource(**L.BRANCHES.snapshot_args())
@@ -229,7 +230,7 @@ def branch_snapshots(estate: Estate) -> Iterator[list[dict]]:
             continue
         rows = [_snapshot(estate, L.BRANCHES, b, project_id=project_id) for b in branches]
         if rows:
-            yield _counted(estate, "branch_snapshots", rows)
+            yield _counted(estate, L.BRANCHES.snapshot_table, rows)
 
 
 @dlt.resource(**L.DELETED_BRANCHES.resource_args())
@@ -251,7 +252,7 @@ def deleted_branches(estate: Estate) -> Iterator[list[dict]]:
             for b in estate.deleted_branches.get(project_id, [])
         ]
         if rows:
-            yield _counted(estate, "deleted_branches", rows)
+            yield _counted(estate, L.DELETED_BRANCHES.table, rows)
 
 
 @dlt.resource(**L.ENDPOINTS.resource_args())
@@ -261,7 +262,7 @@ def endpoints(estate: Estate) -> Iterator[list[dict]]:
     for _, computes, fresh in estate.endpoints():
         if computes:
             rows = [pick(e, L.ENDPOINTS.columns) for e in computes] if fresh else computes
-            yield _counted(estate, "endpoints", rows)
+            yield _counted(estate, L.ENDPOINTS.table, rows)
 
 
 @dlt.resource(**L.ENDPOINTS.snapshot_args())
@@ -273,7 +274,7 @@ def endpoint_snapshots(estate: Estate) -> Iterator[list[dict]]:
             continue
         rows = [_snapshot(estate, L.ENDPOINTS, e, project_id=project_id) for e in computes]
         if rows:
-            yield _counted(estate, "endpoint_snapshots", rows)
+            yield _counted(estate, L.ENDPOINTS.snapshot_table, rows)
 
 
 @dlt.resource(**L.DATABASES.resource_args())
@@ -290,8 +291,9 @@ def roles(estate: Estate) -> Iterator[list[dict]]:
     yield from _counted_pages(estate, L.ROLES.table, estate.branch_contents(L.ROLES))
 
 
-def _refused(estate: Estate, what: str, exc: NeonAPIError) -> None:
+def _refused(estate: Estate, listing: L.Listing, exc: NeonAPIError) -> None:
     """A listing the key or plan is refused (403): noted once per listing, never fatal."""
+    what = listing.noun
     estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
 
 
@@ -305,7 +307,7 @@ def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
         try:
             found = [item for page in pages(estate.client, listing, project_id=project_id) for item in page]
         except NeonForbidden as exc:
-            _refused(estate, listing.noun, exc)
+            _refused(estate, listing, exc)
             return []
         confirmed = {"confirmed_at": estate.run_at} if listing.confirmed else {}
         return [{**listed_row(listing, item), "project_id": project_id, **confirmed} for item in found]
@@ -338,7 +340,7 @@ def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
         try:
             body = estate.client.get(listing.route, project_id=project_id, branch_id=branch_id)
         except NeonForbidden as exc:
-            _refused(estate, "backup schedules", exc)
+            _refused(estate, listing, exc)
             return []
         row = {"branch_id": branch_id, "project_id": project_id, "confirmed_at": estate.run_at}
         return [dict(row, schedule=body.get("schedule") or [])]
@@ -359,7 +361,7 @@ def organization_spending_limits(estate: Estate) -> Iterator[list[dict]]:
         try:
             body = estate.client.get(listing.route, org_id=org_id)
         except NeonForbidden as exc:
-            _refused(estate, "spending limits", exc)
+            _refused(estate, listing, exc)
             continue
         rows.append({"org_id": org_id, **pick(body, listing.columns), "confirmed_at": estate.run_at})
     if rows:
@@ -377,7 +379,7 @@ def operations(estate: Estate) -> Iterator[list[dict]]:
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for ops in estate.operations():
         if ops:
-            yield _counted(estate, "operations", ops)
+            yield _counted(estate, L.OPERATIONS.table, ops)
 
 
 # The consumption resources, which the runner may extract and load apart from the others.
@@ -391,7 +393,7 @@ def consumption_history(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     are noted once and skipped; the rest of the run goes on. Days older than Neon's 60 stay."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_projects(estate, L.CONSUMPTION, "daily", settings.CONSUMPTION_METRICS)
+        yield from consumption.read(estate, L.CONSUMPTION, "daily", settings.CONSUMPTION_METRICS)
 
 
 @dlt.resource(**consumption.resource_args(L.CONSUMPTION_HOURLY))
@@ -404,7 +406,7 @@ def consumption_hourly(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     it would be most of the rows. It costs one request per 100 projects, as the daily one."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_projects(
+        yield from consumption.read(
             estate, L.CONSUMPTION_HOURLY, "hourly", settings.HOURLY_CONSUMPTION_METRICS
         )
 
@@ -421,22 +423,20 @@ def branch_consumption(estate: Estate, enabled: bool = True) -> Iterator[Any]:
     consumption."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     if enabled:
-        yield from consumption.read_branches(estate)
+        yield from consumption.read(
+            estate,
+            L.BRANCH_CONSUMPTION,
+            "daily",
+            settings.BRANCH_CONSUMPTION_METRICS,
+            batch=settings.BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST,
+        )
 
 
 @dlt.resource(
-    name="confirmations",
+    name=CONFIRMATIONS,
     primary_key=["object_kind", "object_id"],
     write_disposition="replace",
-    columns={
-        "object_kind": {"data_type": "text", "nullable": False},
-        "object_id": {"data_type": "text", "nullable": False},
-        "project_id": {"data_type": "text", "nullable": False},
-        "confirmed_at": {"data_type": "timestamp", "nullable": False},
-        "reason": {"data_type": "text", "nullable": False},
-        "signature": {"data_type": "text"},
-        "refresh_due_at": {"data_type": "timestamp", "nullable": False},
-    },
+    columns=L.column_hints(CONFIRMATION_COLUMNS, CONFIRMATION_REQUIRED),
 )
 def confirmations(estate: Estate) -> Iterator[list[dict]]:
     """When the API last confirmed each listing: a project's branches and computes (`object_kind`
@@ -444,10 +444,10 @@ def confirmations(estate: Estate) -> Iterator[list[dict]]:
     rolling refresh reads it again at the latest. The next run plans from this table."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
     for rows in estate.confirmations():
-        yield _counted(estate, "confirmations", rows)
+        yield _counted(estate, CONFIRMATIONS, rows)
 
 
-@dlt.resource(name="confirmations")
+@dlt.resource(name=CONFIRMATIONS)
 def plan_resource(estate: Estate) -> Iterator[list[dict]]:
     """`plan_only`: read the signals and decide the plan; yield nothing, so nothing loads."""
     estate.planner()

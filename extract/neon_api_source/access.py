@@ -12,7 +12,7 @@ and `access_coverage` keeps it, so the marts can tell "nobody" from "not visible
 listing that answers 404 means the project was deleted since it was listed: as for its branches,
 the run counts it with its skipped 404s, and the project is left out of that listing.
 
-Per-project permissions (`project_members`, Neon's live spec of 2026-08) replace shares as the way
+Per-project permissions (`project_members`, declared in Neon's live spec) replace shares as the way
 people reach a project; Neon signals no change to them, and a stale grant is the worst thing an
 access review can show, so they are read on every run, one request (a page of 500) per project of
 an organization (personal projects have none: no request). A 403 (a plan or key without
@@ -46,45 +46,27 @@ import dlt
 from . import incremental, settings
 from .helpers import NeonAPIError, SourceConfigError
 from .listings import (
-    BY_TABLE,
-    LISTINGS,
+    ACCESS_LISTINGS,
+    COVERAGE_COLUMNS,
+    COVERAGE_REQUIRED,
+    COVERAGE_TABLE,
     ORG,
     ORGANIZATION_API_KEYS,
     ORGANIZATION_MEMBERS,
-    PLAIN,
+    ORGANIZATION_VPC_ENDPOINTS,
+    PARENT_ID,
     PROJECT_PERMISSIONS,
     PROJECT_VPC_ENDPOINTS,
+    PROJECTS,
+    WITH_FULL_READING,
     Listing,
     column_hints,
 )
-from .previous import PROJECT_ACCESS_LISTINGS
 from .reading import fan_out, listed_row, pages, pick
 
-# The access review's listings, in the order they are read and loaded; the per-organization ones
-# feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
-ACCESS_LISTINGS = tuple(listing for listing in LISTINGS if listing.reader in ("access", PLAIN))
 PERSONAL_PROJECT = "personal project: no organization members"
-PROJECT_ROUTE = "/projects/{project_id}"  # asked on a 404 only: still there, or deleted since?
+PROJECT_ROUTE = f"{PROJECTS.route}/{{project_id}}"  # asked on a 404 only: still there, or deleted since?
 EMAIL = re.compile(r"[^\s@'\"<>(),;:]+@[^\s@'\"<>(),;:]+")
-COVERAGE_COLUMNS = {
-    "listing": "text",
-    "scope_id": "text",
-    "org_id": "text",
-    "project_id": "text",
-    "is_visible": "bool",
-    "status": "bigint",
-    "detail": "text",
-    "read_reason": "text",
-    "confirmed_at": "timestamp",
-}
-# What a run reads back from the warehouse to carry the per-project listings (with the rest of
-# the last run's state: previous.read_previous).
-CARRIED_COLUMNS = {
-    "access_coverage": list(COVERAGE_COLUMNS),
-    "project_permissions": [*PROJECT_PERMISSIONS.columns, "project_id", "confirmed_at"],
-    "project_vpc_endpoints": [*PROJECT_VPC_ENDPOINTS.columns, "project_id", "confirmed_at"],
-}
-
 
 # ------------------------------------------------------------------------------------------- emails
 
@@ -151,15 +133,15 @@ class Access:
 
     # organizations ------------------------------------------------------------------------------
 
-    def per_org(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+    def per_org(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         """Org id -> (rows, coverage row) of an organization-wide listing, read this run."""
-        return self.estate._once(f"access:{listing}", lambda: self._read_orgs(listing))
+        return self.estate._once(f"access:{listing.table}", lambda: self._read_orgs(listing))
 
-    def _read_orgs(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+    def _read_orgs(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         fetch = {
-            "organization_members": self._members,
-            "organization_api_keys": self._api_keys,
-        }.get(listing) or functools.partial(self._plain_rows, BY_TABLE[listing])
+            ORGANIZATION_MEMBERS.table: self._members,
+            ORGANIZATION_API_KEYS.table: self._api_keys,
+        }.get(listing.table) or functools.partial(self._plain_rows, listing)
         result = {}
         for org_id in self.estate.org_ids():
             rows, status, detail = _read_or_refused(fetch, org_id)
@@ -195,7 +177,7 @@ class Access:
         """A plain listing's rows of one organization or project, as the listing describes them:
         its columns, a nested object's, the parent's id and, if the table has it, `confirmed_at`;
         the email column, if any, as `hash_emails` wants it."""
-        parent = "org_id" if listing.parent == ORG else "project_id"
+        parent = PARENT_ID[listing.parent]
         rows = []
         for page in pages(self.estate.client, listing, **{parent: scope_id}):
             for item in page:
@@ -210,18 +192,18 @@ class Access:
 
     # projects ---------------------------------------------------------------------------------
 
-    def per_project(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+    def per_project(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         """Project id -> (rows, coverage row) of a per-project listing: read or carried."""
-        return self.estate._once(f"access:{listing}", lambda: self._read_projects(listing))
+        return self.estate._once(f"access:{listing.table}", lambda: self._read_projects(listing))
 
-    def _read_projects(self, listing: str) -> dict[str, tuple[list[dict], dict]]:
+    def _read_projects(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         estate = self.estate
         planner = estate.planner()
         previous = planner.previous  # the last run's state, access rows included (None: nothing to carry)
         state = dlt.current.source_state().setdefault("access", {})
         email_changed = state.get("email_mode", self.emails.mode) != self.emails.mode
-        vpc = listing == "project_vpc_endpoints"
-        orgs_vpc = self.per_org("organization_vpc_endpoints") if vpc else {}
+        vpc = listing == PROJECT_VPC_ENDPOINTS
+        orgs_vpc = self.per_org(ORGANIZATION_VPC_ENDPOINTS) if vpc else {}
         # organizations whose endpoints differ from the warehouse's: their projects' restrictions are re-read
         vpc_changed = {
             org_id
@@ -241,7 +223,7 @@ class Access:
             reason = incremental.access_reason(
                 planner.plan.projects[pid],
                 previous,
-                listing,
+                listing.table,
                 email_setting_changed=email_changed,
                 org_vpc_changed=org_id in vpc_changed,
             )
@@ -255,7 +237,7 @@ class Access:
             pid, org_id, reason = item
             # a 404 is not a refusal: the project was deleted since it was listed
             answer = estate.unless_deleted(
-                lambda: _read_or_refused(self._project_rows, listing, pid, refused=(403,))
+                lambda: _read_or_refused(self._plain_rows, listing, pid, refused=(403,))
             )
             if answer is None:
                 return pid, None
@@ -268,7 +250,7 @@ class Access:
                 result[pid] = found
                 read += 1
         self._note_refusals(listing, [cov for _, cov in result.values()], "project")
-        if listing == "project_permissions":
+        if listing == PROJECT_PERMISSIONS:
             state["email_mode"] = self.emails.mode
             estate.stats.note(
                 f"access review: shares of all {read:,} projects read"
@@ -283,23 +265,18 @@ class Access:
         """A project whose VPC restrictions need no request: its organization has no VPC
         endpoints (or it has no organization), or they could not be seen."""
         if org_id is None or org_id not in orgs_vpc:
-            return [], self._coverage(
-                "project_vpc_endpoints", pid, org_id, pid, None, "no organization", None
-            )
+            return [], self._coverage(PROJECT_VPC_ENDPOINTS, pid, org_id, pid, None, "no organization", None)
         endpoints, org_coverage = orgs_vpc[org_id]
         if not org_coverage["is_visible"]:
             detail = f"the organization's VPC endpoints are not visible ({org_coverage['status']})"
             return [], {
-                **self._coverage("project_vpc_endpoints", pid, org_id, pid, None, detail, None),
+                **self._coverage(PROJECT_VPC_ENDPOINTS, pid, org_id, pid, None, detail, None),
                 "is_visible": False,
             }
         if not endpoints:
             detail = "the organization has no VPC endpoints"
-            return [], self._coverage("project_vpc_endpoints", pid, org_id, pid, None, detail, "every run")
+            return [], self._coverage(PROJECT_VPC_ENDPOINTS, pid, org_id, pid, None, detail, "every run")
         return None
-
-    def _project_rows(self, listing: str, pid: str) -> list[dict]:
-        return self._plain_rows(BY_TABLE[listing], pid)
 
     # plain per-project listings ------------------------------------------------------------
 
@@ -310,13 +287,13 @@ class Access:
         return self.estate._once(f"access:{listing.table}", lambda: self._read_plain_projects(listing))
 
     def _read_plain_projects(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
-        estate, table = self.estate, listing.table
+        estate = self.estate
         result: dict[str, tuple[list[dict], dict]] = {}
         wanted = []
         for project in estate.projects():
             pid, org_id = project["id"], project.get("org_id")
             if org_id is None and listing.org_projects_only:
-                result[pid] = [], self._coverage(table, pid, None, pid, None, PERSONAL_PROJECT, None)
+                result[pid] = [], self._coverage(listing, pid, None, pid, None, PERSONAL_PROJECT, None)
             else:
                 wanted.append((pid, org_id))
 
@@ -329,12 +306,12 @@ class Access:
             if status == 404 and not self._still_there(pid):
                 estate.stats.add(skipped_404=1)  # the listing's 404; the project's is counted too
                 return pid, None
-            return pid, (rows, self._coverage(table, pid, org_id, pid, status, detail, "every run"))
+            return pid, (rows, self._coverage(listing, pid, org_id, pid, status, detail, "every run"))
 
         for pid, found in fan_out(one, wanted, estate.workers):
             if found is not None:
                 result[pid] = found
-        self._note_refusals(table, [cov for _, cov in result.values()], "project")
+        self._note_refusals(listing, [cov for _, cov in result.values()], "project")
         return result
 
     def _still_there(self, pid: str) -> bool:
@@ -346,16 +323,16 @@ class Access:
     def by_scope(self, listing: Listing) -> dict[str, tuple[list[dict], dict]]:
         """Organization or project id -> (rows, coverage row) of an access listing."""
         if listing.parent == ORG:
-            return self.per_org(listing.table)
-        if listing.table in PROJECT_ACCESS_LISTINGS:
-            return self.per_project(listing.table)
+            return self.per_org(listing)
+        if listing.carried == WITH_FULL_READING:
+            return self.per_project(listing)
         return self.per_project_plain(listing)
 
     # coverage ---------------------------------------------------------------------------------
 
-    def _coverage(self, listing, scope_id, org_id, project_id, status, detail, reason) -> dict:
+    def _coverage(self, listing: Listing, scope_id, org_id, project_id, status, detail, reason) -> dict:
         return {
-            "listing": listing,
+            "listing": listing.table,
             "scope_id": scope_id,
             "org_id": org_id,
             "project_id": project_id,
@@ -366,7 +343,7 @@ class Access:
             "confirmed_at": self.estate.run_at,
         }
 
-    def _note_refusals(self, listing: str, coverage: list[dict], scope: str) -> None:
+    def _note_refusals(self, listing: Listing, coverage: list[dict], scope: str) -> None:
         """One summary line per kind of refusal met this run: what, how many, and Neon's reason."""
         refused = Counter(
             (c["status"], c["detail"])
@@ -376,7 +353,7 @@ class Access:
         for (status, detail), n in sorted(refused.items(), key=lambda kv: -kv[1]):
             where = f"{n:,} {scope}{'s' if n > 1 else ''}"
             self.estate.stats.skipped_optional.append(
-                f"{BY_TABLE[listing].noun} of {where}: {status} {detail} (not visible; the marts say so)"
+                f"{listing.noun} of {where}: {status} {detail} (not visible; the marts say so)"
             )
 
     def coverage_rows(self) -> list[dict]:
@@ -388,12 +365,12 @@ class Access:
 
 def resources(access: Access) -> list[Any]:
     """The access review's resources: a bespoke one per listing read here, one made from its
-    description (listings.py) per plain listing, then the coverage."""
+    description (listings/) per plain listing, then the coverage."""
     bespoke = {
-        "organization_members": organization_members,
-        "organization_api_keys": organization_api_keys,
-        "project_permissions": project_permissions,
-        "project_vpc_endpoints": project_vpc_endpoints,
+        ORGANIZATION_MEMBERS.table: organization_members,
+        ORGANIZATION_API_KEYS.table: organization_api_keys,
+        PROJECT_PERMISSIONS.table: project_permissions,
+        PROJECT_VPC_ENDPOINTS.table: project_vpc_endpoints,
     }
     made = [
         bespoke[listing.table](access) if listing.table in bespoke else plain_resource(access, listing)
@@ -402,10 +379,10 @@ def resources(access: Access) -> list[Any]:
     return [*made, access_coverage(access)]
 
 
-def _listing_rows(access: Access, table: str) -> Iterator[list[dict]]:
+def _listing_rows(access: Access, listing: Listing) -> Iterator[list[dict]]:
     """Every row of one listing, counted for the summary (a per-project one: read or carried)."""
-    rows = [row for rows, _ in access.by_scope(BY_TABLE[table]).values() for row in rows]
-    access.estate.stats.count_rows(table, len(rows))
+    rows = [row for rows, _ in access.by_scope(listing).values() for row in rows]
+    access.estate.stats.count_rows(listing.table, len(rows))
     if rows:
         yield rows
 
@@ -416,7 +393,7 @@ def plain_resource(access: Access, listing: Listing) -> Any:
 
     def rows(access: Access) -> Iterator[Any]:
         yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-        yield from _listing_rows(access, listing.table)
+        yield from _listing_rows(access, listing)
 
     return dlt.resource(rows, **listing.resource_args())(access)
 
@@ -425,41 +402,41 @@ def plain_resource(access: Access, listing: Listing) -> Any:
 def organization_members(access: Access) -> Iterator[Any]:
     """Members of every organization, with their email (or its hash), MFA and deactivation."""
     yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-    yield from _listing_rows(access, "organization_members")
+    yield from _listing_rows(access, ORGANIZATION_MEMBERS)
 
 
 @dlt.resource(**ORGANIZATION_API_KEYS.resource_args())
 def organization_api_keys(access: Access) -> Iterator[Any]:
     """Organization API keys: who made them, when each was last used and from where. No tokens."""
     yield dlt.mark.materialize_table_schema()
-    yield from _listing_rows(access, "organization_api_keys")
+    yield from _listing_rows(access, ORGANIZATION_API_KEYS)
 
 
 @dlt.resource(**PROJECT_PERMISSIONS.resource_args())
 def project_permissions(access: Access) -> Iterator[Any]:
     """Project shares, revoked ones included: read with each project's full reading, else carried."""
     yield dlt.mark.materialize_table_schema()
-    yield from _listing_rows(access, "project_permissions")
+    yield from _listing_rows(access, PROJECT_PERMISSIONS)
 
 
 @dlt.resource(**PROJECT_VPC_ENDPOINTS.resource_args())
 def project_vpc_endpoints(access: Access) -> Iterator[Any]:
     """The VPC endpoints each project accepts connections through (its VPC restrictions)."""
     yield dlt.mark.materialize_table_schema()
-    yield from _listing_rows(access, "project_vpc_endpoints")
+    yield from _listing_rows(access, PROJECT_VPC_ENDPOINTS)
 
 
 @dlt.resource(
-    name="access_coverage",
+    name=COVERAGE_TABLE,
     primary_key=["listing", "scope_id"],
     write_disposition="replace",
-    columns=column_hints(COVERAGE_COLUMNS, ["listing", "scope_id", "is_visible", "confirmed_at"]),
+    columns=column_hints(COVERAGE_COLUMNS, COVERAGE_REQUIRED),
 )
 def access_coverage(access: Access) -> Iterator[Any]:
     """For each access listing and organization or project: whether the key could read it (the
     HTTP status, and Neon's reason when it could not), when and why it was last read."""
     yield dlt.mark.materialize_table_schema()
     rows = access.coverage_rows()
-    access.estate.stats.count_rows("access_coverage", len(rows))
+    access.estate.stats.count_rows(COVERAGE_TABLE, len(rows))
     if rows:
         yield rows

@@ -23,7 +23,6 @@ secrets.toml) but not over an argument.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -33,7 +32,7 @@ from dlt.common.typing import TSecretStrValue
 
 from . import settings
 from .access import Emails
-from .helpers import NeonClient, RetryPolicy, RunStats, SourceConfigError, innermost
+from .helpers import NeonClient, RetryPolicy, RunStats, SourceConfigError, innermost, is_loopback
 from .limiter import RateLimiter, neon_rate_limiter
 
 SECTIONS = ("sources", "neon_api_source")
@@ -69,7 +68,7 @@ class NeonApiSourceConfiguration(BaseConfiguration):
         if not self.base_url.startswith(("http://", "https://")):
             raise SourceConfigError(f"NEON_API_BASE_URL={self.base_url!r} is not an http(s) URL")
         host = urlsplit(self.base_url).hostname or ""
-        if self.base_url.startswith("http://") and not _is_local(host) and not self.allow_insecure_http:
+        if self.base_url.startswith("http://") and not is_loopback(host) and not self.allow_insecure_http:
             raise SourceConfigError(
                 f"NEON_API_BASE_URL={self.base_url!r} is plain http to {host}, which would send the API "
                 "key unencrypted: use https, or set allow_insecure_http = true under "
@@ -103,16 +102,6 @@ class NeonApiSourceConfiguration(BaseConfiguration):
             run_deadline=self.run_deadline_seconds,
             max_throttle_wait=self.max_throttle_wait_seconds,
         )
-
-
-def _is_local(host: str) -> bool:
-    """A loopback host (the simulator, a local proxy): plain http never leaves the machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_key(key: str, source: str) -> None:

@@ -72,39 +72,48 @@ def time_range(
     return {"from": iso(start), "to": iso(end), "granularity": granularity}
 
 
-def read_projects(
-    estate: Estate, listing: listings.Listing, granularity: str, metrics
+def read(
+    estate: Estate, listing: listings.Listing, granularity: str, metrics, batch: int | None = None
 ) -> Iterator[pyarrow.Table]:
-    """A project consumption table's rows of every organization, from the timeframe after the last
-    one loaded (the resource's state, restored from the warehouse) minus the look-back."""
+    """A consumption table's rows of every organization, from the timeframe after the last one
+    loaded (the resource's state, restored from the warehouse) minus the look-back. With `batch`,
+    the organization's projects are named, `batch` a request (the branch consumption). A 403, 404
+    or 406 (a plan without it, a rejected range) is noted and the organization skipped."""
     loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
     hourly = granularity == "hourly"
-    what = "hourly consumption" if hourly else "consumption"
-    for org_id in _org_ids(estate, what):
-        since = loaded_until.get(org_id)
-        params = {
-            **time_range(estate.run_at, since, granularity, estate.full_refresh),
-            "org_id": org_id,
-            "metrics": ",".join(metrics),
-            "limit": listing.page_limit,
-        }
+    for org_id in _org_ids(estate, listing.noun):
+        span = time_range(estate.run_at, loaded_until.get(org_id), granularity, estate.full_refresh)
+        convert = functools.partial(to_table, listing, org_id, before=span["to"], drop_zero=hourly)
         latest = loaded_until.get(org_id, "")
         try:
-            convert = functools.partial(to_table, listing, org_id, before=params["to"], drop_zero=hourly)
-            for rows in pages(estate.client, listing, params, convert=convert):
-                if rows.num_rows:
-                    latest = max(latest, iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
-                    estate.stats.count_rows(listing.table, rows.num_rows)
-                    yield rows
+            for params in _requests(estate, org_id, span, metrics, listing.page_limit, batch):
+                for rows in pages(estate.client, listing, params, convert=convert):
+                    if rows.num_rows:
+                        latest = max(latest, iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
+                        estate.stats.count_rows(listing.table, rows.num_rows)
+                        yield rows
         except NeonAPIError as exc:
             if exc.status not in (403, 404, 406):
                 raise
-            estate.stats.skipped_optional.append(f"{what} for {org_id}: {exc.status} {exc.detail}")
+            estate.stats.skipped_optional.append(f"{listing.noun} for {org_id}: {exc.status} {exc.detail}")
             continue
         if hourly:  # hours without rows were read too: the last one asked for is loaded
-            latest = iso(parse_ts(params["to"]) - timedelta(hours=1))
+            latest = iso(parse_ts(span["to"]) - timedelta(hours=1))
         if latest:
             loaded_until[org_id] = latest
+
+
+def _requests(
+    estate: Estate, org_id: str, span: dict[str, str], metrics, limit: int | None, batch: int | None
+) -> list[dict]:
+    """The query of each request for one organization: one, or one per `batch` of its projects."""
+    scope, wanted = {**span, "org_id": org_id}, {"metrics": ",".join(metrics), "limit": limit}
+    if batch is None:
+        return [{**scope, **wanted}]
+    ids = sorted(p["id"] for p in estate.projects() if p.get("org_id") == org_id)
+    return [
+        {**scope, "project_ids": ",".join(ids[at : at + batch]), **wanted} for at in range(0, len(ids), batch)
+    ]
 
 
 def _org_ids(estate: Estate, what: str) -> list[str]:
@@ -116,44 +125,6 @@ def _org_ids(estate: Estate, what: str) -> list[str]:
     if estate.consumption_orgs is not None:
         org_ids = [org_id for org_id in org_ids if org_id in estate.consumption_orgs]
     return org_ids
-
-
-def read_branches(estate: Estate) -> Iterator[pyarrow.Table]:
-    """The branch consumption of every organization (`branch_consumption`): the same days and
-    look-back as the project consumption, 100 projects a request."""
-    listing = listings.BRANCH_CONSUMPTION
-    loaded_until: dict[str, str] = dlt.current.resource_state().setdefault("loaded_until", {})
-    org_ids = _org_ids(estate, "branch consumption")
-    batch = settings.BRANCH_CONSUMPTION_PROJECTS_PER_REQUEST
-
-    for org_id in org_ids:
-        days = time_range(estate.run_at, loaded_until.get(org_id), "daily", estate.full_refresh)
-        convert = functools.partial(to_table, listing, org_id, before=days["to"])
-        project_ids = sorted(p["id"] for p in estate.projects() if p.get("org_id") == org_id)
-        latest = loaded_until.get(org_id, "")
-        try:
-            for first in range(0, len(project_ids), batch):
-                params = {
-                    **days,
-                    "org_id": org_id,
-                    "project_ids": ",".join(project_ids[first : first + batch]),
-                    "metrics": ",".join(settings.BRANCH_CONSUMPTION_METRICS),
-                    "limit": listing.page_limit,
-                }
-                for rows in pages(estate.client, listing, params, convert=convert):
-                    if rows.num_rows:
-                        latest = max(latest, iso(pyarrow.compute.max(rows["timeframe_start"]).as_py()))
-                        estate.stats.count_rows(listing.table, rows.num_rows)
-                        yield rows
-        except NeonAPIError as exc:
-            if exc.status not in (403, 404, 406):
-                raise
-            estate.stats.skipped_optional.append(
-                f"branch consumption for {org_id}: {exc.status} {exc.detail}"
-            )
-            continue
-        if latest:
-            loaded_until[org_id] = latest
 
 
 def to_table(
@@ -237,8 +208,9 @@ _ROW_ID_BYTES, _ROW_ID_CHARS = 12, 16
 
 def row_ids(count: int) -> pyarrow.Array:
     """`count` random row ids as one Arrow string array, built from two buffers instead of a
-    Python string per row: dlt's normalize adds them a row at a time and rewrites every parquet
-    file for it, which was the normalize's peak on a large account (memory.py)."""
+    Python string per row: left to dlt's normalize, they are added a row at a time and every
+    parquet file is rewritten for them, the normalize's largest cost on a large account
+    (memory.py)."""
     data = base64.b64encode(secrets.token_bytes(count * _ROW_ID_BYTES))
     offsets = array.array("i", range(0, count * _ROW_ID_CHARS + 1, _ROW_ID_CHARS))
     return pyarrow.StringArray.from_buffers(count, pyarrow.py_buffer(offsets), pyarrow.py_buffer(data))

@@ -18,10 +18,10 @@ from typing import Any
 import dlt
 
 from . import incremental, listings, settings
-from .access import CARRIED_COLUMNS as CARRIED_ACCESS_COLUMNS
 from .helpers import NeonAPIError, NeonClient, NeonForbidden, NeonNotFound, RunStats, origin_of
+from .previous import TABLES as LAST_RUN_TABLES
 from .previous import Previous, read_previous
-from .reading import fan_out, iso, pages, parse_ts, pick
+from .reading import fan_out, pages, parse_ts, pick
 
 
 class Estate:
@@ -31,7 +31,7 @@ class Estate:
         self,
         client: NeonClient,
         org_ids: list[str] | None = None,
-        workers: int = 16,
+        workers: int = settings.CONCURRENCY,
         *,
         run_at: datetime | None = None,
         full_refresh_days: int = settings.FULL_REFRESH_DAYS,
@@ -142,7 +142,9 @@ class Estate:
         return json.loads(blob), complete
 
     def _fetch_all_operations(self) -> dict[str, tuple[str, bool]]:
-        newest: dict[str, str] = dlt.current.resource_state("operations").setdefault("newest_created_at", {})
+        newest: dict[str, str] = dlt.current.resource_state(listings.OPERATIONS.table).setdefault(
+            "newest_created_at", {}
+        )
         lookback = timedelta(hours=settings.OPERATIONS_LOOKBACK_HOURS)
 
         def one(project_id: str) -> tuple[str, list[dict], bool]:
@@ -190,11 +192,17 @@ class Estate:
 
     def _make_plan(self) -> incremental.Planner:
         run_state = dlt.current.source_state().setdefault("run", {})
+        this_run = incremental.run_record(
+            now=self.run_at,
+            origin=origin_of(self.client.base_url),
+            key_fingerprint=self.client.key_fingerprint,
+            org_ids=[o["id"] for o in self.organizations()],
+        )
         previous, full_reason = None, incremental.FORCED if self.full_refresh else None
         if full_reason is None:
             previous, full_reason = self._read_previous()
         if full_reason is None:
-            full_reason = self._changed_since(run_state)
+            full_reason = incremental.full_run_reason(run_state, this_run)
         last_run = run_state.get("last_run_at")
         planner = incremental.Planner(
             previous,
@@ -205,12 +213,7 @@ class Estate:
         )
         for project in self.projects():
             planner.project(project, *self.operations_of(project["id"]))
-        run_state.update(
-            last_run_at=iso(self.run_at),
-            origin=origin_of(self.client.base_url),
-            key_fingerprint=self.client.key_fingerprint,
-            org_ids=sorted(o["id"] for o in self.organizations()),
-        )
+        run_state.update(this_run)
         self.stats.plan = planner.plan
         return planner
 
@@ -218,47 +221,19 @@ class Estate:
         """The last published run's confirmations and current rows (the access listings' too),
         from the destination, in one read: whatever part of it fails makes a full run."""
         pipeline = dlt.current.pipeline()
-        names = (
-            "confirmations",
-            "_dlt_loads",
-            "project_branches",
-            "endpoints",
-            "databases",
-            "roles",
-            *CARRIED_ACCESS_COLUMNS,
-            "organization_vpc_endpoints",
-        )
         try:
             with pipeline.sql_client() as client:
-                tables = {name: client.make_qualified_table_name(name) for name in names}
-                return read_previous(
-                    lambda sql: client.execute_sql(sql) or [], tables, CARRIED_ACCESS_COLUMNS
-                )
+                tables = {name: client.make_qualified_table_name(name) for name in LAST_RUN_TABLES}
+                return read_previous(lambda sql: client.execute_sql(sql) or [], tables)
         except Exception as exc:  # no destination to read, or rows not as this version writes them
             return None, f"the last run's state could not be read ({type(exc).__name__})"
-
-    def _changed_since(self, run_state: dict) -> str | None:
-        """Why this run must be a full one although the last run left a state, or None."""
-        if not run_state.get("last_run_at"):
-            return "no record of the last run"
-        if run_state.get("origin") != origin_of(self.client.base_url):
-            return "the API base URL changed"
-        if run_state.get("key_fingerprint") != self.client.key_fingerprint:
-            return "the API key changed"
-        new_orgs = {o["id"] for o in self.organizations()} - set(run_state.get("org_ids") or [])
-        if new_orgs:
-            return f"new organization {', '.join(sorted(new_orgs))}"
-        age = self.run_at - parse_ts(run_state["last_run_at"])
-        if age > timedelta(days=settings.OPERATIONS_RETENTION_DAYS):
-            return f"the last run is {age.days} days old, older than Neon keeps operations"
-        return None
 
     # ------------------------------------------------------------------------------ the listings
 
     def branches(self) -> Iterator[tuple[str, list[dict], bool]]:
         """(project id, its branches, read this run?) for every project. Carried branches have
-        only `id`, `project_id` and `_dlt_id`, the hash of their current version."""
-        return self._listing("branches", self._fetch_branches, ("id", "_dlt_id"))
+        their carried columns only (listings.Listing.carried_columns)."""
+        return self._listing(listings.BRANCHES, self._fetch_branches)
 
     def _fetch_branches(self, project_id: str) -> list[dict]:
         """The project's branches, read with `include_deleted=true`: the same request also
@@ -286,37 +261,36 @@ class Estate:
         return live
 
     def endpoints(self) -> Iterator[tuple[str, list[dict], bool]]:
-        """(project id, its computes, read this run?) for every project (carried: keys and hash)."""
-        return self._listing("endpoints", self._fetch_endpoints, ("id", "branch_id", "_dlt_id"))
+        """(project id, its computes, read this run?) for every project (carried: as branches)."""
+        return self._listing(listings.ENDPOINTS, self._fetch_endpoints)
 
     def _fetch_endpoints(self, project_id: str) -> list[dict]:
         return [
             item for page in pages(self.client, listings.ENDPOINTS, project_id=project_id) for item in page
         ]
 
-    def _listing(
-        self, name: str, fetch, carried_keys: tuple[str, ...]
-    ) -> Iterator[tuple[str, list[dict], bool]]:
+    def _listing(self, listing: listings.Listing, fetch) -> Iterator[tuple[str, list[dict], bool]]:
         """A per-project listing, fetched once and kept as compact JSON: three readers share it
         (versions, snapshots, and the per-branch requests), and decoded dicts of a large account
-        would take several times the memory."""
-        for project_id, (fresh, blob) in self._once(name, lambda: self._per_project(name, fetch)).items():
-            records = json.loads(blob)
-            if not fresh:
-                records = [
-                    dict(zip(carried_keys, row, strict=True), project_id=project_id) for row in records
-                ]
-            yield project_id, records, fresh
+        would take several times the memory. A project the plan carries has its rows from the
+        warehouse."""
+        fetched = self._once(listing.table, lambda: self._per_project(fetch))
+        previous = self.planner().previous
+        for project_id, blob in fetched.items():
+            if blob is None:
+                assert previous is not None
+                yield project_id, previous.rows(listing, project_id), False
+            else:
+                yield project_id, json.loads(blob), True
 
-    def _per_project(self, name: str, fetch) -> dict[str, tuple[bool, str]]:
+    def _per_project(self, fetch) -> dict[str, str | None]:
+        """Project id -> its listing read this run, or None for a project the plan carries."""
         planner = self.planner()
-        previous = planner.previous
-        listed: dict[str, tuple[bool, str]] = {}
+        listed: dict[str, str | None] = {}
         wanted = []
         for project_id in self.project_ids():
             if planner.plan.projects[project_id].mode == incremental.CARRY:
-                assert previous is not None
-                listed[project_id] = (False, getattr(previous, name).get(project_id, "[]"))
+                listed[project_id] = None
             else:
                 wanted.append(project_id)
 
@@ -324,7 +298,7 @@ class Estate:
             return project_id, json.dumps(self.children(fetch, project_id), separators=(",", ":"))
 
         for project_id, blob in fan_out(one, wanted, self.workers):
-            listed[project_id] = (True, blob)
+            listed[project_id] = blob
         return listed
 
     def children(self, fetch, *args) -> list[dict]:
@@ -369,7 +343,7 @@ class Estate:
         for project_id, branch_id, _, reason in self.contents():
             if reason is None:
                 assert previous is not None
-                carried.extend(previous.contents(listing.table, branch_id))
+                carried.extend(previous.rows(listing, branch_id))
             else:
                 wanted.append((project_id, branch_id))
         if carried:

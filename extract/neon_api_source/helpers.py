@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import random
@@ -22,9 +23,6 @@ from requests.adapters import HTTPAdapter
 
 from . import listings, settings
 from .limiter import RateLimiter, neon_rate_limiter
-
-CONSUMPTION_ROUTE = listings.CONSUMPTION.route
-
 
 # --------------------------------------------------------------------------------------------- errors
 
@@ -402,8 +400,16 @@ class NeonClient:
             )
 
 
-# Neon is never on this machine: an API on the loopback host is the simulator (neon_simulator).
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+def is_loopback(host: str | None) -> bool:
+    """Whether a host is this machine: "localhost" or any loopback address (127.0.0.0/8, ::1).
+    Neon is never on this machine: an API there is the simulator (neon_simulator) or a local
+    proxy, and plain http to it never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def origin_of(base_url: str) -> str:
@@ -411,13 +417,13 @@ def origin_of(base_url: str) -> str:
     simulator counts as one origin."""
     parts = urlsplit(base_url)
     host = parts.hostname or ""
-    netloc = host if host in LOOPBACK_HOSTS else parts.netloc
+    netloc = host if is_loopback(host) else parts.netloc
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def is_local(origin: str) -> bool:
     """Whether an origin (or base URL) is on the loopback host: the simulator, not Neon."""
-    return urlsplit(origin).hostname in LOOPBACK_HOSTS
+    return is_loopback(urlsplit(origin).hostname)
 
 
 def _error_message(body_text: str) -> str:

@@ -1,4 +1,8 @@
-"""What a run re-reads from the API, and why: the plan, decided here and nowhere else.
+"""What a run re-reads from the API, and why: the plan, decided here from Neon's signals and the
+last run's state. Only whether that state can serve at all is found where it is read: previous.py
+says when it cannot (no state yet, confirmations missing, a load that did not complete), and
+estate.py, which asks for it and fetches what the plan says, makes a state it cannot read back a
+full run too.
 
 The first run reads everything. After it, each run reads the *signals*, at a cost that grows with
 projects, not branches:
@@ -31,8 +35,9 @@ project id, so no later run is a spike.
 
 A whole run is a full one on the first run, when the last confirmations are missing or come from a
 load that did not complete, when any other part of the last run's state cannot be read back, when
-the key, the base URL or the organizations changed, when the last run is older than Neon keeps
-operations, and when asked (`full_refresh`).
+the key, the base URL or the organizations changed since the last run's record (`run_record`,
+`full_run_reason`), when the last run is older than Neon keeps operations, and when asked
+(`full_refresh`).
 
 The previous state is read from the warehouse the run loads into (the `confirmations` table, the
 current rows, the access listings that are carried, and dlt's source state), once, so a run that is
@@ -49,10 +54,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import settings
+from . import listings, settings
 from .previous import FIRST_RUN, Confirmation, Previous, compact, utc
+from .reading import iso, parse_ts
 
-FULL, LISTINGS, CARRY = "full", "listings", "carry"
+FULL, LISTINGS, CARRY = "full", "listings", "carry"  # a project's plan; a whole run's: FULL or INCREMENTAL
+INCREMENTAL = "incremental"
 FIRST_SPREAD_OFFSET = timedelta(hours=12)
 
 # Reasons, as the summary and the `confirmations.reason` column show them.
@@ -68,6 +75,37 @@ BRANCH_UPDATED = "branch updated_at moved"
 
 def operation_reason(action: str) -> str:
     return f"operation {action}"
+
+
+# --------------------------------------------------------------------------------- a whole full run
+
+
+def run_record(*, now: datetime, origin: str, key_fingerprint: str, org_ids: Iterable[str]) -> dict:
+    """What a run keeps in dlt's source state for the next one to compare with."""
+    return {
+        "last_run_at": iso(now),
+        "origin": origin,
+        "key_fingerprint": key_fingerprint,
+        "org_ids": sorted(org_ids),
+    }
+
+
+def full_run_reason(last: Mapping[str, Any], this: Mapping[str, Any]) -> str | None:
+    """Why this run must be a full one although the last run left a state, or None: `last` and
+    `this` are the two runs' `run_record`s."""
+    if not last.get("last_run_at"):
+        return "no record of the last run"
+    if last.get("origin") != this["origin"]:
+        return "the API base URL changed"
+    if last.get("key_fingerprint") != this["key_fingerprint"]:
+        return "the API key changed"
+    new_orgs = set(this["org_ids"]) - set(last.get("org_ids") or [])
+    if new_orgs:
+        return f"new organization {', '.join(sorted(new_orgs))}"
+    age = parse_ts(this["last_run_at"]) - parse_ts(last["last_run_at"])
+    if age > timedelta(days=settings.OPERATIONS_RETENTION_DAYS):
+        return f"the last run is {age.days} days old, older than Neon keeps operations"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -113,7 +151,7 @@ class ProjectPlan:
 class Plan:
     """The run's decisions and their reasons, for the summary, the `--plan` flag and the tests."""
 
-    mode: str  # "full" or "incremental"
+    mode: str  # FULL or INCREMENTAL
     reason: str
     full_refresh_days: int
     projects: dict[str, ProjectPlan] = field(default_factory=dict)
@@ -129,7 +167,7 @@ class Plan:
 
     def describe(self) -> list[str]:
         """Lines for the run summary."""
-        if self.mode == "full":
+        if self.mode == FULL:
             return [f"full run ({self.reason}): every project, branch, database and role read"]
         total = len(self.projects)
         reasons = self.project_reasons()
@@ -165,7 +203,7 @@ class Planner:
         self.period = timedelta(days=full_refresh_days)
         full = full_reason is not None or previous is None
         self.plan = Plan(
-            mode="full" if full else "incremental",
+            mode=FULL if full else INCREMENTAL,
             reason=full_reason or FIRST_RUN,
             full_refresh_days=full_refresh_days,
         )
@@ -177,7 +215,7 @@ class Planner:
 
     @property
     def full(self) -> bool:
-        return self.plan.mode == "full"
+        return self.plan.mode == FULL
 
     def project(
         self, project: Mapping[str, Any], operations: Iterable[Mapping[str, Any]], operations_complete: bool
@@ -318,8 +356,8 @@ def access_reason(
         return decision.reason
     if previous is None or (listing, decision.project_id) not in previous.access_coverage:
         return NOT_READ_BEFORE
-    if listing == "project_permissions" and email_setting_changed:
+    if listing in listings.EMAIL_COLUMNS and email_setting_changed:
         return EMAIL_SETTING_CHANGED
-    if listing == "project_vpc_endpoints" and org_vpc_changed:
+    if listing == listings.PROJECT_VPC_ENDPOINTS.table and org_vpc_changed:
         return ORG_VPC_CHANGED
     return None

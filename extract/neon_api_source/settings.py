@@ -1,14 +1,12 @@
 """Constants for the Neon API source: rate limits, retries, incremental windows and what each
-operation can change. The listings themselves (routes, page sizes, table shapes) are in
-listings.py.
+operation can change. The listings themselves (routes, envelopes, page sizes, table shapes) are
+rows of the listings/ package.
 
 Every number here comes from Neon's OpenAPI spec (extract/neon_simulator/neon-openapi-v2.yaml) or Neon's
 documented limits.
 """
 
 DEFAULT_BASE_URL = "https://console.neon.tech/api/v2"
-
-# The routes, envelopes, page sizes and table shapes of each listing: listings.py.
 
 # Neon's documented limits: 700 requests per minute per account, bursts up to 40 requests per
 # second per route; the consumption history endpoint allows about 30 requests per minute.
@@ -134,7 +132,7 @@ OPERATION_EFFECTS = {
     "prewarm_replica": LISTINGS,
     "finalize_migration": LISTINGS,  # computes move with their project
     "mark_migration_prepared": LISTINGS,
-    "epc_sync": LISTINGS,  # new in the live spec (2026-08), undocumented: computes' state, we take it
+    "epc_sync": LISTINGS,  # the live spec's, undocumented: computes' state, we take it
     # Storage and control-plane housekeeping: nothing this source loads changes.
     "check_availability": NOTHING,
     "tenant_ignore": NOTHING,
@@ -148,7 +146,7 @@ OPERATION_EFFECTS = {
     "switch_pageserver": NOTHING,
     "set_storage_non_dirty": NOTHING,
     "swap_binding_id": NOTHING,
-    "tenant_attach_safekeepers": NOTHING,  # new in the live spec (2026-08): storage housekeeping
+    "tenant_attach_safekeepers": NOTHING,  # the live spec's: storage housekeeping
     "tenant_detach_safekeepers": NOTHING,
 }
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from neon_api_source import configuration
+from neon_api_source import configuration, incremental
 from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
 from neon_api_source.helpers import SourceConfigError, one_line
 
@@ -71,8 +71,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 def plan_report(plan) -> str:
     """The plan as `--plan` prints it: the summary, then every project to re-read and why."""
     lines = ["Plan", *[f"  {line}" for line in plan.describe()]]
-    chosen = sorted((p.reason, p.project_id) for p in plan.projects.values() if p.mode != "carry")
-    if chosen and plan.mode != "full":
+    chosen = sorted((p.reason, p.project_id) for p in plan.projects.values() if p.mode != incremental.CARRY)
+    if chosen and plan.mode != incremental.FULL:
         lines.append("  projects to re-read:")
         lines.extend(f"    {project_id}  {reason}" for reason, project_id in chosen)
     return "\n".join(lines)

@@ -9,9 +9,6 @@ from typing import TextIO
 from neon_api_source import listings
 from neon_api_source.helpers import RunStats
 
-# Short labels for the progress line: each listing's (listings/), in the order the crawl reaches them.
-ROUTE_LABELS = listings.ROUTE_LABELS
-
 
 class Progress:
     """Redraws one status line per resource on stderr while the extract runs (TTY only)."""
@@ -51,7 +48,7 @@ class Progress:
             f"429s {self.stats.throttled}  skipped 404s {self.stats.skipped_404}"
         ]
         for route, count in sorted(self.stats.requests.items(), key=lambda kv: kv[0]):
-            label = ROUTE_LABELS.get(route, route)
+            label = listings.ROUTE_LABELS.get(route, route)
             lines.append(f"  {label:<12} {count:>7,} requests  {count / elapsed:6.1f}/s")
         rows = "  ".join(f"{table} {n:,}" for table, n in sorted(self.stats.rows.items()))
         lines.append(f"  rows: {rows}")

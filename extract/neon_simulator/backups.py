@@ -27,6 +27,8 @@ import random
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from neon_api_source import listings
+
 from .records import _snapshot
 from .timestamps import _DAY, _HOUR, parse_ts, ts
 
@@ -53,7 +55,7 @@ class Backups:
     def _init_backups(self) -> None:
         self._schedules: dict[str, dict[str, list[dict]]] = {}  # project id -> branch id -> items
         self._manual_snapshots: dict[str, list[dict]] = {}  # project id -> Snapshot records
-        self._listed["/projects/{project_id}/snapshots"] = self.snapshots  # routes.Routes.listing
+        self._listed[listings.BACKUP_SNAPSHOTS.route] = self.snapshots  # routes.Routes.listing
 
     def _generate_backups(self) -> None:
         rng = random.Random(f"{self.spec.seed}:backups")

@@ -31,8 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-CONSUMPTION_ROUTE = "/consumption_history/v2/projects"
-BRANCH_CONSUMPTION_ROUTE = "/consumption_history/v2/branches"
+from neon_api_source import listings
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class RateLimits:
     consumption_rate: float = 30 / 60
     consumption_burst: int = 5
     # one budget for both consumption endpoints: the strictest reading of Neon's documented limit
-    consumption_routes: tuple[str, ...] = (CONSUMPTION_ROUTE, BRANCH_CONSUMPTION_ROUTE)
+    consumption_routes: tuple[str, ...] = listings.CONSUMPTION_ROUTES
     drop_after: int | None = None
     drop_to: float = 1.0
     drop_routes: bool = False

@@ -205,12 +205,6 @@ class LiveApi:
     def project_roles_enabled(self, org_id: str) -> bool:
         return org_id not in self._without_project_roles
 
-    def set_spending_limit(self, org_id: str, cents: int | None) -> None:
-        with self.lock:
-            if org_id not in self._spending_limits:
-                raise KeyError(org_id)
-            self._spending_limits[org_id] = cents
-
     def deleted_branches(self, project_id: str) -> list[dict]:
         """Deleted branches still restorable at the account clock, each with ``recovery``."""
         with self.lock:

@@ -65,30 +65,31 @@ _OTHER_ROUTES: list[tuple[str, str]] = [
     ("/projects/{project_id}/operations/{operation_id}", "operation"),
 ]
 #: The listings the source reads (neon_api_source.listings) whose answer needs a handler of its
-#: own (paging, plans, admin checks). Any other listing is served by `routes.Routes.listing` from
-#: the account's records of it (`Account.listed_under`).
+#: own (paging, plans, admin checks), with its name. Any other listing is served by
+#: `routes.Routes.listing` from the account's records of it (`Account.listed_under`).
 _LISTING_HANDLERS = {
-    "/users/me/organizations": "users_me_organizations",
-    "/regions": "regions",
-    "/projects": "projects",
-    "/projects/{project_id}/branches": "branches",
-    "/projects/{project_id}/branches/{branch_id}/databases": "databases",
-    "/projects/{project_id}/branches/{branch_id}/roles": "roles",
-    "/projects/{project_id}/endpoints": "endpoints",
-    "/projects/{project_id}/operations": "operations",
-    "/consumption_history/v2/projects": "consumption",
-    "/consumption_history/v2/branches": "branch_consumption",
-    # who can reach the estate (access.py)
-    "/organizations/{org_id}/members": "org_members",
-    "/organizations/{org_id}/api_keys": "org_api_keys",
-    "/organizations/{org_id}/vpc/vpc_endpoints": "org_vpc_endpoints",
-    "/projects/{project_id}/permissions": "project_permissions",
-    "/projects/{project_id}/vpc_endpoints": "project_vpc_endpoints",
-    # the live spec's per-project permissions (live.py)
-    "/projects/{project_id}/members": "project_members",
-    # backup schedules (backups.py), spending limits (live.py)
-    "/projects/{project_id}/branches/{branch_id}/backup_schedule": "backup_schedule",
-    "/organizations/{org_id}/billing/spending_limit": "spending_limit",
+    listing.route: handler
+    for listing, handler in (
+        (listings.ORGANIZATIONS, "users_me_organizations"),
+        (listings.REGIONS, "regions"),
+        (listings.PROJECTS, "projects"),
+        (listings.BRANCHES, "branches"),
+        (listings.DATABASES, "databases"),
+        (listings.ROLES, "roles"),
+        (listings.ENDPOINTS, "endpoints"),
+        (listings.OPERATIONS, "operations"),
+        (listings.CONSUMPTION, "consumption"),
+        (listings.BRANCH_CONSUMPTION, "branch_consumption"),
+        # who can reach the estate (access.py)
+        (listings.ORGANIZATION_MEMBERS, "org_members"),
+        (listings.ORGANIZATION_API_KEYS, "org_api_keys"),
+        (listings.ORGANIZATION_VPC_ENDPOINTS, "org_vpc_endpoints"),
+        (listings.PROJECT_PERMISSIONS, "project_permissions"),
+        (listings.PROJECT_VPC_ENDPOINTS, "project_vpc_endpoints"),
+        (listings.PROJECT_MEMBERS, "project_members"),  # live.py
+        (listings.BACKUP_SCHEDULES, "backup_schedule"),  # backups.py
+        (listings.ORGANIZATION_SPENDING_LIMITS, "spending_limit"),  # live.py
+    )
 }
 #: The listings by route: a listing's parent and envelope (`routes.Routes.listing`).
 LISTINGS_BY_ROUTE = {listing.route: listing for listing in listings.LISTINGS}

@@ -9,7 +9,14 @@ import time
 
 import pytest
 from neon_api_source import listings, settings
-from neon_api_source.helpers import NeonAuthError, NeonThrottled, PaginationError, RunStats
+from neon_api_source.helpers import (
+    NeonAuthError,
+    NeonThrottled,
+    PaginationError,
+    RunStats,
+    is_local,
+    origin_of,
+)
 from neon_api_source.limiter import RateLimiter, neon_rate_limiter
 from neon_api_source.reading import paginate_cursor
 from neon_elt.progress import Progress, summary
@@ -258,3 +265,17 @@ def test_the_cause_of_a_failure_is_found_even_in_a_chain_that_loops():
     assert innermost(outer) is inner
     inner.__context__ = outer  # a loop: each exception once, then the walk ends
     assert list(exception_chain(outer)) == [outer, middle, inner]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "[::1]"])
+def test_any_loopback_host_is_the_simulator_whatever_its_port(host):
+    """Neon is never on this machine: a base URL on any loopback address is the simulator (the
+    report says so), and every port of it is one origin (the warehouse's origin check)."""
+    assert is_local(f"http://{host}:4010/api/v2")
+    assert origin_of(f"http://{host}:4010/api/v2") == origin_of(f"http://{host}:4020/api/v2")
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "localhost.example.com", "console.neon.tech"])
+def test_a_host_off_the_loopback_is_an_api_of_its_own_on_each_port(host):
+    assert not is_local(f"https://{host}:4010/api/v2")
+    assert origin_of(f"https://{host}:4010/api/v2") != origin_of(f"https://{host}:4020/api/v2")

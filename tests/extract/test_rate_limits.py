@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import dlt
 import pytest
 from expected import RUN_TIME_COLUMN, query
-from neon_api_source import configuration, neon_api_source, settings
+from neon_api_source import configuration, listings, neon_api_source, settings
 from neon_api_source.configuration import make_client
-from neon_api_source.helpers import CONSUMPTION_ROUTE, SourceConfigError
+from neon_api_source.helpers import SourceConfigError
 from neon_api_source.limiter import RateLimiter, neon_rate_limiter
 from neon_elt import cli
 from neon_simulator import PRESETS, Account, Faults, RateLimits, Simulator
@@ -88,7 +88,12 @@ def fast_limiter(budget_share: float = 1.0) -> RateLimiter:
         settings.ACCOUNT_BURST,
         settings.ROUTE_REQUESTS_PER_SECOND * FAST,
         settings.ROUTE_BURST,
-        {CONSUMPTION_ROUTE: (settings.CONSUMPTION_REQUESTS_PER_MINUTE * FAST, settings.CONSUMPTION_BURST)},
+        {
+            listings.CONSUMPTION.route: (
+                settings.CONSUMPTION_REQUESTS_PER_MINUTE * FAST,
+                settings.CONSUMPTION_BURST,
+            )
+        },
         budget_share=budget_share,
     )
 

@@ -16,7 +16,6 @@ import pyarrow.parquet
 import pytest
 from expected import query
 from neon_api_source import listings, settings
-from neon_api_source.access import ACCESS_LISTINGS
 from neon_elt.run import ExtractResult, elt
 from neon_simulator.live import SPENDING_LIMIT_PLANS
 from neon_simulator.reference import BRANCH_CONSUMPTION_PLANS
@@ -234,7 +233,8 @@ def access_table_counts(account) -> dict[str, int]:
         "project_members": sum(len(served_project_members(account, p["id"])) for p in projects),
         # one per organization or project for each access listing
         "access_coverage": sum(
-            len(visible) if listing.parent == listings.ORG else len(projects) for listing in ACCESS_LISTINGS
+            len(visible) if listing.parent == listings.ORG else len(projects)
+            for listing in listings.ACCESS_LISTINGS
         ),
     }
 

@@ -8,8 +8,9 @@ table instead), how its rows are carried between runs, and the word the progress
 From these rows are made: the resources' table hints (`Listing.hints()`), the whole resource of
 a plain listing (neon_api_source.access.plain_resource) and of a listing read for every
 project (neon_api_source.every_project_resource), the requests' paging (reading.pages), the
-progress labels (neon_elt.progress), the simulator's routes (neon_simulator.routes), the routes
-held to the consumption limit (helpers), and the spec checks of tests/extract/test_raw_schema.py
+progress labels (neon_elt.progress), the simulator's routing (neon_simulator.routing), the routes
+held to the consumption limit (limiter.py, and the simulator's limits.py), what is carried between
+runs (previous.py: `CARRIED`), and the spec checks of tests/extract/test_raw_schema.py
 (`SPEC_SCHEMAS`). The rows live by area: estate.py, consumption.py and access.py here.
 
 This package imports only the standard library, so the simulator reads it without the source's
@@ -32,6 +33,9 @@ from __future__ import annotations
 
 from . import access, consumption, estate
 from .access import (
+    COVERAGE_COLUMNS,
+    COVERAGE_REQUIRED,
+    COVERAGE_TABLE,
     ORGANIZATION_API_KEYS,
     ORGANIZATION_MEMBERS,
     ORGANIZATION_VPC_ENDPOINTS,
@@ -46,10 +50,20 @@ from .base import (
     CURSOR,
     ESTATE,
     EVERY_PROJECT,
+    EVERY_RUN,
+    FROM_WAREHOUSE,
+    NEWEST,
     NEXT,
     ORG,
+    PARENT_ID,
     PLAIN,
     PROJECT,
+    SCD2,
+    TIMEFRAMES,
+    WITH_BRANCH,
+    WITH_BRANCH_LISTING,
+    WITH_FULL_READING,
+    WITH_LISTINGS,
     Listing,
     column_hints,
 )
@@ -75,12 +89,25 @@ __all__ = [
     "CURSOR",
     "ESTATE",
     "EVERY_PROJECT",
+    "EVERY_RUN",
+    "FROM_WAREHOUSE",
+    "NEWEST",
     "NEXT",
     "ORG",
+    "PARENT_ID",
     "PLAIN",
     "PROJECT",
+    "SCD2",
+    "TIMEFRAMES",
+    "WITH_BRANCH",
+    "WITH_BRANCH_LISTING",
+    "WITH_FULL_READING",
+    "WITH_LISTINGS",
     "Listing",
     "column_hints",
+    "COVERAGE_COLUMNS",
+    "COVERAGE_REQUIRED",
+    "COVERAGE_TABLE",
     "ORGANIZATIONS",
     "REGIONS",
     "PROJECTS",
@@ -106,6 +133,12 @@ __all__ = [
 
 LISTINGS: tuple[Listing, ...] = (*estate.ROWS, *consumption.ROWS, *access.ROWS)
 BY_TABLE: dict[str, Listing] = {listing.table: listing for listing in LISTINGS}
+# The listings whose rows a run carries from the warehouse when the plan does not read them
+# (previous.py reads them back).
+CARRIED = tuple(listing for listing in LISTINGS if listing.carried in FROM_WAREHOUSE)
+# The access review's listings, in the order they are read and loaded; the per-organization ones
+# feed the per-project ones (a project's VPC restrictions need its organization's endpoints).
+ACCESS_LISTINGS = tuple(listing for listing in LISTINGS if listing.reader in (ACCESS, PLAIN))
 
 # Each route once, with its progress label, in the order the crawl reaches them.
 ROUTE_LABELS: dict[str, str] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ACCESS, NEXT, ORG, PROJECT, WITH_PROJECT, Listing
+from .base import ACCESS, NEXT, ORG, PROJECT, WITH_FULL_READING, Listing
 
 # ------------------------------------------------------------------- who can reach the estate
 # Members, organization API keys and VPC endpoints are read per organization on every run (a few
@@ -91,7 +91,7 @@ PROJECT_PERMISSIONS = Listing(
     parent=PROJECT,
     primary_key=("project_id", "id"),
     required=("id", "project_id"),
-    carried=WITH_PROJECT,
+    carried=WITH_FULL_READING,
     confirmed=True,
     spec_schema="ProjectPermission",
     emails="granted_to_email",
@@ -113,7 +113,7 @@ PROJECT_VPC_ENDPOINTS = Listing(
     parent=PROJECT,
     primary_key=("project_id", "vpc_endpoint_id"),
     required=("project_id", "vpc_endpoint_id"),
-    carried=WITH_PROJECT,
+    carried=WITH_FULL_READING,
     confirmed=True,
     spec_schema="VPCEndpoint",
     columns={
@@ -122,7 +122,7 @@ PROJECT_VPC_ENDPOINTS = Listing(
     },
     added={"project_id": "text"},
 )
-# Per-project permissions (the live spec of 2026-08), 500 a page, for every organization's
+# Per-project permissions (declared in the live spec), 500 a page, for every organization's
 # project (a personal project has none: no request). The member's display name is not loaded
 # (the email names them, as for organization members).
 PROJECT_MEMBERS = Listing(
@@ -152,6 +152,21 @@ PROJECT_MEMBERS = Listing(
     },
     added={"project_id": "text"},
 )
+
+# For each access listing and organization or project: read or refused, when, and why.
+COVERAGE_TABLE = "access_coverage"
+COVERAGE_COLUMNS = {
+    "listing": "text",
+    "scope_id": "text",
+    "org_id": "text",
+    "project_id": "text",
+    "is_visible": "bool",
+    "status": "bigint",
+    "detail": "text",
+    "read_reason": "text",
+    "confirmed_at": "timestamp",
+}
+COVERAGE_REQUIRED = ("listing", "scope_id", "is_visible", "confirmed_at")
 
 # The listings of this module, in the order the source reads and loads them.
 ROWS = (

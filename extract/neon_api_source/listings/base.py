@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-# The parents a listing is read under.
+# The parents a listing is read under, and the column that holds the parent's id.
 ORG, PROJECT, BRANCH = "organization", "project", "branch"
+PARENT_ID = {ORG: "org_id", PROJECT: "project_id", BRANCH: "branch_id"}
 # How a listing pages: Neon's `pagination.cursor` (always sent, also after the last page),
 # `pagination.next` (sent only while more remain), or not at all.
 CURSOR, NEXT = "cursor", "next"
-# How a listing's rows get from one run to the next.
-EVERY_RUN = "read on every run"
-WITH_PROJECT = "read with its project's full reading, else carried from the warehouse (incremental.py)"
-WITH_BRANCH = "read when its branch changed, else carried from the warehouse (incremental.py)"
-NEWEST = "read back to the newest seen minus a look-back; merged on id"
-TIMEFRAMES = "new timeframes and a look-back; older ones stay"
+# How a listing's rows get from one run to the next; the plan (incremental.py) says when each is
+# read. EVERY_RUN: read on every run. WITH_LISTINGS: read when its project's listings are, else
+# carried from the warehouse. WITH_FULL_READING: read with its project's full reading, else
+# carried. WITH_BRANCH: read when its branch changed, else carried. Those three (`FROM_WAREHOUSE`)
+# are read back by previous.py, their `carried_columns()`. WITH_BRANCH_LISTING: read with its
+# project's branch listing; rows merge, so a carried project's stay as confirmed. NEWEST: read
+# back to the newest seen minus a look-back, merged on id. TIMEFRAMES: new timeframes and a
+# look-back; older ones stay.
+EVERY_RUN, NEWEST, TIMEFRAMES = "every run", "newest", "timeframes"
+WITH_LISTINGS, WITH_FULL_READING, WITH_BRANCH = "with listings", "with full reading", "with branch"
+WITH_BRANCH_LISTING = "with branch listing"
+FROM_WAREHOUSE = (WITH_LISTINGS, WITH_FULL_READING, WITH_BRANCH)
 # Who reads a listing: the estate (estate.py), the access review by hand (access.py), or a
 # generic reader whose resource is made from the listing's row: a plain listing's, refusals kept
 # in `access_coverage` (access.plain_resource), or a per-project listing of the estate's, read for
@@ -89,6 +96,14 @@ class Listing:
             "write_disposition": self.disposition,
             "columns": self.hints(),
         }
+
+    def carried_columns(self) -> tuple[str, ...]:
+        """The columns a run reads back from the warehouse to carry the table's rows: of an scd2
+        table's current version, its required columns (dlt refuses a row without them) and
+        `_dlt_id`, the hash that keeps the version current; of any other table, the whole row."""
+        if self.disposition == SCD2:
+            return (*self.required, "_dlt_id")
+        return tuple(self.hints())
 
     def snapshot_args(self) -> dict:
         """`dlt.resource` arguments for the daily snapshot table of the volatile counters."""

@@ -9,9 +9,10 @@ from .base import CONSUMPTION_LIMIT, CURSOR, ESTATE, ORG, TIMEFRAMES, Listing
 # are the flattening's, not a spec schema's fields. `_dlt_id` is written by the source itself.
 # How a run's consumption lands: it replaces, per organization, the timeframes from the first one
 # it read on, and nothing before, so what Neon no longer serves (older than 60 days, 168 hours)
-# stays. The rows go in as read, without dlt's deduplication by primary key: a ROW_NUMBER() over
-# millions of rows ran DuckDB out of its load budget (the large account's 9 million branch rows),
-# and a page never repeats a row. The deletion needs only each organization's first timeframe.
+# stays. The rows go in as read, without dlt's deduplication by primary key: a page never repeats
+# a row, and the deduplication is a ROW_NUMBER() over every row loaded, past DuckDB's load budget
+# on a large account (9 million branch rows). The deletion needs only each organization's first
+# timeframe.
 CONSUMPTION_MERGE = {
     "disposition": "merge",
     "strategy": "delete-insert",
@@ -52,6 +53,7 @@ CONSUMPTION = Listing(
 )
 CONSUMPTION_HOURLY = Listing(
     table="consumption_hourly",
+    noun="hourly consumption",
     reader=ESTATE,
     route=CONSUMPTION.route,
     label=CONSUMPTION.label,

@@ -14,7 +14,8 @@ from .base import (
     PROJECT,
     SCD2,
     WITH_BRANCH,
-    WITH_PROJECT,
+    WITH_BRANCH_LISTING,
+    WITH_LISTINGS,
     Listing,
 )
 
@@ -116,7 +117,7 @@ BRANCHES = Listing(
     primary_key=("id",),
     required=("id", "project_id"),
     disposition=SCD2,
-    carried=WITH_PROJECT,
+    carried=WITH_LISTINGS,
     spec_schema="Branch",
     columns={
         "id": "text",
@@ -168,7 +169,7 @@ DELETED_BRANCHES = Listing(
     primary_key=("id",),
     required=("id", "project_id", "deleted_at", "recoverable_until", "deletion_method"),
     disposition="merge",
-    carried="read with the branch listing; a branch seen earlier keeps its row (merge on id)",
+    carried=WITH_BRANCH_LISTING,
     confirmed=True,
     spec_schema="Branch",
     columns={
@@ -200,7 +201,7 @@ ENDPOINTS = Listing(
     primary_key=("id",),
     required=("id", "project_id", "branch_id"),
     disposition=SCD2,
-    carried=WITH_PROJECT,
+    carried=WITH_LISTINGS,
     spec_schema="Endpoint",
     columns={
         "id": "text",
@@ -351,7 +352,7 @@ BACKUP_SCHEDULES = Listing(
     primary_key=("branch_id",),
     required=("branch_id", "project_id", "schedule"),
     disposition="merge",
-    carried="read with its project's branch listing; a carried project's rows stay as confirmed",
+    carried=WITH_BRANCH_LISTING,
     confirmed=True,
     spec_schema="BackupSchedule",
     columns={"schedule": "json"},
@@ -362,6 +363,7 @@ BACKUP_SCHEDULES = Listing(
 ORGANIZATION_SPENDING_LIMITS = Listing(
     table="organization_spending_limits",
     reader=ESTATE,
+    noun="spending limits",
     route="/organizations/{org_id}/billing/spending_limit",
     label="spend limits",
     envelope=None,
