@@ -53,6 +53,13 @@ def test_first_run_lands_every_table_completely(tmp_path):
     assert {
         r[0] for r in query(tmp_path / "neon_api.duckdb", "select org_id from neon_api_data.projects")
     } == orgs
+    # an organization whose spending limit Neon refused is counted, beside those it answered
+    limits = table_count(tmp_path / "neon_api.duckdb", "organization_spending_limits")
+    assert 0 < limits < len(orgs)
+    assert (
+        f"spending limits not read for {len(orgs) - limits} of {len(orgs)} organization(s): Neon answered 403"
+        in (result.stats.notes)
+    )
 
 
 def test_both_pagination_schemes_across_many_pages(tmp_path, monkeypatch):
