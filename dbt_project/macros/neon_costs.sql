@@ -4,12 +4,6 @@
     `neon_prices`, in dbt_project.yml). Units and conversions are the seed `neon_metric_units`.
 -#}
 
-{#- The metrics of Neon's branch consumption: the first six of the project consumption's (its spec
-    leaves out extra_branches_month and snapshot_storage_bytes_month). -#}
-{% macro neon_branch_consumption_metrics() -%}
-    {{ return(neon_consumption_metrics()[:6]) }}
-{%- endmacro %}
-
 {#- An amount (a quantity in its billing unit, or USD) to the sixth decimal, half away from zero in
     every warehouse. A double half way between two sixth decimals is a hair off in binary: cast
     directly, DuckDB rounds what the bits say and PostgreSQL what their 15 digits say. Through 12

@@ -15,16 +15,27 @@ CONSUMPTION_METRICS_MACRO = DBT_PROJECT_DIR / "macros" / "neon_consumption_metri
 
 
 def consumption_metrics_macro() -> str:
-    """The macro listing the metrics the extract asks consumption history for
-    (settings.CONSUMPTION_METRICS): the columns of the consumption pivot."""
-    items = "".join(f"        '{metric}',\n" for metric in settings.CONSUMPTION_METRICS)
+    """The macros listing the metrics the extract asks consumption history for: the project's
+    (settings.CONSUMPTION_METRICS, the columns of the consumption pivot) and the branch's
+    (settings.BRANCH_CONSUMPTION_METRICS)."""
+
+    def listed(metrics: tuple[str, ...]) -> str:
+        return "".join(f"        '{metric}',\n" for metric in metrics)
+
     return (
         "{#- Written by `python -m neon_elt.dbt_facts` from extract/neon_api_source/settings.py\n"
-        "    (CONSUMPTION_METRICS): change it there. The metrics the extract asks Neon's consumption\n"
-        "    history for, in the order Neon's spec lists them: the columns of the consumption pivot. -#}\n"
+        "    (CONSUMPTION_METRICS, BRANCH_CONSUMPTION_METRICS): change them there. The metrics the\n"
+        "    extract asks Neon's consumption history for, in the order Neon's spec lists them: the\n"
+        "    columns of the consumption pivot; then those of the branch consumption. -#}\n"
         "{% macro neon_consumption_metrics() -%}\n"
         "    {{ return([\n"
-        f"{items}"
+        f"{listed(settings.CONSUMPTION_METRICS)}"
+        "    ]) }}\n"
+        "{%- endmacro %}\n"
+        "\n"
+        "{% macro neon_branch_consumption_metrics() -%}\n"
+        "    {{ return([\n"
+        f"{listed(settings.BRANCH_CONSUMPTION_METRICS)}"
         "    ]) }}\n"
         "{%- endmacro %}\n"
     )

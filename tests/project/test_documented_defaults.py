@@ -47,7 +47,8 @@ def test_the_readme_stale_threshold_is_dbt_s():
 
 
 def test_dbt_lists_the_consumption_metrics_the_extract_asks_for():
-    """dbt's macro is written from settings.CONSUMPTION_METRICS: `python -m neon_elt.dbt_facts`."""
+    """dbt's metric macros are written from settings.CONSUMPTION_METRICS and
+    BRANCH_CONSUMPTION_METRICS: `python -m neon_elt.dbt_facts`."""
     from neon_elt import dbt_facts
 
     assert dbt_facts.CONSUMPTION_METRICS_MACRO.read_text() == dbt_facts.consumption_metrics_macro(), (
