@@ -1,6 +1,6 @@
 """The map of the regions in use: land, a circle per region, and a label for every circle.
 
-Land is Natural Earth's 1:110m countries, shipped with neon_elt (report_data/, whose README says
+Land is Natural Earth's 1:110m countries, shipped with the report (map_data/, whose README says
 where the file comes from), so the page needs no map service. The map is drawn by Vega's own Equal
 Earth projection; positions are also projected here, with the same formulas, scale and translation,
 because the labels are placed here: Vega-Lite has no label placement (Vega's `label` transform is
@@ -28,14 +28,14 @@ MONO = "DejaVu Sans Mono, Menlo, Consolas, Liberation Mono, Courier New, monospa
 CHAR_WIDTH = 0.61 * LABEL_SIZE
 LINE_HEIGHT = 1.35 * LABEL_SIZE
 LABEL_KEY = "Label: region (projects); circle area: logical size"
-ATLAS = "report_data/countries-110m.json"  # package data of neon_elt
+ATLAS = "map_data/countries-110m.json"  # package data of neon_elt.report
 LAND = "countries"  # the TopoJSON object in it that the map draws
 
 
 def world_atlas() -> dict:
     """The world as TopoJSON: one shape per country, so that borders show; no Antarctica (no region
     there, and a sixth of the height)."""
-    return json.loads(files("neon_elt").joinpath(ATLAS).read_text(encoding="utf-8"))
+    return json.loads(files("neon_elt.report").joinpath(ATLAS).read_text(encoding="utf-8"))
 
 
 def topojson_points(topology: dict, collection: dict) -> list[tuple[float, float]]:
