@@ -40,6 +40,13 @@ DATASET_NAME = "neon_api_data"
 # `dlt.pipeline("neon_api_pipeline").dataset()` and `dlt pipeline neon_api_pipeline show`, read the
 # warehouse unchanged from the repository root.
 DEFAULT_WAREHOUSE = DUCK_DB_NAME_PAT % PIPELINE_NAME
+# Environment variables that carry secrets: never passed on to a process we start that does not
+# need them (dbt, marimo's apps).
+SECRET_ENV = (
+    "NEON_API_KEY",
+    "SOURCES__NEON_API_SOURCE__API_KEY",
+    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
+)
 # The default until then. A warehouse under that name stays in use until it is moved (below).
 OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
 

@@ -69,10 +69,9 @@ def published_warehouse() -> Path:
 
 
 def app_env(**extra: str) -> dict[str, str]:
-    """The apps' environment: no secrets of ours, and no look for marimo updates on PyPI."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
-    }
+    """The apps' environment: no secrets of ours (config.SECRET_ENV), and no look for marimo
+    updates on PyPI."""
+    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
     env["MARIMO_SKIP_UPDATE_CHECK"] = "1"
     env.update(extra)
     return env

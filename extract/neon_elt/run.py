@@ -44,12 +44,6 @@ from .warehouse import FAULT_TEXTS
 
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
-# Environment variables that carry secrets: never passed on to dbt.
-SECRET_ENV = (
-    "NEON_API_KEY",
-    "SOURCES__NEON_API_SOURCE__API_KEY",
-    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
-)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -300,7 +294,7 @@ def root_cause(exc: BaseException) -> str:
 def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) -> None:
     """Run dbt on the project against the build, streaming its output. The API key never reaches
     dbt's environment; database credentials reach it as variables its profile reads."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
     env.update(build.dbt_env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if target_path:
