@@ -174,8 +174,9 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(mo):
-    idle_days = mo.ui.slider(1, 180, value=14, step=1, label="Idle for at least (days)", show_value=True)
+def _(con, mo):
+    (_applied,) = con.sql("select max(stale_after_days) from marts.project_branch_inventory").fetchone()
+    idle_days = mo.ui.slider(1, 180, value=_applied, step=1, label="Idle for at least (days)", show_value=True)
     idle_days
     return (idle_days,)
 

@@ -143,9 +143,12 @@ def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(r
     )
     rows = table_rows(report.read_text(), "Compute hygiene")
     assert [row[1] for row in rows] == [r["endpoint_id"] for r in flagged][:30]
+    (size,) = {
+        r["min_compute_size_cu"] for r in query_dicts(demo_warehouse, "select * from marts.compute_hygiene")
+    }
     words = {
         "never_suspends": "never suspends",
-        "has_oversized_minimum": "minimum above 0.25 CU",
+        "has_oversized_minimum": f"minimum above {size:g} CU",
         "is_active_on_stale_branch": "runs on a stale branch",
         "is_idle_read_replica": "idle read replica",
     }

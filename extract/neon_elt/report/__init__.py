@@ -73,8 +73,9 @@ def build(target: Any) -> str:
         costs=sections.costs(marts.bill, marts.org_bills, marts.project_costs, marts.branch_costs),
         charts=shown,
         has_consumption=bool(marts.daily),
-        hygiene=sections.hygiene(marts.hygiene),
+        hygiene=sections.hygiene(marts.hygiene, marts.thresholds[0]),
         stale=stale,
+        stale_words=sections.stale_words(marts.thresholds[0]),
         access=sections.access(marts.access),
     )
 

@@ -11,9 +11,10 @@ from ..views import METRICS, UNITS, metric_words
 from .charts import branch_cost_chart, project_cost_chart
 from .words import (
     COST_KINDS,
-    FINDINGS,
     INCLUDED_PER,
     amount,
+    days_words,
+    findings,
     hours,
     named,
     period_words,
@@ -343,14 +344,15 @@ def costs(bill: list[dict], org_bills: list[dict], project_costs: list[dict], br
     }
 
 
-def hygiene(computes: list[dict]) -> dict:
+def hygiene(computes: list[dict], thresholds: dict) -> dict:
     """The compute hygiene list: computes with findings, and what each finding means."""
+    found = findings(thresholds)
     flagged = [r for r in computes if r["flag_count"]]
     rows = [
         [
             f"{named(r['project_name'])} / {named(r['branch_name'])}",
             r["endpoint_id"],
-            ", ".join(words for flag, (words, _) in FINDINGS.items() if r[flag]),
+            ", ".join(words for flag, (words, _) in found.items() if r[flag]),
             r["compute_size"],
             suspend_words(r["suspend_timeout_seconds"]),
             r["days_since_active"],
@@ -364,9 +366,9 @@ def hygiene(computes: list[dict]) -> dict:
         "flagged": len(flagged),
         "count": len(computes),
         "counts": ", ".join(
-            f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in FINDINGS.items()
+            f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in found.items()
         ),
-        "legend": list(FINDINGS.values()),
+        "legend": list(found.values()),
         "rows": rows,
         "more": len(flagged) - HYGIENE_ROWS,
     }
@@ -416,6 +418,15 @@ FLAGGED = (
 
 def projects_words(n: int) -> str:
     return f"{n:,} project{'' if n == 1 else 's'}"
+
+
+def stale_words(thresholds: dict) -> str:
+    """What the clean-up list holds, with the threshold the marts applied."""
+    days = days_words(thresholds["stale_after_days"], "stale_after_days")
+    return (
+        f"Non-default branches none of whose computes was active for {days} or more (the dbt var "
+        "stale_after_days), biggest first."
+    )
 
 
 def access(orgs: list[dict]) -> dict:

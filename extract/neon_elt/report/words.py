@@ -124,25 +124,35 @@ INCLUDED_PER = {
 }
 
 
-# A flag of compute_hygiene -> the finding's name in the report, and what it means.
-FINDINGS = {
-    "never_suspends": (
-        "never suspends",
-        "its suspend timeout is -1: it never scales to zero, and bills at least its minimum size for as "
-        "long as it runs",
-    ),
-    "has_oversized_minimum": (
-        "minimum above 0.25 CU",
-        "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
-    ),
-    "is_active_on_stale_branch": (
-        "runs on a stale branch",
-        "it was running when last read, on a stale branch: one nobody used for two weeks or more "
-        "(see the clean-up list)",
-    ),
-    "is_idle_read_replica": (
-        "idle read replica",
-        "a read replica nobody used for a week or more (the dbt var idle_replica_after_days): likely "
-        "forgotten",
-    ),
-}
+def days_words(days: int | None, var: str) -> str:
+    """A threshold in days as the marts applied it; where no row says it, the dbt var's name."""
+    return f"the dbt var {var}" if days is None else f"{days} day{'' if days == 1 else 's'}"
+
+
+def findings(thresholds: dict) -> dict[str, tuple[str, str]]:
+    """A flag of compute_hygiene -> the finding's name in the report, and what it means, with the
+    thresholds the marts applied (data.QUERIES["thresholds"]: None where no row holds one)."""
+    size = thresholds["min_compute_size_cu"]
+    stale = days_words(thresholds["stale_after_days"], "stale_after_days")
+    idle = days_words(thresholds["idle_replica_after_days"], "idle_replica_after_days")
+    return {
+        "never_suspends": (
+            "never suspends",
+            "its suspend timeout is -1: it never scales to zero, and bills at least its minimum size for "
+            "as long as it runs",
+        ),
+        "has_oversized_minimum": (
+            "minimum above " + ("the dbt var min_compute_size_cu" if size is None else f"{size:g} CU"),
+            "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
+        ),
+        "is_active_on_stale_branch": (
+            "runs on a stale branch",
+            f"it was running when last read, on a stale branch: one nobody used for {stale} or more "
+            "(see the clean-up list)",
+        ),
+        "is_idle_read_replica": (
+            "idle read replica",
+            f"a read replica nobody used for {idle} or more (the dbt var idle_replica_after_days): "
+            "likely forgotten",
+        ),
+    }
