@@ -46,9 +46,7 @@ QUERIES = {
     # most expensive first; a project with some usage unpriced, by its priced part
     "project_costs": """
         select * from marts.project_costs
-        order by billing_period_start, coalesce(cost_usd, coalesce(compute_cost_usd, 0)
-            + coalesce(storage_cost_usd, 0) + coalesce(transfer_cost_usd, 0)
-            + coalesce(extra_branches_cost_usd, 0)) desc, project_name, project_id""",
+        order by billing_period_start, priced_cost_usd desc, project_name, project_id""",
     "branch_costs": """
         select * from marts.branch_costs
         order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc nulls last, branch_id""",

@@ -1,7 +1,6 @@
 """What the report's sections hold, as the template lays them out: what it costs (monthly_bill and
 org_bills, project_costs, branch_costs), compute hygiene (compute_hygiene), and who can reach the
-estate (org_access). Every figure is a mart's; this module picks the rows and words them, and adds
-up no more than the cost kinds a project's row shows where some of them have no rate."""
+estate (org_access). Every figure is a mart's; this module picks the rows and words them."""
 
 from __future__ import annotations
 
@@ -19,12 +18,12 @@ from .words import (
     named,
     period_words,
     plan_words,
+    priced,
     rate_words,
     share,
     suspend_words,
     until_words,
     usd,
-    usd_total,
     window_words,
 )
 
@@ -47,14 +46,6 @@ def bold(text: str) -> tuple[str, bool]:
 
 def plain(text: str) -> tuple[str, bool]:
     return (text, False)
-
-
-def priced(cost: float, unpriced_lines: int, lines: int) -> str:
-    """An org_bills total: where some lines have no rate, the priced part and a word for the rest
-    (never a guess at it)."""
-    if unpriced_lines == 0:
-        return usd(cost)
-    return f"{usd(cost)} + unpriced" if unpriced_lines < lines else "no rate"
 
 
 class Period(NamedTuple):
@@ -186,11 +177,10 @@ def rates_words(periods: list[Period]) -> str:
 
 
 def project_total(costs: dict) -> str:
-    """A project's cost in a period: project_costs' total, or its priced kinds where some usage
-    has no rate."""
-    if costs["cost_usd"] is not None:
-        return usd(costs["cost_usd"])
-    return usd_total([costs[column] for column in COST_KINDS])
+    """A project's cost in a period: project_costs' priced_cost_usd, said to be partial where some
+    kind has no rate."""
+    unpriced = sum(costs[column] is None for column in COST_KINDS)
+    return priced(costs["priced_cost_usd"], unpriced, len(COST_KINDS))
 
 
 def project_table(

@@ -99,13 +99,13 @@ def suspend_words(seconds: int | None) -> str:
     return f"after {seconds} s"
 
 
-def usd_total(values: list[float | None]) -> str:
-    """The total of figures shown; where some have no rate, the priced part and a word for the rest
+def priced(priced_cost: float, unpriced_parts: int, parts: int) -> str:
+    """A mart's total of `parts` (an org_bills period's lines, a project_costs row's kinds), of
+    which `unpriced_parts` have no rate: its priced part, the mart's, and a word for the rest
     (never a guess at it)."""
-    known = [v for v in values if v is not None]
-    if len(known) == len(values):
-        return usd(sum(known))
-    return f"{usd(sum(known))} + unpriced" if known else "no rate"
+    if unpriced_parts == 0:
+        return usd(priced_cost)
+    return f"{usd(priced_cost)} + unpriced" if unpriced_parts < parts else "no rate"
 
 
 # project_costs' cost of each kind -> its name in the report, in the order the bars stack.
