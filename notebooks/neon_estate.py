@@ -19,9 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config
-    from neon_elt.views import DAILY_CONSUMPTION, GIB, consumption_panel
+    from neon_elt.views import DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, consumption_panel
 
-    return DAILY_CONSUMPTION, GIB, config, consumption_panel, duckdb, json, mo
+    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, config, consumption_panel, duckdb, json, mo
 
 
 @app.cell
@@ -50,24 +50,18 @@ def _(config, duckdb, mo):
 
 
 @app.cell
-def _(GIB, con, mo):
-    headline = con.sql(f"""
-        select
-            (select count(*) from marts.projects) as projects,
-            (select count(*) from marts.project_branch_inventory) as branches,
-            (select count(*) from marts.stale_branches) as stale_branches,
-            (select sum(endpoint_count) from marts.projects) as computes,
-            (select sum(logical_size_bytes) / {GIB} from marts.projects) as logical_size_gib,
-            (select sum(compute_unit_seconds_last_30_days) / 3600 from marts.projects) as cu_hours_30_days
-    """).fetchone()
-    _projects, _branches, _stale, _computes, _gib, _cu_hours = headline
+def _(ESTATE_TOTALS, GIB, con, mo):
+    _headline = con.sql(ESTATE_TOTALS)
+    _t = dict(zip(_headline.columns, _headline.fetchone(), strict=True))
     mo.hstack(
         [
-            mo.stat(f"{_projects:,}", label="projects"),
-            mo.stat(f"{_branches:,}", label="branches", caption=f"{_stale:,} stale"),
-            mo.stat(f"{_computes or 0:,}", label="computes"),
-            mo.stat(f"{_gib or 0:,.2f}", label="GiB logical size"),
-            mo.stat(f"{_cu_hours or 0:,.1f}", label="CU-hours, last 30 days"),
+            mo.stat(f"{_t['project_count']:,}", label="projects"),
+            mo.stat(
+                f"{_t['branch_count']:,}", label="branches", caption=f"{_t['stale_branch_count']:,} stale"
+            ),
+            mo.stat(f"{_t['endpoint_count']:,}", label="computes"),
+            mo.stat(f"{_t['logical_size_bytes'] / GIB:,.2f}", label="GiB logical size"),
+            mo.stat(f"{_t['cu_hours_last_30_days'] or 0:,.1f}", label="CU-hours, last 30 days"),
         ],
         justify="start",
         gap=2,
@@ -176,7 +170,9 @@ def _(GIB, con, mo):
 @app.cell
 def _(con, mo):
     (_applied,) = con.sql("select max(stale_after_days) from marts.project_branch_inventory").fetchone()
-    idle_days = mo.ui.slider(1, 180, value=_applied, step=1, label="Idle for at least (days)", show_value=True)
+    idle_days = mo.ui.slider(
+        1, 180, value=_applied, step=1, label="Idle for at least (days)", show_value=True
+    )
     idle_days
     return (idle_days,)
 

@@ -1,5 +1,5 @@
-"""What the report and the analysts' notebook both show: words for the marts' identifiers, the
-units Neon bills in, and names made safe to show.
+"""What the report and the analysts' notebook both show: the estate's headline figures, words for
+the marts' identifiers, the units Neon bills in, and names made safe to show.
 
 Both read the same marts; this module holds what they say about them, so the two never word a
 metric or a unit differently."""
@@ -27,6 +27,23 @@ UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-mon
 # Daily consumption in the units Neon bills: daily_consumption states Neon's raw units, and the seed
 # neon_metric_units holds every conversion (decimal GB, a 744-hour month).
 DAILY_CONSUMPTION = "select * from marts.daily_consumption"
+# The estate at a glance, one row: the headline of the report, the notebook and the summary
+# `make demo` prints, summed from marts.projects (a project's branches, stale branches, computes,
+# databases, sizes and CU-hours) and marts.regional_footprint (the regions the API lists).
+ESTATE_TOTALS = """
+    select
+        count(*) as project_count,
+        coalesce(sum(branch_count), 0) as branch_count,
+        coalesce(sum(stale_branch_count), 0) as stale_branch_count,
+        coalesce(sum(stale_logical_size_bytes), 0) as stale_logical_size_bytes,
+        coalesce(sum(endpoint_count), 0) as endpoint_count,
+        coalesce(sum(database_count), 0) as database_count,
+        coalesce(sum(logical_size_bytes), 0) as logical_size_bytes,
+        sum(cu_hours_last_30_days) as cu_hours_last_30_days,
+        (select count(*) from marts.regional_footprint where project_count > 0) as regions_in_use_count,
+        (select count(*) from marts.regional_footprint) as region_count
+    from marts.projects
+"""
 
 # A name Neon serves may hold anything: white space other than a space breaks a line or a label,
 # other control characters stop the chart renderer (vl-convert panics), and bidirectional overrides

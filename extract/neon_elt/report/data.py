@@ -9,12 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import DAILY_CONSUMPTION, showable
+from ..views import DAILY_CONSUMPTION, ESTATE_TOTALS, showable
 
 Rows = list[dict[str, Any]]
 
 
 class Marts(NamedTuple):
+    totals: Rows  # the estate's headline figures, one row (views.ESTATE_TOTALS)
     regions: Rows  # regional_footprint, most projects first
     branches: Rows  # project_branch_inventory: age and status of every branch
     stale: Rows  # stale_branches, in clean-up order
@@ -31,6 +32,7 @@ class Marts(NamedTuple):
 
 
 QUERIES = {
+    "totals": ESTATE_TOTALS,
     "regions": "select * from marts.regional_footprint order by project_count desc, region_id",
     "branches": "select age_days, is_stale, is_default from marts.project_branch_inventory",
     "stale": "select * from marts.stale_branches order by cleanup_rank",
