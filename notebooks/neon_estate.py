@@ -18,19 +18,16 @@ def _():
 
     import duckdb
     import marimo as mo
-    from neon_elt import config
+    from neon_elt import config, targets
     from neon_elt.views import DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, consumption_panel
 
-    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, config, consumption_panel, duckdb, json, mo
+    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
-def _(config, duckdb, mo):
+def _(config, duckdb, mo, targets):
     warehouse = config.warehouse_path()
-    mo.stop(
-        not warehouse.exists(),
-        mo.md(f"No warehouse at `{warehouse}`: run `make demo` or `make elt` first."),
-    )
+    mo.stop(not warehouse.exists(), mo.md(targets.no_warehouse(f"`{warehouse}`")))
     # Read-only: a run never waits for this notebook. A run publishes a new file when it ends,
     # which this connection does not see; DuckDB keeps one instance per file in a process, so
     # restart the kernel (or reopen the notebook) to read the latest load.

@@ -43,11 +43,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         )
         client = make_client(settings)  # the source takes its settings from it
         options = {"full_refresh": args.full_refresh}
-    elif not target.exists():
-        raise config.ConfigError(
-            f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
-        )
     else:  # dbt alone: the source's setting bounds it as it bounds a whole run
+        targets.existing(target)
         deadline = configuration.resolve().run_deadline_seconds
     if getattr(args, "plan", False):
         result = elt(target, client, plan_only=True, **options)

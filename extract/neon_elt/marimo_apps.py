@@ -63,7 +63,7 @@ def published_warehouse() -> Path:
         # dlt leaves an empty file where its dataset is opened before any run.
         raise config.ConfigError(
             f"{target.describe()} holds no load yet (dlt leaves an empty file where its dataset is "
-            "opened before a run): run `make demo` or `make elt` first"
+            f"opened before a run): {targets.MAKE_ONE}"
         )
     return target.path
 
