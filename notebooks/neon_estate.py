@@ -19,9 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config, targets
-    from neon_elt.views import DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, consumption_panel
+    from neon_elt.views import DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, VEGA_LITE, consumption_panel
 
-    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, config, consumption_panel, duckdb, json, mo, targets
+    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
@@ -336,7 +336,7 @@ def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
 
 
 @app.cell
-def _(DAILY_CONSUMPTION, con, consumption_panel, json, metric):
+def _(DAILY_CONSUMPTION, VEGA_LITE, con, consumption_panel, json, metric):
     metric_name, billing_unit = metric.value
     title = consumption_panel(metric_name, billing_unit)
     daily = con.execute(
@@ -361,7 +361,7 @@ def _(DAILY_CONSUMPTION, con, consumption_panel, json, metric):
 
     VegaLite(
         {
-            "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "$schema": VEGA_LITE,
             "title": f"{title} per day, by project",
             "width": "container",
             "height": 260,

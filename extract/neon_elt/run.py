@@ -435,9 +435,7 @@ def drift_warnings(build: Any) -> list[str]:
     """One line per dbt test that warned in the build just run (run_results.json), naming the
     values it found: Neon grows its enumerations (an endpoint type, a region, an operation action, a
     PostgreSQL version), and such a value publishes the warehouse with a warning, not a failure."""
-    results = (
-        Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "run_results.json"
-    )
+    results = config.dbt_target_path() / "run_results.json"
     try:
         warned = [r for r in json.loads(results.read_text())["results"] if r.get("status") == "warn"]
     except (OSError, ValueError, KeyError):

@@ -104,7 +104,7 @@ def run_folders() -> list[Path]:
     dbt_dir = config.DBT_PROJECT_DIR
     return [
         Path(run_context.active().data_dir),
-        Path(os.environ.get("DBT_TARGET_PATH") or dbt_dir / "target"),
+        config.dbt_target_path(),
         Path(os.environ.get("DBT_LOG_PATH") or dbt_dir / "logs"),
     ]
 

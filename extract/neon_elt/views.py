@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 GIB = 2**30
+VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # a chart spec's $schema id; never fetched
 # Consumption metrics in words, in the order charts and bills show them; a metric Neon adds later
 # gets its name with spaces until it is named here.
 METRICS = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from neon_api_source.settings import CONSUMPTION_HISTORY_DAYS
+
 from ..views import METRICS, UNITS, metric_words
 from .charts import branch_cost_chart, project_cost_chart
 from .words import (
@@ -237,7 +239,7 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
         )
         notes.append(
             "A period is complete once Neon has closed it and the warehouse holds every day of it. "
-            "Neon's daily history reaches back 60 days, so the period a first run starts in is only "
+            f"Neon's daily history reaches back {CONSUMPTION_HISTORY_DAYS} days, so the period a first run starts in is only "
             "partly loaded"
             + (f" ({', '.join(partial)}: closed by Neon, not held whole)" if partial else "")
             + "; the next period is complete once it ends."
