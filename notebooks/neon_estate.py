@@ -19,9 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config, targets
-    from neon_elt.views import DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, VEGA_LITE, consumption_panel
+    from neon_elt.views import ESTATE_TOTALS, GIB, VEGA_LITE, consumption_panel
 
-    return DAILY_CONSUMPTION, ESTATE_TOTALS, GIB, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
+    return ESTATE_TOTALS, GIB, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
@@ -316,10 +316,10 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
+def _(con, consumption_panel, mo):
     metric_rows = con.sql(f"""
         select metric_name, any_value(billing_unit) as billing_unit
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         group by metric_name
         order by metric_name
     """).fetchall()
@@ -336,13 +336,13 @@ def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
 
 
 @app.cell
-def _(DAILY_CONSUMPTION, VEGA_LITE, con, consumption_panel, json, metric):
+def _(VEGA_LITE, con, consumption_panel, json, metric):
     metric_name, billing_unit = metric.value
     title = consumption_panel(metric_name, billing_unit)
     daily = con.execute(
         f"""
         select strftime(consumption_date, '%Y-%m-%d') as day, project_name, sum(quantity) as amount
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         where metric_name = ?
         group by all
         order by day, project_name

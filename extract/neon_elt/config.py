@@ -47,7 +47,8 @@ SECRET_ENV = (
     "SOURCES__NEON_API_SOURCE__API_KEY",
     "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
 )
-# The default until then. A warehouse under that name stays in use until it is moved (below).
+# The warehouse's former default name: a warehouse under it stays in use, with a notice, until it
+# is moved (default_warehouse).
 OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
 
 

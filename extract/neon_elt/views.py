@@ -25,9 +25,6 @@ METRICS = {
 # The unit Neon bills a metric in (the seed neon_metric_units, `unit` of monthly_bill) -> how it
 # reads after a quantity.
 UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-month": "branch-months"}
-# Daily consumption in the units Neon bills: daily_consumption states Neon's raw units, and the seed
-# neon_metric_units holds every conversion (decimal GB, a 744-hour month).
-DAILY_CONSUMPTION = "select * from marts.daily_consumption"
 # The estate at a glance, one row: the headline of the report, the notebook and the summary
 # `make demo` prints, summed from marts.projects (a project's branches, stale branches, computes,
 # databases, sizes and CU-hours) and marts.regional_footprint (the regions the API lists).

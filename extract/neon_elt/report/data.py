@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import DAILY_CONSUMPTION, ESTATE_TOTALS, showable
+from ..views import ESTATE_TOTALS, showable
 
 Rows = list[dict[str, Any]]
 
@@ -38,9 +38,9 @@ QUERIES = {
     "stale": "select * from marts.stale_branches order by cleanup_rank",
     "projects": "select * from marts.projects order by logical_size_bytes desc nulls last, project_id",
     # a chart's series: the day's quantity of every project, drawn as one line per metric
-    "daily": f"""
+    "daily": """
         select consumption_date, metric_name, billing_unit, sum(quantity) as total
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         group by consumption_date, metric_name, billing_unit
         order by consumption_date""",
     "bill": "select * from marts.monthly_bill order by org_name, org_id, billing_period_start, metric_name",
