@@ -446,9 +446,9 @@ def _(con, mo):
             max(observed_at) as latest_run,
             min(confirmed_at) as oldest_confirmation,
             min(refresh_due_at) as next_refresh_due,
-            -- as the dbt test `not_overdue` counts them: more than a day past due, now
+            -- as the dbt test `not_overdue` counts them: more than refresh_grace_hours past due, now
             count(*) filter (
-                where refresh_due_at < (now() at time zone 'UTC') - interval 24 hour
+                where refresh_due_at < (now() at time zone 'UTC') - to_hours(refresh_grace_hours)
             ) as projects_overdue
         from marts.projects
     """).df()
