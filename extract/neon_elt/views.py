@@ -1,4 +1,4 @@
-"""What the report and the analysts' notebook both show: the estate's headline figures, words for
+"""What the report and the analysts' notebook both show: the estate's headline figures and the marts' thresholds, words for
 the marts' identifiers, the units Neon bills in, and names made safe to show.
 
 Both read the same marts; this module holds what they say about them, so the two never word a
@@ -41,6 +41,14 @@ ESTATE_TOTALS = """
         (select count(*) from marts.regional_footprint where project_count > 0) as regions_in_use_count,
         (select count(*) from marts.regional_footprint) as region_count
     from marts.projects
+"""
+# The thresholds the marts applied in their build (dbt vars a run may override), one row; NULL
+# where no row of the mart holds one.
+THRESHOLDS = """
+    select
+        (select max(stale_after_days) from marts.project_branch_inventory) as stale_after_days,
+        (select max(min_compute_size_cu) from marts.compute_hygiene) as min_compute_size_cu,
+        (select max(idle_replica_after_days) from marts.compute_hygiene) as idle_replica_after_days
 """
 
 # A name Neon serves may hold anything: white space other than a space breaks a line or a label,

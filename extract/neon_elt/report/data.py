@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import ESTATE_TOTALS, showable
+from ..views import ESTATE_TOTALS, THRESHOLDS, showable
 
 Rows = list[dict[str, Any]]
 
@@ -27,7 +27,7 @@ class Marts(NamedTuple):
     branch_costs: Rows  # branch_costs, most expensive first
     hygiene: Rows  # compute_hygiene, most findings first
     access: Rows  # org_access, a row per organization and one for the personal account
-    thresholds: Rows  # the one row of the thresholds the marts applied
+    thresholds: Rows  # the thresholds the marts applied, one row (views.THRESHOLDS)
     origin: str | None  # the API the warehouse was loaded from
 
 
@@ -58,11 +58,7 @@ QUERIES = {
     "access": """
         select * from marts.org_access
         order by is_personal_account, coalesce(org_name, org_id)""",
-    "thresholds": """
-        select
-            (select max(stale_after_days) from marts.project_branch_inventory) as stale_after_days,
-            (select max(min_compute_size_cu) from marts.compute_hygiene) as min_compute_size_cu,
-            (select max(idle_replica_after_days) from marts.compute_hygiene) as idle_replica_after_days""",
+    "thresholds": THRESHOLDS,
 }
 
 
