@@ -18,19 +18,16 @@ def _():
 
     import duckdb
     import marimo as mo
-    from neon_elt import config
-    from neon_elt.views import DAILY_CONSUMPTION, GIB, consumption_panel
+    from neon_elt import config, targets
+    from neon_elt.views import ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, consumption_panel
 
-    return DAILY_CONSUMPTION, GIB, config, consumption_panel, duckdb, json, mo
+    return ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
-def _(config, duckdb, mo):
+def _(config, duckdb, mo, targets):
     warehouse = config.warehouse_path()
-    mo.stop(
-        not warehouse.exists(),
-        mo.md(f"No warehouse at `{warehouse}`: run `make demo` or `make elt` first."),
-    )
+    mo.stop(not warehouse.exists(), mo.md(targets.no_warehouse(f"`{warehouse}`")))
     # Read-only: a run never waits for this notebook. A run publishes a new file when it ends,
     # which this connection does not see; DuckDB keeps one instance per file in a process, so
     # restart the kernel (or reopen the notebook) to read the latest load.
@@ -50,24 +47,18 @@ def _(config, duckdb, mo):
 
 
 @app.cell
-def _(GIB, con, mo):
-    headline = con.sql(f"""
-        select
-            (select count(*) from marts.projects) as projects,
-            (select count(*) from marts.project_branch_inventory) as branches,
-            (select count(*) from marts.stale_branches) as stale_branches,
-            (select sum(endpoint_count) from marts.projects) as computes,
-            (select sum(logical_size_bytes) / {GIB} from marts.projects) as logical_size_gib,
-            (select sum(compute_unit_seconds_last_30_days) / 3600 from marts.projects) as cu_hours_30_days
-    """).fetchone()
-    _projects, _branches, _stale, _computes, _gib, _cu_hours = headline
+def _(ESTATE_TOTALS, GIB, con, mo):
+    _headline = con.sql(ESTATE_TOTALS)
+    _t = dict(zip(_headline.columns, _headline.fetchone(), strict=True))
     mo.hstack(
         [
-            mo.stat(f"{_projects:,}", label="projects"),
-            mo.stat(f"{_branches:,}", label="branches", caption=f"{_stale:,} stale"),
-            mo.stat(f"{_computes or 0:,}", label="computes"),
-            mo.stat(f"{_gib or 0:,.2f}", label="GiB logical size"),
-            mo.stat(f"{_cu_hours or 0:,.1f}", label="CU-hours, last 30 days"),
+            mo.stat(f"{_t['project_count']:,}", label="projects"),
+            mo.stat(
+                f"{_t['branch_count']:,}", label="branches", caption=f"{_t['stale_branch_count']:,} stale"
+            ),
+            mo.stat(f"{_t['endpoint_count']:,}", label="computes"),
+            mo.stat(f"{_t['logical_size_bytes'] / GIB:,.2f}", label="GiB logical size"),
+            mo.stat(f"{_t['cu_hours_last_30_days'] or 0:,.1f}", label="CU-hours, last 30 days"),
         ],
         justify="start",
         gap=2,
@@ -174,8 +165,11 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(mo):
-    idle_days = mo.ui.slider(1, 180, value=14, step=1, label="Idle for at least (days)", show_value=True)
+def _(THRESHOLDS, con, mo):
+    (_applied,) = con.sql(f"select stale_after_days from ({THRESHOLDS})").fetchone()
+    idle_days = mo.ui.slider(
+        1, 180, value=_applied, step=1, label="Idle for at least (days)", show_value=True
+    )
     idle_days
     return (idle_days,)
 
@@ -322,10 +316,10 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
+def _(con, consumption_panel, mo):
     metric_rows = con.sql(f"""
         select metric_name, any_value(billing_unit) as billing_unit
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         group by metric_name
         order by metric_name
     """).fetchall()
@@ -342,13 +336,13 @@ def _(DAILY_CONSUMPTION, con, consumption_panel, mo):
 
 
 @app.cell
-def _(DAILY_CONSUMPTION, con, consumption_panel, json, metric):
+def _(VEGA_LITE, con, consumption_panel, json, metric):
     metric_name, billing_unit = metric.value
     title = consumption_panel(metric_name, billing_unit)
     daily = con.execute(
         f"""
         select strftime(consumption_date, '%Y-%m-%d') as day, project_name, sum(quantity) as amount
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         where metric_name = ?
         group by all
         order by day, project_name
@@ -367,7 +361,7 @@ def _(DAILY_CONSUMPTION, con, consumption_panel, json, metric):
 
     VegaLite(
         {
-            "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "$schema": VEGA_LITE,
             "title": f"{title} per day, by project",
             "width": "container",
             "height": 260,
@@ -452,9 +446,9 @@ def _(con, mo):
             max(observed_at) as latest_run,
             min(confirmed_at) as oldest_confirmation,
             min(refresh_due_at) as next_refresh_due,
-            -- as the dbt test `not_overdue` counts them: more than a day past due, now
+            -- as the dbt test `not_overdue` counts them: more than refresh_grace_hours past due, now
             count(*) filter (
-                where refresh_due_at < (now() at time zone 'UTC') - interval 24 hour
+                where refresh_due_at < (now() at time zone 'UTC') - to_hours(refresh_grace_hours)
             ) as projects_overdue
         from marts.projects
     """).df()

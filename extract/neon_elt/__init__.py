@@ -10,7 +10,8 @@ then dbt over it, and serves what it built.
 - `config.py`: the runner's own settings (the source's are neon_api_source/configuration.py);
 - `memory.py`: what keeps a large extract within its memory budget;
 - `progress.py`: the live progress line and the end-of-run summary;
-- `marts_summary.py`, `report.py`, `marimo_apps.py`: what the marts show (a printed summary, the
-  HTML report, dlt's dashboard and the analysts' notebook);
+- `marts_summary.py`, `report/`, `marimo_apps.py`: what the marts show (a printed summary, the
+  HTML report, dlt's dashboard and the analysts' notebook); `views.py`: what the report and the
+  notebook both show (the headline figures, words for the marts' identifiers and units);
 - `dbt_facts.py`: the extract's facts dbt needs, written into dbt's macros.
 """

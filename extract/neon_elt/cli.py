@@ -9,14 +9,13 @@ The published warehouse is never left half-written.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from neon_api_source import configuration, incremental
+from neon_api_source import configuration, incremental, settings
 from neon_api_source.configuration import NeonApiSourceConfiguration, make_client
 from neon_api_source.helpers import SourceConfigError, one_line
 
@@ -43,11 +42,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         )
         client = make_client(settings)  # the source takes its settings from it
         options = {"full_refresh": args.full_refresh}
-    elif not target.exists():
-        raise config.ConfigError(
-            f"no warehouse at {target.describe()}: run `make extract` or `make elt` first"
-        )
     else:  # dbt alone: the source's setting bounds it as it bounds a whole run
+        targets.existing(target)
         deadline = configuration.resolve().run_deadline_seconds
     if getattr(args, "plan", False):
         result = elt(target, client, plan_only=True, **options)
@@ -107,7 +103,7 @@ def cmd_docs(args: argparse.Namespace) -> None:
     target = targets.from_config(args.target)
     if not args.no_serve:
         config.check_port_free(args.port, "make docs PORT=9000", what="the docs")
-    docs_path = str(Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "docs")
+    docs_path = str(config.dbt_target_path() / "docs")
     if isinstance(target, targets.DuckDBTarget):
         with tempfile.TemporaryDirectory(dir=target.path.parent, prefix=".docs-") as folder:
             copy = Path(folder) / target.path.name
@@ -172,14 +168,14 @@ def parser() -> argparse.ArgumentParser:
             "--requests-per-minute",
             type=float,
             default=None,
-            help="client-side rate limit (default 700, Neon's; 0 disables)",
+            help=f"client-side rate limit (default {settings.REQUESTS_PER_MINUTE}, Neon's; 0 disables)",
         )
         command.add_argument(
             "--budget-share",
             type=float,
             default=None,
             metavar="SHARE",
-            help="take only this share of the account's rate limit (default 1)",
+            help=f"take only this share of the account's rate limit (default {settings.BUDGET_SHARE:g})",
         )
         command.add_argument("--no-consumption", action="store_true", help="skip consumption history")
         if name != "transform":
@@ -194,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
                 default=None,
                 metavar="DAYS",
                 help="re-read every project in full at least this often "
-                "(default: full_refresh_days in .dlt/config.toml, else 7)",
+                f"(default: full_refresh_days in .dlt/config.toml, else {settings.FULL_REFRESH_DAYS})",
             )
             command.add_argument(
                 "--plan",

@@ -40,8 +40,22 @@ DATASET_NAME = "neon_api_data"
 # `dlt.pipeline("neon_api_pipeline").dataset()` and `dlt pipeline neon_api_pipeline show`, read the
 # warehouse unchanged from the repository root.
 DEFAULT_WAREHOUSE = DUCK_DB_NAME_PAT % PIPELINE_NAME
-# The default until then. A warehouse under that name stays in use until it is moved (below).
+# Environment variables that carry secrets: never passed on to a process we start that does not
+# need them (dbt, marimo's apps).
+SECRET_ENV = (
+    "NEON_API_KEY",
+    "SOURCES__NEON_API_SOURCE__API_KEY",
+    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
+)
+# The warehouse's former default name: a warehouse under it stays in use, with a notice, until it
+# is moved (default_warehouse).
 OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"
+
+
+def dbt_target_path() -> Path:
+    """dbt's target folder (manifest, run results, docs): DBT_TARGET_PATH, dbt's own variable, else
+    the project's target/."""
+    return Path(os.environ.get("DBT_TARGET_PATH") or DBT_PROJECT_DIR / "target")
 
 
 class ConfigError(Exception):
@@ -181,6 +195,17 @@ def target_name() -> str:
     return (os.environ.get("NEON_ELT_TARGET") or "duckdb").strip().lower()
 
 
+# libpq's defaults, where neither a URL nor its variables say otherwise.
+LIBPQ_HOST = "localhost"
+LIBPQ_PORT = 5432
+LIBPQ_SSLMODE = "prefer"  # a Neon database wants `require` (its URLs say so)
+
+
+def _sslmode(given: str | None = None) -> str:
+    """The SSL mode as libpq takes it: the one given, else PGSSLMODE, else libpq's default."""
+    return given or os.environ.get("PGSSLMODE") or LIBPQ_SSLMODE
+
+
 @dataclass(frozen=True)
 class PostgresCredentials:
     host: str
@@ -189,7 +214,7 @@ class PostgresCredentials:
     password: str  # empty: libpq looks in the password file (PGPASSFILE or ~/.pgpass) when it connects
     database: str
     source: str
-    sslmode: str = "prefer"  # libpq's default; a Neon database wants `require` (its URLs say so)
+    sslmode: str = LIBPQ_SSLMODE
     password_source: str | None = None  # None: no password found, libpq connects without one
 
     @property
@@ -236,23 +261,23 @@ def postgres_credentials() -> PostgresCredentials:
         return _parse_postgres_url(secret.strip(), source)
     if hasattr(secret, "get"):
         return _credentials(
-            host=str(secret.get("host") or "localhost"),
+            host=str(secret.get("host") or LIBPQ_HOST),
             port=_port(secret.get("port"), f"port in {source}"),
             user=str(secret.get("username") or secret.get("user") or getpass.getuser()),
             password=str(secret.get("password") or ""),
             database=str(secret.get("database") or secret.get("dbname") or "postgres"),
             source=source,
-            sslmode=str(secret.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"),
+            sslmode=_sslmode(str(secret.get("sslmode") or "")),
         )
     user = os.environ.get("PGUSER") or getpass.getuser()
     return _credentials(
-        host=os.environ.get("PGHOST") or "localhost",
+        host=os.environ.get("PGHOST") or LIBPQ_HOST,
         port=_port(os.environ.get("PGPORT"), "PGPORT"),
         user=user,
         password="",
         database=os.environ.get("PGDATABASE") or user,
         source="the PG* environment variables",
-        sslmode=os.environ.get("PGSSLMODE") or "prefer",
+        sslmode=_sslmode(),
     )
 
 
@@ -278,7 +303,7 @@ def _credentials(*, password: str, source: str, **settings) -> PostgresCredentia
 
 def _port(value, source: str) -> int:
     if value is None or value == "":
-        return 5432
+        return LIBPQ_PORT
     try:
         port = int(value)
     except (TypeError, ValueError):
@@ -300,10 +325,10 @@ def _parse_postgres_url(url: str, source: str) -> PostgresCredentials:
         raise ConfigError(f"{source}: the port is not a number from 1 to 65535") from None
     return _credentials(
         host=parts.hostname,
-        port=port or 5432,
+        port=port or LIBPQ_PORT,
         user=unquote(parts.username or getpass.getuser()),
         password=unquote(parts.password or ""),
         database=unquote(parts.path.lstrip("/") or parts.username or "postgres"),
         source=source,
-        sslmode=(parse_qs(parts.query).get("sslmode") or [os.environ.get("PGSSLMODE") or "prefer"])[0],
+        sslmode=_sslmode((parse_qs(parts.query).get("sslmode") or [None])[0]),
     )

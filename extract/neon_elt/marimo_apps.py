@@ -63,16 +63,15 @@ def published_warehouse() -> Path:
         # dlt leaves an empty file where its dataset is opened before any run.
         raise config.ConfigError(
             f"{target.describe()} holds no load yet (dlt leaves an empty file where its dataset is "
-            "opened before a run): run `make demo` or `make elt` first"
+            f"opened before a run): {targets.MAKE_ONE}"
         )
     return target.path
 
 
 def app_env(**extra: str) -> dict[str, str]:
-    """The apps' environment: no secrets of ours, and no look for marimo updates on PyPI."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("NEON_API_KEY", "SOURCES__NEON_API_SOURCE__API_KEY")
-    }
+    """The apps' environment: no secrets of ours (config.SECRET_ENV), and no look for marimo
+    updates on PyPI."""
+    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
     env["MARIMO_SKIP_UPDATE_CHECK"] = "1"
     env.update(extra)
     return env

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .views import GIB, showable
+from .views import ESTATE_TOTALS, GIB, showable
 
 
 def print_marts_summary(target: Any) -> None:
     reader = target.direct()
-    totals = reader.rows(
-        """
-        select
-            count(distinct project_id) as projects,
-            count(*) as branches,
-            count(case when is_stale then 1 end) as stale,
-            coalesce(sum(database_count), 0) as databases,
-            coalesce(sum(endpoint_count), 0) as computes,
-            coalesce(sum(logical_size_bytes), 0) as size
-        from marts.project_branch_inventory
-        """
-    )[0]
+    totals = reader.rows(ESTATE_TOTALS)[0]
     regions = reader.rows(
         """
         select region_id, project_count, branch_count, endpoint_count, total_logical_size_bytes
@@ -30,9 +19,9 @@ def print_marts_summary(target: Any) -> None:
     )
     print(f"\nWarehouse {target.describe()}")
     print(
-        f"  {totals['projects']} projects, {totals['branches']} branches ({totals['stale']} stale), "
-        f"{totals['computes']} computes, {totals['databases']} databases, "
-        f"{float(totals['size']) / GIB:.2f} GiB logical size"
+        f"  {totals['project_count']} projects, {totals['branch_count']} branches "
+        f"({totals['stale_branch_count']} stale), {totals['endpoint_count']} computes, "
+        f"{totals['database_count']} databases, {float(totals['logical_size_bytes']) / GIB:.2f} GiB logical size"
     )
     print(f"\n  {'region':<22} {'projects':>8} {'branches':>8} {'computes':>8} {'GiB':>8}")
     for r in regions:

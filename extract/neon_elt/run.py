@@ -44,12 +44,6 @@ from .warehouse import FAULT_TEXTS
 
 Build = Any  # targets.DuckDBBuild | targets.PostgresBuild
 
-# Environment variables that carry secrets: never passed on to dbt.
-SECRET_ENV = (
-    "NEON_API_KEY",
-    "SOURCES__NEON_API_SOURCE__API_KEY",
-    "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
-)
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -300,7 +294,7 @@ def root_cause(exc: BaseException) -> str:
 def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) -> None:
     """Run dbt on the project against the build, streaming its output. The API key never reaches
     dbt's environment; database credentials reach it as variables its profile reads."""
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
     env.update(build.dbt_env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if target_path:
@@ -446,9 +440,7 @@ def drift_warnings(build: Any) -> list[str]:
     """One line per dbt test that warned in the build just run (run_results.json), naming the
     values it found: Neon grows its enumerations (an endpoint type, a region, an operation action, a
     PostgreSQL version), and such a value publishes the warehouse with a warning, not a failure."""
-    results = (
-        Path(os.environ.get("DBT_TARGET_PATH") or config.DBT_PROJECT_DIR / "target") / "run_results.json"
-    )
+    results = config.dbt_target_path() / "run_results.json"
     try:
         warned = [r for r in json.loads(results.read_text())["results"] if r.get("status") == "warn"]
     except (OSError, ValueError, KeyError):

@@ -104,7 +104,7 @@ def run_folders() -> list[Path]:
     dbt_dir = config.DBT_PROJECT_DIR
     return [
         Path(run_context.active().data_dir),
-        Path(os.environ.get("DBT_TARGET_PATH") or dbt_dir / "target"),
+        config.dbt_target_path(),
         Path(os.environ.get("DBT_LOG_PATH") or dbt_dir / "logs"),
     ]
 
@@ -273,10 +273,19 @@ class PostgresTarget:
             connection.close()  # ends the session, which releases the lock
 
 
+# How to make a warehouse, for every message that finds none to read.
+MAKE_ONE = "run `make demo` or `make elt` first"
+
+
+def no_warehouse(where: str) -> str:
+    """The one message for a warehouse that is not there: where it was looked for, how to make one."""
+    return f"no warehouse at {where}: {MAKE_ONE}"
+
+
 def existing(target: DuckDBTarget | PostgresTarget) -> DuckDBTarget | PostgresTarget:
-    """The target, if it holds a warehouse; else the one message that says how to make one."""
+    """The target, if it holds a warehouse; else the message that says how to make one."""
     if not target.exists():
-        raise config.ConfigError(f"no warehouse at {target.describe()}: run `make demo` or `make elt` first")
+        raise config.ConfigError(no_warehouse(target.describe()))
     return target
 
 

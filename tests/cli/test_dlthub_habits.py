@@ -413,6 +413,16 @@ def test_a_port_in_use_or_no_warehouse_is_one_line_and_exit_2(monkeypatch, tmp_p
     assert len(err) == 1 and "cannot serve on 127.0.0.1" in err[0] and "make notebook PORT=" in err[0]
 
 
+def test_the_notebook_gets_no_secret_of_ours(monkeypatch, demo_warehouse):
+    """Every secret kept from dbt is kept from marimo: the notebook runs any code typed in it."""
+    for name in config.SECRET_ENV:
+        monkeypatch.setenv(name, f"secret-{name.lower()}")
+    monkeypatch.setenv("NEON_DUCKDB_PATH", str(demo_warehouse))
+    app = marimo_apps.notebook(free_port())
+    assert config.SECRET_ENV and not set(config.SECRET_ENV) & set(app.env)
+    assert not any(value.startswith("secret-") for value in app.env.values())
+
+
 # ------------------------------------------------------------------ 4. the analysts' notebook
 
 

@@ -237,6 +237,27 @@ def test_projects_add_up_to_the_bill(demo_warehouse):
     assert count
 
 
+def test_a_project_s_priced_cost_is_its_priced_kinds(demo_warehouse):
+    """priced_cost_usd, which the report totals and orders by: the cost kinds that have a rate,
+    added up; the whole cost where every kind has one."""
+    rows = query_dicts(demo_warehouse, "select * from marts.project_costs")
+    assert rows
+    for r in rows:
+        kinds = [
+            r[kind]
+            for kind in (
+                "compute_cost_usd",
+                "storage_cost_usd",
+                "transfer_cost_usd",
+                "extra_branches_cost_usd",
+            )
+        ]
+        priced = sum(float(cost) for cost in kinds if cost is not None)
+        assert float(r["priced_cost_usd"]) == pytest.approx(priced, rel=TOLERANCE, abs=1e-6), r["project_id"]
+        if r["cost_usd"] is not None:
+            assert r["priced_cost_usd"] == r["cost_usd"], r["project_id"]
+
+
 def test_branch_costs_price_each_day_at_its_plans_rate(demo_account, demo_warehouse, billing):
     """With no price set, each branch's last 30 days are priced at the rate card's rates for the
     plan of each day's period: usage in the billing unit times the rate."""

@@ -268,6 +268,7 @@ def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
 ):
     idle_after = SETTINGS["idle_replica_after_days"]
     stale_after = SETTINGS["stale_after_days"]
+    min_size = SETTINGS["min_compute_size_cu"]
     rows = {r["endpoint_id"]: r for r in query_dicts(demo_warehouse, "select * from marts.compute_hygiene")}
     expected = {}
     for project in demo_account.all_projects():
@@ -308,7 +309,7 @@ def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
                 hours = None
             flags = {
                 "never_suspends": endpoint["suspend_timeout_seconds"] == -1,
-                "has_oversized_minimum": endpoint["autoscaling_limit_min_cu"] > 0.25,
+                "has_oversized_minimum": endpoint["autoscaling_limit_min_cu"] > min_size,
                 "is_active_on_stale_branch": endpoint["current_state"] == "active" and stale,
                 "is_idle_read_replica": endpoint["type"] == "read_only" and idle_days >= idle_after,
             }
@@ -321,6 +322,9 @@ def test_compute_hygiene_flags_each_compute_with_its_reasons_and_cu_hours(
                 "cu_hours_last_30_days": hours,
                 **flags,
                 "flag_count": sum(flags.values()),
+                # the thresholds applied, for the report and the notebook to word
+                "min_compute_size_cu": min_size,
+                "idle_replica_after_days": idle_after,
             }
     assert set(rows) == set(expected)
     names = {

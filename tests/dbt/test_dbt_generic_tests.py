@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from expected import dbt_vars
 from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
@@ -88,8 +89,9 @@ def groups_not_reconciled(totals: list[tuple[str, int]], details: list[tuple[str
     return sum(1 for group in set(model) | set(compared) if model[group] != compared[group])
 
 
-def overdue(rows: list[tuple[datetime]], now: datetime, grace: timedelta = timedelta(hours=24)) -> int:
-    """Rows whose due time is more than `grace` behind `now`."""
+def overdue(rows: list[tuple[datetime]], now: datetime) -> int:
+    """Rows whose due time is more than the project's grace (dbt var refresh_grace_hours) behind `now`."""
+    grace = timedelta(hours=dbt_vars()["refresh_grace_hours"])
     return sum(1 for (due,) in rows if due < now - grace)
 
 
@@ -261,6 +263,7 @@ def results(tmp_path_factory) -> dict[str, dict]:
                 "config-version": 2,
                 "profile": "generic_tests",
                 "models": {"generic_tests": {"+materialized": "view"}},
+                "vars": {"refresh_grace_hours": dbt_vars()["refresh_grace_hours"]},  # not_overdue's default
                 # the project's macros are called in its namespace (adapter.dispatch(..., 'neon_elt'))
                 "dispatch": [{"macro_namespace": "neon_elt", "search_order": ["generic_tests"]}],
             }

@@ -5,6 +5,7 @@ in: staleness is recomputed from the computes' `last_active` values, with the ma
 
 from __future__ import annotations
 
+import html
 import math
 import shutil
 import statistics
@@ -14,7 +15,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from expected import dbt_vars, marts_timestamp, query, query_dicts
 from neon_api_source import settings
-from neon_elt import run, targets
+from neon_elt import report, run, targets
 from neon_elt.run import elt
 from runs import cli_env, run_cli
 
@@ -162,6 +163,7 @@ def test_projects_has_one_row_per_project_with_its_counts(demo_account, demo_war
                 1 for op in demo_account.operations(pid) if op["status"] in ("failed", "error")
             ),
             "created_at": marts_timestamp(project["created_at"]),
+            "refresh_grace_hours": dbt_vars()["refresh_grace_hours"],  # what the freshness test allows
         }
         assert {k: actual[pid][k] for k in expected} == expected, pid
 
@@ -286,6 +288,14 @@ def test_the_stale_threshold_is_a_run_option(demo_warehouse, demo_account, branc
         bid for bid, f in branch_activity.items() if bid not in defaults and f["days_since_activity"] >= days
     }
     assert stale and set(branch_activity) - defaults - stale  # both sides of the line are filled
+    assert query(warehouse, "select distinct stale_after_days from marts.project_branch_inventory") == [
+        (days,)
+    ]
+    # the report words the threshold the marts applied, not the project's default
+    page = html.unescape(report.build(targets.DuckDBTarget(warehouse)))
+    in_days = f"{days} day{'' if days == 1 else 's'} or more"
+    assert f"none of whose computes was active for {in_days}" in page  # the clean-up list
+    assert f"on a stale branch: one nobody used for {in_days}" in page  # the hygiene finding
 
     refused = run_cli("transform", "--stale-after-days", "0", env=cli_env(warehouse), cwd=tmp_path)
     assert refused.returncode == 2

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 import vl_convert
 from expected import access_counts_per_org, query, query_dicts, visible_to_the_personal_key
+from neon_elt.marts_summary import print_marts_summary
 from neon_elt.report import write
 from neon_elt.report.charts import svg
 from neon_elt.run import elt
@@ -63,6 +64,36 @@ def test_the_report_lists_every_stale_branch(report, demo_warehouse):
     assert table.count("<tr><td>") == len(stale) > 0
     for (name,) in stale:
         assert f"<td>{name}</td>" in table
+
+
+def test_the_report_and_the_printed_summary_state_the_same_estate(
+    report, demo_account, demo_warehouse, capsys
+):
+    """The headline figures, as the simulator served them: the report's line under its title and
+    the summary `make demo` prints (the notebook's: test_dlthub_habits)."""
+    projects = demo_account.all_projects()
+    branches = sum(len(demo_account.branches(p["id"])) for p in projects)
+    computes = sum(len(demo_account.endpoints(p["id"])) for p in projects)
+    databases = sum(
+        len(demo_account.databases(p["id"], b["id"]))
+        for p in projects
+        for b in demo_account.branches(p["id"])
+    )
+    ((stale, stale_bytes),) = query(
+        demo_warehouse, "select count(*), coalesce(sum(logical_size_bytes), 0) from marts.stale_branches"
+    )
+    regions = {p["region_id"] for p in projects}
+    (listed,) = query(demo_warehouse, "select count(*) from marts.regional_footprint")[0]
+    assert (
+        f"{len(projects)} projects, {branches} branches, {stale} stale ({stale_bytes / 2**30:.2f} GiB "
+        f"reclaimable), {len(regions)} of {listed} regions in use"
+    ) in report.read_text()
+    print_marts_summary(DuckDBTarget(demo_warehouse))
+    printed = capsys.readouterr().out
+    assert (
+        f"{len(projects)} projects, {branches} branches ({stale} stale), {computes} computes, "
+        f"{databases} databases"
+    ) in printed
 
 
 def urls(spec: object) -> list[str]:
@@ -143,9 +174,12 @@ def test_the_hygiene_list_names_each_flagged_compute_and_its_findings_in_words(r
     )
     rows = table_rows(report.read_text(), "Compute hygiene")
     assert [row[1] for row in rows] == [r["endpoint_id"] for r in flagged][:30]
+    (size,) = {
+        r["min_compute_size_cu"] for r in query_dicts(demo_warehouse, "select * from marts.compute_hygiene")
+    }
     words = {
         "never_suspends": "never suspends",
-        "has_oversized_minimum": "minimum above 0.25 CU",
+        "has_oversized_minimum": f"minimum above {size:g} CU",
         "is_active_on_stale_branch": "runs on a stale branch",
         "is_idle_read_replica": "idle read replica",
     }

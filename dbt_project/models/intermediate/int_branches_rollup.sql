@@ -187,7 +187,8 @@ final as (
             and {{ dbt.datediff('last_activity_at', 'observed_at', 'day') }}
             >= {{ var('stale_after_days') }},
             false
-        ) as is_stale
+        ) as is_stale,
+        cast({{ var('stale_after_days') }} as {{ dbt.type_bigint() }}) as stale_after_days
     from joined
 
 )

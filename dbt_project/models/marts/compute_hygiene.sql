@@ -77,7 +77,9 @@ attributed as (
     select
         *,
         count(*) over (partition by branch_id) as branch_endpoint_count,
-        count(case when was_active_in_window then 1 end) over (partition by branch_id) as active_endpoint_count
+        count(case when was_active_in_window then 1 end) over (partition by branch_id) as active_endpoint_count,
+        cast({{ var('min_compute_size_cu') }} as double precision) as min_compute_size_cu,
+        cast({{ var('idle_replica_after_days') }} as {{ dbt.type_bigint() }}) as idle_replica_after_days
     from computes
 
 ),
@@ -93,10 +95,10 @@ flagged as (
             when active_endpoint_count = 1 then branch_cu_hours_last_30_days
         end as cu_hours_last_30_days,
         coalesce(suspend_timeout_seconds = -1, false) as never_suspends,
-        coalesce(autoscaling_limit_min_cu > {{ var('min_compute_size_cu') }}, false) as has_oversized_minimum,
+        coalesce(autoscaling_limit_min_cu > min_compute_size_cu, false) as has_oversized_minimum,
         coalesce(endpoint_state = 'active' and is_stale_branch, false) as is_active_on_stale_branch,
         coalesce(
-            endpoint_type = 'read_only' and days_since_active >= {{ var('idle_replica_after_days') }}, false
+            endpoint_type = 'read_only' and days_since_active >= idle_replica_after_days, false
         ) as is_idle_read_replica
     from attributed
 
@@ -145,6 +147,7 @@ final as (
                     || 'it never scales below it while it runs'
         end as oversized_minimum_reason,
         case when has_oversized_minimum then cu_hours_last_30_days end as oversized_minimum_cu_hours,
+        min_compute_size_cu,
         is_active_on_stale_branch,
         case
             when is_active_on_stale_branch
@@ -159,6 +162,7 @@ final as (
                     || cast(days_since_active as {{ dbt.type_string() }}) || ' days'
         end as idle_read_replica_reason,
         case when is_idle_read_replica then cu_hours_last_30_days end as idle_read_replica_cu_hours,
+        idle_replica_after_days,
         cast(
             case when never_suspends then 1 else 0 end
             + case when has_oversized_minimum then 1 else 0 end

@@ -82,6 +82,7 @@ final as (
         branch_rollup.age_days,
         branch_rollup.days_since_activity,
         branch_rollup.is_stale,
+        branch_rollup.stale_after_days,
         backup_schedules.has_backup_schedule,
         backup_schedules.backup_frequencies,
         branch_readings.restricted_action_names

@@ -130,7 +130,10 @@ totalled as (
 
     select
         *,
-        compute_cost_usd + storage_cost_usd + transfer_cost_usd + extra_branches_cost_usd as cost_usd
+        compute_cost_usd + storage_cost_usd + transfer_cost_usd + extra_branches_cost_usd as cost_usd,
+        -- the kinds with a rate: the whole cost where every kind has one
+        coalesce(compute_cost_usd, 0) + coalesce(storage_cost_usd, 0) + coalesce(transfer_cost_usd, 0)
+        + coalesce(extra_branches_cost_usd, 0) as priced_cost_usd
     from costed
 
 ),
@@ -155,6 +158,7 @@ final as (
         {{ neon_amount('transfer_cost_usd') }} as transfer_cost_usd,
         {{ neon_amount('extra_branches_cost_usd') }} as extra_branches_cost_usd,
         {{ neon_amount('cost_usd') }} as cost_usd,
+        {{ neon_amount('priced_cost_usd') }} as priced_cost_usd,
         cost_usd / nullif({{ neon_exact_sum('cost_usd', over='partition by org_id, billing_period_start') }}, 0)
             as share_of_org_cost,
         {{ neon_amount('lag(cost_usd) over (partition by project_id order by billing_period_start)') }}

@@ -157,6 +157,7 @@ final as (
         project_rollup.observed_at,
         project_rollup.confirmed_at,
         project_rollup.refresh_due_at,
+        cast({{ var('refresh_grace_hours') }} as {{ dbt.type_bigint() }}) as refresh_grace_hours,
         recent_consumption.instant_restore_bytes_month_last_30_days,
         recent_consumption.snapshot_storage_bytes_month_last_30_days,
         recent_consumption.private_network_transfer_bytes_last_30_days,

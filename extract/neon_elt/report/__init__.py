@@ -59,11 +59,11 @@ def build(target: Any) -> str:
         ]
         for r in marts.stale
     ]
-    reclaimable = max((r["cumulative_logical_size_bytes"] or 0 for r in marts.stale), default=0)
+    t = marts.totals[0]
     totals = (
-        f"{sum(r['project_count'] for r in marts.regions)} projects, {len(marts.branches)} branches, "
-        f"{len(marts.stale)} stale ({reclaimable / GIB:.2f} GiB reclaimable), "
-        f"{sum(1 for r in marts.regions if r['project_count'])} of {len(marts.regions)} regions in use"
+        f"{t['project_count']} projects, {t['branch_count']} branches, {t['stale_branch_count']} stale "
+        f"({t['stale_logical_size_bytes'] / GIB:.2f} GiB reclaimable), "
+        f"{t['regions_in_use_count']} of {t['region_count']} regions in use"
     )
     return TEMPLATES.get_template("report.html.j2").render(
         generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -73,8 +73,9 @@ def build(target: Any) -> str:
         costs=sections.costs(marts.bill, marts.org_bills, marts.project_costs, marts.branch_costs),
         charts=shown,
         has_consumption=bool(marts.daily),
-        hygiene=sections.hygiene(marts.hygiene),
+        hygiene=sections.hygiene(marts.hygiene, marts.thresholds[0]),
         stale=stale,
+        stale_words=sections.stale_words(marts.thresholds[0]),
         access=sections.access(marts.access),
     )
 

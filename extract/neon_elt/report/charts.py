@@ -7,10 +7,9 @@ from typing import Any, NamedTuple
 
 import vl_convert
 
-from ..views import GIB, METRICS, consumption_panel
+from ..views import GIB, METRICS, VEGA_LITE, consumption_panel
 from .words import COST_KINDS, distinct_labels, label, window_words
 
-VEGA_LITE = "https://vega.github.io/schema/vega-lite/v5.json"  # the spec's $schema id; never fetched
 # Charts are laid out with the text widths vl-convert measures, and browsers draw in whatever font
 # they have: a label measured in a narrow font and drawn in a wider one runs off its chart. DejaVu
 # Sans is Linux's usual sans-serif and wider than Arial or Helvetica, so where it is installed the
@@ -164,7 +163,7 @@ def project_chart(projects: list[dict]) -> Chart:
                 "title": f"The {len(top)} largest projects: logical size and compute time",
                 "data": {"values": json_safe(top)},
                 "transform": [
-                    {"calculate": "datum.logical_size_bytes / 1073741824", "as": "Logical size (GiB)"},
+                    {"calculate": f"datum.logical_size_bytes / {GIB}", "as": "Logical size (GiB)"},
                     {"calculate": "datum.compute_time_seconds / 3600", "as": "Compute time (hours)"},
                     {"fold": ["Logical size (GiB)", "Compute time (hours)"], "as": ["measure", "value"]},
                 ],

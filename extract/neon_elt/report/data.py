@@ -9,12 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import DAILY_CONSUMPTION, showable
+from ..views import ESTATE_TOTALS, THRESHOLDS, showable
 
 Rows = list[dict[str, Any]]
 
 
 class Marts(NamedTuple):
+    totals: Rows  # the estate's headline figures, one row (views.ESTATE_TOTALS)
     regions: Rows  # regional_footprint, most projects first
     branches: Rows  # project_branch_inventory: age and status of every branch
     stale: Rows  # stale_branches, in clean-up order
@@ -26,18 +27,20 @@ class Marts(NamedTuple):
     branch_costs: Rows  # branch_costs, most expensive first
     hygiene: Rows  # compute_hygiene, most findings first
     access: Rows  # org_access, a row per organization and one for the personal account
+    thresholds: Rows  # the thresholds the marts applied, one row (views.THRESHOLDS)
     origin: str | None  # the API the warehouse was loaded from
 
 
 QUERIES = {
+    "totals": ESTATE_TOTALS,
     "regions": "select * from marts.regional_footprint order by project_count desc, region_id",
     "branches": "select age_days, is_stale, is_default from marts.project_branch_inventory",
     "stale": "select * from marts.stale_branches order by cleanup_rank",
     "projects": "select * from marts.projects order by logical_size_bytes desc nulls last, project_id",
     # a chart's series: the day's quantity of every project, drawn as one line per metric
-    "daily": f"""
+    "daily": """
         select consumption_date, metric_name, billing_unit, sum(quantity) as total
-        from ({DAILY_CONSUMPTION}) as daily
+        from marts.daily_consumption
         group by consumption_date, metric_name, billing_unit
         order by consumption_date""",
     "bill": "select * from marts.monthly_bill order by org_name, org_id, billing_period_start, metric_name",
@@ -45,9 +48,7 @@ QUERIES = {
     # most expensive first; a project with some usage unpriced, by its priced part
     "project_costs": """
         select * from marts.project_costs
-        order by billing_period_start, coalesce(cost_usd, coalesce(compute_cost_usd, 0)
-            + coalesce(storage_cost_usd, 0) + coalesce(transfer_cost_usd, 0)
-            + coalesce(extra_branches_cost_usd, 0)) desc, project_name, project_id""",
+        order by billing_period_start, priced_cost_usd desc, project_name, project_id""",
     "branch_costs": """
         select * from marts.branch_costs
         order by estimated_cost_last_30_days desc nulls last, cu_hours_last_30_days desc nulls last, branch_id""",
@@ -57,6 +58,7 @@ QUERIES = {
     "access": """
         select * from marts.org_access
         order by is_personal_account, coalesce(org_name, org_id)""",
+    "thresholds": THRESHOLDS,
 }
 
 

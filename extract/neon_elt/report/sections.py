@@ -1,29 +1,31 @@
 """What the report's sections hold, as the template lays them out: what it costs (monthly_bill and
 org_bills, project_costs, branch_costs), compute hygiene (compute_hygiene), and who can reach the
-estate (org_access). Every figure is a mart's; this module picks the rows and words them, and adds
-up no more than the cost kinds a project's row shows where some of them have no rate."""
+estate (org_access). Every figure is a mart's; this module picks the rows and words them."""
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from neon_api_source.settings import CONSUMPTION_HISTORY_DAYS
+
 from ..views import METRICS, UNITS, metric_words
 from .charts import branch_cost_chart, project_cost_chart
 from .words import (
     COST_KINDS,
-    FINDINGS,
     INCLUDED_PER,
     amount,
+    days_words,
+    findings,
     hours,
     named,
     period_words,
     plan_words,
+    priced,
     rate_words,
     share,
     suspend_words,
     until_words,
     usd,
-    usd_total,
     window_words,
 )
 
@@ -46,14 +48,6 @@ def bold(text: str) -> tuple[str, bool]:
 
 def plain(text: str) -> tuple[str, bool]:
     return (text, False)
-
-
-def priced(cost: float, unpriced_lines: int, lines: int) -> str:
-    """An org_bills total: where some lines have no rate, the priced part and a word for the rest
-    (never a guess at it)."""
-    if unpriced_lines == 0:
-        return usd(cost)
-    return f"{usd(cost)} + unpriced" if unpriced_lines < lines else "no rate"
 
 
 class Period(NamedTuple):
@@ -185,11 +179,10 @@ def rates_words(periods: list[Period]) -> str:
 
 
 def project_total(costs: dict) -> str:
-    """A project's cost in a period: project_costs' total, or its priced kinds where some usage
-    has no rate."""
-    if costs["cost_usd"] is not None:
-        return usd(costs["cost_usd"])
-    return usd_total([costs[column] for column in COST_KINDS])
+    """A project's cost in a period: project_costs' priced_cost_usd, said to be partial where some
+    kind has no rate."""
+    unpriced = sum(costs[column] is None for column in COST_KINDS)
+    return priced(costs["priced_cost_usd"], unpriced, len(COST_KINDS))
 
 
 def project_table(
@@ -246,7 +239,7 @@ def organization_costs(org: tuple, periods: list[Period], project_costs: list[di
         )
         notes.append(
             "A period is complete once Neon has closed it and the warehouse holds every day of it. "
-            "Neon's daily history reaches back 60 days, so the period a first run starts in is only "
+            f"Neon's daily history reaches back {CONSUMPTION_HISTORY_DAYS} days, so the period a first run starts in is only "
             "partly loaded"
             + (f" ({', '.join(partial)}: closed by Neon, not held whole)" if partial else "")
             + "; the next period is complete once it ends."
@@ -343,14 +336,15 @@ def costs(bill: list[dict], org_bills: list[dict], project_costs: list[dict], br
     }
 
 
-def hygiene(computes: list[dict]) -> dict:
+def hygiene(computes: list[dict], thresholds: dict) -> dict:
     """The compute hygiene list: computes with findings, and what each finding means."""
+    found = findings(thresholds)
     flagged = [r for r in computes if r["flag_count"]]
     rows = [
         [
             f"{named(r['project_name'])} / {named(r['branch_name'])}",
             r["endpoint_id"],
-            ", ".join(words for flag, (words, _) in FINDINGS.items() if r[flag]),
+            ", ".join(words for flag, (words, _) in found.items() if r[flag]),
             r["compute_size"],
             suspend_words(r["suspend_timeout_seconds"]),
             r["days_since_active"],
@@ -364,9 +358,9 @@ def hygiene(computes: list[dict]) -> dict:
         "flagged": len(flagged),
         "count": len(computes),
         "counts": ", ".join(
-            f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in FINDINGS.items()
+            f"{sum(1 for r in flagged if r[flag])} {words}" for flag, (words, _) in found.items()
         ),
-        "legend": list(FINDINGS.values()),
+        "legend": list(found.values()),
         "rows": rows,
         "more": len(flagged) - HYGIENE_ROWS,
     }
@@ -416,6 +410,15 @@ FLAGGED = (
 
 def projects_words(n: int) -> str:
     return f"{n:,} project{'' if n == 1 else 's'}"
+
+
+def stale_words(thresholds: dict) -> str:
+    """What the clean-up list holds, with the threshold the marts applied."""
+    days = days_words(thresholds["stale_after_days"], "stale_after_days")
+    return (
+        f"Non-default branches none of whose computes was active for {days} or more (the dbt var "
+        "stale_after_days), biggest first."
+    )
 
 
 def access(orgs: list[dict]) -> dict:

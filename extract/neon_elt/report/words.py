@@ -99,13 +99,13 @@ def suspend_words(seconds: int | None) -> str:
     return f"after {seconds} s"
 
 
-def usd_total(values: list[float | None]) -> str:
-    """The total of figures shown; where some have no rate, the priced part and a word for the rest
+def priced(priced_cost: float, unpriced_parts: int, parts: int) -> str:
+    """A mart's total of `parts` (an org_bills period's lines, a project_costs row's kinds), of
+    which `unpriced_parts` have no rate: its priced part, the mart's, and a word for the rest
     (never a guess at it)."""
-    known = [v for v in values if v is not None]
-    if len(known) == len(values):
-        return usd(sum(known))
-    return f"{usd(sum(known))} + unpriced" if known else "no rate"
+    if unpriced_parts == 0:
+        return usd(priced_cost)
+    return f"{usd(priced_cost)} + unpriced" if unpriced_parts < parts else "no rate"
 
 
 # project_costs' cost of each kind -> its name in the report, in the order the bars stack.
@@ -124,25 +124,35 @@ INCLUDED_PER = {
 }
 
 
-# A flag of compute_hygiene -> the finding's name in the report, and what it means.
-FINDINGS = {
-    "never_suspends": (
-        "never suspends",
-        "its suspend timeout is -1: it never scales to zero, and bills at least its minimum size for as "
-        "long as it runs",
-    ),
-    "has_oversized_minimum": (
-        "minimum above 0.25 CU",
-        "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
-    ),
-    "is_active_on_stale_branch": (
-        "runs on a stale branch",
-        "it was running when last read, on a stale branch: one nobody used for two weeks or more "
-        "(see the clean-up list)",
-    ),
-    "is_idle_read_replica": (
-        "idle read replica",
-        "a read replica nobody used for a week or more (the dbt var idle_replica_after_days): likely "
-        "forgotten",
-    ),
-}
+def days_words(days: int | None, var: str) -> str:
+    """A threshold in days as the marts applied it; where no row says it, the dbt var's name."""
+    return f"the dbt var {var}" if days is None else f"{days} day{'' if days == 1 else 's'}"
+
+
+def findings(thresholds: dict) -> dict[str, tuple[str, str]]:
+    """A flag of compute_hygiene -> the finding's name in the report, and what it means, with the
+    thresholds the marts applied (data.QUERIES["thresholds"]: None where no row holds one)."""
+    size = thresholds["min_compute_size_cu"]
+    stale = days_words(thresholds["stale_after_days"], "stale_after_days")
+    idle = days_words(thresholds["idle_replica_after_days"], "idle_replica_after_days")
+    return {
+        "never_suspends": (
+            "never suspends",
+            "its suspend timeout is -1: it never scales to zero, and bills at least its minimum size for "
+            "as long as it runs",
+        ),
+        "has_oversized_minimum": (
+            "minimum above " + ("the dbt var min_compute_size_cu" if size is None else f"{size:g} CU"),
+            "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
+        ),
+        "is_active_on_stale_branch": (
+            "runs on a stale branch",
+            f"it was running when last read, on a stale branch: one nobody used for {stale} or more "
+            "(see the clean-up list)",
+        ),
+        "is_idle_read_replica": (
+            "idle read replica",
+            f"a read replica nobody used for {idle} or more (the dbt var idle_replica_after_days): "
+            "likely forgotten",
+        ),
+    }
