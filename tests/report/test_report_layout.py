@@ -13,14 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
 from expected import query
 from neon_elt.report import write
 from neon_elt.report.charts import project_chart
-from neon_elt.report.geo import ATLAS, LAND, place_labels
+from neon_elt.report.geo import LAND, place_labels, world_atlas
 from neon_elt.targets import DuckDBTarget
 from report_helpers import EXPECTED_CHARTS, number
 
@@ -286,8 +285,8 @@ def test_projects_that_share_a_name_get_labels_of_their_own():
 
 
 def land_shapes() -> list[dict]:
-    """The land shapes of the map data installed with neon_elt, one per country."""
-    return json.loads((files("neon_elt") / ATLAS).read_text())["objects"][LAND]["geometries"]
+    """The land shapes of the map data installed with the report, one per country."""
+    return world_atlas()["objects"][LAND]["geometries"]
 
 
 def overlap(a: dict, b: dict) -> bool:
