@@ -29,7 +29,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 from expected import query
 from neon_elt import config, marimo_apps
 from neon_elt.warehouse import run_lock
@@ -489,12 +488,3 @@ def test_make_notebook_serves_marimo_s_editor_on_the_notebook(demo_warehouse, tm
         assert "neon_estate.py" in page
     finally:
         stop(process, log)
-
-
-def test_the_exposure_points_at_the_notebook_and_every_mart_it_reads():
-    exposures = yaml.safe_load((REPO / "dbt_project" / "models" / "marts" / "_exposures.yml").read_text())
-    notebook = next(e for e in exposures["exposures"] if e["name"] == "estate_notebook")
-    assert notebook["url"] == "file://notebooks/neon_estate.py"
-    assert (REPO / notebook["url"].removeprefix("file://")) == marimo_apps.NOTEBOOK
-    reads = set(re.findall(r"\bmarts\.(\w+)", marimo_apps.NOTEBOOK.read_text()))
-    assert {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in notebook["depends_on"]} == reads

@@ -9,10 +9,15 @@ with the warehouse itself, so a YAML file that forgets a column (or keeps a drop
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
+import yaml
 from expected import query
+from neon_elt import marimo_apps, marts_summary, report, views
+from neon_elt.config import DBT_PROJECT_DIR
 from neon_elt.run import dbt
 from neon_elt.targets import DuckDBBuild
 from spec import spec
@@ -287,6 +292,41 @@ def test_exposures_name_what_analysts_use_and_depend_on_marts(manifest, models):
             "name"
         ]
     assert any(e["depends_on"]["nodes"] == [f"model.{PROJECT}.stale_branches"] for e in exposures)
+
+
+MARTS = {path.stem for path in (DBT_PROJECT_DIR / "models" / "marts").glob("*.sql")}
+REPORT_CODE = sorted((Path(report.__file__).parent).glob("*.py"))
+
+
+def marts_named(source: str) -> set[str]:
+    """The marts a module's code names: in its own text, or in the queries of neon_elt.views it
+    uses (the report's and the notebook's shared SQL)."""
+    shared = [
+        query
+        for name, query in vars(views).items()
+        if name.isupper() and isinstance(query, str) and re.search(rf"\b{name}\b", source)
+    ]
+    return set(re.findall(r"\bmarts\.(\w+)", "\n".join([source, *shared]))) & MARTS
+
+
+@pytest.mark.parametrize(
+    "name, code",
+    [
+        ("estate_notebook", [marimo_apps.NOTEBOOK]),
+        ("marts_summary", [Path(marts_summary.__file__)]),
+        ("estate_report", REPORT_CODE),
+    ],
+)
+def test_an_exposure_depends_on_every_mart_its_code_names(name, code):
+    """`dbt ls --select +exposure:<name>` lists what a change would touch only if the exposure
+    depends on every mart the notebook, the printed summary or the report reads or points its
+    reader at."""
+    exposures = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "_exposures.yml").read_text())
+    exposure = next(e for e in exposures["exposures"] if e["name"] == name)
+    if name == "estate_notebook":
+        assert DBT_PROJECT_DIR.parent / exposure["url"].removeprefix("file://") == marimo_apps.NOTEBOOK
+    depends_on = {re.fullmatch(r"ref\('(\w+)'\)", ref).group(1) for ref in exposure["depends_on"]}
+    assert depends_on == marts_named("\n".join(path.read_text() for path in code))
 
 
 def test_the_docs_have_an_overview_page(manifest):
