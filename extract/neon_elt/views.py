@@ -1,5 +1,6 @@
-"""What the report and the analysts' notebook both show: the estate's headline figures and the marts' thresholds, words for
-the marts' identifiers, the units Neon bills in, and names made safe to show.
+"""What the report and the analysts' notebook both show: the estate's headline figures and the
+marts' thresholds, words for the marts' identifiers, the units Neon bills in, and names made safe
+to show.
 
 Both read the same marts; this module holds what they say about them, so the two never word a
 metric or a unit differently."""
