@@ -47,6 +47,13 @@ SECRET_ENV = (
     "SOURCES__NEON_API_SOURCE__API_KEY",
     "SOURCES__NEON_API_SOURCE__EMAIL_HASH_SALT",
 )
+
+
+def environ_without_secrets() -> dict[str, str]:
+    """This process's environment but SECRET_ENV: for a process we start that does not need them."""
+    return {name: value for name, value in os.environ.items() if name not in SECRET_ENV}
+
+
 # The warehouse's former default name: a warehouse under it stays in use, with a notice, until it
 # is moved (default_warehouse).
 OLD_DEFAULT_WAREHOUSE = "neon_api.duckdb"

@@ -71,7 +71,7 @@ def published_warehouse() -> Path:
 def app_env(**extra: str) -> dict[str, str]:
     """The apps' environment: no secrets of ours (config.SECRET_ENV), and no look for marimo
     updates on PyPI."""
-    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
+    env = config.environ_without_secrets()
     env["MARIMO_SKIP_UPDATE_CHECK"] = "1"
     env.update(extra)
     return env

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import signal
@@ -294,7 +293,7 @@ def root_cause(exc: BaseException) -> str:
 def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) -> None:
     """Run dbt on the project against the build, streaming its output. The API key never reaches
     dbt's environment; database credentials reach it as variables its profile reads."""
-    env = {k: v for k, v in os.environ.items() if k not in config.SECRET_ENV}
+    env = config.environ_without_secrets()
     env.update(build.dbt_env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     if target_path:
