@@ -291,10 +291,13 @@ def roles(estate: Estate) -> Iterator[list[dict]]:
     yield from _counted_pages(estate, L.ROLES.table, estate.branch_contents(L.ROLES))
 
 
-def _refused(estate: Estate, listing: L.Listing, exc: NeonAPIError) -> None:
-    """A listing the key or plan is refused (403): noted once per listing, never fatal."""
-    what = listing.noun
-    estate._once(f"refused:{what}", lambda: estate.stats.note(f"{what} not read: Neon answered {exc.status}"))
+def _note_refusals(estate: Estate, listing: L.Listing, refused: list[int], total: int, parents: str) -> None:
+    """Once a listing is read: how many of its `total` parents Neon refused (403, the statuses in
+    `refused`), as one note; never fatal. One parent's may be read and another's refused."""
+    if refused:
+        estate.stats.note(
+            f"{listing.noun} not read for {len(refused)} of {total} {parents}: Neon answered {refused[0]}"
+        )
 
 
 def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
@@ -303,20 +306,24 @@ def every_project_resource(estate: Estate, listing: L.Listing) -> Any:
     table has it, `confirmed_at`); a project deleted since it was listed is skipped, and a refusal
     (403) is noted once."""
 
+    refused: list[int] = []
+
     def fetch(project_id: str) -> list[dict]:
         try:
             found = [item for page in pages(estate.client, listing, project_id=project_id) for item in page]
         except NeonForbidden as exc:
-            _refused(estate, listing, exc)
+            refused.append(exc.status)
             return []
         confirmed = {"confirmed_at": estate.run_at} if listing.confirmed else {}
         return [{**listed_row(listing, item), "project_id": project_id, **confirmed} for item in found]
 
     def rows(estate: Estate) -> Iterator[list[dict]]:
         yield dlt.mark.materialize_table_schema()  # the table exists even when empty
-        for found in fan_out(lambda pid: estate.children(fetch, pid), estate.project_ids(), estate.workers):
+        project_ids = estate.project_ids()
+        for found in fan_out(lambda pid: estate.children(fetch, pid), project_ids, estate.workers):
             if found:
                 yield _counted(estate, listing.table, found)
+        _note_refusals(estate, listing, refused, len(project_ids), "project(s)")
 
     return dlt.resource(rows, **listing.resource_args())(estate)
 
@@ -335,12 +342,14 @@ def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
         if not branch.get("parent_id")
     ]
 
+    refused: list[int] = []
+
     def fetch(ids: tuple[str, str]) -> list[dict]:
         project_id, branch_id = ids
         try:
             body = estate.client.get(listing.route, project_id=project_id, branch_id=branch_id)
         except NeonForbidden as exc:
-            _refused(estate, listing, exc)
+            refused.append(exc.status)
             return []
         row = {"branch_id": branch_id, "project_id": project_id, "confirmed_at": estate.run_at}
         return [dict(row, schedule=body.get("schedule") or [])]
@@ -348,6 +357,7 @@ def backup_schedules(estate: Estate) -> Iterator[list[dict]]:
     for rows in fan_out(lambda ids: estate.children(fetch, ids), roots, estate.workers):
         if rows:
             yield _counted(estate, listing.table, rows)
+    _note_refusals(estate, listing, refused, len(roots), "root branch(es)")
 
 
 @dlt.resource(**L.ORGANIZATION_SPENDING_LIMITS.resource_args())
@@ -365,13 +375,9 @@ def organization_spending_limits(estate: Estate) -> Iterator[list[dict]]:
             refused.append(exc.status)
             continue
         rows.append({"org_id": org_id, **pick(body, listing.columns), "confirmed_at": estate.run_at})
-    if refused:  # how many, as one organization's may be read and another's refused
-        estate.stats.note(
-            f"{listing.noun} not read for {len(refused)} of {len(org_ids)} organization(s): "
-            f"Neon answered {refused[0]}"
-        )
     if rows:
         yield _counted(estate, listing.table, rows)
+    _note_refusals(estate, listing, refused, len(org_ids), "organization(s)")
 
 
 @dlt.resource(**L.OPERATIONS.resource_args())
