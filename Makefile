@@ -122,3 +122,4 @@ bench: $(STAMP) ## benchmarks against the simulator; writes BENCHMARKS.md
 # real account's history; README says how to start over.
 clean: ## remove the environment, build output and reports (the warehouse stays)
 	rm -rf $(VENV) .tools dbt_project/target dbt_project/logs reports/*.html
+	@rmdir reports 2>/dev/null || true  # the folder the report made, unless it holds files of yours

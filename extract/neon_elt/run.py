@@ -417,7 +417,7 @@ def elt(
                 # reported as such first
                 check_origin(target.describe(), previous, origin, build.mixing_remedy)
                 build.record_origin(origin)
-                print(result.load_info)
+                print(published_load_info(result.load_info, build, target))
                 print(summary(result.stats, result.load_id, result.table_rows))
             if do_transform:
                 deadline.enter("dbt build")
@@ -429,6 +429,15 @@ def elt(
     finally:
         deadline.close()
     return result
+
+
+def published_load_info(load_info: LoadInfo, build: Any, target: Any) -> LoadInfo:
+    """dlt's load info as a dlt user reads it, naming where the data is stored: the warehouse
+    readers open, not the working copy dlt loaded and the run publishes when dbt's build passes."""
+    if not build.isolated:
+        return load_info
+    shown = load_info.destination_displayable_credentials.replace(str(build.path), target.describe())
+    return load_info._replace(destination_displayable_credentials=shown)
 
 
 # What a warning names of the values a test found: this many, at most.

@@ -194,6 +194,8 @@ def test_python_neon_api_pipeline_py_runs_make_elt_and_the_page_s_snippet_reads_
     warehouse = root / config.DEFAULT_WAREHOUSE
     # dlt's load info, the runner's summary with what the simulator served, dbt's build, the publish
     assert "is LOADED and contains no failed jobs" in run.stdout
+    # where the data is stored: the warehouse readers open, not the working copy it was built in
+    assert f"destination used duckdb:///{warehouse} location" in run.stdout, run.stdout[:800]
     assert summary_rows(run.stdout) == expected_table_counts(demo_account, started)
     assert "Completed successfully" in run.stdout
     assert f"Warehouse published: {warehouse}" in run.stdout

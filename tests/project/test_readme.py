@@ -205,7 +205,7 @@ def test_the_readme_s_other_commands_work_in_its_order_on_that_clone(clone, caps
     # make clean keeps its promise: build output and reports go, the warehouse stays.
     cleaned = sh("make clean", project, env)
     assert cleaned.returncode == 0, cleaned.stderr
-    assert warehouse.exists() and not list((project / "reports").glob("*.html"))
+    assert warehouse.exists() and not (project / "reports").exists()  # an emptied folder goes too
     assert (REPO / ".venv" / "bin" / "python").exists()  # the link went, not the environment
 
 

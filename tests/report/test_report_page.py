@@ -96,6 +96,23 @@ def test_the_report_and_the_printed_summary_state_the_same_estate(
     ) in printed
 
 
+def test_the_report_and_the_summary_name_the_organizations_without_a_bill(
+    report, demo_account, demo_warehouse, capsys
+):
+    """An organization whose plan has no consumption history has no bill: both say so by name,
+    where the bills of the others are, rather than leave it out unseen."""
+    unbilled = sorted(
+        o["name"] for o in demo_account.organizations if o["id"] not in demo_account.plan_org_ids()
+    )
+    billed = [o["name"] for o in demo_account.organizations if o["id"] in demo_account.plan_org_ids()]
+    assert unbilled and billed  # the demo has both
+    costs = report.read_text().split("<h2>What it costs</h2>", 1)[1].split("</section>", 1)[0]
+    assert f"No consumption history for {', '.join(unbilled)}" in html.unescape(costs)
+    print_marts_summary(DuckDBTarget(demo_warehouse))
+    printed = capsys.readouterr().out.split("what it costs", 1)[1]
+    assert f"No consumption history for {', '.join(unbilled)}" in printed
+
+
 def urls(spec: object) -> list[str]:
     """Every URL a Vega-Lite spec would load its data from."""
     if isinstance(spec, dict):

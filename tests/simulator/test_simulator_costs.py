@@ -450,23 +450,18 @@ def test_the_period_counters_are_the_consumption_since_the_period_began(account,
     assert busy
 
 
-def test_periods_carry_the_organization_s_plan_a_rate_card_knows(account):
+def test_periods_carry_the_organization_s_plan_a_rate_card_knows(account, sim):
     plans = {o["id"]: o["plan"] for o in account.organizations}
     assert {plans[org] for org in account.plan_org_ids()} <= {"launch", "scale"}
-    with Simulator(account) as simulator:
-        for org in sorted(account.plan_org_ids()):
-            projects = org_projects(account, org)[:5]
-            query = {k: v for k, v in params(account, org, projects, days=40).items() if k != "project_ids"}
-            query["metrics"] = ",".join(CONSUMPTION_METRICS)
-            items, _ = walk_cursor(
-                session(simulator.api_key),
-                simulator.base_url + "/consumption_history/v2/projects",
-                "projects",
-                **query,
-            )
-            periods = [p for item in items for p in item["periods"]]
-            assert len({p["period_start"] for p in periods}) == 2  # April and May
-            assert {p["period_plan"] for p in periods} == {plans[org]}
+    for org in sorted(account.plan_org_ids()):
+        query = params(account, org, org_projects(account, org)[:5], days=40)
+        query["metrics"] = ",".join(CONSUMPTION_METRICS)
+        items, _ = walk_cursor(
+            session(sim.api_key), sim.base_url + "/consumption_history/v2/projects", "projects", **query
+        )
+        periods = [p for item in items for p in item["periods"]]
+        assert len({p["period_start"] for p in periods}) == 2  # April and May
+        assert {p["period_plan"] for p in periods} == {plans[org]}
 
 
 def test_the_demo_has_a_project_past_its_plan_s_free_child_branches():

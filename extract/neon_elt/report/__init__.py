@@ -70,7 +70,9 @@ def build(target: Any) -> str:
         warehouse=warehouse_words(target),
         totals=totals,
         simulated=marts.origin if marts.origin is not None and is_local(marts.origin) else None,
-        costs=sections.costs(marts.bill, marts.org_bills, marts.project_costs, marts.branch_costs),
+        costs=sections.costs(
+            marts.bill, marts.org_bills, marts.project_costs, marts.branch_costs, marts.unbilled
+        ),
         charts=shown,
         has_consumption=bool(marts.daily),
         hygiene=sections.hygiene(marts.hygiene, marts.thresholds[0]),

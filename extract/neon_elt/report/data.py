@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import ESTATE_TOTALS, THRESHOLDS, showable
+from ..views import ESTATE_TOTALS, THRESHOLDS, UNBILLED_ORGS, showable
 
 Rows = list[dict[str, Any]]
 
@@ -23,6 +23,7 @@ class Marts(NamedTuple):
     daily: Rows  # daily_consumption per day and metric, all projects
     bill: Rows  # monthly_bill, a line per organization, period and metric
     org_bills: Rows  # org_bills, a row per organization and period
+    unbilled: Rows  # the organizations without a bill (views.UNBILLED_ORGS)
     project_costs: Rows  # project_costs, most expensive first within a period
     branch_costs: Rows  # branch_costs, most expensive first
     hygiene: Rows  # compute_hygiene, most findings first
@@ -45,6 +46,7 @@ QUERIES = {
         order by consumption_date""",
     "bill": "select * from marts.monthly_bill order by org_name, org_id, billing_period_start, metric_name",
     "org_bills": "select * from marts.org_bills order by org_name, org_id, billing_period_start",
+    "unbilled": UNBILLED_ORGS,
     # most expensive first; a project with some usage unpriced, by its priced part
     "project_costs": """
         select * from marts.project_costs

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from neon_api_source.settings import CONSUMPTION_HISTORY_DAYS
 
-from ..views import METRICS, UNITS, metric_words
+from ..views import METRICS, NO_HISTORY, PAID_PLANS_ONLY, UNITS, metric_words
 from .charts import branch_cost_chart, project_cost_chart
 from .words import (
     COST_KINDS,
@@ -328,10 +328,19 @@ def branch_costs(costs: list[dict]) -> dict | None:
     }
 
 
-def costs(bill: list[dict], org_bills: list[dict], project_costs: list[dict], branches: list[dict]) -> dict:
+def costs(
+    bill: list[dict],
+    org_bills: list[dict],
+    project_costs: list[dict],
+    branches: list[dict],
+    unbilled: list[dict],
+) -> dict:
     orgs = periods_of(bill, org_bills)
+    names = ", ".join(r["org_name"] for r in unbilled)
     return {
         "orgs": [organization_costs(org, periods, project_costs) for org, periods in orgs.items()],
+        "no_history": NO_HISTORY.format(names=names) if names else None,
+        "no_bill": f"No consumption history was loaded, so there is no bill to show: {PAID_PLANS_ONLY}.",
         "branches": branch_costs(branches),
     }
 
