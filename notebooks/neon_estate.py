@@ -19,9 +19,32 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config, targets
-    from neon_elt.views import ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, consumption_panel
+    from neon_elt.views import (
+        ESTATE_TOTALS,
+        GIB,
+        NO_HISTORY,
+        THRESHOLDS,
+        UNBILLED_ORGS,
+        VEGA_LITE,
+        consumption_panel,
+        showable,
+    )
 
-    return ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
+    return (
+        ESTATE_TOTALS,
+        GIB,
+        NO_HISTORY,
+        THRESHOLDS,
+        UNBILLED_ORGS,
+        VEGA_LITE,
+        config,
+        consumption_panel,
+        duckdb,
+        json,
+        mo,
+        showable,
+        targets,
+    )
 
 
 @app.cell
@@ -211,7 +234,7 @@ def _(mo):
 
 
 @app.cell
-def _(con, mo):
+def _(NO_HISTORY, UNBILLED_ORGS, con, mo, showable):
     bill = con.sql("""
         select
             org_name, billing_period_start, billing_plan, is_period_complete,
@@ -223,7 +246,12 @@ def _(con, mo):
         order by org_name, billing_period_start desc
     """).df()
     mo.stop(bill.empty, mo.md("No consumption history was loaded (plans without it): no bill to show."))
-    mo.ui.table(bill, selection=None, label="The bill per organization and billing period (USD)")
+    # plain text: a name Neon serves is not markdown
+    _unbilled = ", ".join(showable(name) for (name,) in con.sql(UNBILLED_ORGS).fetchall())
+    mo.vstack(
+        [mo.ui.table(bill, selection=None, label="The bill per organization and billing period (USD)")]
+        + ([mo.plain_text(NO_HISTORY.format(names=_unbilled))] if _unbilled else [])
+    )
     return
 
 

@@ -471,6 +471,14 @@ def test_the_notebook_runs_headless_and_every_cell_succeeds(demo_account, demo_w
     assert stats['"projects"'] == f'"{projects:,}"'
     assert stats['"branches"'] == f'"{branches:,}"'
     assert stats['"computes"'] == f'"{endpoints:,}"'
+    # beside the bills, the organizations without one, by name (the report's and summary's words)
+    unbilled = sorted(
+        o["name"] for o in demo_account.organizations if o["id"] not in demo_account.plan_org_ids()
+    )
+    shown = html.unescape(
+        "".join(o["data"].get("text/html", "") for c in cells.values() for o in c["outputs"])
+    )
+    assert unbilled and f"No consumption history for {', '.join(unbilled)}" in shown
     assert file_digest(demo_warehouse) == before  # opened read-only
 
 
