@@ -19,32 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config, targets
-    from neon_elt.views import (
-        ESTATE_TOTALS,
-        GIB,
-        NO_HISTORY,
-        THRESHOLDS,
-        UNBILLED_ORGS,
-        VEGA_LITE,
-        consumption_panel,
-        showable,
-    )
+    from neon_elt.views import ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, consumption_panel
 
-    return (
-        ESTATE_TOTALS,
-        GIB,
-        NO_HISTORY,
-        THRESHOLDS,
-        UNBILLED_ORGS,
-        VEGA_LITE,
-        config,
-        consumption_panel,
-        duckdb,
-        json,
-        mo,
-        showable,
-        targets,
-    )
+    return ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
@@ -234,7 +211,9 @@ def _(mo):
 
 
 @app.cell
-def _(NO_HISTORY, UNBILLED_ORGS, con, mo, showable):
+def _(con, mo):
+    from neon_elt.views import NO_HISTORY, UNBILLED_ORGS, showable
+
     bill = con.sql("""
         select
             org_name, billing_period_start, billing_plan, is_period_complete,
