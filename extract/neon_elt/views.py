@@ -52,8 +52,8 @@ THRESHOLDS = """
         (select max(idle_replica_after_days) from marts.compute_hygiene) as idle_replica_after_days
 """
 # The organizations with no bill (marts.organizations without a row in marts.org_bills): no
-# consumption history was loaded for them, which Neon serves to paid plans only. The report and the
-# summary name them beside the bills, so that none is left out unseen.
+# consumption history was loaded for them, which Neon serves to paid plans only. The report, the
+# summary and the notebook name them beside the bills, so that none is left out unseen.
 UNBILLED_ORGS = """
     select org_name
     from marts.organizations as o
