@@ -212,7 +212,7 @@ def _(mo):
 
 @app.cell
 def _(con, mo):
-    from neon_elt.views import NO_HISTORY, UNBILLED_ORGS, showable
+    from neon_elt.views import UNBILLED_ORGS, no_history, showable
 
     bill = con.sql("""
         select
@@ -226,10 +226,10 @@ def _(con, mo):
     """).df()
     mo.stop(bill.empty, mo.md("No consumption history was loaded (plans without it): no bill to show."))
     # plain text: a name Neon serves is not markdown
-    _unbilled = ", ".join(showable(name) for (name,) in con.sql(UNBILLED_ORGS).fetchall())
+    _unbilled = no_history([showable(name) for (name,) in con.sql(UNBILLED_ORGS).fetchall()])
     mo.vstack(
         [mo.ui.table(bill, selection=None, label="The bill per organization and billing period (USD)")]
-        + ([mo.plain_text(NO_HISTORY.format(names=_unbilled))] if _unbilled else [])
+        + ([mo.plain_text(_unbilled)] if _unbilled else [])
     )
     return
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .views import ESTATE_TOTALS, GIB, NO_HISTORY, UNBILLED_ORGS, showable
+from .views import ESTATE_TOTALS, GIB, UNBILLED_ORGS, no_history, showable
 
 
 def print_marts_summary(target: Any) -> None:
@@ -51,9 +51,8 @@ def print_marts_summary(target: Any) -> None:
                 f"  {showable(r['org_name'], 34):<34} {r['billing_period_start']:%Y-%m} {cost:>10}   {heading}"
             )
         print("  By line and by project: marts.monthly_bill, marts.project_costs (docs/costs.md).")
-    unbilled = [showable(r["org_name"], 34) for r in reader.rows(UNBILLED_ORGS)]
-    if unbilled:
-        print(("\n" if not bill else "") + "  " + NO_HISTORY.format(names=", ".join(unbilled)))
+    if line := no_history([showable(r["org_name"]) for r in reader.rows(UNBILLED_ORGS)]):
+        print(("" if bill else "\n") + "  " + line)
     if target.name == "duckdb":
         # The duckdb Python package is installed, the duckdb CLI is not.
         print(

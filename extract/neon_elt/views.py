@@ -61,7 +61,13 @@ UNBILLED_ORGS = """
     order by org_name, org_id
 """
 PAID_PLANS_ONLY = "Neon serves it to paid plans (Launch, Scale, Agent, Enterprise) only"
-NO_HISTORY = "No consumption history for {names}: " + PAID_PLANS_ONLY + "."
+NO_BILL = f"No consumption history was loaded, so there is no bill to show: {PAID_PLANS_ONLY}."
+
+
+def no_history(names: list[str]) -> str | None:
+    """The line naming the organizations without a bill (UNBILLED_ORGS's names); None without any."""
+    return f"No consumption history for {', '.join(names)}: {PAID_PLANS_ONLY}." if names else None
+
 
 # A name Neon serves may hold anything: white space other than a space breaks a line or a label,
 # other control characters stop the chart renderer (vl-convert panics), and bidirectional overrides

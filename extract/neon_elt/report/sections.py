@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from neon_api_source.settings import CONSUMPTION_HISTORY_DAYS
 
-from ..views import METRICS, NO_HISTORY, PAID_PLANS_ONLY, UNITS, metric_words
+from ..views import METRICS, NO_BILL, UNITS, metric_words, no_history
 from .charts import branch_cost_chart, project_cost_chart
 from .words import (
     COST_KINDS,
@@ -336,11 +336,10 @@ def costs(
     unbilled: list[dict],
 ) -> dict:
     orgs = periods_of(bill, org_bills)
-    names = ", ".join(r["org_name"] for r in unbilled)
     return {
         "orgs": [organization_costs(org, periods, project_costs) for org, periods in orgs.items()],
-        "no_history": NO_HISTORY.format(names=names) if names else None,
-        "no_bill": f"No consumption history was loaded, so there is no bill to show: {PAID_PLANS_ONLY}.",
+        "no_history": no_history([r["org_name"] for r in unbilled]),
+        "no_bill": NO_BILL,
         "branches": branch_costs(branches),
     }
 
