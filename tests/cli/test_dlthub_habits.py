@@ -29,7 +29,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from expected import query
+from expected import query, unbilled_org_names
 from neon_elt import config, marimo_apps
 from neon_elt.warehouse import run_lock
 from neon_simulator import Simulator
@@ -459,12 +459,10 @@ def test_the_notebook_runs_headless_and_every_cell_succeeds(demo_account, demo_w
         stderr = [line for line in cell.get("console", []) if line.get("name") == "stderr"]
         assert not errors and not stderr, f"cell {cell_id}:\n{cell['code']}\n{errors or stderr}"
     # the headline figures, as the simulator served them
+    shown = "".join(o["data"].get("text/html", "") for c in cells.values() for o in c["outputs"])
     stats = {
         html.unescape(label): html.unescape(value)
-        for value, label in re.findall(
-            r"data-value='([^']*)' data-label='([^']*)'",
-            "".join(o["data"].get("text/html", "") for c in cells.values() for o in c["outputs"]),
-        )
+        for value, label in re.findall(r"data-value='([^']*)' data-label='([^']*)'", shown)
     }
     projects, branches = account_counts(demo_account)
     endpoints = sum(len(demo_account.endpoints(p["id"])) for p in demo_account.all_projects())
@@ -472,13 +470,8 @@ def test_the_notebook_runs_headless_and_every_cell_succeeds(demo_account, demo_w
     assert stats['"branches"'] == f'"{branches:,}"'
     assert stats['"computes"'] == f'"{endpoints:,}"'
     # beside the bills, the organizations without one, by name (the report's and summary's words)
-    unbilled = sorted(
-        o["name"] for o in demo_account.organizations if o["id"] not in demo_account.plan_org_ids()
-    )
-    shown = html.unescape(
-        "".join(o["data"].get("text/html", "") for c in cells.values() for o in c["outputs"])
-    )
-    assert unbilled and f"No consumption history for {', '.join(unbilled)}" in shown
+    unbilled = unbilled_org_names(demo_account)
+    assert unbilled and f"No consumption history for {', '.join(unbilled)}" in html.unescape(shown)
     assert file_digest(demo_warehouse) == before  # opened read-only
 
 

@@ -136,6 +136,12 @@ def naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+def unbilled_org_names(account) -> list[str]:
+    """The names of the organizations the account serves no consumption history for (their plan
+    has none), sorted: the ones with no bill, which the summary, report and notebook name."""
+    return sorted(o["name"] for o in account.organizations if o["id"] not in account.plan_org_ids())
+
+
 def visible_to_the_personal_key(account, org_id: str) -> dict[str, bool]:
     """Which organization-wide access listings the simulator lets the personal key read."""
     admin = account.org_role(org_id) == "admin"
