@@ -204,8 +204,11 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
                 if "password" in role
             } | self._served_key_tokens()
 
-    def consumption(self, project_id: str, granularity: str = "daily") -> list[dict]:
-        """All consumption timeframes of a project, oldest first.
+    def consumption(
+        self, project_id: str, granularity: str = "daily", since: datetime | None = None
+    ) -> list[dict]:
+        """All consumption timeframes of a project, oldest first (those that begin at ``since`` or
+        later, when given).
 
         Each entry is ``{"timeframe_start", "timeframe_end", "metrics": {metric_name: value}}`` with
         all :data:`CONSUMPTION_METRICS`. Empty for projects without a consumption plan. The server
@@ -219,7 +222,9 @@ class Account(Generation, Mutations, ConsumptionHistory, AccessControl, LiveApi,
                     "timeframe_end": ts(end),
                     "metrics": dict(zip(CONSUMPTION_METRICS, values, strict=True)),
                 }
-                for start, end, values in self._project_frames(project, granularity, 0, self._now)
+                for start, end, values in self._project_frames(
+                    project, granularity, int(since.timestamp()) if since else 0, self._now
+                )
             ]
 
     def branch_consumption(self, project_id: str, granularity: str = "daily") -> dict[str, list[dict]]:
