@@ -31,13 +31,16 @@ PIPELINE_COMMANDS = ("elt", "extract", "demo", "plan")
 DBT_PIPELINE_COMMANDS = ("build", "docs")
 
 
-def _timed_make(target: str, junit: Path, env: dict[str, str] | None = None) -> tuple[float, float, int]:
+def _timed_make(
+    target: str, junit: Path, cache: Path, env: dict[str, str] | None = None
+) -> tuple[float, float, int]:
     """`make <target>` with the suite's own arguments (the Makefile's, one place) plus a JUnit
-    report: (wall seconds, CPU seconds of every process it ran, its exit code)."""
+    report, pytest's cache in `cache` (the bench's, not the user's): (wall seconds, CPU seconds of
+    every process it ran, its exit code)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        ["make", "--no-print-directory", target, f"PYTEST_ARGS=-q -p no:cacheprovider --junitxml={junit}"],
+        ["make", "--no-print-directory", target, f"PYTEST_ARGS=-q -o cache_dir={cache} --junitxml={junit}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         env=env,
@@ -146,8 +149,11 @@ def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) 
     """Row 6 for `make <target>`; with `tally`, row 6b from the same run."""
     junit = workdir / f"{target}.xml"
     tally_file = workdir / f"{target}.tally.jsonl"
+    cache = workdir / "pytest-cache"
+    if target == "test-fast":  # the inner loop is a second run: the first parses the dbt project whole
+        _timed_make(target, workdir / "warm-up.xml", cache)
     load = os.getloadavg()[0]
-    wall, cpu, code = _timed_make(target, junit, tallied_env(tally_file) if tally else None)
+    wall, cpu, code = _timed_make(target, junit, cache, tallied_env(tally_file) if tally else None)
     count, failed, slowest, name, areas = _junit(junit)
     met = code == 0 and wall < budget and slowest <= 60
     rows = [
@@ -158,7 +164,13 @@ def bench_tests(workdir: Path, target: str, budget: float, tally: bool = False) 
             f"{wall / budget:.2f}x the budget",
             f"< {budget:.0f} s, no test > 60 s",
             "met" if met else "MISSED",
-            f"`make {target}` as a user runs it; the slowest test {slowest:.0f} s ({name}); load average "
+            f"`make {target}` as a user runs it"
+            + (
+                ", the second time in a row (the inner loop; dbt parses the project whole once)"
+                if target == "test-fast"
+                else ""
+            )
+            + f"; the slowest test {slowest:.0f} s ({name}); load average "
             f"{load:.1f} when it started (the wall time grows with it, the CPU time does not); the "
             f"tests' time by folder: {', '.join(f'{area} {seconds:.0f} s' for area, seconds in areas.items())}"
             + (f"; failed: {', '.join(failed)}" if failed else ""),

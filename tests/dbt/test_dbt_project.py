@@ -9,7 +9,9 @@ with the warehouse itself, so a YAML file that forgets a column (or keeps a drop
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from neon_elt.targets import DuckDBBuild
 from spec import spec
 
 PROJECT = "neon_elt"
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's file in its target folder
 LAYERS = {
     "staging": ("models/staging/neon/", "stg_neon__", "staging", "_neon__models.yml"),
     "intermediate": ("models/intermediate/", "int_", "staging", "_intermediate__models.yml"),
@@ -33,11 +36,23 @@ NOT_SOURCES = {"_dlt_loads", "_dlt_pipeline_state", "_dlt_version", "_neon_elt_o
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory) -> dict:
+def manifest(tmp_path_factory, request) -> dict:
     """The project's manifest, from `dbt parse` started as the runner starts dbt (the rules need
-    no warehouse), into a target folder of its own."""
+    no warehouse), into a target folder of its own. dbt starts from the project as the last test
+    run parsed it (its partial parse, kept in pytest's cache) and parses again only what changed:
+    5 s of CPU instead of 10 from the second run on."""
     target = tmp_path_factory.mktemp("dbt-parse")
-    dbt(["parse"], DuckDBBuild(target / "unused.duckdb"), target_path=str(target))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    saved = cache.mkdir("dbt-parse") / PARTIAL_PARSE if cache else None
+    if saved and saved.exists():
+        shutil.copyfile(saved, target / PARTIAL_PARSE)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DBT_PARTIAL_PARSE_FILE_PATH", raising=False)  # the session's demo build's
+        dbt(["parse"], DuckDBBuild(target / "unused.duckdb"), target_path=str(target))
+    if saved:  # replaced whole: another test run may be reading it
+        fresh = saved.with_name(f"{PARTIAL_PARSE}.{os.getpid()}")
+        shutil.copyfile(target / PARTIAL_PARSE, fresh)
+        os.replace(fresh, saved)
     return json.loads((target / "manifest.json").read_text())
 
 
