@@ -212,7 +212,7 @@ def _(mo):
 
 @app.cell
 def _(con, mo):
-    from neon_elt.views import UNBILLED_ORGS, no_history, showable
+    from neon_elt.views import NO_BILL, UNBILLED_ORGS, no_history, showable
 
     bill = con.sql("""
         select
@@ -224,7 +224,7 @@ def _(con, mo):
         from marts.org_bills
         order by org_name, billing_period_start desc
     """).df()
-    mo.stop(bill.empty, mo.md("No consumption history was loaded (plans without it): no bill to show."))
+    mo.stop(bill.empty, mo.md(NO_BILL))
     # plain text: a name Neon serves is not markdown
     _unbilled = no_history([showable(name) for (name,) in con.sql(UNBILLED_ORGS).fetchall()])
     mo.vstack(
