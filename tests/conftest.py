@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-# Keep dlt's pipeline folders and dbt's output of the test session away from the user's.
+# Keep dlt's pipeline folders and dbt's output of the test session away from the user's; removed
+# when the session ends (pytest_sessionfinish), since a make test's dbt logs alone are ~90 MB.
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="neon-elt-tests-"))
 os.environ["DLT_DATA_DIR"] = str(_SESSION_DIR / "dlt")
 os.environ["DBT_TARGET_PATH"] = str(_SESSION_DIR / "dbt-target")
@@ -32,9 +34,8 @@ from suite import built_once, client_for  # noqa: E402
 os.environ.setdefault("NEON_SIM_NOW", default_clock().isoformat())
 
 
-@pytest.fixture(scope="session")
-def session_dir() -> Path:
-    return _SESSION_DIR
+def pytest_sessionfinish(session) -> None:
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
