@@ -51,15 +51,10 @@ THRESHOLDS = """
         (select max(min_compute_size_cu) from marts.compute_hygiene) as min_compute_size_cu,
         (select max(idle_replica_after_days) from marts.compute_hygiene) as idle_replica_after_days
 """
-# The organizations with no bill (marts.organizations without a row in marts.org_bills): no
-# consumption history was loaded for them, which Neon serves to paid plans only. The report, the
-# summary and the notebook name them beside the bills, so that none is left out unseen.
-UNBILLED_ORGS = """
-    select org_name
-    from marts.organizations as o
-    where not exists (select 1 from marts.org_bills as b where b.org_id = o.org_id)
-    order by org_name, org_id
-"""
+# The organizations with no bill (marts.organizations.has_bill): no consumption history was loaded
+# for them, which Neon serves to paid plans only. The report, the summary and the notebook name
+# them beside the bills, so that none is left out unseen.
+UNBILLED_ORGS = "select org_name from marts.organizations where not has_bill order by org_name, org_id"
 PAID_PLANS_ONLY = "Neon serves it to paid plans (Launch, Scale, Agent, Enterprise) only"
 NO_BILL = f"No consumption history was loaded, so there is no bill to show: {PAID_PLANS_ONLY}."
 
