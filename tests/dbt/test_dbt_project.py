@@ -44,8 +44,8 @@ def manifest(tmp_path_factory, request) -> dict:
     target = tmp_path_factory.mktemp("dbt-parse")
     cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
     saved = cache.mkdir("dbt-parse") / PARTIAL_PARSE if cache else None
-    if saved and saved.exists():
-        shutil.copyfile(saved, target / PARTIAL_PARSE)
+    if saved and saved.exists():  # copied in, not read through DBT_PARTIAL_PARSE_FILE_PATH: dbt
+        shutil.copyfile(saved, target / PARTIAL_PARSE)  # writes the file only when the parse changed
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("DBT_PARTIAL_PARSE_FILE_PATH", raising=False)  # the session's demo build's
         dbt(["parse"], DuckDBBuild(target / "unused.duckdb"), target_path=str(target))
