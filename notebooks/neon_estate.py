@@ -19,9 +19,9 @@ def _():
     import duckdb
     import marimo as mo
     from neon_elt import config, targets
-    from neon_elt.views import ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, consumption_panel
+    from neon_elt.views import GIB, VEGA_LITE, consumption_panel
 
-    return ESTATE_TOTALS, GIB, THRESHOLDS, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
+    return GIB, VEGA_LITE, config, consumption_panel, duckdb, json, mo, targets
 
 
 @app.cell
@@ -47,8 +47,8 @@ def _(config, duckdb, mo, targets):
 
 
 @app.cell
-def _(ESTATE_TOTALS, GIB, con, mo):
-    _headline = con.sql(ESTATE_TOTALS)
+def _(GIB, con, mo):
+    _headline = con.sql("select * from marts.estate")
     _t = dict(zip(_headline.columns, _headline.fetchone(), strict=True))
     mo.hstack(
         [
@@ -165,8 +165,8 @@ def _(GIB, con, mo):
 
 
 @app.cell
-def _(THRESHOLDS, con, mo):
-    (_applied,) = con.sql(f"select stale_after_days from ({THRESHOLDS})").fetchone()
+def _(con, mo):
+    (_applied,) = con.sql("select stale_after_days from marts.estate").fetchone()
     idle_days = mo.ui.slider(
         1, 180, value=_applied, step=1, label="Idle for at least (days)", show_value=True
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .views import ESTATE_TOTALS, GIB, UNBILLED_ORGS, no_history, showable
+from .views import GIB, UNBILLED_ORGS, no_history, showable
 
 
 def print_marts_summary(target: Any) -> None:
     reader = target.direct()
-    totals = reader.rows(ESTATE_TOTALS)[0]
+    totals = reader.rows("select * from marts.estate")[0]
     regions = reader.rows(
         """
         select region_id, project_count, branch_count, endpoint_count, total_logical_size_bytes

@@ -1,6 +1,5 @@
-"""What the report and the analysts' notebook both show: the estate's headline figures and the
-marts' thresholds, words for the marts' identifiers, the units Neon bills in, and names made safe
-to show.
+"""What the report and the analysts' notebook both show: words for the marts' identifiers, the
+units Neon bills in, who has no bill, and names made safe to show.
 
 Both read the same marts; this module holds what they say about them, so the two never word a
 metric or a unit differently."""
@@ -26,31 +25,6 @@ METRICS = {
 # The unit Neon bills a metric in (the seed neon_metric_units, `unit` of monthly_bill) -> how it
 # reads after a quantity.
 UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-month": "branch-months"}
-# The estate at a glance, one row: the headline of the report, the notebook and the summary
-# `make demo` prints, summed from marts.projects (a project's branches, stale branches, computes,
-# databases, sizes and CU-hours) and marts.regional_footprint (the regions the API lists).
-ESTATE_TOTALS = """
-    select
-        count(*) as project_count,
-        coalesce(sum(branch_count), 0) as branch_count,
-        coalesce(sum(stale_branch_count), 0) as stale_branch_count,
-        coalesce(sum(stale_logical_size_bytes), 0) as stale_logical_size_bytes,
-        coalesce(sum(endpoint_count), 0) as endpoint_count,
-        coalesce(sum(database_count), 0) as database_count,
-        coalesce(sum(logical_size_bytes), 0) as logical_size_bytes,
-        sum(cu_hours_last_30_days) as cu_hours_last_30_days,
-        (select count(*) from marts.regional_footprint where project_count > 0) as regions_in_use_count,
-        (select count(*) from marts.regional_footprint) as region_count
-    from marts.projects
-"""
-# The thresholds the marts applied in their build (dbt vars a run may override), one row; NULL
-# where no row of the mart holds one.
-THRESHOLDS = """
-    select
-        (select max(stale_after_days) from marts.project_branch_inventory) as stale_after_days,
-        (select max(min_compute_size_cu) from marts.compute_hygiene) as min_compute_size_cu,
-        (select max(idle_replica_after_days) from marts.compute_hygiene) as idle_replica_after_days
-"""
 # The organizations with no bill (marts.organizations.has_bill): no consumption history was loaded
 # for them, which Neon serves to paid plans only. The report, the summary and the notebook name
 # them beside the bills, so that none is left out unseen.

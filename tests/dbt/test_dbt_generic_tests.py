@@ -89,6 +89,15 @@ def groups_not_reconciled(totals: list[tuple[str, int]], details: list[tuple[str
     return sum(1 for group in set(model) | set(compared) if model[group] != compared[group])
 
 
+def whole_not_reconciled(totals: list[tuple[str, int]], details: list[tuple[str, int]]) -> int:
+    """Without a group column: 1 when the totals' sum differs from the details' row count."""
+    return groups_not_reconciled([("", n) for _, n in totals], [("", x) for _, x in details])
+
+
+def not_one_row(rows: list[tuple]) -> int:
+    return 0 if len(rows) == 1 else 1
+
+
 def overdue(rows: list[tuple[datetime]], now: datetime) -> int:
     """Rows whose due time is more than the project's grace (dbt var refresh_grace_hours) behind `now`."""
     grace = timedelta(hours=dbt_vars()["refresh_grace_hours"])
@@ -138,6 +147,8 @@ MODELS = {
     "defaults_bad": (["project_id", "is_default"], DEFAULTS_BAD),
     "tree_good": (["branch_id", "parent_branch_id", "project_id"], TREE_GOOD),
     "tree_bad": (["branch_id", "parent_branch_id", "project_id"], TREE_BAD),
+    "single_good": (["branch_id"], KEYS_GOOD[:1]),
+    "single_bad": (["branch_id"], KEYS_GOOD),
     "totals_good": (["region_id", "branch_count"], TOTALS_GOOD),
     "details_good": (["region_id", "logical_size_bytes"], DETAILS_GOOD),
     "totals_bad": (["region_id", "branch_count"], TOTALS_BAD),
@@ -158,6 +169,10 @@ EXPECTED = {
     "forest_bad": forest_violations(TREE_BAD),
     "reconciles_good": groups_not_reconciled(TOTALS_GOOD, DETAILS_GOOD),
     "reconciles_bad": groups_not_reconciled(TOTALS_BAD, DETAILS_BAD),
+    "reconciles_whole_good": whole_not_reconciled(TOTALS_GOOD, DETAILS_GOOD),
+    "reconciles_whole_bad": whole_not_reconciled(TOTALS_BAD, DETAILS_BAD),
+    "one_row_good": not_one_row(MODELS["single_good"][1]),
+    "one_row_bad": not_one_row(MODELS["single_bad"][1]),
     "overdue_good": overdue(DUE_GOOD, NOW),
     "overdue_bad": overdue(DUE_BAD, NOW),
 }
@@ -222,9 +237,16 @@ def _schema() -> dict:
                         to=f"ref('details_{kind}')",
                         group_column="region_id",
                         measures={"branch_count": "count(*)"},
-                    )
+                    ),
+                    named(
+                        "reconciles_with",
+                        f"reconciles_whole_{kind}",
+                        to=f"ref('details_{kind}')",
+                        measures={"branch_count": "count(*)"},
+                    ),
                 ],
             ),
+            model(f"single_{kind}", tests=[named("one_row", f"one_row_{kind}")]),
             model(f"details_{kind}"),
             model(
                 f"due_{kind}",

@@ -192,6 +192,41 @@ def test_projects_sum_the_last_30_days_of_consumption(demo_account, demo_warehou
     assert any(v[0] is None for v in expected.values()), "a project without a plan has none"
 
 
+def test_estate_is_the_account_at_a_glance_in_one_row(
+    demo_account, demo_warehouse, branch_activity, observed_at
+):
+    """marts.estate, the headline of the report, the summary and the notebook: the account's
+    totals as served, and the thresholds the build applied (dbt_project.yml's vars)."""
+    projects = demo_account.all_projects()
+    branches = [(p["id"], b) for p in projects for b in demo_account.branches(p["id"])]
+    stale = [b for _pid, b in branches if branch_activity[b["id"]]["is_stale"]]
+    window = {observed_at.date() - timedelta(days=n) for n in range(1, 31)}  # before the run's day
+    cu_seconds = [
+        value
+        for (_pid, day, metric), value in consumption_frames(demo_account, observed_at).items()
+        if day in window and metric == "compute_unit_seconds"
+    ]
+    in_use = {p["region_id"] for p in projects}
+    listed = {r["region_id"] for r in demo_account.regions}
+    assert stale and cu_seconds and listed - in_use, "the demo has stale branches, usage, empty regions"
+    thresholds = ("stale_after_days", "min_compute_size_cu", "idle_replica_after_days")
+
+    (estate,) = query_dicts(demo_warehouse, "select * from marts.estate")
+    assert estate == {
+        "project_count": len(projects),
+        "branch_count": len(branches),
+        "stale_branch_count": len(stale),
+        "stale_logical_size_bytes": sum(b.get("logical_size") or 0 for b in stale),
+        "endpoint_count": sum(len(demo_account.endpoints(p["id"])) for p in projects),
+        "database_count": sum(len(demo_account.databases(pid, b["id"])) for pid, b in branches),
+        "logical_size_bytes": sum(b.get("logical_size") or 0 for _pid, b in branches),
+        "cu_hours_last_30_days": pytest.approx(sum(cu_seconds) / 3600),
+        "regions_in_use_count": len(in_use),
+        "region_count": len(listed | in_use),
+        **{name: dbt_vars()[name] for name in thresholds},
+    }
+
+
 def test_daily_consumption_has_one_row_per_project_day_and_metric(demo_account, demo_warehouse, observed_at):
     expected = consumption_frames(demo_account, observed_at)
     rows = query(

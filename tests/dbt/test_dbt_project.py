@@ -126,9 +126,10 @@ def test_every_model_and_every_column_is_described(models, warehouse_columns):
 
 
 def test_every_mart_states_its_grain(models):
+    """`One row per …`; a mart of one row in all (its test: one_row) says so."""
     for name, model in models.items():
         if layer_of(model) == "marts":
-            assert model["description"].lstrip().startswith("One row per"), (
+            assert model["description"].lstrip().startswith(("One row per", "One row in all")), (
                 f"mart {name} should start its description with its grain (`One row per …`)"
             )
 
@@ -196,23 +197,26 @@ def test_every_model_has_at_least_one_test(models, data_tests, manifest):
 
 def test_every_model_has_a_key_tested_unique_and_not_null(models, data_tests):
     """Every model's key, in every layer, is tested unique and not null by the project's
-    primary_key test: on the key column, or on the model with `columns` for a key of several."""
+    primary_key test: on the key column, or on the model with `columns` for a key of several. A
+    one-row model's key is no column at all: its test is one_row."""
     for name, model in models.items():
-        keys = [t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "primary_key"]
-        assert keys, f"{name} has no key tested unique and not null (primary_key)"
+        tests = attached_tests(data_tests, model)
+        keys = [t for t in tests if t["test_metadata"]["name"] == "primary_key"]
+        one_row = [t for t in tests if t["test_metadata"]["name"] == "one_row"]
+        assert bool(keys) != bool(one_row), f"{name} has no key tested unique and not null (primary_key)"
         for key in keys:
             columns = key["test_metadata"]["kwargs"].get("columns") or [key["column_name"]]
             assert all(columns), f"{name}: primary_key names no column"
 
 
 def test_every_mart_is_tied_to_its_parents_by_relationships(models, data_tests):
+    """By relationships on its keys; a one-row mart, which has none, by reconciling its totals."""
     for name, model in models.items():
         if layer_of(model) != "marts":
             continue
-        relationships = [
-            t for t in attached_tests(data_tests, model) if t["test_metadata"]["name"] == "relationships"
-        ]
-        assert relationships, f"mart {name} has no relationships test"
+        tests = {t["test_metadata"]["name"] for t in attached_tests(data_tests, model)}
+        tie = "reconciles_with" if "one_row" in tests else "relationships"
+        assert tie in tests, f"mart {name} has no {tie} test"
 
 
 def test_custom_generic_tests_guard_the_marts(data_tests):
@@ -220,12 +224,14 @@ def test_custom_generic_tests_guard_the_marts(data_tests):
     assert ("exactly_one_per_group", "project_branch_inventory") in applied  # one default branch
     assert ("is_acyclic_tree", "project_branch_inventory") in applied  # lineage: no cycles, parents exist
     assert ("reconciles_with", "regional_footprint") in applied  # totals match the inventory
+    assert ("one_row", "estate") in applied  # the headline: one row, also without projects
     for test in data_tests:
         if test["test_metadata"]["name"] in {
             "exactly_one_per_group",
             "is_acyclic_tree",
             "reconciles_with",
             "primary_key",
+            "one_row",
         }:
             assert test["test_metadata"]["namespace"] is None, "a project test, not a package's"
 

@@ -1,37 +1,37 @@
 {#-
-    The totals of `model` match aggregates of another model `to`, per value of `group_column`.
-    `measures` maps a column of `model` (summed per group) to an aggregate over `to`, e.g.
-    `branch_count: count(*)`. A group missing on one side counts as zero. Fails with one row per
-    group whose totals differ (by more than `tolerance`, for sums of rounded amounts), with both
-    sides of every measure.
+    The totals of `model` match aggregates of another model `to`, per value of `group_column`
+    (without one, over the whole of each). `measures` maps a column of `model` (summed per group)
+    to an aggregate over `to`, e.g. `branch_count: count(*)`. A group missing on one side counts
+    as zero. Fails with one row per group whose totals differ (by more than `tolerance`, for sums
+    of rounded amounts), with both sides of every measure.
 -#}
-{% test reconciles_with(model, to, group_column, measures, tolerance=0) -%}
+{% test reconciles_with(model, to, measures, group_column=none, tolerance=0) -%}
 
 with
 
 model_totals as (
 
     select
-        {{ group_column }} as group_key,
+        {{ group_column or "'all'" }} as group_key,
         {% for column in measures %}
             sum({{ column }}) as {{ column }},
         {% endfor %}
         count(*) as row_count
     from {{ model }}
-    group by {{ group_column }}
+    {% if group_column %}group by {{ group_column }}{% endif %}
 
 ),
 
 compared_totals as (
 
     select
-        {{ group_column }} as group_key,
+        {{ group_column or "'all'" }} as group_key,
         {% for column, aggregate in measures.items() %}
             {{ aggregate }} as {{ column }},
         {% endfor %}
         count(*) as row_count
     from {{ to }}
-    group by {{ group_column }}
+    {% if group_column %}group by {{ group_column }}{% endif %}
 
 ),
 

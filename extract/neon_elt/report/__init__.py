@@ -59,11 +59,11 @@ def build(target: Any) -> str:
         ]
         for r in marts.stale
     ]
-    t = marts.totals[0]
+    estate = marts.estate[0]
     totals = (
-        f"{t['project_count']} projects, {t['branch_count']} branches, {t['stale_branch_count']} stale "
-        f"({t['stale_logical_size_bytes'] / GIB:.2f} GiB reclaimable), "
-        f"{t['regions_in_use_count']} of {t['region_count']} regions in use"
+        f"{estate['project_count']} projects, {estate['branch_count']} branches, {estate['stale_branch_count']} stale "
+        f"({estate['stale_logical_size_bytes'] / GIB:.2f} GiB reclaimable), "
+        f"{estate['regions_in_use_count']} of {estate['region_count']} regions in use"
     )
     return TEMPLATES.get_template("report.html.j2").render(
         generated=f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -75,9 +75,9 @@ def build(target: Any) -> str:
         ),
         charts=shown,
         has_consumption=bool(marts.daily),
-        hygiene=sections.hygiene(marts.hygiene, marts.thresholds[0]),
+        hygiene=sections.hygiene(marts.hygiene, estate),
         stale=stale,
-        stale_words=sections.stale_words(marts.thresholds[0]),
+        stale_words=sections.stale_words(estate),
         access=sections.access(marts.access),
     )
 

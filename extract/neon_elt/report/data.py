@@ -9,13 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from ..views import ESTATE_TOTALS, THRESHOLDS, UNBILLED_ORGS, showable
+from ..views import UNBILLED_ORGS, showable
 
 Rows = list[dict[str, Any]]
 
 
 class Marts(NamedTuple):
-    totals: Rows  # the estate's headline figures, one row (views.ESTATE_TOTALS)
+    estate: Rows  # the headline figures and the thresholds applied, one row (marts.estate)
     regions: Rows  # regional_footprint, most projects first
     branches: Rows  # project_branch_inventory: age and status of every branch
     stale: Rows  # stale_branches, in clean-up order
@@ -28,12 +28,11 @@ class Marts(NamedTuple):
     branch_costs: Rows  # branch_costs, most expensive first
     hygiene: Rows  # compute_hygiene, most findings first
     access: Rows  # org_access, a row per organization and one for the personal account
-    thresholds: Rows  # the thresholds the marts applied, one row (views.THRESHOLDS)
     origin: str | None  # the API the warehouse was loaded from
 
 
 QUERIES = {
-    "totals": ESTATE_TOTALS,
+    "estate": "select * from marts.estate",
     "regions": "select * from marts.regional_footprint order by project_count desc, region_id",
     "branches": "select age_days, is_stale, is_default from marts.project_branch_inventory",
     "stale": "select * from marts.stale_branches order by cleanup_rank",
@@ -60,7 +59,6 @@ QUERIES = {
     "access": """
         select * from marts.org_access
         order by is_personal_account, coalesce(org_name, org_id)""",
-    "thresholds": THRESHOLDS,
 }
 
 

@@ -422,7 +422,7 @@ def projects_words(n: int) -> str:
 
 def stale_words(thresholds: dict) -> str:
     """What the clean-up list holds, with the threshold the marts applied."""
-    days = days_words(thresholds["stale_after_days"], "stale_after_days")
+    days = days_words(thresholds["stale_after_days"])
     return (
         f"Non-default branches none of whose computes was active for {days} or more (the dbt var "
         "stale_after_days), biggest first."

@@ -124,17 +124,16 @@ INCLUDED_PER = {
 }
 
 
-def days_words(days: int | None, var: str) -> str:
-    """A threshold in days as the marts applied it; where no row says it, the dbt var's name."""
-    return f"the dbt var {var}" if days is None else f"{days} day{'' if days == 1 else 's'}"
+def days_words(days: int) -> str:
+    return f"{days} day{'' if days == 1 else 's'}"
 
 
 def findings(thresholds: dict) -> dict[str, tuple[str, str]]:
     """A flag of compute_hygiene -> the finding's name in the report, and what it means, with the
-    thresholds the marts applied (data.QUERIES["thresholds"]: None where no row holds one)."""
+    thresholds the build applied (marts.estate's)."""
     size = thresholds["min_compute_size_cu"]
-    stale = days_words(thresholds["stale_after_days"], "stale_after_days")
-    idle = days_words(thresholds["idle_replica_after_days"], "idle_replica_after_days")
+    stale = days_words(thresholds["stale_after_days"])
+    idle = days_words(thresholds["idle_replica_after_days"])
     return {
         "never_suspends": (
             "never suspends",
@@ -142,7 +141,7 @@ def findings(thresholds: dict) -> dict[str, tuple[str, str]]:
             "as long as it runs",
         ),
         "has_oversized_minimum": (
-            "minimum above " + ("the dbt var min_compute_size_cu" if size is None else f"{size:g} CU"),
+            f"minimum above {size:g} CU",
             "while it runs it never scales below its minimum size; 0.25 CU is the smallest",
         ),
         "is_active_on_stale_branch": (
