@@ -427,9 +427,14 @@ def test_negotiated_prices_replace_the_rate_card(priced, served_branch_usage):
 
 
 def test_every_query_of_the_readme_and_docs_runs_on_the_demo_warehouse(demo_warehouse):
-    """The SQL examples of the README and docs/, the cost marts' among them, run as written (and
-    return rows)."""
-    readme = "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    """The SQL examples of the README, docs/ and dbt docs' front page, the cost marts' among them,
+    run as written (and return rows)."""
+    pages = [
+        REPO / "README.md",
+        *sorted((REPO / "docs").glob("*.md")),
+        REPO / "dbt_project/models/_overview.md",
+    ]
+    readme = "\n".join(p.read_text() for p in pages)
     blocks = re.findall(r"```sql\n(.*?)```", readme, re.S)
     statements = [s.strip() for block in blocks for s in block.split(";") if s.strip()]
     assert any("marts.branch_costs" in s for s in statements)
@@ -437,5 +442,6 @@ def test_every_query_of_the_readme_and_docs_runs_on_the_demo_warehouse(demo_ware
     assert any("marts.project_costs" in s for s in statements)
     assert any("marts.compute_hygiene" in s for s in statements)
     assert any("marts.project_daily_usage" in s for s in statements)
+    assert "```sql" in pages[-1].read_text()  # dbt docs' front page has its own
     for statement in statements:
         assert query(demo_warehouse, statement), statement

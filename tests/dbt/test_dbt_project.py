@@ -355,6 +355,24 @@ def test_the_docs_have_an_overview_page(manifest):
     assert overview and "staging" in overview["block_contents"] and "marts" in overview["block_contents"]
 
 
+def listed_marts(text: str) -> list[str]:
+    """The names in the first column of a page's table of marts (its header: `| mart … | one row per |`)."""
+    header = re.search(r"^\| mart\b.*\| one row per \|", text, re.M)
+    table = text[header.start() :].split("\n\n", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", table, re.M)
+
+
+def test_the_readme_and_dbt_docs_overview_list_every_mart(models, manifest):
+    """A newcomer's two maps of the marts, the README's table and the front page of `make docs`:
+    each names every mart once, and nothing that is not one."""
+    marts = sorted(name for name, model in models.items() if layer_of(model) == "marts")
+    readme = (DBT_PROJECT_DIR.parent / "README.md").read_text()
+    overview = manifest["docs"][f"doc.{PROJECT}.__overview__"]["block_contents"]
+    for page, text in (("README.md", readme), ("the docs overview", overview)):
+        listed = listed_marts(text)
+        assert sorted(listed) == marts, f"{page}: {sorted(set(marts) ^ set(listed))}"
+
+
 def test_persist_docs_is_on_for_every_model(models):
     for name, model in models.items():
         assert model["config"]["persist_docs"] == {"relation": True, "columns": True}, name
