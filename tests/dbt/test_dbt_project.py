@@ -203,7 +203,8 @@ def test_every_model_has_a_key_tested_unique_and_not_null(models, data_tests):
         tests = attached_tests(data_tests, model)
         keys = [t for t in tests if t["test_metadata"]["name"] == "primary_key"]
         one_row = [t for t in tests if t["test_metadata"]["name"] == "one_row"]
-        assert bool(keys) != bool(one_row), f"{name} has no key tested unique and not null (primary_key)"
+        assert keys or one_row, f"{name} has no key tested unique and not null (primary_key, or one_row)"
+        assert not (keys and one_row), f"{name}: a model of one row has no key column"
         for key in keys:
             columns = key["test_metadata"]["kwargs"].get("columns") or [key["column_name"]]
             assert all(columns), f"{name}: primary_key names no column"
