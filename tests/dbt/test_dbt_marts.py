@@ -211,8 +211,7 @@ def test_estate_is_the_account_at_a_glance_in_one_row(
     assert stale and cu_seconds and listed - in_use, "the demo has stale branches, usage, empty regions"
     thresholds = ("stale_after_days", "min_compute_size_cu", "idle_replica_after_days")
 
-    (estate,) = query_dicts(demo_warehouse, "select * from marts.estate")
-    assert estate == {
+    expected = {
         "project_count": len(projects),
         "branch_count": len(branches),
         "stale_branch_count": len(stale),
@@ -225,6 +224,26 @@ def test_estate_is_the_account_at_a_glance_in_one_row(
         "region_count": len(listed | in_use),
         **{name: dbt_vars()[name] for name in thresholds},
     }
+    (estate,) = query_dicts(demo_warehouse, f"select {', '.join(expected)} from marts.estate")
+    assert estate == expected
+
+
+def test_estate_counts_the_access_review_s_flags(demo_warehouse):
+    """marts.estate's access figures, the report's summary of who can reach the estate: the flags
+    of access_review's grants and the reach of project_security's projects (both checked against
+    the account served in tests/extract/test_access_marts.py)."""
+    grants = query_dicts(demo_warehouse, "select * from marts.access_review")
+    projects = query_dicts(demo_warehouse, "select * from marts.project_security")
+    expected = {
+        "member_without_mfa_count": sum(g["is_flagged_without_mfa"] for g in grants),
+        "unused_api_key_count": sum(g["is_flagged_unused_key"] for g in grants),
+        "outside_share_count": sum(g["is_flagged_outside_share"] for g in grants),
+        "excess_admin_count": sum(g["is_flagged_excess_admin"] for g in grants),
+        "reachable_project_count": sum(p["is_reachable_from_anywhere"] for p in projects),
+    }
+    assert all(expected.values()), "the demo raises every flag, so a row of zeros cannot pass"
+    (estate,) = query_dicts(demo_warehouse, f"select {', '.join(expected)} from marts.estate")
+    assert estate == expected
 
 
 def test_daily_consumption_has_one_row_per_project_day_and_metric(demo_account, demo_warehouse, observed_at):

@@ -1,5 +1,5 @@
 -- The estate at a glance, in one row: the headline of the report, the notebook and the summary
--- `make demo` prints, and the thresholds this build applied.
+-- `make demo` prints, the access review's flags in counts, and the thresholds this build applied.
 with
 
 projects as (
@@ -11,6 +11,18 @@ projects as (
 regions as (
 
     select * from {{ ref('regional_footprint') }}
+
+),
+
+grants as (
+
+    select * from {{ ref('access_review') }}
+
+),
+
+project_security as (
+
+    select * from {{ ref('project_security') }}
 
 ),
 
@@ -38,6 +50,24 @@ region_totals as (
 
 ),
 
+grant_totals as (
+
+    select
+        count(case when is_flagged_without_mfa then 1 end) as member_without_mfa_count,
+        count(case when is_flagged_unused_key then 1 end) as unused_api_key_count,
+        count(case when is_flagged_outside_share then 1 end) as outside_share_count,
+        count(case when is_flagged_excess_admin then 1 end) as excess_admin_count
+    from grants
+
+),
+
+reach_totals as (
+
+    select count(case when is_reachable_from_anywhere then 1 end) as reachable_project_count
+    from project_security
+
+),
+
 final as (
 
     select
@@ -51,11 +81,18 @@ final as (
         cast(project_totals.cu_hours_last_30_days as double precision) as cu_hours_last_30_days,
         cast(region_totals.regions_in_use_count as {{ dbt.type_bigint() }}) as regions_in_use_count,
         cast(region_totals.region_count as {{ dbt.type_bigint() }}) as region_count,
+        cast(grant_totals.member_without_mfa_count as {{ dbt.type_bigint() }}) as member_without_mfa_count,
+        cast(grant_totals.unused_api_key_count as {{ dbt.type_bigint() }}) as unused_api_key_count,
+        cast(grant_totals.outside_share_count as {{ dbt.type_bigint() }}) as outside_share_count,
+        cast(grant_totals.excess_admin_count as {{ dbt.type_bigint() }}) as excess_admin_count,
+        cast(reach_totals.reachable_project_count as {{ dbt.type_bigint() }}) as reachable_project_count,
         cast({{ var('stale_after_days') }} as {{ dbt.type_bigint() }}) as stale_after_days,
         cast({{ var('min_compute_size_cu') }} as double precision) as min_compute_size_cu,
         cast({{ var('idle_replica_after_days') }} as {{ dbt.type_bigint() }}) as idle_replica_after_days
     from project_totals
     cross join region_totals
+    cross join grant_totals
+    cross join reach_totals
 
 )
 

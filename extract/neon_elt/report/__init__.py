@@ -78,7 +78,7 @@ def build(target: Any) -> str:
         hygiene=sections.hygiene(marts.hygiene, estate),
         stale=stale,
         stale_words=sections.stale_words(estate),
-        access=sections.access(marts.access),
+        access=sections.access(marts.access, estate),
     )
 
 

@@ -405,15 +405,6 @@ PROJECT_COUNTS = (
     "ip_allow_list_project_count",
     "vpc_only_project_count",
 )
-# Flagged for review, as the summary sentence totals them over the table's rows.
-FLAGGED = (
-    "member_without_mfa_count",
-    "unused_api_key_count",
-    "outside_share_count",
-    "excess_admin_count",
-    "reachable_project_count",
-    "project_count",
-)
 
 
 def projects_words(n: int) -> str:
@@ -429,8 +420,9 @@ def stale_words(thresholds: dict) -> str:
     )
 
 
-def access(orgs: list[dict]) -> dict:
-    """The access review in counts: one row per organization, and what the key could not see."""
+def access(orgs: list[dict], estate: dict) -> dict:
+    """The access review in counts: one row per organization, what the key could not see, and
+    the totals of the flags (marts.estate's)."""
     rows, notes = [], []
     for org in orgs:
         name = "Personal account" if org["is_personal_account"] else org["org_name"] or org["org_id"]
@@ -453,12 +445,11 @@ def access(orgs: list[dict]) -> dict:
             )
         if unseen:
             notes.append(f"{name}: {', '.join(unseen)}")
-    total = {key: sum(org[key] for org in orgs) for key in FLAGGED}
     summary = (
-        f"{total['member_without_mfa_count']:,} active members without MFA, "
-        f"{total['unused_api_key_count']:,} API keys never used or long unused, "
-        f"{total['outside_share_count']:,} active shares outside their organization, "
-        f"{total['excess_admin_count']:,} admins of organizations with too many; "
-        f"{total['reachable_project_count']:,} of {total['project_count']:,} projects reachable from anywhere."
+        f"{estate['member_without_mfa_count']:,} active members without MFA, "
+        f"{estate['unused_api_key_count']:,} API keys never used or long unused, "
+        f"{estate['outside_share_count']:,} active shares outside their organization, "
+        f"{estate['excess_admin_count']:,} admins of organizations with too many; "
+        f"{estate['reachable_project_count']:,} of {estate['project_count']:,} projects reachable from anywhere."
     )
     return {"head": ACCESS_COLUMNS, "rows": rows, "notes": notes, "summary": summary}
