@@ -1,5 +1,7 @@
 -- The estate at a glance, in one row: the headline of the report, the notebook and the summary
 -- `make demo` prints, the access review's flags in counts, and the thresholds this build applied.
+-- Counts are bigint in every warehouse; sums are cast to it (DuckDB sums to hugeint, PostgreSQL
+-- to numeric).
 with
 
 projects as (
@@ -30,13 +32,17 @@ project_totals as (
 
     select
         count(*) as project_count,
-        coalesce(sum(branch_count), 0) as branch_count,
-        coalesce(sum(stale_branch_count), 0) as stale_branch_count,
-        coalesce(sum(stale_logical_size_bytes), 0) as stale_logical_size_bytes,
-        coalesce(sum(endpoint_count), 0) as endpoint_count,
-        coalesce(sum(database_count), 0) as database_count,
-        coalesce(sum(logical_size_bytes), 0) as logical_size_bytes,
-        sum(cu_hours_last_30_days) as cu_hours_last_30_days
+        {% for column in [
+            'branch_count',
+            'stale_branch_count',
+            'stale_logical_size_bytes',
+            'endpoint_count',
+            'database_count',
+            'logical_size_bytes',
+        ] %}
+            cast(coalesce(sum({{ column }}), 0) as {{ dbt.type_bigint() }}) as {{ column }},
+        {% endfor %}
+        cast(sum(cu_hours_last_30_days) as double precision) as cu_hours_last_30_days
     from projects
 
 ),
@@ -71,21 +77,10 @@ reach_totals as (
 final as (
 
     select
-        cast(project_totals.project_count as {{ dbt.type_bigint() }}) as project_count,
-        cast(project_totals.branch_count as {{ dbt.type_bigint() }}) as branch_count,
-        cast(project_totals.stale_branch_count as {{ dbt.type_bigint() }}) as stale_branch_count,
-        cast(project_totals.stale_logical_size_bytes as {{ dbt.type_bigint() }}) as stale_logical_size_bytes,
-        cast(project_totals.endpoint_count as {{ dbt.type_bigint() }}) as endpoint_count,
-        cast(project_totals.database_count as {{ dbt.type_bigint() }}) as database_count,
-        cast(project_totals.logical_size_bytes as {{ dbt.type_bigint() }}) as logical_size_bytes,
-        cast(project_totals.cu_hours_last_30_days as double precision) as cu_hours_last_30_days,
-        cast(region_totals.regions_in_use_count as {{ dbt.type_bigint() }}) as regions_in_use_count,
-        cast(region_totals.region_count as {{ dbt.type_bigint() }}) as region_count,
-        cast(grant_totals.member_without_mfa_count as {{ dbt.type_bigint() }}) as member_without_mfa_count,
-        cast(grant_totals.unused_api_key_count as {{ dbt.type_bigint() }}) as unused_api_key_count,
-        cast(grant_totals.outside_share_count as {{ dbt.type_bigint() }}) as outside_share_count,
-        cast(grant_totals.excess_admin_count as {{ dbt.type_bigint() }}) as excess_admin_count,
-        cast(reach_totals.reachable_project_count as {{ dbt.type_bigint() }}) as reachable_project_count,
+        project_totals.*,
+        region_totals.*,
+        grant_totals.*,
+        reach_totals.*,
         cast({{ var('stale_after_days') }} as {{ dbt.type_bigint() }}) as stale_after_days,
         cast({{ var('min_compute_size_cu') }} as double precision) as min_compute_size_cu,
         cast({{ var('idle_replica_after_days') }} as {{ dbt.type_bigint() }}) as idle_replica_after_days
