@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 
 import pytest
-from expected import dbt_vars, marts_timestamp, query, query_dicts
+from expected import dbt_vars, marts_timestamp, query, query_dicts, region_facts
 from neon_api_source import settings
 from neon_elt import report, run, targets
 from neon_elt.run import elt
@@ -71,6 +71,11 @@ def consumption_frames(account, observed_at) -> dict[tuple[str, date, str], int]
                 for metric, value in frame["metrics"].items():
                     values[(project["id"], day, metric)] = value
     return values
+
+
+def cost_window(observed_at) -> set[date]:
+    """The 30 complete UTC days before the run's day: the marts' `…_last_30_days`."""
+    return {observed_at.date() - timedelta(days=n) for n in range(1, 31)}
 
 
 def test_staleness_in_the_inventory_follows_the_computes_last_activity(demo_warehouse, branch_activity):
@@ -170,7 +175,7 @@ def test_projects_has_one_row_per_project_with_its_counts(demo_account, demo_war
 
 def test_projects_sum_the_last_30_days_of_consumption(demo_account, demo_warehouse, observed_at):
     frames = consumption_frames(demo_account, observed_at)
-    window = {observed_at.date() - timedelta(days=n) for n in range(1, 31)}  # before the run's day
+    window = cost_window(observed_at)
     expected = {}
     for project in demo_account.all_projects():
         days = [
@@ -197,32 +202,37 @@ def test_estate_is_the_account_at_a_glance_in_one_row(
 ):
     """marts.estate, the headline of the report, the summary and the notebook: the account's
     totals as served, and the thresholds the build applied (dbt_project.yml's vars)."""
-    projects = demo_account.all_projects()
-    branches = [(p["id"], b) for p in projects for b in demo_account.branches(p["id"])]
-    stale = [b for _pid, b in branches if branch_activity[b["id"]]["is_stale"]]
-    window = {observed_at.date() - timedelta(days=n) for n in range(1, 31)}  # before the run's day
+    regions = region_facts(demo_account).values()
+    stale = [facts for facts in branch_activity.values() if facts["is_stale"]]
     cu_seconds = [
         value
         for (_pid, day, metric), value in consumption_frames(demo_account, observed_at).items()
-        if day in window and metric == "compute_unit_seconds"
+        if day in cost_window(observed_at) and metric == "compute_unit_seconds"
     ]
-    in_use = {p["region_id"] for p in projects}
-    listed = {r["region_id"] for r in demo_account.regions}
-    assert stale and cu_seconds and listed - in_use, "the demo has stale branches, usage, empty regions"
-    thresholds = ("stale_after_days", "min_compute_size_cu", "idle_replica_after_days")
+    in_use = [facts for facts in regions if facts["project_count"]]
+    assert stale and cu_seconds and len(in_use) < len(regions), (
+        "the demo has stale branches, usage, empty regions"
+    )
+    applied = dbt_vars()
+
+    def total(key: str) -> int:
+        return sum(facts[key] for facts in regions)
 
     expected = {
-        "project_count": len(projects),
-        "branch_count": len(branches),
+        "project_count": total("project_count"),
+        "branch_count": total("branch_count"),
         "stale_branch_count": len(stale),
-        "stale_logical_size_bytes": sum(b.get("logical_size") or 0 for b in stale),
-        "endpoint_count": sum(len(demo_account.endpoints(p["id"])) for p in projects),
-        "database_count": sum(len(demo_account.databases(pid, b["id"])) for pid, b in branches),
-        "logical_size_bytes": sum(b.get("logical_size") or 0 for _pid, b in branches),
+        "stale_logical_size_bytes": sum(facts["logical_size_bytes"] or 0 for facts in stale),
+        "endpoint_count": total("endpoint_count"),
+        "database_count": total("database_count"),
+        "logical_size_bytes": total("total_logical_size_bytes"),
         "cu_hours_last_30_days": pytest.approx(sum(cu_seconds) / 3600),
         "regions_in_use_count": len(in_use),
-        "region_count": len(listed | in_use),
-        **{name: dbt_vars()[name] for name in thresholds},
+        "region_count": len(regions),
+        **{
+            name: applied[name]
+            for name in ("stale_after_days", "min_compute_size_cu", "idle_replica_after_days")
+        },
     }
     (estate,) = query_dicts(demo_warehouse, f"select {', '.join(expected)} from marts.estate")
     assert estate == expected
