@@ -12,6 +12,7 @@ import statistics
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 
+import duckdb
 import pytest
 from expected import dbt_vars, marts_timestamp, query, query_dicts, region_facts
 from neon_api_source import settings
@@ -386,3 +387,26 @@ def test_building_another_warehouse_reuses_dbt_s_parse_of_the_project(
     assert "Unable to do partial parsing because saved manifest not found" in parsed
     assert "Unable to do partial parsing" not in built, built
     assert query(second, "select count(*) from marts.projects")[0][0] > 0
+
+
+def test_a_build_drops_what_an_earlier_version_built_under_a_retired_name(demo_warehouse, tmp_path):
+    """The staging models of the daily counter readings were named `*_snapshots`, beside Neon's
+    own snapshots (`stg_neon__backup_snapshots`). A warehouse an earlier version built still holds
+    those views; the next build drops them, and nothing else (an analyst's own table stays)."""
+    warehouse = tmp_path / "neon_api.duckdb"
+    shutil.copyfile(demo_warehouse, warehouse)
+    retired = ("staging", "stg_neon__project_snapshots")
+    with duckdb.connect(str(warehouse)) as connection:
+        connection.execute(
+            f"create view {'.'.join(retired)} as select * from staging.stg_neon__project_latest_readings"
+        )
+        connection.execute("create table staging.analysts_own as select 1 as x")
+    before = set(relations(warehouse))
+
+    with targets.DuckDBTarget(warehouse).build() as build:
+        run.dbt(["run", "--select", "stg_neon__project_readings"], build)
+    assert set(relations(warehouse)) == before - {retired}
+
+
+def relations(warehouse) -> list[tuple[str, str]]:
+    return query(warehouse, "select table_schema, table_name from information_schema.tables")

@@ -266,7 +266,7 @@ def test_enumerations_come_from_neon_s_spec_and_none_blocks_the_build(data_tests
             schemas["BranchRecoveryInfo"]["properties"]["deletion_method"]["enum"],
             "WARN",
         ),
-        ("stg_neon__endpoint_snapshots", "endpoint_state"): (schemas["EndpointState"]["enum"], "WARN"),
+        ("stg_neon__endpoint_latest_readings", "endpoint_state"): (schemas["EndpointState"]["enum"], "WARN"),
         ("stg_neon__operations", "operation_status"): (schemas["OperationStatus"]["enum"], "WARN"),
         ("stg_neon__operations", "operation_action"): (schemas["OperationAction"]["enum"], "WARN"),
         ("stg_neon__branches", "branch_state"): (None, "WARN"),

@@ -14,9 +14,9 @@ endpoints as (
 
 ),
 
-endpoint_snapshots as (
+endpoint_readings as (
 
-    select * from {{ ref('stg_neon__endpoint_snapshots') }}
+    select * from {{ ref('stg_neon__endpoint_latest_readings') }}
 
 ),
 
@@ -32,15 +32,15 @@ roles as (
 
 ),
 
-branch_snapshots as (
+branch_readings as (
 
-    select * from {{ ref('stg_neon__branch_snapshots') }}
+    select * from {{ ref('stg_neon__branch_latest_readings') }}
 
 ),
 
-project_snapshots as (
+project_readings as (
 
-    select * from {{ ref('stg_neon__project_snapshots') }}
+    select * from {{ ref('stg_neon__project_latest_readings') }}
 
 ),
 
@@ -71,14 +71,14 @@ computes as (
         count(*) as endpoint_count,
         count(case when endpoints.endpoint_type = 'read_write' then 1 end) as read_write_endpoint_count,
         count(case when endpoints.endpoint_type = 'read_only' then 1 end) as read_only_endpoint_count,
-        count(case when endpoint_snapshots.endpoint_state = 'active' then 1 end) as active_endpoint_count,
-        count(case when endpoint_snapshots.endpoint_state = 'idle' then 1 end) as idle_endpoint_count,
+        count(case when endpoint_readings.endpoint_state = 'active' then 1 end) as active_endpoint_count,
+        count(case when endpoint_readings.endpoint_state = 'idle' then 1 end) as idle_endpoint_count,
         max(endpoints.autoscaling_limit_max_cu) as max_autoscaling_cu,
-        max(endpoint_snapshots.last_active_at) as last_compute_active_at,
+        max(endpoint_readings.last_active_at) as last_compute_active_at,
         {{ dbt.listagg('endpoints.endpoint_id', "', '", 'order by endpoints.endpoint_id') }} as endpoint_ids
     from endpoints
-    left join endpoint_snapshots
-        on endpoints.endpoint_id = endpoint_snapshots.endpoint_id
+    left join endpoint_readings
+        on endpoints.endpoint_id = endpoint_readings.endpoint_id
     group by endpoints.branch_id
 
 ),
@@ -118,18 +118,18 @@ joined as (
         computes.endpoint_ids,
         coalesce(database_counts.database_count, 0) as database_count,
         coalesce(role_counts.role_count, 0) as role_count,
-        branch_snapshots.logical_size_bytes,
-        branch_snapshots.compute_time_seconds,
-        branch_snapshots.active_time_seconds,
-        branch_snapshots.written_data_bytes,
-        branch_snapshots.data_transfer_bytes,
+        branch_readings.logical_size_bytes,
+        branch_readings.compute_time_seconds,
+        branch_readings.active_time_seconds,
+        branch_readings.written_data_bytes,
+        branch_readings.data_transfer_bytes,
         computes.last_compute_active_at,
         -- a branch whose computes never ran counts as active when it was created
         coalesce(computes.last_compute_active_at, branches.created_at) as last_activity_at,
         branches.created_at,
         -- the latest run lists every project: what it did not re-read, Neon's signals confirmed
         -- unchanged, so the branch is observed as of that run
-        coalesce(project_snapshots.snapshot_at, branch_snapshots.snapshot_at) as observed_at,
+        coalesce(project_readings.read_at, branch_readings.read_at) as observed_at,
         case
             when branch_confirmations.confirmed_at < project_confirmations.confirmed_at
                 then branch_confirmations.confirmed_at
@@ -143,10 +143,10 @@ joined as (
         on branches.branch_id = database_counts.branch_id
     left join role_counts
         on branches.branch_id = role_counts.branch_id
-    left join branch_snapshots
-        on branches.branch_id = branch_snapshots.branch_id
-    left join project_snapshots
-        on branches.project_id = project_snapshots.project_id
+    left join branch_readings
+        on branches.branch_id = branch_readings.branch_id
+    left join project_readings
+        on branches.project_id = project_readings.project_id
     left join project_confirmations
         on branches.project_id = project_confirmations.project_id
     left join branch_confirmations

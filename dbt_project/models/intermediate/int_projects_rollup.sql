@@ -20,9 +20,9 @@ branch_rollup as (
 
 ),
 
-project_snapshots as (
+project_readings as (
 
-    select * from {{ ref('stg_neon__project_snapshots') }}
+    select * from {{ ref('stg_neon__project_latest_readings') }}
 
 ),
 
@@ -99,25 +99,25 @@ final as (
         coalesce(per_project.role_count, 0) as role_count,
         coalesce(per_project.logical_size_bytes, 0) as logical_size_bytes,
         coalesce(per_project.stale_logical_size_bytes, 0) as stale_logical_size_bytes,
-        project_snapshots.synthetic_storage_size_bytes,
+        project_readings.synthetic_storage_size_bytes,
         coalesce(per_project.compute_time_seconds, 0) as compute_time_seconds,
-        project_snapshots.active_time_seconds,
-        project_snapshots.cpu_used_seconds,
+        project_readings.active_time_seconds,
+        project_readings.cpu_used_seconds,
         coalesce(per_project.written_data_bytes, 0) as written_data_bytes,
         coalesce(per_project.data_transfer_bytes, 0) as data_transfer_bytes,
-        coalesce(project_snapshots.compute_last_active_at, per_project.last_compute_active_at)
+        coalesce(project_readings.compute_last_active_at, per_project.last_compute_active_at)
             as last_compute_active_at,
         coalesce(per_project_operations.operation_count, 0) as operation_count,
         coalesce(per_project_operations.failed_operation_count, 0) as failed_operation_count,
         per_project_operations.last_operation_at,
-        coalesce(project_snapshots.snapshot_at, per_project.observed_at) as observed_at,
+        coalesce(project_readings.read_at, per_project.observed_at) as observed_at,
         per_project.confirmed_at,
         per_project.refresh_due_at
     from projects
     left join per_project
         on projects.project_id = per_project.project_id
-    left join project_snapshots
-        on projects.project_id = project_snapshots.project_id
+    left join project_readings
+        on projects.project_id = project_readings.project_id
     left join per_project_operations
         on projects.project_id = per_project_operations.project_id
 

@@ -49,16 +49,16 @@ deleted_branches as (
 
 ),
 
-project_snapshots as (
+project_readings as (
 
-    select * from {{ ref('stg_neon__project_snapshots') }}
+    select * from {{ ref('stg_neon__project_latest_readings') }}
 
 ),
 
 last_reading as (
 
     -- the projects listing is read on every run: its latest reading is the warehouse's "now"
-    select max(snapshot_at) as observed_at from project_snapshots
+    select max(read_at) as observed_at from project_readings
 
 ),
 

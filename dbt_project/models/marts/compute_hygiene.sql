@@ -9,9 +9,9 @@ endpoints as (
 
 ),
 
-endpoint_snapshots as (
+endpoint_readings as (
 
-    select * from {{ ref('stg_neon__endpoint_snapshots') }}
+    select * from {{ ref('stg_neon__endpoint_latest_readings') }}
 
 ),
 
@@ -39,22 +39,22 @@ computes as (
         inventory.branch_name,
         inventory.is_stale as is_stale_branch,
         inventory.days_since_activity as branch_days_since_activity,
-        endpoint_snapshots.endpoint_state,
+        endpoint_readings.endpoint_state,
         endpoints.is_disabled,
         endpoints.suspend_timeout_seconds,
         endpoints.autoscaling_limit_min_cu,
         endpoints.autoscaling_limit_max_cu,
-        endpoint_snapshots.last_active_at,
+        endpoint_readings.last_active_at,
         endpoints.created_at,
         cast(
             {{ dbt.datediff(
-                'coalesce(endpoint_snapshots.last_active_at, endpoints.created_at)', 'inventory.observed_at', 'day'
+                'coalesce(endpoint_readings.last_active_at, endpoints.created_at)', 'inventory.observed_at', 'day'
             ) }} as {{ dbt.type_bigint() }}
         ) as days_since_active,
         -- whether it can have used compute in the window: running, or active since it began
         coalesce(
-            endpoint_snapshots.endpoint_state = 'active'
-            or endpoint_snapshots.last_active_at >= cast(branch_costs.window_start_date as {{ dbt.type_timestamp() }}),
+            endpoint_readings.endpoint_state = 'active'
+            or endpoint_readings.last_active_at >= cast(branch_costs.window_start_date as {{ dbt.type_timestamp() }}),
             false
         ) as was_active_in_window,
         branch_costs.cu_hours_last_30_days as branch_cu_hours_last_30_days,
@@ -62,8 +62,8 @@ computes as (
     from endpoints
     inner join inventory
         on endpoints.branch_id = inventory.branch_id
-    left join endpoint_snapshots
-        on endpoints.endpoint_id = endpoint_snapshots.endpoint_id
+    left join endpoint_readings
+        on endpoints.endpoint_id = endpoint_readings.endpoint_id
     left join branch_costs
         on endpoints.branch_id = branch_costs.branch_id
 

@@ -32,7 +32,7 @@ backup_schedules as (
 
 branch_readings as (
 
-    select * from {{ ref('stg_neon__branch_snapshots') }}
+    select * from {{ ref('stg_neon__branch_latest_readings') }}
 
 ),
 

@@ -1,17 +1,17 @@
 -- Per project and UTC day a run read it: storage and usage summed over the branches it had that
--- day, from the snapshot history. A branch that day's run did not re-read (its project's signals
+-- day, from the daily readings. A branch that day's run did not re-read (its project's signals
 -- had not moved) counts with its last reading, carried forward.
 with
 
 project_readings as (
 
-    select * from {{ ref('stg_neon__project_snapshot_readings') }}
+    select * from {{ ref('stg_neon__project_readings') }}
 
 ),
 
 branch_readings as (
 
-    select * from {{ ref('stg_neon__branch_snapshot_readings') }}
+    select * from {{ ref('stg_neon__branch_readings') }}
 
 ),
 
@@ -25,7 +25,7 @@ project_days as (
 
     select
         *,
-        lag(snapshot_date) over (partition by project_id order by snapshot_date) as previous_usage_date
+        lag(reading_date) over (partition by project_id order by reading_date) as previous_usage_date
     from project_readings
 
 ),
@@ -35,10 +35,10 @@ listing_reads as (
     -- the days a run re-read each project's branch listing, and when (a day's last run wins)
     select
         project_id,
-        snapshot_date,
-        max(snapshot_at) as listing_read_at
+        reading_date,
+        max(read_at) as listing_read_at
     from branch_readings
-    group by project_id, snapshot_date
+    group by project_id, reading_date
 
 ),
 
@@ -51,8 +51,8 @@ listings as (
     inner join listing_reads
         on
             branch_readings.project_id = listing_reads.project_id
-            and branch_readings.snapshot_date = listing_reads.snapshot_date
-            and branch_readings.snapshot_at = listing_reads.listing_read_at
+            and branch_readings.reading_date = listing_reads.reading_date
+            and branch_readings.read_at = listing_reads.listing_read_at
 
 ),
 
@@ -62,14 +62,14 @@ latest_listings as (
     -- an earlier one when the run did not re-read it (Neon's signals said nothing changed)
     select
         project_days.project_id,
-        project_days.snapshot_date as usage_date,
-        max(listing_reads.snapshot_date) as listing_date
+        project_days.reading_date as usage_date,
+        max(listing_reads.reading_date) as listing_date
     from project_days
     inner join listing_reads
         on
             project_days.project_id = listing_reads.project_id
-            and project_days.snapshot_date >= listing_reads.snapshot_date
-    group by project_days.project_id, project_days.snapshot_date
+            and project_days.reading_date >= listing_reads.reading_date
+    group by project_days.project_id, project_days.reading_date
 
 ),
 
@@ -87,7 +87,7 @@ branch_days as (
     inner join listings
         on
             latest_listings.project_id = listings.project_id
-            and latest_listings.listing_date = listings.snapshot_date
+            and latest_listings.listing_date = listings.reading_date
 
 ),
 
@@ -147,7 +147,7 @@ final as (
     select
         project_days.project_id,
         projects.project_name,
-        project_days.snapshot_date as usage_date,
+        project_days.reading_date as usage_date,
         project_days.previous_usage_date,
         project_days.synthetic_storage_size_bytes,
         per_day.logical_size_bytes,
@@ -163,12 +163,12 @@ final as (
         coalesce(per_day.branch_count, 0) as branch_count,
         coalesce(per_day.carried_forward_branch_count, 0) as carried_forward_branch_count,
         projects.project_id is null as is_deleted_project,
-        project_days.snapshot_at as observed_at
+        project_days.read_at as observed_at
     from project_days
     left join per_day
         on
             project_days.project_id = per_day.project_id
-            and project_days.snapshot_date = per_day.usage_date
+            and project_days.reading_date = per_day.usage_date
     left join projects
         on project_days.project_id = projects.project_id
 

@@ -1,6 +1,6 @@
 -- Every reading of each compute's state and activity: one per compute and day a run re-read its
 -- project's compute listing (the day's last run wins). The latest one per compute is
--- stg_neon__endpoint_snapshots.
+-- stg_neon__endpoint_latest_readings.
 with
 
 source as (
@@ -21,8 +21,8 @@ renamed as (
         pending_state as pending_endpoint_state,
 
         -- dates and timestamps
-        snapshot_date,
-        {{ to_utc('snapshot_at') }} as snapshot_at,
+        snapshot_date as reading_date,
+        {{ to_utc('snapshot_at') }} as read_at,
         {{ to_utc('last_active') }} as last_active_at,
         {{ to_utc('started_at') }} as started_at,
         {{ to_utc('suspended_at') }} as suspended_at,

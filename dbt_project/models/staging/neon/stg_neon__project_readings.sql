@@ -1,25 +1,10 @@
--- The latest snapshot of each project's usage counters.
+-- Every reading of each project's usage counters: one per project and day a run read it (the
+-- day's last run wins). The latest one per project is stg_neon__project_latest_readings.
 with
 
 source as (
 
     select * from {{ source('neon', 'project_snapshots') }}
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (partition by project_id order by snapshot_at desc) as recency_rank
-    from source
-
-),
-
-latest as (
-
-    select * from ranked
-    where recency_rank = 1
 
 ),
 
@@ -35,12 +20,12 @@ renamed as (
         synthetic_storage_size as synthetic_storage_size_bytes,
 
         -- dates and timestamps
-        snapshot_date,
-        {{ to_utc('snapshot_at') }} as snapshot_at,
+        snapshot_date as reading_date,
+        {{ to_utc('snapshot_at') }} as read_at,
         {{ to_utc('compute_last_active_at') }} as compute_last_active_at,
         {{ to_utc('updated_at') }} as updated_at
 
-    from latest
+    from source
 
 )
 

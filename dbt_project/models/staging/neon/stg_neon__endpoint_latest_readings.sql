@@ -1,4 +1,5 @@
--- The latest snapshot of each compute's state and activity.
+-- The latest reading of each compute's state and activity (the row a run last took). Its
+-- daily readings are stg_neon__endpoint_readings; Neon's snapshots are stg_neon__backup_snapshots.
 with
 
 source as (
@@ -35,8 +36,8 @@ renamed as (
         pending_state as pending_endpoint_state,
 
         -- dates and timestamps
-        snapshot_date,
-        {{ to_utc('snapshot_at') }} as snapshot_at,
+        snapshot_date as reading_date,
+        {{ to_utc('snapshot_at') }} as read_at,
         {{ to_utc('last_active') }} as last_active_at,
         {{ to_utc('started_at') }} as started_at,
         {{ to_utc('suspended_at') }} as suspended_at,

@@ -1,7 +1,7 @@
 -- Every reading of each branch's size and usage counters: one per branch and day a run re-read
 -- its project's branch listing (the day's last run wins). An incremental run that did not re-read
 -- a project leaves no reading of its branches that day. The latest one per branch is
--- stg_neon__branch_snapshots.
+-- stg_neon__branch_latest_readings.
 with
 
 source as (
@@ -29,8 +29,8 @@ renamed as (
         data_transfer_bytes,
 
         -- dates and timestamps
-        snapshot_date,
-        {{ to_utc('snapshot_at') }} as snapshot_at,
+        snapshot_date as reading_date,
+        {{ to_utc('snapshot_at') }} as read_at,
         {{ to_utc('updated_at') }} as updated_at
 
     from source

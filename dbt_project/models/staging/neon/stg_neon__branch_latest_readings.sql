@@ -1,4 +1,5 @@
--- The latest snapshot of each branch's size and usage counters.
+-- The latest reading of each branch's size and usage counters (the row a run last took). Its
+-- daily readings are stg_neon__branch_readings; Neon's snapshots are stg_neon__backup_snapshots.
 with
 
 source as (
@@ -47,8 +48,8 @@ renamed as (
         restricted_actions,
 
         -- dates and timestamps
-        snapshot_date,
-        {{ to_utc('snapshot_at') }} as snapshot_at,
+        snapshot_date as reading_date,
+        {{ to_utc('snapshot_at') }} as read_at,
         {{ to_utc('updated_at') }} as updated_at
 
     from latest
