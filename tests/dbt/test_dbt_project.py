@@ -125,13 +125,20 @@ def test_every_model_and_every_column_is_described(models, warehouse_columns):
         assert not undescribed, f"{name}: columns without a description: {undescribed}"
 
 
-def test_every_mart_states_its_grain(models):
-    """`One row per …`; a mart of one row in all (its test: one_row) says so."""
+def test_every_mart_states_its_grain(models, data_tests):
+    """`One row per …`; a mart of one row in all says so, and exactly such a mart is tested
+    one_row (a grain the description states and no test holds would be a claim)."""
     for name, model in models.items():
-        if layer_of(model) == "marts":
-            assert model["description"].lstrip().startswith(("One row per", "One row in all")), (
-                f"mart {name} should start its description with its grain (`One row per …`)"
-            )
+        if layer_of(model) != "marts":
+            continue
+        description = model["description"].lstrip()
+        assert description.startswith(("One row per", "One row in all")), (
+            f"mart {name} should start its description with its grain (`One row per …`)"
+        )
+        one_row = any(t["test_metadata"]["name"] == "one_row" for t in attached_tests(data_tests, model))
+        assert one_row == description.startswith("One row in all"), (
+            f"mart {name}: `One row in all` and the one_row test go together"
+        )
 
 
 def test_marts_have_an_enforced_contract_with_every_data_type(models):
