@@ -18,6 +18,7 @@ from expected import (
     dbt_vars,
     query,
     query_dicts,
+    region_facts,
     unbilled_org_names,
     visible_to_the_personal_key,
 )
@@ -78,28 +79,25 @@ def test_the_report_and_the_printed_summary_state_the_same_estate(
 ):
     """The headline figures, as the simulator served them: the report's line under its title and
     the summary `make demo` prints (the notebook's: test_dlthub_habits)."""
-    projects = demo_account.all_projects()
-    branches = sum(len(demo_account.branches(p["id"])) for p in projects)
-    computes = sum(len(demo_account.endpoints(p["id"])) for p in projects)
-    databases = sum(
-        len(demo_account.databases(p["id"], b["id"]))
-        for p in projects
-        for b in demo_account.branches(p["id"])
-    )
+    facts = region_facts(demo_account).values()
+
+    def total(key: str) -> int:
+        return sum(region[key] for region in facts)
+
+    projects, branches = total("project_count"), total("branch_count")
     ((stale, stale_bytes),) = query(
         demo_warehouse, "select count(*), coalesce(sum(logical_size_bytes), 0) from marts.stale_branches"
     )
-    regions = {p["region_id"] for p in projects}
-    (listed,) = query(demo_warehouse, "select count(*) from marts.regional_footprint")[0]
+    in_use = sum(1 for region in facts if region["project_count"])
     assert (
-        f"{len(projects)} projects, {branches} branches, {stale} stale ({stale_bytes / 2**30:.2f} GiB "
-        f"reclaimable), {len(regions)} of {listed} regions in use"
+        f"{projects} projects, {branches} branches, {stale} stale ({stale_bytes / 2**30:.2f} GiB "
+        f"reclaimable), {in_use} of {len(facts)} regions in use"
     ) in report.read_text()
     print_marts_summary(DuckDBTarget(demo_warehouse))
     printed = capsys.readouterr().out
     assert (
-        f"{len(projects)} projects, {branches} branches ({stale} stale), {computes} computes, "
-        f"{databases} databases"
+        f"{projects} projects, {branches} branches ({stale} stale), {total('endpoint_count')} computes, "
+        f"{total('database_count')} databases"
     ) in printed
 
 
