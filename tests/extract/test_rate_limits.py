@@ -207,6 +207,11 @@ def test_the_source_on_its_own_takes_the_same_settings_as_the_runner(account, mo
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt"))
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__BUDGET_SHARE", "0.5")
     monkeypatch.setenv("SOURCES__NEON_API_SOURCE__MAX_THROTTLE_WAIT_SECONDS", "2")
+    # the account's rate FAST times Neon's, as the other tests': at Neon's own the run reads
+    # for 15 s before it reaches the refused route
+    monkeypatch.setenv(
+        "SOURCES__NEON_API_SOURCE__REQUESTS_PER_MINUTE", str(settings.REQUESTS_PER_MINUTE * FAST)
+    )
     roles = "/projects/{project_id}/branches/{branch_id}/roles"
     with Simulator(account, faults=Faults(persistent={roles: 429})) as simulator:
         pipeline = dlt.pipeline(
