@@ -1,59 +1,34 @@
--- The latest reading of each branch's size and usage counters (the row a run last took). Its
--- daily readings are stg_neon__branch_readings; Neon's snapshots are stg_neon__backup_snapshots.
+-- The latest reading of each branch's size and usage counters: the row of stg_neon__branch_readings
+-- a run took last. Not Neon's snapshots (those are stg_neon__backup_snapshots).
 with
 
-source as (
+readings as (
 
-    select * from {{ source('neon', 'branch_snapshots') }}
+    select * from {{ ref('stg_neon__branch_readings') }}
 
 ),
 
-ranked as (
+last_read as (
 
+    -- a reading per branch and day, each day's by its own run: one has the latest read_at
     select
-        *,
-        row_number() over (partition by branch_id order by snapshot_at desc) as recency_rank
-    from source
+        branch_id,
+        max(read_at) as read_at
+    from readings
+    group by branch_id
 
 ),
 
 latest as (
 
-    select * from ranked
-    where recency_rank = 1
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        branch_id,
-        project_id,
-
-        -- strings
-        pending_state as pending_branch_state,
-        -- the actions Neon restricts on the branch now (`restore`, `delete-rw-endpoint`, ...)
-        {{ json_array_field_list('restricted_actions', 'name') }} as restricted_action_names,
-
-        -- numerics
-        logical_size as logical_size_bytes,
-        compute_time_seconds,
-        active_time_seconds,
-        cpu_used_sec as cpu_used_seconds,
-        written_data_bytes,
-        data_transfer_bytes,
-
-        -- json: `[{name, reason}]`, NULL when nothing is restricted
-        restricted_actions,
-
-        -- dates and timestamps
-        snapshot_date as reading_date,
-        {{ to_utc('snapshot_at') }} as read_at,
-        {{ to_utc('updated_at') }} as updated_at
-
-    from latest
+    select readings.*
+    from readings
+    inner join last_read
+        on
+            readings.branch_id = last_read.branch_id
+            and readings.read_at = last_read.read_at
 
 )
 
-select * from renamed
+-- the columns stg_neon__branch_readings names: the YAML lists them, the structure tests hold them
+select * from latest  -- noqa: AM04

@@ -19,6 +19,8 @@ renamed as (
 
         -- strings
         pending_state as pending_branch_state,
+        -- the actions Neon restricted on the branch when read (`restore`, ...)
+        {{ json_array_field_list('restricted_actions', 'name') }} as restricted_action_names,
 
         -- numerics
         logical_size as logical_size_bytes,
@@ -27,6 +29,9 @@ renamed as (
         cpu_used_sec as cpu_used_seconds,
         written_data_bytes,
         data_transfer_bytes,
+
+        -- json: `[{name, reason}]`, NULL when nothing was restricted
+        restricted_actions,
 
         -- dates and timestamps
         snapshot_date as reading_date,

@@ -1,50 +1,34 @@
--- The latest reading of each compute's state and activity (the row a run last took). Its
--- daily readings are stg_neon__endpoint_readings; Neon's snapshots are stg_neon__backup_snapshots.
+-- The latest reading of each compute's state and activity: the row of stg_neon__endpoint_readings
+-- a run took last. Not Neon's snapshots (those are stg_neon__backup_snapshots).
 with
 
-source as (
+readings as (
 
-    select * from {{ source('neon', 'endpoint_snapshots') }}
+    select * from {{ ref('stg_neon__endpoint_readings') }}
 
 ),
 
-ranked as (
+last_read as (
 
+    -- a reading per endpoint and day, each day's by its own run: one has the latest read_at
     select
-        *,
-        row_number() over (partition by endpoint_id order by snapshot_at desc) as recency_rank
-    from source
+        endpoint_id,
+        max(read_at) as read_at
+    from readings
+    group by endpoint_id
 
 ),
 
 latest as (
 
-    select * from ranked
-    where recency_rank = 1
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        endpoint_id,
-        project_id,
-
-        -- strings
-        current_state as endpoint_state,
-        pending_state as pending_endpoint_state,
-
-        -- dates and timestamps
-        snapshot_date as reading_date,
-        {{ to_utc('snapshot_at') }} as read_at,
-        {{ to_utc('last_active') }} as last_active_at,
-        {{ to_utc('started_at') }} as started_at,
-        {{ to_utc('suspended_at') }} as suspended_at,
-        {{ to_utc('updated_at') }} as updated_at
-
-    from latest
+    select readings.*
+    from readings
+    inner join last_read
+        on
+            readings.endpoint_id = last_read.endpoint_id
+            and readings.read_at = last_read.read_at
 
 )
 
-select * from renamed
+-- the columns stg_neon__endpoint_readings names: the YAML lists them, the structure tests hold them
+select * from latest  -- noqa: AM04

@@ -1,48 +1,34 @@
--- The latest reading of each project's usage counters (the row a run last took). Its
--- daily readings are stg_neon__project_readings; Neon's snapshots are stg_neon__backup_snapshots.
+-- The latest reading of each project's usage counters: the row of stg_neon__project_readings
+-- a run took last. Not Neon's snapshots (those are stg_neon__backup_snapshots).
 with
 
-source as (
+readings as (
 
-    select * from {{ source('neon', 'project_snapshots') }}
+    select * from {{ ref('stg_neon__project_readings') }}
 
 ),
 
-ranked as (
+last_read as (
 
+    -- a reading per project and day, each day's by its own run: one has the latest read_at
     select
-        *,
-        row_number() over (partition by project_id order by snapshot_at desc) as recency_rank
-    from source
+        project_id,
+        max(read_at) as read_at
+    from readings
+    group by project_id
 
 ),
 
 latest as (
 
-    select * from ranked
-    where recency_rank = 1
-
-),
-
-renamed as (
-
-    select
-        -- ids
-        project_id,
-
-        -- numerics
-        active_time as active_time_seconds,
-        cpu_used_sec as cpu_used_seconds,
-        synthetic_storage_size as synthetic_storage_size_bytes,
-
-        -- dates and timestamps
-        snapshot_date as reading_date,
-        {{ to_utc('snapshot_at') }} as read_at,
-        {{ to_utc('compute_last_active_at') }} as compute_last_active_at,
-        {{ to_utc('updated_at') }} as updated_at
-
-    from latest
+    select readings.*
+    from readings
+    inner join last_read
+        on
+            readings.project_id = last_read.project_id
+            and readings.read_at = last_read.read_at
 
 )
 
-select * from renamed
+-- the columns stg_neon__project_readings names: the YAML lists them, the structure tests hold them
+select * from latest  -- noqa: AM04
