@@ -184,14 +184,21 @@ def test_every_source_has_freshness_on_the_load_time(manifest):
 
 
 def test_only_staging_reads_sources_and_staging_reads_nothing_else(models):
+    """A staging model reads exactly one raw table: itself, or through the one staging model that
+    names its columns (the latest readings are their readings model, reduced to the last row)."""
     for name, model in models.items():
         parents = model["depends_on"]["nodes"]
         reads_source = any(p.startswith("source.") for p in parents)
         if layer_of(model) == "staging":
-            assert parents and all(p.startswith("source.") for p in parents), (
-                f"staging model {name} should read exactly its raw table: {parents}"
-            )
-            assert len(parents) == 1, f"{name} reads several raw tables: {parents}"
+            assert len(parents) == 1, f"staging model {name} should read exactly its raw table: {parents}"
+            (parent,) = parents
+            if parent.startswith("model."):
+                base = models[parent.rsplit(".", 1)[-1]]
+                assert layer_of(base) == "staging" and base["depends_on"]["nodes"][0].startswith("source."), (
+                    f"staging model {name} reads {parent}, which is not a staging model of a raw table"
+                )
+            else:
+                assert parent.startswith("source."), f"staging model {name} reads {parent}"
         else:
             assert not reads_source, f"{name} reads a source directly; go through staging"
 
