@@ -318,7 +318,7 @@ def _(GIB, con, mo):
         from days
         order by growth_gib desc nulls last
     """).df()
-    mo.ui.table(growth, selection=None, label="Storage growth per project, from the daily snapshots")
+    mo.ui.table(growth, selection=None, label="Storage growth per project, from the daily counter readings")
     return
 
 
