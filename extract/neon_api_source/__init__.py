@@ -1,10 +1,11 @@
 """dlt source for the Neon management API v2: the whole estate of an account.
 
-Loads, into the dataset of the pipeline (`neon_api_data` by convention), one table per Neon
-listing (projects, branches, computes, databases, roles, operations, consumption, the access
-review's listings...) and daily snapshot tables of their volatile counters; `confirmations` says
-when the API last confirmed each listing and when it is due again. Each listing's route, paging,
-table, columns and how it is carried between runs are one row of `listings/`.
+Loads, into the dataset of the pipeline (`neon_api_data` by convention), one table per Neon listing
+(projects, branches, computes, databases, roles, operations, consumption, the access review's
+listings...) and tables of daily readings of their volatile counters (`*_snapshots`);
+`confirmations` says when the API last confirmed each listing and when it is due again. Each
+listing's route, paging, table, columns and how it is carried between runs are one row of
+`listings/`.
 
 The package: this module holds the source and its resources; `estate.py` fetches the listings the
 resources share and makes the plan (`incremental.py` decides it); `consumption.py` reads and

@@ -2,8 +2,9 @@
 
 Each `Listing` says where a listing lives (route, the key of the body that holds its items, how it
 pages and with what page size, its parent), which spec schema its fields come from, the table its
-rows land in (primary key, stable columns, and the volatile counters that go to a daily snapshot
-table instead), how its rows are carried between runs, and the word the progress line uses for it.
+rows land in (primary key, stable columns, and the volatile counters that go to a table of daily
+readings instead, `<table>_snapshots`), how its rows are carried between runs, and the word the
+progress line uses for it.
 
 From these rows are made: the resources' table hints (`Listing.hints()`), the whole resource of
 a plain listing (neon_api_source.access.plain_resource) and of a listing read for every
@@ -13,11 +14,12 @@ held to the consumption limit (limiter.py, and the simulator's limits.py), what 
 runs (previous.py: `CARRIED`), and the spec checks of tests/extract/test_raw_schema.py
 (`SPEC_SCHEMAS`). The rows live by area: estate.py, consumption.py and access.py here.
 
-This package imports only the standard library, so the simulator reads it without the source's
-HTTP machinery. Column types are dlt data types; `json` keeps a free-form map as one JSON
-column. Each entity's fields split in two: stable ones, versioned with dlt's scd2 strategy so
-analysts see when something was created, changed or deleted, and volatile counters, kept in a
-daily snapshot table so that usage ticking over does not mint a new version on every run.
+This package imports only the standard library, so the simulator reads it without the source's HTTP
+machinery. Column types are dlt data types; `json` keeps a free-form map as one JSON column. Each
+entity's fields split in two: stable ones, versioned with dlt's scd2 strategy so analysts see when
+something was created, changed or deleted, and volatile counters, kept in a table of daily readings
+(`*_snapshots`, not Neon's snapshots) so that usage ticking over does not mint a new version on
+every run.
 
 Adding a listing Neon serves per organization or per project, read on every run: a row in the
 module of its area with `parent`, `route`, `envelope`, `columns` and `spec_schema` (its resource

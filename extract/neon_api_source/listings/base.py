@@ -106,7 +106,7 @@ class Listing:
         return tuple(self.hints())
 
     def snapshot_args(self) -> dict:
-        """`dlt.resource` arguments for the daily snapshot table of the volatile counters."""
+        """`dlt.resource` arguments for the table of daily readings of the volatile counters."""
         return {
             "name": self.snapshot_table,
             "primary_key": [self.snapshot_key, "snapshot_date"],
