@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 import duckdb
 import pytest
-from expected import dbt_vars, marts_timestamp, query, query_dicts, region_facts
+from expected import account_totals, dbt_vars, marts_timestamp, query, query_dicts
 from neon_api_source import settings
 from neon_elt import report, run, targets
 from neon_elt.run import elt
@@ -203,33 +203,23 @@ def test_estate_is_the_account_at_a_glance_in_one_row(
 ):
     """marts.estate, the headline of the report, the summary and the notebook: the account's
     totals as served, and the thresholds the build applied (dbt_project.yml's vars)."""
-    regions = region_facts(demo_account).values()
+    totals = account_totals(demo_account)
     stale = [facts for facts in branch_activity.values() if facts["is_stale"]]
+    window = cost_window(observed_at)
     cu_seconds = [
         value
         for (_pid, day, metric), value in consumption_frames(demo_account, observed_at).items()
-        if day in cost_window(observed_at) and metric == "compute_unit_seconds"
+        if day in window and metric == "compute_unit_seconds"
     ]
-    in_use = [facts for facts in regions if facts["project_count"]]
-    assert stale and cu_seconds and len(in_use) < len(regions), (
+    assert stale and cu_seconds and totals["regions_in_use_count"] < totals["region_count"], (
         "the demo has stale branches, usage, empty regions"
     )
     applied = dbt_vars()
-
-    def total(key: str) -> int:
-        return sum(facts[key] for facts in regions)
-
     expected = {
-        "project_count": total("project_count"),
-        "branch_count": total("branch_count"),
+        **totals,
         "stale_branch_count": len(stale),
         "stale_logical_size_bytes": sum(facts["logical_size_bytes"] or 0 for facts in stale),
-        "endpoint_count": total("endpoint_count"),
-        "database_count": total("database_count"),
-        "logical_size_bytes": total("total_logical_size_bytes"),
         "cu_hours_last_30_days": pytest.approx(sum(cu_seconds) / 3600),
-        "regions_in_use_count": len(in_use),
-        "region_count": len(regions),
         **{
             name: applied[name]
             for name in ("stale_after_days", "min_compute_size_cu", "idle_replica_after_days")

@@ -80,6 +80,21 @@ def region_facts(account) -> dict[str, dict]:
     return facts
 
 
+def account_totals(account) -> dict[str, int]:
+    """The account's headline as served (marts.estate's names): its regions' facts summed, and how
+    many of the listed regions hold a project."""
+    regions = region_facts(account).values()
+    return {
+        **{
+            key: sum(region[key] for region in regions)
+            for key in ("project_count", "branch_count", "endpoint_count", "database_count")
+        },
+        "logical_size_bytes": sum(region["total_logical_size_bytes"] for region in regions),
+        "regions_in_use_count": sum(1 for region in regions if region["project_count"]),
+        "region_count": len(regions),
+    }
+
+
 def float_sum(value):
     """A float to 12 significant digits: DuckDB adds a column's doubles in whatever order its
     threads meet them, so the same sum can differ in its last bits from one build to the next."""

@@ -15,10 +15,10 @@ import pytest
 import vl_convert
 from expected import (
     access_counts_per_org,
+    account_totals,
     dbt_vars,
     query,
     query_dicts,
-    region_facts,
     unbilled_org_names,
     visible_to_the_personal_key,
 )
@@ -79,25 +79,20 @@ def test_the_report_and_the_printed_summary_state_the_same_estate(
 ):
     """The headline figures, as the simulator served them: the report's line under its title and
     the summary `make demo` prints (the notebook's: test_dlthub_habits)."""
-    facts = region_facts(demo_account).values()
-
-    def total(key: str) -> int:
-        return sum(region[key] for region in facts)
-
-    projects, branches = total("project_count"), total("branch_count")
+    totals = account_totals(demo_account)
+    projects, branches = totals["project_count"], totals["branch_count"]
     ((stale, stale_bytes),) = query(
         demo_warehouse, "select count(*), coalesce(sum(logical_size_bytes), 0) from marts.stale_branches"
     )
-    in_use = sum(1 for region in facts if region["project_count"])
     assert (
         f"{projects} projects, {branches} branches, {stale} stale ({stale_bytes / 2**30:.2f} GiB "
-        f"reclaimable), {in_use} of {len(facts)} regions in use"
+        f"reclaimable), {totals['regions_in_use_count']} of {totals['region_count']} regions in use"
     ) in report.read_text()
     print_marts_summary(DuckDBTarget(demo_warehouse))
     printed = capsys.readouterr().out
     assert (
-        f"{projects} projects, {branches} branches ({stale} stale), {total('endpoint_count')} computes, "
-        f"{total('database_count')} databases"
+        f"{projects} projects, {branches} branches ({stale} stale), {totals['endpoint_count']} computes, "
+        f"{totals['database_count']} databases"
     ) in printed
 
 
