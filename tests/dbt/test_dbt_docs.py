@@ -1,5 +1,5 @@
 """The documentation analysts read: every mart column has a description in the docs site and in
-the warehouse's catalog.
+the warehouse's catalog, and the query on the docs site's front page runs.
 
 `dbt docs generate` builds catalog.json from the warehouse's own comments (dbt-duckdb reads
 `duckdb_tables()` / `duckdb_columns()`), which `persist_docs` wrote during the session's build;
@@ -9,9 +9,12 @@ the site shows the manifest's descriptions. Both are read here without starting 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 
 import pytest
 from expected import query
+from suite import REPO
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
 pytestmark = pytest.mark.slow
@@ -54,3 +57,18 @@ def test_doc_blocks_are_rendered_not_left_as_jinja(marts):
     for name, node in marts.items():
         for column, spec in node["columns"].items():
             assert "{{" not in spec["description"] and "{%" not in spec["description"], f"{name}.{column}"
+
+
+def test_the_docs_front_page_s_python_query_runs_as_written(demo_warehouse, demo_account, tmp_path):
+    """The one-liner of `make docs`' front page, run from a folder laid out as the repository root
+    (its `.venv`, the warehouse under the name `make demo` gives it), shows the estate's counts."""
+    page = (REPO / "dbt_project/models/_overview.md").read_text()
+    (command,) = re.findall(r"^```sh\n(.*?)\n```", page, re.S | re.M)
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    (tmp_path / "neon_api_pipeline.duckdb").symlink_to(demo_warehouse)
+    shown = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    header, *_, row = [line for line in shown.stdout.splitlines() if line.startswith("│")]
+    cells = [[cell.strip() for cell in line.strip("│").split("│")] for line in (header, row)]
+    values = dict(zip(*cells, strict=True))
+    assert int(values["project_count"]) == len(demo_account.all_projects()), shown.stdout
