@@ -1,26 +1,9 @@
 -- The current version of each branch (dlt's scd2 history: `_dlt_valid_to` is NULL on it).
 with
 
-source as (
-
-    select * from {{ source('neon', 'project_branches') }}
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (partition by id order by _dlt_valid_from desc) as recency_rank
-    from source
-    where _dlt_valid_to is null
-
-),
-
 current_versions as (
 
-    select * from ranked
-    where recency_rank = 1
+    {{ dlt_current_versions(source('neon', 'project_branches')) }}
 
 ),
 
