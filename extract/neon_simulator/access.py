@@ -3,7 +3,7 @@
 them), plus the connection settings an access review reads off each project.
 
 Everything here is drawn from a generator of its own (``f"{seed}:access"``) once the projects
-exist, so an account holds exactly what it held before this module: only more of it. Records are
+exist, so the rest of an account is the same with access records as without them. Records are
 stored in the exact JSON shapes of Neon's spec: ``MemberWithUser`` (``{"member", "user"}``),
 ``OrgApiKeysListResponseItem``, ``ProjectPermission``, ``VPCEndpointWithRegion`` and
 ``VPCEndpoint``.

@@ -215,7 +215,7 @@ def test_a_failed_run_says_why_in_one_line_and_saves_or_publishes_nothing(schedu
 
 def test_make_takes_the_target_from_the_environment_as_the_runner_does(tmp_path):
     """The workflow's PostgreSQL variant sets NEON_ELT_TARGET once, for the runner and for
-    `make report` alike (make used to set it back to duckdb)."""
+    `make report` alike: the Makefile must not set it back to duckdb."""
     project = checkout(tmp_path / "neon-elt")
     port = free_port()
     env = scheduler_env(
