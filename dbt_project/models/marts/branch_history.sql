@@ -51,7 +51,7 @@ deleted_branches as (
 
 project_readings as (
 
-    select * from {{ ref('stg_neon__project_latest_readings') }}
+    select * from {{ ref('stg_neon__project_readings') }}
 
 ),
 
