@@ -1,5 +1,6 @@
 """The marts the report shows, read once: every figure comes from a dbt mart (tested and
-documented in dbt_project/models/marts); this module only orders and selects rows.
+documented in dbt_project/models/marts); this module orders and selects rows, and adds up one
+chart's series (the daily consumption of all projects) rather than hand the page every project's.
 
 Every text is made showable as it is read (views.showable): a name Neon serves may hold control
 characters, bidirectional overrides or 100 KB, and no part of the page should meet them."""
