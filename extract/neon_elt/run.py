@@ -296,6 +296,9 @@ def dbt(args: Sequence[str], build: Build, *, target_path: str | None = None) ->
     env = config.environ_without_secrets()
     env.update(build.dbt_env())
     env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    # dbt colours its lines even into a file; a scheduler's log (cron's elt.log) gets plain text
+    if not sys.stdout.isatty():
+        env.setdefault("DBT_USE_COLORS", "false")
     if target_path:
         env["DBT_TARGET_PATH"] = target_path
     executable = Path(sys.executable).with_name("dbt")
