@@ -29,7 +29,7 @@ UNITS = {"CU-hour": "CU-hours", "GB-month": "GB-months", "GB": "GB", "branch-mon
 # for them, which Neon serves to paid plans only. The report, the summary and the notebook name
 # them beside the bills, so that none is left out unseen.
 UNBILLED_ORGS = "select org_name from marts.organizations where not has_bill order by org_name, org_id"
-PAID_PLANS_ONLY = "Neon serves it to paid plans (Launch, Scale, Agent, Enterprise) only"
+PAID_PLANS_ONLY = "Neon serves it to paid plans (Launch, Scale, Agent, Business, Enterprise) only"
 NO_BILL = f"No consumption history was loaded, so there is no bill to show: {PAID_PLANS_ONLY}."
 
 

@@ -29,6 +29,7 @@ from neon_elt.run import elt
 from neon_elt.targets import DuckDBTarget
 from neon_simulator import PRESETS, Account, Simulator
 from report_helpers import EXPECTED_CHARTS, shows_amount, shows_usd, table, table_rows
+from spec import spec as api_spec
 from suite import client_for
 
 # runs the pipeline, dbt or a server: `make test-fast` leaves it out
@@ -108,6 +109,13 @@ def test_the_report_and_the_summary_name_the_organizations_without_a_bill(
     print_marts_summary(DuckDBTarget(demo_warehouse))
     printed = capsys.readouterr().out.split("what it costs", 1)[1]
     assert f"No consumption history for {', '.join(unbilled)}" in printed
+    # the plans it names are those Neon's spec serves project consumption history to
+    served_to = " ".join(
+        api_spec()["paths"]["/consumption_history/v2/projects"]["get"]["description"].split()
+    )
+    (plans,) = re.findall(r"Available for accounts on ((?:\w+, )+and \w+) plans", served_to)
+    line = next(line for line in printed.splitlines() if "No consumption history for" in line)
+    assert re.findall(r"\(([^)]*)\)", line)[-1].split(", ") == plans.replace(", and", ",").split(", ")
 
 
 def urls(spec: object) -> list[str]:
